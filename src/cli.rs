@@ -1,0 +1,43 @@
+//! Command-line interface: `run`, `check`, `demo`, `version`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Edge TLS load balancer for OpenWebUI replicas and GPU inference pools.
+#[derive(Debug, Parser)]
+#[command(name = "ferrogate", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground.
+    Run {
+        /// Path of the YAML configuration.
+        #[arg(short, long, default_value = "/etc/ferrogate/ferrogate.yaml")]
+        config: PathBuf,
+    },
+    /// Validate a configuration: print every error with file:line:column and exit non-zero.
+    Check {
+        /// Path of the YAML configuration.
+        #[arg(short, long, default_value = "/etc/ferrogate/ferrogate.yaml")]
+        config: PathBuf,
+    },
+    /// Run the daemon on the built-in demo configuration together with a tiny demo backend.
+    Demo {
+        /// Directory for the demo's state (self-signed certificate); created if missing.
+        #[arg(long, default_value = ".ferrogate-demo")]
+        state_dir: PathBuf,
+    },
+    /// Serve only the tiny demo backend (echo page, SSE clock, WebSocket echo).
+    DemoBackend {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:18080")]
+        listen: String,
+    },
+    /// Print the version.
+    Version,
+}

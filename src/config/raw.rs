@@ -1,0 +1,282 @@
+//! The serde mirror of the YAML file: the whole user-facing contract of DESIGN.md, every struct
+//! `deny_unknown_fields`. Validation decodes these one section or element at a time (so one bad
+//! element does not hide the others); nothing outside `config/` sees them.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Top-level keys, in contract order.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "state_dir",
+    "workers",
+    "listeners",
+    "admin",
+    "tls",
+    "acme",
+    "routes",
+    "upstreams",
+];
+
+/// Keys of the `tls` section.
+pub const TLS_KEYS: &[&str] = &["hsts", "certificates"];
+
+/// `listeners`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListeners {
+    pub http: Option<String>,
+    pub https: Option<String>,
+    #[serde(default)]
+    pub extra: Vec<RawExtraListener>,
+}
+
+/// One of `listeners.extra`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtraListener {
+    pub name: String,
+    pub address: String,
+    #[serde(default)]
+    pub tls: bool,
+}
+
+/// `admin`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: String,
+}
+
+/// One of `tls.certificates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    pub name: String,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+    pub domains: Option<Vec<String>>,
+    pub acme: Option<RawCertificateAcme>,
+}
+
+/// `tls.certificates[].acme`.
+#[allow(
+    dead_code,
+    reason = "parsed to check the contract; read once the feature lands"
+)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificateAcme {
+    pub challenge: RawChallenge,
+    pub dns_provider: Option<String>,
+}
+
+/// ACME challenge type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum RawChallenge {
+    #[serde(rename = "http-01")]
+    Http01,
+    #[serde(rename = "dns-01")]
+    Dns01,
+}
+
+/// The top-level `acme` section.
+#[allow(
+    dead_code,
+    reason = "parsed to check the contract; read once the feature lands"
+)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcme {
+    /// `letsencrypt`, `letsencrypt-staging` or an https URL.
+    pub directory: Option<String>,
+    pub email: Option<String>,
+    pub ca_root: Option<String>,
+    pub eab: Option<RawEab>,
+    #[serde(default)]
+    pub dns_providers: BTreeMap<String, RawDnsProvider>,
+}
+
+/// External account binding.
+#[allow(
+    dead_code,
+    reason = "parsed to check the contract; read once the feature lands"
+)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEab {
+    pub kid: String,
+    pub hmac_key_file: String,
+}
+
+/// A DNS-01 provider, by `type`.
+#[allow(
+    dead_code,
+    reason = "parsed to check the contract; read once the feature lands"
+)]
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+pub enum RawDnsProvider {
+    Regru {
+        username: String,
+        password_file: String,
+    },
+    Rfc2136 {
+        server: String,
+        tsig_key_name: String,
+        tsig_algorithm: String,
+        tsig_secret_file: String,
+    },
+    Cloudflare {
+        api_token_file: String,
+    },
+    /// Called as `COMMAND present|cleanup FQDN VALUE`.
+    Exec {
+        command: String,
+    },
+}
+
+/// One of `routes`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: String,
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    pub path_prefix: Option<String>,
+    #[serde(default)]
+    pub strip_prefix: bool,
+    pub listener: Option<String>,
+    pub upstream: String,
+}
+
+/// One of `upstreams`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub servers: Option<Vec<RawServer>>,
+    pub balance: Option<RawBalance>,
+    pub sticky: Option<RawSticky>,
+    pub health: Option<RawHealth>,
+    pub timeouts: Option<RawTimeouts>,
+    pub discovery: Option<RawDiscovery>,
+    pub inference: Option<RawInference>,
+}
+
+/// One of `upstreams.NAME.servers`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    pub address: String,
+    pub weight: Option<u32>,
+    pub max_inflight: Option<u32>,
+}
+
+/// `upstreams.NAME.balance`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawBalance {
+    RoundRobin,
+    LeastInflight,
+    P2c,
+    Hash,
+    CacheAware,
+}
+
+impl RawBalance {
+    /// The name as written in the file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RoundRobin => "round_robin",
+            Self::LeastInflight => "least_inflight",
+            Self::P2c => "p2c",
+            Self::Hash => "hash",
+            Self::CacheAware => "cache_aware",
+        }
+    }
+}
+
+/// `upstreams.NAME.sticky`.
+#[allow(
+    dead_code,
+    reason = "parsed to check the contract; read once the feature lands"
+)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSticky {
+    pub mode: RawStickyMode,
+    pub cookie: Option<String>,
+    pub ttl: Option<String>,
+    pub header: Option<String>,
+}
+
+/// How a client is pinned to a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawStickyMode {
+    Cookie,
+    ClientIp,
+    Header,
+}
+
+/// `upstreams.NAME.health`.
+#[allow(
+    dead_code,
+    reason = "parsed to check the contract; read once the feature lands"
+)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub rise: Option<u32>,
+    pub fall: Option<u32>,
+}
+
+/// `upstreams.NAME.timeouts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTimeouts {
+    pub connect: Option<String>,
+    pub read: Option<String>,
+    pub websocket_idle: Option<String>,
+}
+
+/// `upstreams.NAME.discovery`.
+#[allow(
+    dead_code,
+    reason = "parsed to check the contract; read once the feature lands"
+)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDiscovery {
+    /// `name:port` to re-resolve.
+    pub dns: String,
+    pub refresh: Option<String>,
+}
+
+/// `upstreams.NAME.inference`.
+#[allow(
+    dead_code,
+    reason = "parsed to check the contract; read once the feature lands"
+)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInference {
+    /// vllm, sglang, ray, llamacpp, ollama, openai…
+    pub engine: String,
+    pub models: Option<RawModels>,
+}
+
+/// `inference.models`: `discover` or an explicit list.
+#[allow(
+    dead_code,
+    reason = "parsed to check the contract; read once the feature lands"
+)]
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawModels {
+    Keyword(String),
+    List(Vec<String>),
+}

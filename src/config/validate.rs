@@ -1,0 +1,198 @@
+//! Raw YAML → validated [`Config`]: parses once, decodes each section and element on its own, runs
+//! the semantic checks and collects every error (file, line, column, key path) before giving up.
+
+mod decode;
+mod hosts;
+mod listeners;
+mod not_yet;
+mod routes;
+mod tls;
+mod upstreams;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_elements;
+
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+use super::error::{ConfigError, ConfigErrors};
+use super::model::{Admin, Config, DEFAULT_STATE_DIR};
+use super::raw::{RawAcme, RawAdmin, TOP_LEVEL_KEYS};
+use super::spans::{Position, SpanIndex};
+use not_yet::NotYet;
+
+/// Validates `source`, read from `file` (used in messages and to resolve relative paths).
+pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    let document: Value = match serde_yaml::from_str(source) {
+        Ok(document) => document,
+        Err(error) => return Err(ConfigErrors(vec![syntax_error(file, &error)])),
+    };
+    let mut checker = Checker::new(file, SpanIndex::build(source));
+    if !matches!(document, Value::Mapping(_) | Value::Null) {
+        checker.at_value(
+            "",
+            "expected a mapping of sections (listeners, routes, upstreams, ...)",
+        );
+        return Err(ConfigErrors::sorted(checker.errors));
+    }
+    let sections = checker.sections(&document, "", TOP_LEVEL_KEYS);
+    let section = |name: &str| {
+        sections
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| *value)
+    };
+
+    let state_dir = match checker.decode::<String>(section("state_dir"), "state_dir") {
+        Some(dir) if dir.is_empty() => {
+            checker.at_value("state_dir", "must not be empty");
+            PathBuf::new()
+        }
+        Some(dir) => checker.resolve(&dir),
+        None => PathBuf::from(DEFAULT_STATE_DIR),
+    };
+    let workers = checker.workers(section("workers"));
+    let listeners = listeners::check(&mut checker, section("listeners"));
+    let admin = checker.admin(section("admin"), &listeners.listeners);
+    let tls = tls::check(&mut checker, section("tls"));
+    if let Some(acme) = section("acme") {
+        let _ = checker.decode::<RawAcme>(Some(acme), "acme");
+        checker.not_yet("acme", NotYet::Acme);
+    }
+    let upstreams = upstreams::check(&mut checker, section("upstreams"));
+    let routes = routes::check(
+        &mut checker,
+        section("routes"),
+        &upstreams.names,
+        &listeners,
+    );
+
+    if !checker.errors.is_empty() {
+        return Err(ConfigErrors::sorted(checker.errors));
+    }
+    Ok(Config {
+        source: file.to_path_buf(),
+        state_dir,
+        workers,
+        listeners: listeners.listeners,
+        admin,
+        tls,
+        routes,
+        upstreams: upstreams.upstreams,
+    })
+}
+
+/// A YAML syntax error: one error at serde_yaml's position.
+fn syntax_error(file: &Path, error: &serde_yaml::Error) -> ConfigError {
+    let mut message = error.to_string();
+    let (line, column) = match error.location() {
+        Some(location) => {
+            let at = format!(" at line {} column {}", location.line(), location.column());
+            message = message.replacen(&at, "", 1);
+            (location.line().max(1), location.column().max(1))
+        }
+        None => (1, 1),
+    };
+    ConfigError {
+        file: file.to_path_buf(),
+        line,
+        column,
+        key: String::new(),
+        message: format!("invalid YAML: {message}"),
+    }
+}
+
+/// Validation state: where positions come from and the errors found so far.
+pub(super) struct Checker {
+    file: PathBuf,
+    /// The config file's directory, against which relative paths resolve.
+    base_dir: PathBuf,
+    spans: SpanIndex,
+    errors: Vec<ConfigError>,
+}
+
+impl Checker {
+    fn new(file: &Path, spans: SpanIndex) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+            spans,
+            errors: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, key: &str, position: Position, message: String) {
+        self.errors.push(ConfigError {
+            file: self.file.clone(),
+            line: position.line,
+            column: position.column,
+            key: key.to_string(),
+            message,
+        });
+    }
+
+    /// An error about the key at `path` itself (unknown, unsupported, missing pieces).
+    pub(super) fn at_key(&mut self, path: &str, message: impl Into<String>) {
+        let position = self.spans.key_position(path);
+        self.push(path, position, message.into());
+    }
+
+    /// An error about the value at `path`.
+    pub(super) fn at_value(&mut self, path: &str, message: impl Into<String>) {
+        let position = self.spans.value_position(path);
+        self.push(path, position, message.into());
+    }
+
+    /// Records that the feature at `path` is accepted by the parser but not implemented yet.
+    pub(super) fn not_yet(&mut self, path: &str, feature: NotYet) {
+        self.at_key(path, feature.message());
+    }
+
+    /// The line of the value at `path`, for "first defined at line N" hints.
+    pub(super) fn line_of(&self, path: &str) -> usize {
+        self.spans.value_position(path).line
+    }
+
+    /// A path from the file, relative ones taken against the config file's directory.
+    pub(super) fn resolve(&self, path: &str) -> PathBuf {
+        self.base_dir.join(path)
+    }
+
+    fn workers(&mut self, value: Option<&Value>) -> usize {
+        let default = || std::thread::available_parallelism().map_or(1, |n| n.get());
+        match self.decode::<usize>(value, "workers") {
+            Some(0) => {
+                self.at_value("workers", "must be at least 1");
+                default()
+            }
+            Some(workers) => workers,
+            None => default(),
+        }
+    }
+
+    fn admin(
+        &mut self,
+        value: Option<&Value>,
+        listeners: &[super::model::Listener],
+    ) -> Option<Admin> {
+        let raw = self.decode::<RawAdmin>(value, "admin")?;
+        let listen = match raw.listen.parse() {
+            Ok(listen) => listen,
+            Err(_) => {
+                self.at_value("admin.listen", listeners::bad_address(&raw.listen));
+                return None;
+            }
+        };
+        if let Some(other) = listeners.iter().find(|l| l.address == listen) {
+            let message = format!(
+                "address {listen} is already used by listener `{}`",
+                other.name
+            );
+            self.at_value("admin.listen", message);
+        }
+        Some(Admin { listen })
+    }
+}

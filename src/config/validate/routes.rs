@@ -1,0 +1,132 @@
+//! `routes`: names, references to upstreams and listeners, host and path matching.
+
+use serde_yaml::Value;
+
+use super::hosts::parse_host;
+use super::listeners::Listeners;
+use super::Checker;
+use crate::config::model::{HostMatch, Route};
+use crate::config::raw::RawRoute;
+
+/// The path prefix of a route that gives none.
+const DEFAULT_PATH_PREFIX: &str = "/";
+
+/// What two routes must not share: (listener, host or `None` for any host, path prefix).
+type MatchKey = (String, Option<HostMatch>, String);
+
+pub(super) fn check(
+    checker: &mut Checker,
+    value: Option<&Value>,
+    upstream_names: &[String],
+    listeners: &Listeners,
+) -> Vec<Route> {
+    let mut routes = Vec::new();
+    // Name and element path of every route seen, valid or not, for duplicate checks.
+    let mut seen_names: Vec<(String, String)> = Vec::new();
+    let mut seen_matches: Vec<(MatchKey, String)> = Vec::new();
+    for (path, element) in checker.sequence(value, "routes") {
+        let Some(raw) = checker.decode::<RawRoute>(Some(element), &path) else {
+            continue;
+        };
+        let errors_before = checker.errors.len();
+        let name_path = format!("{path}.name");
+        if raw.name.is_empty() {
+            checker.at_value(&name_path, "a route name must not be empty");
+        } else if let Some((_, first)) = seen_names.iter().find(|(name, _)| *name == raw.name) {
+            let message = format!(
+                "duplicate route name `{}` (first used at line {})",
+                raw.name,
+                checker.line_of(first)
+            );
+            checker.at_value(&name_path, message);
+        }
+        seen_names.push((raw.name.clone(), name_path));
+
+        if !upstream_names.contains(&raw.upstream) {
+            let message = format!(
+                "no upstream named `{}` (defined: {})",
+                raw.upstream,
+                list_or_none(upstream_names)
+            );
+            checker.at_value(&format!("{path}.upstream"), message);
+        }
+        if let (Some(listener), Some(names)) = (&raw.listener, &listeners.names) {
+            if !names.contains(listener) {
+                let message = format!(
+                    "no listener named `{listener}` (defined: {})",
+                    list_or_none(names)
+                );
+                checker.at_value(&format!("{path}.listener"), message);
+            }
+        }
+
+        let mut hosts = Vec::with_capacity(raw.hosts.len());
+        for (index, host) in raw.hosts.iter().enumerate() {
+            match parse_host(host) {
+                Ok(host) => hosts.push(host),
+                Err(message) => checker.at_value(&format!("{path}.hosts[{index}]"), message),
+            }
+        }
+
+        let path_prefix = raw
+            .path_prefix
+            .clone()
+            .unwrap_or_else(|| DEFAULT_PATH_PREFIX.to_string());
+        if !path_prefix.starts_with('/') {
+            let message = format!("path_prefix `{path_prefix}` must start with `/`");
+            checker.at_value(&format!("{path}.path_prefix"), message);
+        } else if raw.strip_prefix && path_prefix == DEFAULT_PATH_PREFIX {
+            checker.at_value(
+                &format!("{path}.strip_prefix"),
+                "strip_prefix needs a path_prefix other than `/` (there is nothing to strip)",
+            );
+        }
+
+        let listener = raw
+            .listener
+            .clone()
+            .unwrap_or_else(|| listeners.default_name.to_string());
+        let host_keys: Vec<Option<HostMatch>> = if hosts.is_empty() && raw.hosts.is_empty() {
+            vec![None]
+        } else {
+            hosts.iter().cloned().map(Some).collect()
+        };
+        for host in host_keys {
+            let key = (listener.clone(), host, path_prefix.clone());
+            if let Some((_, first)) = seen_matches.iter().find(|(seen, _)| *seen == key) {
+                let host = match &key.1 {
+                    None => "any host".to_string(),
+                    Some(HostMatch::Exact(name)) => format!("host `{name}`"),
+                    Some(HostMatch::Wildcard(name)) => format!("host `*.{name}`"),
+                };
+                let message = format!(
+                    "route matches the same listener `{listener}`, {host} and path_prefix `{path_prefix}` as route `{first}`"
+                );
+                checker.at_value(&path, message);
+            } else {
+                seen_matches.push((key, raw.name.clone()));
+            }
+        }
+
+        if checker.errors.len() == errors_before {
+            routes.push(Route {
+                name: raw.name,
+                hosts,
+                path_prefix,
+                strip_prefix: raw.strip_prefix,
+                listener: raw.listener,
+                upstream: raw.upstream,
+            });
+        }
+    }
+    routes
+}
+
+/// `a, b` or `none`.
+pub(super) fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}

@@ -1,0 +1,424 @@
+//! Tests of each rule, one element kind at a time: listeners, admin, routes, upstreams, TLS.
+
+use std::path::Path;
+
+use super::tests::{errors, ok, one_error, MINIMAL};
+use super::validate;
+use crate::config::model::HostMatch;
+
+/// MINIMAL with its `routes` replaced.
+fn with_routes(routes: &str) -> String {
+    MINIMAL.replace("  - { name: app, upstream: app }\n", routes)
+}
+
+#[test]
+fn listeners_need_valid_unique_addresses_and_names() {
+    one_error(
+        "listeners: { http: 'localhost:80' }\n",
+        1,
+        "listeners.http",
+        "invalid address",
+    );
+    one_error(
+        "listeners: { http: 0.0.0.0:80, https: 0.0.0.0:80 }\n",
+        1,
+        "listeners.https",
+        "already used by listener `http`",
+    );
+    let extra = |name: &str| {
+        format!("listeners:\n  http: 0.0.0.0:80\n  extra:\n    - {{ name: a, address: 127.0.0.1:1 }}\n    - {{ name: {name}, address: 127.0.0.1:2 }}\n")
+    };
+    one_error(
+        &extra("a"),
+        5,
+        "listeners.extra[1].name",
+        "duplicate listener name",
+    );
+    one_error(&extra("https"), 5, "listeners.extra[1].name", "built-in");
+    one_error(&extra("''"), 5, "listeners.extra[1].name", "empty");
+    one_error("listeners: {}\n", 1, "listeners", "at least one listener");
+    one_error("workers: 1\n", 1, "listeners", "at least one listener");
+}
+
+#[test]
+fn extra_listeners_keep_their_tls_flag_and_http_redirects_only_with_https() {
+    let config = ok("listeners:\n  http: 0.0.0.0:80\n  extra: [ { name: s, address: 127.0.0.1:1, tls: true } ]\n");
+    assert!(!config.listeners[0].redirect_to_https);
+    assert!(config.listener("s").unwrap().tls);
+}
+
+#[test]
+fn workers_and_admin() {
+    one_error(
+        &(MINIMAL.to_string() + "workers: 0\n"),
+        8,
+        "workers",
+        "at least 1",
+    );
+    one_error(
+        &(MINIMAL.to_string() + "workers: -1\n"),
+        8,
+        "workers",
+        "expected usize",
+    );
+    let config = ok(&(MINIMAL.to_string() + "admin: { listen: 127.0.0.1:9901 }\n"));
+    assert_eq!(config.admin.unwrap().listen.to_string(), "127.0.0.1:9901");
+    one_error(
+        &(MINIMAL.to_string() + "admin: { listen: 127.0.0.1:8443 }\n"),
+        8,
+        "admin.listen",
+        "already used by listener `https`",
+    );
+    one_error(
+        &(MINIMAL.to_string() + "admin: { listen: x }\n"),
+        8,
+        "admin.listen",
+        "invalid address",
+    );
+}
+
+#[test]
+fn route_names_must_be_unique_and_non_empty() {
+    let source = with_routes("  - { name: a, upstream: app, hosts: [x.com] }\n  - { name: a, upstream: app, hosts: [y.com] }\n");
+    one_error(
+        &source,
+        5,
+        "routes[1].name",
+        "duplicate route name `a` (first used at line 4)",
+    );
+    one_error(
+        &with_routes("  - { name: '', upstream: app }\n"),
+        4,
+        "routes[0].name",
+        "empty",
+    );
+}
+
+#[test]
+fn route_references_must_exist() {
+    let source = with_routes("  - { name: a, upstream: nope }\n");
+    one_error(
+        &source,
+        4,
+        "routes[0].upstream",
+        "no upstream named `nope` (defined: app)",
+    );
+    let source = with_routes("  - { name: a, upstream: app, listener: internal }\n");
+    one_error(
+        &source,
+        4,
+        "routes[0].listener",
+        "no listener named `internal` (defined: https)",
+    );
+    let config = ok(&with_routes(
+        "  - { name: a, upstream: app, listener: https }\n",
+    ));
+    assert_eq!(config.routes[0].listener.as_deref(), Some("https"));
+}
+
+#[test]
+fn route_hosts_are_checked_one_by_one() {
+    let source = with_routes("  - { name: a, upstream: app, hosts: [ok.com, '*', a.*.com, 'b.com:443', 'c..com', 'd_e.com'] }\n");
+    let found = errors(&source);
+    let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "routes[0].hosts[1]",
+            "routes[0].hosts[2]",
+            "routes[0].hosts[3]",
+            "routes[0].hosts[4]",
+            "routes[0].hosts[5]"
+        ],
+        "{found}"
+    );
+    let config = ok(&with_routes(
+        "  - { name: a, upstream: app, hosts: [OK.com, '*.Wild.org'] }\n",
+    ));
+    assert_eq!(
+        config.routes[0].hosts,
+        [
+            HostMatch::Exact("ok.com".into()),
+            HostMatch::Wildcard("wild.org".into())
+        ]
+    );
+}
+
+#[test]
+fn path_prefix_and_strip_prefix() {
+    let source = with_routes("  - { name: a, upstream: app, path_prefix: v1/ }\n");
+    one_error(&source, 4, "routes[0].path_prefix", "must start with `/`");
+    let source = with_routes("  - { name: a, upstream: app, strip_prefix: true }\n");
+    one_error(&source, 4, "routes[0].strip_prefix", "nothing to strip");
+    let source =
+        with_routes("  - { name: a, upstream: app, path_prefix: /, strip_prefix: true }\n");
+    one_error(&source, 4, "routes[0].strip_prefix", "nothing to strip");
+}
+
+#[test]
+fn routes_matching_the_same_requests_are_duplicates() {
+    let source = with_routes("  - { name: a, upstream: app, hosts: [x.com, y.com] }\n  - { name: b, upstream: app, hosts: [Y.com] }\n");
+    one_error(
+        &source,
+        5,
+        "routes[1]",
+        "host `y.com` and path_prefix `/` as route `a`",
+    );
+    let source = with_routes(
+        "  - { name: a, upstream: app }\n  - { name: b, upstream: app, listener: https }\n",
+    );
+    one_error(&source, 5, "routes[1]", "any host");
+    // A different prefix, host or listener is not a duplicate.
+    ok(&with_routes("  - { name: a, upstream: app, hosts: [x.com] }\n  - { name: b, upstream: app, hosts: [x.com], path_prefix: /v1/ }\n  - { name: c, upstream: app, hosts: ['*.x.com'] }\n  - { name: d, upstream: app }\n"));
+}
+
+#[test]
+fn upstream_servers() {
+    let base = "listeners: { http: 0.0.0.0:80 }\nupstreams:\n  u:\n";
+    one_error(
+        &format!("{base}    servers: []\n"),
+        4,
+        "upstreams.u.servers",
+        "at least one server",
+    );
+    one_error(
+        &format!("{base}    timeouts: {{ read: 1s }}\n"),
+        3,
+        "upstreams.u.servers",
+        "at least one server",
+    );
+    let dup =
+        format!("{base}    servers: [ {{ address: 10.0.0.1:80 }}, {{ address: 10.0.0.1:80 }} ]\n");
+    one_error(
+        &dup,
+        4,
+        "upstreams.u.servers[1].address",
+        "duplicate server address",
+    );
+    let weight = format!("{base}    servers: [ {{ address: 10.0.0.1:80, weight: 1001 }} ]\n");
+    one_error(
+        &weight,
+        4,
+        "upstreams.u.servers[0].weight",
+        "between 1 and 1000",
+    );
+    let bad = format!("{base}    servers: [ {{ address: no-such-host.invalid:80 }} ]\n");
+    one_error(
+        &bad,
+        4,
+        "upstreams.u.servers[0].address",
+        "`no-such-host.invalid:80`",
+    );
+    let bad = format!("{base}    servers: [ {{ address: 10.0.0.1 }} ]\n");
+    one_error(&bad, 4, "upstreams.u.servers[0].address", "HOST:PORT");
+    let v6 = ok(&format!(
+        "{base}    servers: [ {{ address: '[::1]:80', weight: 1000 }} ]\n"
+    ));
+    assert_eq!(v6.upstreams["u"].servers[0].socket.to_string(), "[::1]:80");
+}
+
+#[test]
+fn upstream_timeouts() {
+    let base = "listeners: { http: 0.0.0.0:80 }\nupstreams:\n  u:\n    servers: [ { address: 10.0.0.1:80 } ]\n";
+    one_error(
+        &format!("{base}    timeouts: {{ connect: 5 }}\n"),
+        5,
+        "upstreams.u.timeouts.connect",
+        "missing unit",
+    );
+    one_error(
+        &format!("{base}    timeouts: {{ connect: [5s] }}\n"),
+        5,
+        "upstreams.u.timeouts.connect",
+        "invalid type",
+    );
+    one_error(
+        &format!("{base}    timeouts: {{ connect: 0s }}\n"),
+        5,
+        "upstreams.u.timeouts.connect",
+        "greater than zero",
+    );
+    one_error(
+        &format!("{base}    timeouts: {{ read: 5 minutes }}\n"),
+        5,
+        "upstreams.u.timeouts.read",
+        "invalid duration",
+    );
+    let config = ok(&format!("{base}    timeouts: {{ read: 500ms }}\n"));
+    assert_eq!(config.upstreams["u"].timeouts.read.as_millis(), 500);
+}
+
+#[test]
+fn unimplemented_upstream_features_are_rejected_at_their_key() {
+    let base = "listeners: { http: 0.0.0.0:80 }\nupstreams:\n  u:\n    servers: [ { address: 10.0.0.1:80 } ]\n";
+    let cases = [
+        ("    balance: p2c\n", "upstreams.u.balance", "balance `p2c`"),
+        (
+            "    sticky: { mode: cookie, cookie: c, ttl: 3h }\n",
+            "upstreams.u.sticky",
+            "sticky",
+        ),
+        (
+            "    health: { path: /h, interval: 5s, timeout: 2s, rise: 2, fall: 3 }\n",
+            "upstreams.u.health",
+            "health",
+        ),
+        (
+            "    discovery: { dns: x.svc:80, refresh: 10s }\n",
+            "upstreams.u.discovery",
+            "discovery",
+        ),
+        (
+            "    inference: { engine: vllm, models: discover }\n",
+            "upstreams.u.inference",
+            "inference",
+        ),
+    ];
+    for (line, key, needle) in cases {
+        one_error(&format!("{base}{line}"), 5, key, needle);
+        assert!(errors(&format!("{base}{line}")).0[0]
+            .message
+            .contains("not supported yet"));
+    }
+    one_error(
+        &format!("{base}    balance: fastest\n"),
+        5,
+        "upstreams.u.balance",
+        "unknown variant",
+    );
+    let inflight = base.replace("10.0.0.1:80 }", "10.0.0.1:80, max_inflight: 8 }");
+    one_error(
+        &inflight,
+        4,
+        "upstreams.u.servers[0].max_inflight",
+        "not supported yet",
+    );
+}
+
+#[test]
+fn acme_is_parsed_then_rejected() {
+    let acme = "acme:\n  directory: letsencrypt\n  email: a@b.c\n  dns_providers:\n    r: { type: regru, username: u, password_file: /p }\n";
+    one_error(
+        &(MINIMAL.to_string() + acme),
+        8,
+        "acme",
+        "ACME issuance is not supported yet",
+    );
+    let typo = acme.replace("username", "usrname");
+    let found = errors(&(MINIMAL.to_string() + &typo));
+    let keys: Vec<(usize, &str)> = found.iter().map(|e| (e.line, e.key.as_str())).collect();
+    assert_eq!(
+        keys,
+        [(8, "acme"), (12, "acme.dns_providers.r.usrname")],
+        "{found}"
+    );
+    let cert = "tls:\n  certificates:\n    - { name: c, domains: [a.com], acme: { challenge: http-01 } }\n";
+    one_error(
+        &(MINIMAL.to_string() + cert),
+        10,
+        "tls.certificates[0].acme",
+        "ACME issuance",
+    );
+}
+
+/// A self-signed certificate and key written to `dir`, named `name.pem` and `name.key`.
+fn write_pair(dir: &Path, name: &str, names: &[&str]) {
+    let pair =
+        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    std::fs::write(dir.join(format!("{name}.pem")), pair.cert.pem()).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.key")),
+        pair.signing_key.serialize_pem(),
+    )
+    .unwrap();
+}
+
+fn with_certificates(
+    dir: &Path,
+    certificates: &str,
+) -> Result<crate::config::Config, crate::config::ConfigErrors> {
+    let source = format!("{MINIMAL}tls:\n  certificates:\n{certificates}");
+    validate(&source, &dir.join("ferrogate.yaml"))
+}
+
+#[test]
+fn file_certificates_are_loaded_relative_to_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), "site", &["Site.example.com", "*.example.org"]);
+    let config = with_certificates(
+        dir.path(),
+        "    - { name: site, cert: site.pem, key: site.key }\n",
+    )
+    .unwrap();
+    let certificate = &config.tls.certificates[0];
+    assert_eq!(certificate.name, "site");
+    assert_eq!(certificate.cert_path, dir.path().join("site.pem"));
+    assert_eq!(certificate.dns_names, ["site.example.com", "*.example.org"]);
+    assert!(certificate.not_after > 1_700_000_000);
+    assert_eq!(certificate.key.cert.len(), 1);
+}
+
+#[test]
+fn a_certificate_without_san_falls_back_to_its_common_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "CN.example.com");
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.path().join("cn.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("cn.key"), key.serialize_pem()).unwrap();
+    let config = with_certificates(
+        dir.path(),
+        "    - { name: cn, cert: cn.pem, key: cn.key }\n",
+    )
+    .unwrap();
+    assert_eq!(config.tls.certificates[0].dns_names, ["cn.example.com"]);
+}
+
+#[test]
+fn certificate_file_errors_point_at_the_file_key() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), "one", &["one.example.com"]);
+    write_pair(dir.path(), "two", &["two.example.com"]);
+    std::fs::write(dir.path().join("garbage.pem"), "not pem at all").unwrap();
+    let found = with_certificates(
+        dir.path(),
+        "    - { name: a, cert: missing.pem, key: missing.key }\n    - { name: b, cert: one.pem, key: two.key }\n    - { name: c, cert: garbage.pem, key: one.pem }\n    - { name: a, cert: one.pem }\n    - { name: e }\n    - { name: f, key: one.key, cert: one.pem, domains: [x.com] }\n",
+    )
+    .unwrap_err();
+    let summary: Vec<(&str, &str)> = found
+        .iter()
+        .map(|e| (e.key.as_str(), e.message.as_str()))
+        .collect();
+    let expect = [
+        ("tls.certificates[0].cert", "cannot read certificate file"),
+        ("tls.certificates[0].key", "cannot read key file"),
+        ("tls.certificates[1].key", "does not match"),
+        ("tls.certificates[2].cert", "no CERTIFICATE found"),
+        ("tls.certificates[2].key", "no PRIVATE KEY found"),
+        ("tls.certificates[3].name", "duplicate certificate name `a`"),
+        ("tls.certificates[3].cert", "`cert` needs `key`"),
+        ("tls.certificates[4]", "needs `cert` and `key`"),
+        ("tls.certificates[5].domains", "goes with `acme`"),
+    ];
+    assert_eq!(summary.len(), expect.len(), "{found}");
+    for ((key, message), (want_key, want)) in summary.iter().zip(expect) {
+        assert_eq!(*key, want_key, "{found}");
+        assert!(message.contains(want), "{found}");
+    }
+}
+
+#[test]
+fn hsts_is_a_duration() {
+    let config = ok(&(MINIMAL.to_string() + "tls: { hsts: 1d }\n"));
+    assert_eq!(config.tls.hsts.unwrap().as_secs(), 86_400);
+    one_error(
+        &(MINIMAL.to_string() + "tls: { hsts: forever }\n"),
+        8,
+        "tls.hsts",
+        "invalid duration",
+    );
+}

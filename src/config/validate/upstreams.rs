@@ -1,0 +1,198 @@
+//! `upstreams`: servers (resolved addresses, weights), balance policy and timeouts.
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use serde_yaml::Value;
+
+use super::not_yet::NotYet;
+use super::Checker;
+use crate::config::duration::parse_duration;
+use crate::config::model::{Balance, Server, Timeouts, Upstream, DEFAULT_WEIGHT};
+use crate::config::raw::{RawBalance, RawTimeouts, RawUpstream};
+
+/// Largest allowed server weight.
+const MAX_WEIGHT: u32 = 1000;
+
+/// The checked upstreams, and every declared name for route references.
+pub(super) struct Upstreams {
+    pub upstreams: BTreeMap<String, Upstream>,
+    /// Every upstream name in the file, valid or not.
+    pub names: Vec<String>,
+}
+
+pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Upstreams {
+    let mut upstreams = BTreeMap::new();
+    let mut names = Vec::new();
+    for (name, element) in checker.mapping(value, "upstreams") {
+        let path = format!("upstreams.{name}");
+        names.push(name.clone());
+        if name.is_empty() {
+            checker.at_key(&path, "an upstream name must not be empty");
+        }
+        let Some(raw) = checker.decode::<RawUpstream>(Some(element), &path) else {
+            continue;
+        };
+        let errors_before = checker.errors.len();
+        let upstream = check_upstream(checker, &path, name.clone(), raw);
+        if checker.errors.len() == errors_before {
+            upstreams.insert(name, upstream);
+        }
+    }
+    Upstreams { upstreams, names }
+}
+
+fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstream) -> Upstream {
+    let mut servers: Vec<Server> = Vec::new();
+    let servers_path = format!("{path}.servers");
+    let raw_servers = raw.servers.unwrap_or_default();
+    if raw_servers.is_empty() {
+        checker.at_key(&servers_path, "an upstream needs at least one server");
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for (index, raw_server) in raw_servers.into_iter().enumerate() {
+        let server_path = format!("{servers_path}[{index}]");
+        let address_path = format!("{server_path}.address");
+        if raw_server.max_inflight.is_some() {
+            checker.not_yet(&format!("{server_path}.max_inflight"), NotYet::MaxInflight);
+        }
+        let weight = raw_server.weight.unwrap_or(DEFAULT_WEIGHT);
+        if !(1..=MAX_WEIGHT).contains(&weight) {
+            let message = format!("weight must be between 1 and {MAX_WEIGHT}, got {weight}");
+            checker.at_value(&format!("{server_path}.weight"), message);
+        }
+        if seen.contains(&raw_server.address) {
+            let message = format!(
+                "duplicate server address `{}` in this upstream",
+                raw_server.address
+            );
+            checker.at_value(&address_path, message);
+            continue;
+        }
+        seen.push(raw_server.address.clone());
+        match resolve(&raw_server.address) {
+            Ok(socket) => servers.push(Server {
+                address: raw_server.address,
+                socket,
+                weight,
+            }),
+            Err(message) => checker.at_value(&address_path, message),
+        }
+    }
+
+    let balance = match raw.balance {
+        None | Some(RawBalance::RoundRobin) => Balance::RoundRobin,
+        Some(other) => {
+            checker.not_yet(&format!("{path}.balance"), NotYet::Balance(other.name()));
+            Balance::RoundRobin
+        }
+    };
+    let unsupported = [
+        (raw.sticky.is_some(), "sticky", NotYet::Sticky),
+        (raw.health.is_some(), "health", NotYet::Health),
+        (raw.discovery.is_some(), "discovery", NotYet::Discovery),
+        (raw.inference.is_some(), "inference", NotYet::Inference),
+    ];
+    for (present, key, feature) in unsupported {
+        if present {
+            checker.not_yet(&format!("{path}.{key}"), feature);
+        }
+    }
+    let timeouts = raw
+        .timeouts
+        .map(|raw| check_timeouts(checker, &format!("{path}.timeouts"), raw))
+        .unwrap_or_default();
+    Upstream {
+        name,
+        servers,
+        balance,
+        timeouts,
+    }
+}
+
+fn check_timeouts(checker: &mut Checker, path: &str, raw: RawTimeouts) -> Timeouts {
+    let defaults = Timeouts::default();
+    let mut one = |key: &str, text: Option<String>, default: Duration| {
+        let Some(text) = text else {
+            return default;
+        };
+        let key_path = format!("{path}.{key}");
+        match parse_duration(&text) {
+            Ok(duration) if duration.is_zero() => {
+                checker.at_value(&key_path, "must be greater than zero");
+                default
+            }
+            Ok(duration) => duration,
+            Err(message) => {
+                checker.at_value(&key_path, message);
+                default
+            }
+        }
+    };
+    Timeouts {
+        connect: one("connect", raw.connect, defaults.connect),
+        read: one("read", raw.read, defaults.read),
+        websocket_idle: one(
+            "websocket_idle",
+            raw.websocket_idle,
+            defaults.websocket_idle,
+        ),
+    }
+}
+
+/// `host:port` or `[v6]:port` → the first address it resolves to.
+fn resolve(address: &str) -> Result<SocketAddr, String> {
+    if let Ok(socket) = address.parse::<SocketAddr>() {
+        return Ok(socket);
+    }
+    let expected = "expected HOST:PORT or [IPv6]:PORT";
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return Err(format!("invalid server address `{address}`: {expected}"));
+    };
+    if host.is_empty() || host.contains([':', '[', ']']) {
+        return Err(format!("invalid server address `{address}`: {expected}"));
+    }
+    let Ok(port) = port.parse::<u16>() else {
+        return Err(format!("invalid port in server address `{address}`"));
+    };
+    match (host, port).to_socket_addrs() {
+        Ok(mut found) => found
+            .next()
+            .ok_or_else(|| format!("cannot resolve server address `{address}`: no address found")),
+        Err(error) => Err(format!(
+            "cannot resolve server address `{address}`: {error}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_literals_and_names() {
+        assert_eq!(
+            resolve("10.0.0.1:80"),
+            Ok(SocketAddr::from(([10, 0, 0, 1], 80)))
+        );
+        assert_eq!(resolve("[::1]:8080").map(|a| a.port()), Ok(8080));
+        assert_eq!(resolve("localhost:8000").map(|a| a.port()), Ok(8000));
+    }
+
+    #[test]
+    fn rejects_malformed_and_unresolvable() {
+        for bad in [
+            "10.0.0.1",
+            ":80",
+            "::1:80",
+            "[::1]",
+            "host:port",
+            "host:99999",
+        ] {
+            assert!(resolve(bad).is_err(), "{bad}");
+        }
+        let message = resolve("no-such-host.invalid:80").unwrap_err();
+        assert!(message.contains("`no-such-host.invalid:80`"), "{message}");
+    }
+}

@@ -1,0 +1,18 @@
+//! ferrogate: an edge TLS load balancer for self-hosted LLM chat (OpenWebUI replicas, GPU inference
+//! pools) built on pingora and rustls.
+//!
+//! Data flows one way: YAML → [`config`] (validated model) → [`runtime::Snapshot`] (compiled,
+//! immutable) → swapped into [`runtime::SnapshotStore`] → read by the [`proxy`] hooks. State that must
+//! outlive a reload (certificates) lives beside the snapshot, never inside it.
+
+pub mod acme;
+pub mod admin;
+pub mod balance;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod proxy;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod tls;

@@ -1,0 +1,118 @@
+//! Wiring only: parse the command line, load the configuration, start the daemon.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ferrogate::cli::{Cli, Command};
+use ferrogate::{config, demo, server};
+
+/// Exit status for an invalid configuration (like `haproxy -c`).
+const EXIT_INVALID_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            println!("ferrogate {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Check { config } => check(&config),
+        Command::Run { config } => {
+            init_logging();
+            match config::load(&config) {
+                Ok(loaded) => run(&loaded),
+                Err(errors) => {
+                    eprint!("{errors}");
+                    eprintln!("configuration {} is invalid", config.display());
+                    ExitCode::from(EXIT_INVALID_CONFIG)
+                }
+            }
+        }
+        Command::Demo { state_dir } => {
+            init_logging();
+            match demo::config(&state_dir) {
+                Ok(loaded) => {
+                    demo::spawn_backend(demo::DEMO_BACKEND_ADDRESS);
+                    demo::print_banner(&loaded);
+                    run(&loaded)
+                }
+                Err(message) => {
+                    eprintln!("{message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::DemoBackend { listen } => {
+            init_logging();
+            match demo::serve_backend_blocking(&listen) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(message) => {
+                    eprintln!("{message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    match config::load(path) {
+        Ok(loaded) => {
+            println!(
+                "configuration {} is valid: {} listener(s), {} route(s), {} upstream(s), {} certificate(s)",
+                path.display(),
+                loaded.listeners.len(),
+                loaded.routes.len(),
+                loaded.upstreams.len(),
+                loaded.tls.certificates.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            print!("{errors}");
+            println!(
+                "configuration {} is invalid: {} error(s)",
+                path.display(),
+                errors.0.len()
+            );
+            ExitCode::from(EXIT_INVALID_CONFIG)
+        }
+    }
+}
+
+fn run(config: &config::model::Config) -> ExitCode {
+    let shared = match server::prepare(config) {
+        Ok(shared) => shared,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let daemon = match server::build(config, &shared) {
+        Ok(daemon) => daemon,
+        Err(message) => {
+            tracing::error!("{message}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for listener in &config.listeners {
+        tracing::info!(
+            listener = %listener.name,
+            address = %listener.address,
+            tls = listener.tls,
+            "listening"
+        );
+    }
+    daemon.run_forever()
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERROGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+}

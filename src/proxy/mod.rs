@@ -1,0 +1,341 @@
+//! The request path: pingora's `ProxyHttp` hooks for one listener. Reads the current snapshot,
+//! answers ACME tokens and redirects on plain HTTP, routes, picks a server, sets the forwarding
+//! headers, and maps every failure to a response through [`respond`].
+
+pub mod forwarded;
+pub mod framing;
+pub mod respond;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use http::header::{HOST, TRANSFER_ENCODING};
+use http::{HeaderValue, Uri};
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::prelude::*;
+use pingora::proxy::FailToProxy;
+use pingora::{Error, ErrorType};
+
+use crate::acme::http01::{ChallengeTokens, CHALLENGE_PREFIX};
+use crate::config::model::LISTENER_HTTP;
+use crate::routing::{normalize_host, strip_path_prefix};
+use crate::runtime::snapshot::ServerRuntime;
+use crate::runtime::{RouteTarget, SnapshotStore};
+use respond::LocalResponse;
+
+/// Attempts to connect to an upstream for one request (the first plus retries on other servers).
+pub const DEFAULT_MAX_TRIES: usize = 3;
+
+/// How long an idle pooled upstream connection is kept.
+pub const DEFAULT_UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(60);
+
+/// The proxy logic of one listener.
+pub struct Proxy {
+    listener: Arc<str>,
+    tls: bool,
+    snapshots: Arc<SnapshotStore>,
+    challenges: Arc<ChallengeTokens>,
+}
+
+impl Proxy {
+    pub fn new(
+        listener: &str,
+        tls: bool,
+        snapshots: Arc<SnapshotStore>,
+        challenges: Arc<ChallengeTokens>,
+    ) -> Self {
+        Self {
+            listener: Arc::from(listener),
+            tls,
+            snapshots,
+            challenges,
+        }
+    }
+}
+
+/// Per-request state shared across the hooks.
+pub struct RequestCtx {
+    started: Instant,
+    target: Option<Arc<RouteTarget>>,
+    server: Option<ServerRuntime>,
+    /// Original normalized host, for X-Forwarded-Host.
+    host: Option<String>,
+    upgrade: bool,
+    hsts: Option<HeaderValue>,
+    /// Connection attempts made so far (for retrying on the next server).
+    connect_attempts: usize,
+}
+
+/// What the request filter decided.
+enum Decision {
+    Proxy,
+    Answer(LocalResponse),
+    AnswerText(u16, Arc<str>),
+}
+
+impl Proxy {
+    fn decide(&self, session: &mut Session, ctx: &mut RequestCtx) -> Decision {
+        let snapshot = self.snapshots.load();
+        let Some(view) = snapshot.listener(&self.listener) else {
+            return Decision::Answer(LocalResponse::status(503));
+        };
+        let req = session.req_header();
+        let path = req.uri.path();
+        // ACME HTTP-01 answers come before any route, on the plain port-80 listener.
+        if &*self.listener == LISTENER_HTTP && path.starts_with(CHALLENGE_PREFIX) {
+            return match self.challenges.answer(path) {
+                Some(answer) => Decision::AnswerText(200, answer),
+                None => Decision::Answer(LocalResponse::status(404)),
+            };
+        }
+        let raw_host = req
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri.authority().map(|a| a.as_str()));
+        let Some(host) = raw_host.and_then(normalize_host) else {
+            return Decision::Answer(LocalResponse::status(400));
+        };
+        let rule = view.router.find(&host, path);
+        let Some(rule) = rule else {
+            if let Some(port) = view.redirect_https_port {
+                return Decision::Answer(LocalResponse::redirect(https_location(
+                    &host,
+                    port,
+                    req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+                )));
+            }
+            return Decision::Answer(LocalResponse::status(404));
+        };
+        ctx.target = Some(rule.target.clone());
+        ctx.host = Some(host);
+        ctx.hsts = view.hsts.clone();
+        Decision::Proxy
+    }
+}
+
+/// `https://host[:port]/path?query` for the port-80 redirect.
+fn https_location(host: &str, port: u16, path_and_query: &str) -> String {
+    if port == 443 {
+        format!("https://{host}{path_and_query}")
+    } else {
+        format!("https://{host}:{port}{path_and_query}")
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Proxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> Self::CTX {
+        RequestCtx {
+            started: Instant::now(),
+            target: None,
+            server: None,
+            host: None,
+            upgrade: false,
+            hsts: None,
+            connect_attempts: 0,
+        }
+    }
+
+    async fn early_request_filter(
+        &self,
+        session: &mut Session,
+        _ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(h1) = session.as_http1() {
+            let has_te = h1.req_header().headers.contains_key(TRANSFER_ENCODING);
+            let raw = h1.get_headers_raw_bytes();
+            if let Err(violation) =
+                framing::check_head(&raw, has_te, framing::DEFAULT_MAX_HEADER_BYTES)
+            {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(violation.status()),
+                    "malformed request framing",
+                );
+            }
+        }
+        Ok(())
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        match self.decide(session, ctx) {
+            Decision::Proxy => {
+                if session.is_upgrade_req() {
+                    ctx.upgrade = true;
+                    if let Some(target) = &ctx.target {
+                        // The downstream read timeout also governs an upgraded connection.
+                        session.set_read_timeout(Some(target.upstream.timeouts.websocket_idle));
+                    }
+                }
+                Ok(false)
+            }
+            Decision::Answer(response) => {
+                respond::send(session, &response).await?;
+                Ok(true)
+            }
+            Decision::AnswerText(status, text) => {
+                let mut header = ResponseHeader::build(status, Some(3))?;
+                header.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
+                header.insert_header(http::header::CONTENT_LENGTH, text.len().to_string())?;
+                session
+                    .write_response_header(Box::new(header), false)
+                    .await?;
+                session
+                    .write_response_body(Some(bytes::Bytes::copy_from_slice(text.as_bytes())), true)
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Self::CTX,
+    ) -> Result<Box<HttpPeer>> {
+        let Some(target) = &ctx.target else {
+            return Error::e_explain(ErrorType::HTTPStatus(404), "no route");
+        };
+        let upstream = &target.upstream;
+        let Some(server) = upstream.pick() else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no server available");
+        };
+        let mut peer = HttpPeer::new(server.socket, false, String::new());
+        let timeouts = &upstream.timeouts;
+        peer.options.connection_timeout = Some(timeouts.connect);
+        peer.options.read_timeout = Some(if ctx.upgrade {
+            timeouts.websocket_idle
+        } else {
+            timeouts.read
+        });
+        peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
+        ctx.server = Some(server.clone());
+        Ok(Box::new(peer))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(target) = &ctx.target {
+            if target.strip_prefix {
+                let path = strip_path_prefix(&target.path_prefix, upstream_request.uri.path());
+                let rewritten = match upstream_request.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.into_owned(),
+                };
+                let uri: Uri = rewritten.parse().or_err(
+                    ErrorType::HTTPStatus(400),
+                    "rewritten path is not a valid URI",
+                )?;
+                upstream_request.set_uri(uri);
+            }
+        }
+        if !upstream_request.headers.contains_key(HOST) {
+            if let Some(authority) = session.req_header().uri.authority() {
+                let value = authority.as_str().to_string();
+                upstream_request.insert_header(HOST, value)?;
+            }
+        }
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let fwd = forwarded::forwarded(
+            &upstream_request.headers,
+            client,
+            self.tls,
+            ctx.host.as_deref(),
+        );
+        upstream_request.insert_header(forwarded::X_FORWARDED_FOR, fwd.forwarded_for)?;
+        upstream_request.insert_header(forwarded::X_FORWARDED_PROTO, fwd.proto)?;
+        if let Some(host) = fwd.host {
+            upstream_request.insert_header(forwarded::X_FORWARDED_HOST, host)?;
+        }
+        upstream_request.insert_header(forwarded::X_REAL_IP, fwd.client_ip.clone())?;
+        upstream_request.insert_header(forwarded::X_CLIENT_IP, fwd.client_ip)?;
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        if let Some(hsts) = &ctx.hsts {
+            if !upstream_response
+                .headers
+                .contains_key(http::header::STRICT_TRANSPORT_SECURITY)
+            {
+                upstream_response
+                    .insert_header(http::header::STRICT_TRANSPORT_SECURITY, hsts.clone())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut Self::CTX,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // Nothing was sent yet, so any method may go to the next server.
+        ctx.connect_attempts += 1;
+        let servers = ctx.target.as_ref().map_or(0, |t| t.upstream.servers.len());
+        if ctx.connect_attempts < servers.min(DEFAULT_MAX_TRIES) {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        _ctx: &mut Self::CTX,
+    ) -> FailToProxy {
+        let status = respond::status_for_error(e);
+        let can_answer = status > 0 && session.response_written().is_none();
+        if can_answer {
+            if let Err(write_error) = respond::send(session, &LocalResponse::status(status)).await {
+                tracing::debug!(error = %write_error, "could not send the error response");
+            }
+        }
+        FailToProxy {
+            error_code: status,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
+        // A client that went away is routine; the access log line records it.
+        *error.esource() == pingora::ErrorSource::Downstream
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let req = session.req_header();
+        tracing::info!(
+            target: "access",
+            listener = %self.listener,
+            method = %req.method,
+            path = %req.uri.path(),
+            status,
+            route = ctx.target.as_ref().map(|t| &*t.name).unwrap_or("-"),
+            server = ctx.server.as_ref().map(|s| &*s.address).unwrap_or("-"),
+            duration_ms = ctx.started.elapsed().as_millis() as u64,
+            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! The one place that turns a refusal or a failure into an HTTP response: status code, a short
+//! body that never carries internal detail, and the headers every such answer gets.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::{Error, ErrorSource, ErrorType};
+
+/// A response made by the proxy itself (not relayed from a backend).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    pub status: u16,
+    pub body: &'static str,
+    pub location: Option<String>,
+    /// Close the client connection after answering (framing errors).
+    pub close: bool,
+}
+
+impl LocalResponse {
+    /// A plain status answer with the standard short body for it.
+    pub fn status(status: u16) -> Self {
+        Self {
+            status,
+            body: body_for(status),
+            location: None,
+            close: status == 400 || status == 431,
+        }
+    }
+
+    /// A permanent redirect keeping the method (308).
+    pub fn redirect(location: String) -> Self {
+        Self {
+            status: 308,
+            body: body_for(308),
+            location: Some(location),
+            close: false,
+        }
+    }
+}
+
+/// Short bodies: what happened, in words, and nothing about our internals.
+pub fn body_for(status: u16) -> &'static str {
+    match status {
+        308 => "Permanent Redirect\n",
+        400 => "Bad Request\n",
+        404 => "Not Found: no route for this request\n",
+        408 => "Request Timeout\n",
+        413 => "Payload Too Large\n",
+        421 => "Misdirected Request\n",
+        431 => "Request Header Fields Too Large\n",
+        502 => "Bad Gateway: the backend could not be reached\n",
+        503 => "Service Unavailable: no backend available\n",
+        504 => "Gateway Timeout: the backend did not answer in time\n",
+        _ => "Error\n",
+    }
+}
+
+/// The status code for a proxying failure; 0 when the client is already gone.
+pub fn status_for_error(e: &Error) -> u16 {
+    use ErrorType::*;
+    match (e.esource(), e.etype()) {
+        (_, HTTPStatus(code)) => *code,
+        (_, CustomCode(_, code)) => *code,
+        (ErrorSource::Upstream, ConnectTimedout | ReadTimedout | WriteTimedout) => 504,
+        (ErrorSource::Upstream, TLSHandshakeTimedout) => 504,
+        (ErrorSource::Upstream, _) => 502,
+        (ErrorSource::Downstream, ReadTimedout) => 408,
+        (ErrorSource::Downstream, WriteError | ReadError | ConnectionClosed | WriteTimedout) => 0,
+        (ErrorSource::Downstream, _) => 400,
+        (ErrorSource::Internal | ErrorSource::Unset, ConnectTimedout) => 504,
+        (ErrorSource::Internal | ErrorSource::Unset, ConnectRefused | ConnectNoRoute) => 502,
+        (ErrorSource::Internal | ErrorSource::Unset, _) => 500,
+    }
+}
+
+/// Writes a local response. Errors writing to a vanished client are returned to the caller.
+pub async fn send(session: &mut Session, response: &LocalResponse) -> Result<()> {
+    let body = Bytes::from_static(response.body.as_bytes());
+    let mut header = ResponseHeader::build(response.status, Some(5))?;
+    header.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    if let Some(location) = &response.location {
+        header.insert_header(http::header::LOCATION, location.as_str())?;
+    }
+    if response.close {
+        header.insert_header(http::header::CONNECTION, "close")?;
+        session.set_keepalive(None);
+    }
+    let head_only = session.req_header().method == http::Method::HEAD;
+    session
+        .write_response_header(Box::new(header), head_only)
+        .await?;
+    if !head_only {
+        session.write_response_body(Some(body), true).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(source: ErrorSource, etype: ErrorType) -> Box<Error> {
+        match source {
+            ErrorSource::Upstream => Error::new_up(etype),
+            ErrorSource::Downstream => Error::new_down(etype),
+            _ => Error::new_in(etype),
+        }
+    }
+
+    #[test]
+    fn upstream_failures_map_to_gateway_codes() {
+        assert_eq!(
+            status_for_error(&err(ErrorSource::Upstream, ErrorType::ConnectRefused)),
+            502
+        );
+        assert_eq!(
+            status_for_error(&err(ErrorSource::Upstream, ErrorType::ReadTimedout)),
+            504
+        );
+        assert_eq!(
+            status_for_error(&err(ErrorSource::Upstream, ErrorType::ConnectTimedout)),
+            504
+        );
+        assert_eq!(
+            status_for_error(&err(ErrorSource::Upstream, ErrorType::H1Error)),
+            502
+        );
+    }
+
+    #[test]
+    fn downstream_failures_map_to_client_codes_or_silence() {
+        assert_eq!(
+            status_for_error(&err(ErrorSource::Downstream, ErrorType::InvalidHTTPHeader)),
+            400
+        );
+        assert_eq!(
+            status_for_error(&err(ErrorSource::Downstream, ErrorType::ConnectionClosed)),
+            0
+        );
+        assert_eq!(
+            status_for_error(&err(ErrorSource::Downstream, ErrorType::ReadTimedout)),
+            408
+        );
+        assert_eq!(
+            status_for_error(&Error::new(ErrorType::HTTPStatus(503))),
+            503
+        );
+    }
+
+    #[test]
+    fn bodies_leak_nothing_internal() {
+        for code in [400, 404, 408, 431, 502, 503, 504, 599] {
+            let body = body_for(code);
+            assert!(!body.contains("127.0.0.1") && !body.contains("Error:") && body.len() < 80);
+        }
+    }
+}

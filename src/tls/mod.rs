@@ -1,0 +1,8 @@
+//! TLS: the SNI certificate store (survives reloads), the rustls resolver over it, and the
+//! self-signed placeholder certificate made on first start.
+
+pub mod pem;
+pub mod placeholder;
+pub mod store;
+
+pub use store::{CertIndex, CertStore};

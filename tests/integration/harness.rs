@@ -1,0 +1,308 @@
+//! The harness: free loopback ports, self-signed certificates written as PEM, and a
+//! `DaemonBuilder` that writes a config into a temp dir and runs the real `ferrogate` binary until
+//! the `Daemon` is dropped (printing its log when the test failed).
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The daemon binary cargo built for this test run.
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferrogate");
+
+/// How long a daemon may take to accept TCP on every listener.
+pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Upstream timeouts for ordinary tests: fail fast, but never flake on a slow CI machine.
+pub const DEFAULT_TIMEOUTS: &str = "{ connect: 1s, read: 5s }";
+
+/// A loopback address nobody listens on right now (bind port 0, read it, drop the socket).
+pub fn free_addr() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local_addr")
+}
+
+/// A self-signed certificate and its key, written as PEM files.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    pub name: String,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// The leaf certificate in DER, to compare with what a TLS client was shown.
+    pub der: Vec<u8>,
+}
+
+/// Makes a self-signed certificate for `sans` with the common name `ferrogate-test-NAME` and
+/// writes `NAME.pem` / `NAME.key` into `dir`.
+pub fn write_cert(dir: &Path, name: &str, sans: &[&str]) -> CertFiles {
+    let names: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).expect("certificate params");
+    let mut dn = rcgen::DistinguishedName::new();
+    dn.push(rcgen::DnType::CommonName, format!("ferrogate-test-{name}"));
+    params.distinguished_name = dn;
+    let key = rcgen::KeyPair::generate().expect("generate key");
+    let cert = params.self_signed(&key).expect("self-sign");
+    let cert_path = dir.join(format!("{name}.pem"));
+    let key_path = dir.join(format!("{name}.key"));
+    std::fs::write(&cert_path, cert.pem()).expect("write cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("write key");
+    CertFiles {
+        name: name.to_string(),
+        cert: cert_path,
+        key: key_path,
+        der: cert.der().to_vec(),
+    }
+}
+
+/// Runs `ferrogate check --config PATH` and returns its output.
+pub fn run_check(path: &Path) -> Output {
+    Command::new(BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(path)
+        .output()
+        .expect("run ferrogate check")
+}
+
+/// Builds a config for the daemon, one section at a time. Routes and upstream timeouts are YAML
+/// flow mappings, written exactly as a user would.
+pub struct DaemonBuilder {
+    dir: TempDir,
+    http: SocketAddr,
+    https: SocketAddr,
+    extra: Vec<(String, SocketAddr, bool)>,
+    hsts: Option<String>,
+    certs: Vec<CertFiles>,
+    routes: Vec<String>,
+    upstreams: Vec<String>,
+}
+
+impl Default for DaemonBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl DaemonBuilder {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("tempdir"),
+            http: free_addr(),
+            https: free_addr(),
+            extra: Vec::new(),
+            hsts: None,
+            certs: Vec::new(),
+            routes: Vec::new(),
+            upstreams: Vec::new(),
+        }
+    }
+
+    /// Adds an entry to `listeners.extra`.
+    pub fn extra_listener(mut self, name: &str, tls: bool) -> Self {
+        self.extra.push((name.to_string(), free_addr(), tls));
+        self
+    }
+
+    /// Sets `tls.hsts` (a duration such as `1y`).
+    pub fn hsts(mut self, duration: &str) -> Self {
+        self.hsts = Some(duration.to_string());
+        self
+    }
+
+    /// Generates a certificate for `sans` and adds it to `tls.certificates` (the first added is
+    /// the default certificate).
+    pub fn certificate(mut self, name: &str, sans: &[&str]) -> Self {
+        let files = write_cert(self.dir.path(), name, sans);
+        self.certs.push(files);
+        self
+    }
+
+    /// Adds a route, e.g. `{ name: chat, hosts: [chat.test], upstream: a }`.
+    pub fn route(mut self, flow_mapping: &str) -> Self {
+        self.routes.push(flow_mapping.to_string());
+        self
+    }
+
+    /// Adds an upstream with these servers and a `timeouts` flow mapping.
+    pub fn upstream(mut self, name: &str, servers: &[SocketAddr], timeouts: &str) -> Self {
+        let list: Vec<String> = servers
+            .iter()
+            .map(|a| format!("{{ address: {a} }}"))
+            .collect();
+        self.upstreams.push(format!(
+            "  {name}:\n    servers: [ {} ]\n    timeouts: {timeouts}\n",
+            list.join(", ")
+        ));
+        self
+    }
+
+    /// The YAML this builder will write.
+    pub fn config_yaml(&self) -> String {
+        let mut y = String::new();
+        let state = self.dir.path().join("state");
+        writeln!(y, "state_dir: {}", state.display()).expect("fmt");
+        writeln!(y, "workers: 1").expect("fmt");
+        writeln!(y, "listeners:").expect("fmt");
+        writeln!(y, "  http: {}", self.http).expect("fmt");
+        writeln!(y, "  https: {}", self.https).expect("fmt");
+        if !self.extra.is_empty() {
+            writeln!(y, "  extra:").expect("fmt");
+            for (name, addr, tls) in &self.extra {
+                writeln!(y, "    - {{ name: {name}, address: {addr}, tls: {tls} }}").expect("fmt");
+            }
+        }
+        writeln!(y, "tls:").expect("fmt");
+        if let Some(hsts) = &self.hsts {
+            writeln!(y, "  hsts: {hsts}").expect("fmt");
+        }
+        writeln!(y, "  certificates:").expect("fmt");
+        for c in &self.certs {
+            writeln!(
+                y,
+                "    - {{ name: {}, cert: {}, key: {} }}",
+                c.name,
+                c.cert.display(),
+                c.key.display()
+            )
+            .expect("fmt");
+        }
+        writeln!(y, "routes:").expect("fmt");
+        for r in &self.routes {
+            writeln!(y, "  - {r}").expect("fmt");
+        }
+        writeln!(y, "upstreams:").expect("fmt");
+        for u in &self.upstreams {
+            y.push_str(u);
+        }
+        y
+    }
+
+    /// Writes `ferrogate.yaml` into the temp dir (adding a `localhost` certificate when none was
+    /// added) and returns its path.
+    pub fn write_config(&mut self) -> PathBuf {
+        if self.certs.is_empty() {
+            let files = write_cert(self.dir.path(), "default", &["localhost"]);
+            self.certs.push(files);
+        }
+        let config_path = self.dir.path().join("ferrogate.yaml");
+        std::fs::write(&config_path, self.config_yaml()).expect("write config");
+        config_path
+    }
+
+    /// Writes the config, starts `ferrogate run`, and waits until every listener accepts TCP.
+    pub async fn start(mut self) -> Daemon {
+        let config_path = self.write_config();
+        let yaml = self.config_yaml();
+        let log_path = self.dir.path().join("daemon.log");
+        let log = File::create(&log_path).expect("create log");
+        let child = Command::new(BIN)
+            .arg("run")
+            .arg("--config")
+            .arg(&config_path)
+            .env("FERROGATE_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("clone log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn ferrogate");
+        let mut listeners = vec![self.http, self.https];
+        listeners.extend(self.extra.iter().map(|(_, a, _)| *a));
+        let mut daemon = Daemon {
+            child,
+            http: self.http,
+            https: self.https,
+            extra: self.extra.iter().map(|(n, a, _)| (n.clone(), *a)).collect(),
+            certs: self.certs,
+            config_yaml: yaml,
+            log_path,
+            _dir: self.dir,
+        };
+        daemon.wait_ready(&listeners).await;
+        daemon
+    }
+}
+
+/// A running `ferrogate run`; killed when dropped.
+pub struct Daemon {
+    child: Child,
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    extra: Vec<(String, SocketAddr)>,
+    certs: Vec<CertFiles>,
+    config_yaml: String,
+    log_path: PathBuf,
+    /// Holds the config, certificates, state and log; removed after the process is gone.
+    _dir: TempDir,
+}
+
+impl Daemon {
+    async fn wait_ready(&mut self, listeners: &[SocketAddr]) {
+        let deadline = Instant::now() + DEFAULT_START_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!("ferrogate exited during start-up with {status}");
+            }
+            let mut all = true;
+            for addr in listeners {
+                let attempt = tokio::time::timeout(
+                    Duration::from_millis(500),
+                    tokio::net::TcpStream::connect(addr),
+                )
+                .await;
+                if !matches!(attempt, Ok(Ok(_))) {
+                    all = false;
+                    break;
+                }
+            }
+            if all {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ferrogate did not accept on {listeners:?} within {DEFAULT_START_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The address of an extra listener.
+    pub fn extra(&self, name: &str) -> SocketAddr {
+        self.extra
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| *a)
+            .unwrap_or_else(|| panic!("no extra listener {name}"))
+    }
+
+    /// The certificate added under this name.
+    pub fn cert(&self, name: &str) -> &CertFiles {
+        self.certs
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no certificate {name}"))
+    }
+
+    /// Everything the daemon wrote to stdout/stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- ferrogate config ----\n{}---- ferrogate log ({}) ----\n{}---- end of ferrogate log ----",
+                self.config_yaml,
+                self.log_path.display(),
+                self.log()
+            );
+        }
+    }
+}

@@ -1,0 +1,15 @@
+//! The one integration test binary: starts the real `ferrogate` daemon on loopback ports against
+//! real backend servers and checks what clients and backends see.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod backends;
+mod client;
+mod harness;
+
+mod check_cmd;
+mod errors;
+mod http_listener;
+mod malformed;
+mod routing;
+mod streaming;
+mod tls;
