@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 use serde_yaml::Value;
 
 use super::error::{ConfigError, ConfigErrors};
-use super::model::{Admin, Config, DEFAULT_STATE_DIR};
-use super::raw::{RawAcme, RawAdmin, TOP_LEVEL_KEYS};
+use super::duration::parse_duration;
+use super::model::{Admin, Config, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATE_DIR};
+use super::raw::{RawAcme, RawAdmin, RawShutdown, TOP_LEVEL_KEYS};
 use super::spans::{Position, SpanIndex};
 use not_yet::NotYet;
 
@@ -62,6 +63,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         let _ = checker.decode::<RawAcme>(Some(acme), "acme");
         checker.not_yet("acme", NotYet::Acme);
     }
+    let shutdown_grace = checker.shutdown_grace(section("shutdown"));
     let upstreams = upstreams::check(&mut checker, section("upstreams"));
     let routes = routes::check(
         &mut checker,
@@ -82,6 +84,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         tls,
         routes,
         upstreams: upstreams.upstreams,
+        shutdown_grace,
     })
 }
 
@@ -170,6 +173,22 @@ impl Checker {
             }
             Some(workers) => workers,
             None => default(),
+        }
+    }
+
+    fn shutdown_grace(&mut self, value: Option<&Value>) -> std::time::Duration {
+        let text = self
+            .decode::<RawShutdown>(value, "shutdown")
+            .and_then(|raw| raw.grace_period);
+        let Some(text) = text else {
+            return DEFAULT_SHUTDOWN_GRACE;
+        };
+        match parse_duration(&text) {
+            Ok(grace) => grace,
+            Err(message) => {
+                self.at_value("shutdown.grace_period", message);
+                DEFAULT_SHUTDOWN_GRACE
+            }
         }
     }
 
