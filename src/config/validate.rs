@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use super::error::{ConfigError, ConfigErrors};
 use super::duration::parse_duration;
+use super::error::{ConfigError, ConfigErrors};
 use super::model::{Admin, Config, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATE_DIR};
 use super::raw::{RawAcme, RawAdmin, RawShutdown, TOP_LEVEL_KEYS};
 use super::spans::{Position, SpanIndex};
