@@ -8,11 +8,15 @@ use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::ServerConf;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::acme::http01::ChallengeTokens;
 use crate::admin::AdminApp;
 use crate::config::model::Config;
+use crate::discovery::DnsDiscovery;
+use crate::health::HealthChecker;
+use crate::pool::Registry;
 use crate::proxy::Proxy;
 use crate::runtime::{Snapshot, SnapshotStore};
 use crate::tls::{placeholder, CertIndex, CertStore};
@@ -25,6 +29,8 @@ pub struct Shared {
     pub snapshots: Arc<SnapshotStore>,
     pub certs: Arc<CertStore>,
     pub challenges: Arc<ChallengeTokens>,
+    /// Upstream pools (health, in-flight, sticky tables): pass to `Snapshot::compile` on reload.
+    pub upstreams: Arc<Registry>,
 }
 
 /// Builds the certificate index for a configuration: configured certificates in file order (the
@@ -57,8 +63,10 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
         )
     })?;
     let index = build_cert_index(config)?;
+    let upstreams = Arc::new(Registry::default());
     Ok(Shared {
-        snapshots: Arc::new(SnapshotStore::new(Snapshot::compile(config, 1))),
+        snapshots: Arc::new(SnapshotStore::new(Snapshot::compile(config, 1, &upstreams))),
+        upstreams,
         certs: Arc::new(CertStore::new(index)),
         challenges: Arc::new(ChallengeTokens::default()),
     })
@@ -100,6 +108,11 @@ pub fn build(config: &Config, shared: &Shared) -> Result<Server, String> {
         }
         server.add_service(service);
     }
+
+    let checker = HealthChecker::new(shared.snapshots.clone());
+    server.add_service(background_service("health checker", checker));
+    let discovery = DnsDiscovery::new(shared.snapshots.clone());
+    server.add_service(background_service("dns discovery", discovery));
 
     if let Some(admin) = &config.admin {
         let mut service = Service::new(

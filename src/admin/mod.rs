@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz` (alive) and `/readyz` (a configuration is loaded and the
-//! listeners are bound). Loopback by default; metrics and the status page grow here.
+//! The admin listener: `/healthz` (alive), `/readyz` (a configuration is loaded and the
+//! listeners are bound) and `/status.json` (every upstream server's state, in-flight, sticky
+//! count, recent errors). Loopback by default; metrics and the status page grow here.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::pool::status::to_json;
 use crate::runtime::SnapshotStore;
 
 /// The admin endpoints.
@@ -40,6 +42,16 @@ impl ServeHttp for AdminApp {
             "/readyz" => {
                 let generation = self.snapshots.load().generation;
                 text(200, format!("ready generation={generation}\n"))
+            }
+            "/status.json" => {
+                let snapshot = self.snapshots.load();
+                let upstreams: Vec<_> = snapshot.upstreams().iter().map(|u| u.status()).collect();
+                let mut response = text(200, to_json(snapshot.generation, &upstreams));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                response
             }
             _ => text(404, "Not Found\n".into()),
         }
