@@ -79,6 +79,7 @@ pub struct DaemonBuilder {
     certs: Vec<CertFiles>,
     routes: Vec<String>,
     upstreams: Vec<String>,
+    admin: Option<SocketAddr>,
 }
 
 impl Default for DaemonBuilder {
@@ -98,7 +99,21 @@ impl DaemonBuilder {
             certs: Vec::new(),
             routes: Vec::new(),
             upstreams: Vec::new(),
+            admin: None,
         }
+    }
+
+    /// Adds the admin listener (`/status.json`) on a free loopback port.
+    pub fn admin(mut self) -> Self {
+        self.admin = Some(free_addr());
+        self
+    }
+
+    /// Adds an upstream written as raw YAML: `body` is the mapping under `upstreams.NAME`, each
+    /// line indented by four spaces (e.g. `    servers: [...]\n    balance: p2c\n`).
+    pub fn upstream_yaml(mut self, name: &str, body: &str) -> Self {
+        self.upstreams.push(format!("  {name}:\n{body}"));
+        self
     }
 
     /// Adds an entry to `listeners.extra`.
@@ -154,6 +169,9 @@ impl DaemonBuilder {
             for (name, addr, tls) in &self.extra {
                 writeln!(y, "    - {{ name: {name}, address: {addr}, tls: {tls} }}").expect("fmt");
             }
+        }
+        if let Some(admin) = self.admin {
+            writeln!(y, "admin: {{ listen: {admin} }}").expect("fmt");
         }
         writeln!(y, "tls:").expect("fmt");
         if let Some(hsts) = &self.hsts {
@@ -211,8 +229,10 @@ impl DaemonBuilder {
             .expect("spawn ferrogate");
         let mut listeners = vec![self.http, self.https];
         listeners.extend(self.extra.iter().map(|(_, a, _)| *a));
+        listeners.extend(self.admin);
         let mut daemon = Daemon {
             child,
+            admin: self.admin,
             http: self.http,
             https: self.https,
             extra: self.extra.iter().map(|(n, a, _)| (n.clone(), *a)).collect(),
@@ -231,6 +251,8 @@ pub struct Daemon {
     child: Child,
     pub http: SocketAddr,
     pub https: SocketAddr,
+    /// The admin listener, when added.
+    pub admin: Option<SocketAddr>,
     extra: Vec<(String, SocketAddr)>,
     certs: Vec<CertFiles>,
     config_yaml: String,

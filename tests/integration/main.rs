@@ -6,6 +6,9 @@ mod backends;
 mod client;
 mod harness;
 
+mod balance_support;
+
+mod balance;
 mod check_cmd;
 mod errors;
 mod http_listener;
