@@ -12,7 +12,10 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
 
 use crate::client::{parse_response, Response};
 use crate::harness::{Daemon, DaemonBuilder};
@@ -146,14 +149,6 @@ impl Replica {
     }
 
     async fn connection(&self, mut stream: TcpStream) -> std::io::Result<()> {
-        let mut peek = [0u8; 2048];
-        let n = stream.peek(&mut peek).await?;
-        if String::from_utf8_lossy(&peek[..n])
-            .to_ascii_lowercase()
-            .contains("upgrade: websocket")
-        {
-            return self.websocket(stream).await;
-        }
         let mut buf = Vec::new();
         loop {
             let Some((head, body_len)) = read_head(&mut stream, &mut buf).await? else {
@@ -168,6 +163,10 @@ impl Replica {
                 buf.extend_from_slice(&chunk[..n]);
             }
             buf.drain(..body_len);
+            if head.to_ascii_lowercase().contains("upgrade: websocket") {
+                // Also on a reused keep-alive connection, not only a fresh one.
+                return self.websocket(stream, &head).await;
+            }
             let path = head.split(' ').nth(1).unwrap_or("/").to_string();
             if path == "/health" {
                 self.state.health_checks.fetch_add(1, Ordering::SeqCst);
@@ -209,10 +208,20 @@ impl Replica {
         }
     }
 
-    async fn websocket(&self, stream: TcpStream) -> std::io::Result<()> {
-        let mut ws = tokio_tungstenite::accept_async(stream)
-            .await
-            .map_err(std::io::Error::other)?;
+    async fn websocket(&self, mut stream: TcpStream, head: &str) -> std::io::Result<()> {
+        let key = head
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case("sec-websocket-key"))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default();
+        let accept = derive_accept_key(key.as_bytes());
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\nX-Backend: {}\r\n\r\n",
+            self.name
+        );
+        stream.write_all(answer.as_bytes()).await?;
+        let mut ws = WebSocketStream::from_raw_socket(stream, Role::Server, None).await;
         self.state.websockets.fetch_add(1, Ordering::SeqCst);
         while let Some(Ok(msg)) = ws.next().await {
             if let Message::Text(text) = msg {

@@ -14,5 +14,6 @@ mod errors;
 mod http_listener;
 mod malformed;
 mod routing;
+mod sticky;
 mod streaming;
 mod tls;
