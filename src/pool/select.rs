@@ -190,6 +190,21 @@ impl UpstreamPool {
         })
     }
 
+    /// Servers a retry could still go to: what [`Self::select`] would consider, minus `tried`.
+    pub fn retry_candidates(&self, tried: &[u64], now: Instant) -> usize {
+        let members = self.members();
+        let untried = |m: &&Arc<Member>| !m.drain && !tried.contains(&m.id);
+        let healthy = members
+            .iter()
+            .filter(untried)
+            .filter(|m| m.state.available(now))
+            .count();
+        if healthy == 0 && !members.iter().any(|m| m.state.available(now)) {
+            return members.iter().filter(untried).count();
+        }
+        healthy
+    }
+
     fn choose(
         &self,
         rules: &Rules<'_>,

@@ -80,12 +80,9 @@ impl RequestCtx {
     /// Facts for a retry decision after the current attempt failed.
     fn retry_facts(&self, sent: bool, session: &Session) -> RetryFacts {
         let untried = self.target.as_ref().map_or(0, |t| {
-            let members = t.upstream.pool.members();
-            let failed = self.pick.as_ref().map(|p| p.member.id);
-            members
-                .iter()
-                .filter(|m| !self.tried.contains(&m.id) && Some(m.id) != failed && !m.drain)
-                .count()
+            let mut tried = self.tried.clone();
+            tried.extend(self.pick.as_ref().map(|p| p.member.id));
+            t.upstream.pool.retry_candidates(&tried, Instant::now())
         });
         RetryFacts {
             attempts: self.attempts,

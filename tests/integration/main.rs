@@ -9,8 +9,11 @@ mod harness;
 mod balance_support;
 
 mod balance;
+mod balance_queue;
 mod check_cmd;
 mod errors;
+mod health;
+mod health_inflight;
 mod http_listener;
 mod malformed;
 mod routing;
