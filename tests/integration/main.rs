@@ -13,6 +13,7 @@ mod balance_queue;
 mod check_cmd;
 mod errors;
 mod health;
+mod health_active;
 mod health_inflight;
 mod http_listener;
 mod malformed;
