@@ -9,6 +9,7 @@ mod harness;
 mod balance_support;
 
 mod balance;
+mod balance_discovery;
 mod balance_queue;
 mod check_cmd;
 mod errors;
