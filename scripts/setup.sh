@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what building and testing ferrogate needs on a fresh Debian machine that already has the
-# Rust toolchain: cmake (pingora's zlib-ng build). Safe to run again; installs only what is missing.
+# Rust toolchain: cmake (pingora's zlib-ng build) and the tools the tests use. Safe to run again; installs only what is missing.
 set -euo pipefail
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # unit file verification test
 
 if [ "${#need[@]}" -gt 0 ]; then
   sudo_cmd=()

@@ -21,6 +21,7 @@ use pingora::{Error, ErrorType};
 
 use crate::acme::http01::{ChallengeTokens, CHALLENGE_PREFIX};
 use crate::config::model::{LISTENER_HTTP, MAX_RETRIES};
+use crate::lifecycle::{ActiveGuard, ActiveRequests};
 use crate::pool::Pick;
 use crate::routing::{normalize_host, strip_path_prefix};
 use crate::runtime::{RouteTarget, SnapshotStore};
@@ -40,6 +41,7 @@ pub struct Proxy {
     tls: bool,
     snapshots: Arc<SnapshotStore>,
     challenges: Arc<ChallengeTokens>,
+    active: Arc<ActiveRequests>,
 }
 
 impl Proxy {
@@ -48,12 +50,14 @@ impl Proxy {
         tls: bool,
         snapshots: Arc<SnapshotStore>,
         challenges: Arc<ChallengeTokens>,
+        active: Arc<ActiveRequests>,
     ) -> Self {
         Self {
             listener: Arc::from(listener),
             tls,
             snapshots,
             challenges,
+            active,
         }
     }
 }
@@ -74,6 +78,8 @@ pub struct RequestCtx {
     hsts: Option<HeaderValue>,
     /// Attempts made so far (for retrying on another server).
     attempts: usize,
+    /// Counts this request as in flight (graceful stop waits for it) until the context drops.
+    _active: ActiveGuard,
 }
 
 impl RequestCtx {
@@ -177,6 +183,7 @@ impl ProxyHttp for Proxy {
             upgrade: false,
             hsts: None,
             attempts: 0,
+            _active: self.active.enter(),
         }
     }
 

@@ -240,6 +240,7 @@ mod tests {
             },
             routes,
             upstreams: BTreeMap::from([("u".to_string(), upstream)]),
+            shutdown_grace: std::time::Duration::from_secs(1),
         }
     }
 
