@@ -11,6 +11,7 @@ mod balance_support;
 mod balance;
 mod balance_discovery;
 mod balance_queue;
+mod balance_reload;
 mod check_cmd;
 mod errors;
 mod health;
