@@ -44,7 +44,7 @@ impl HealthChecker {
             let due = next_due.entry(upstream.name.clone()).or_insert(now);
             if *due <= now {
                 *due = now + active.interval;
-                check_upstream(upstream.clone());
+                check_upstream(upstream, active);
             }
             sleep = sleep.min(due.saturating_duration_since(now));
         }
@@ -68,15 +68,16 @@ impl BackgroundService for HealthChecker {
 }
 
 /// One round of checks for every member of `upstream`, each on its own task.
-fn check_upstream(upstream: Arc<UpstreamRuntime>) {
+fn check_upstream(upstream: &Arc<UpstreamRuntime>, active: &ActiveHealth) {
     for member in upstream.pool.members().iter() {
+        if !member.state.begin_check() {
+            continue;
+        }
         let member = member.clone();
         let upstream = upstream.clone();
+        let active = active.clone();
         tokio::spawn(async move {
-            let Some(active) = &upstream.health.active else {
-                return;
-            };
-            let result = probe(member.socket, &member.address, active).await;
+            let result = probe(member.socket, &member.address, &active).await;
             let ok = matches!(result, Ok(status) if healthy(status, active.expect_status));
             let changed = member
                 .state

@@ -144,7 +144,7 @@ impl UpstreamPool {
             .filter(untried)
             .filter(|m| m.state.available(now))
             .collect();
-        if eligible.is_empty() && !members.iter().any(|m| m.state.available(now)) {
+        if eligible.is_empty() && !members.iter().any(|m| !m.drain && m.state.available(now)) {
             // Panic mode: every server is marked bad; trying one beats refusing everyone.
             eligible = members.iter().filter(untried).collect();
         }
@@ -199,7 +199,7 @@ impl UpstreamPool {
             .filter(untried)
             .filter(|m| m.state.available(now))
             .count();
-        if healthy == 0 && !members.iter().any(|m| m.state.available(now)) {
+        if healthy == 0 && !members.iter().any(|m| !m.drain && m.state.available(now)) {
             return members.iter().filter(untried).count();
         }
         healthy

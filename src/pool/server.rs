@@ -3,7 +3,7 @@
 //! and gives it back when dropped, whatever ended the request.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +42,8 @@ pub struct ServerState {
     pub(super) rr_current: AtomicI64,
     health: Mutex<HealthState>,
     recent: Mutex<VecDeque<RecentError>>,
+    /// An active check is running (a slow check is never overlapped by the next one).
+    checking: AtomicBool,
 }
 
 impl ServerState {
@@ -113,12 +115,20 @@ impl ServerState {
         lock(&self.health).on_passive_success();
     }
 
-    /// An active check result; returns true when the verdict changed.
+    /// Claims the right to run an active check; false while another one is still running.
+    pub fn begin_check(&self) -> bool {
+        !self.checking.swap(true, Ordering::AcqRel)
+    }
+
+    /// An active check result; releases the claim taken by [`Self::begin_check`]. Returns true
+    /// when the verdict changed.
     pub fn record_check(&self, ok: bool, policy: &Health, now: Instant) -> bool {
         if !ok {
             self.remember("check");
         }
-        lock(&self.health).on_check(ok, policy, now)
+        let changed = lock(&self.health).on_check(ok, policy, now);
+        self.checking.store(false, Ordering::Release);
+        changed
     }
 
     fn remember(&self, kind: &'static str) {

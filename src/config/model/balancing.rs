@@ -86,8 +86,8 @@ pub enum StickyMode {
     Header { name: String },
 }
 
-/// `health`: active checks (when the section is present) and passive ejection (always, unless
-/// `passive_fails: 0`).
+/// `health`: active checks (when any of `path`, `interval`, `timeout`, `rise`, `fall`,
+/// `expect_status` is given) and passive ejection (always, unless `passive_fails: 0`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Health {
     pub active: Option<ActiveHealth>,

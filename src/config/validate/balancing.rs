@@ -141,11 +141,20 @@ pub(super) fn sticky(checker: &mut Checker, path: &str, raw: RawSticky) -> Stick
     Sticky { mode, ttl }
 }
 
+/// `health`: active checks (when any of their keys is present) and passive ejection.
 pub(super) fn health(checker: &mut Checker, path: &str, raw: Option<RawHealth>) -> Health {
     let Some(raw) = raw else {
         return Health::default();
     };
     let key = |k: &str| format!("{path}.{k}");
+    // Active checks run when any of their keys is given; `passive_fails`, `eject` and
+    // `slow_start` alone tune passive ejection only.
+    let active = raw.path.is_some()
+        || raw.interval.is_some()
+        || raw.timeout.is_some()
+        || raw.rise.is_some()
+        || raw.fall.is_some()
+        || raw.expect_status.is_some();
     let health_path = raw.path.unwrap_or_else(|| DEFAULT_HEALTH_PATH.into());
     if !health_path.starts_with('/') || health_path.contains(char::is_whitespace) {
         checker.at_value(&key("path"), "must start with `/` and contain no spaces");
@@ -182,7 +191,7 @@ pub(super) fn health(checker: &mut Checker, path: &str, raw: Option<RawHealth>) 
         .slow_start
         .map(|text| positive_duration(checker, &key("slow_start"), Some(text), Duration::ZERO));
     Health {
-        active: Some(ActiveHealth {
+        active: active.then_some(ActiveHealth {
             path: health_path,
             interval,
             timeout,

@@ -133,6 +133,15 @@ fn health_section() {
     let config = ok(BASE);
     assert!(config.upstreams["u"].health.active.is_none());
     assert_eq!(config.upstreams["u"].health.passive_fails, 3);
+    // Passive tuning alone starts no active checks; any active key does, with defaults.
+    let config = ok(&format!(
+        "{BASE}    health: {{ passive_fails: 1, eject: 1m }}\n"
+    ));
+    assert!(config.upstreams["u"].health.active.is_none());
+    assert_eq!(config.upstreams["u"].health.eject, Duration::from_secs(60));
+    let config = ok(&format!("{BASE}    health: {{ rise: 1 }}\n"));
+    let active = config.upstreams["u"].health.active.clone().expect("active");
+    assert_eq!((active.path.as_str(), active.fall), ("/", 3));
 
     let found = errors(&format!(
         "{BASE}    health: {{ path: health, rise: 0, interval: soon, expect_status: 700 }}\n"

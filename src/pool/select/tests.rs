@@ -247,3 +247,29 @@ fn panic_mode_when_every_server_is_down() {
     let balance = Balance::RoundRobin;
     assert_eq!(port(&pick(&pool, &rules(&balance, None), &req)), 1);
 }
+
+#[test]
+fn retry_candidates_mirror_what_select_would_take() {
+    let mut servers = vec![server(1, 1), server(2, 1), server(3, 1)];
+    servers[2].drain = true;
+    let pool = pool(&servers);
+    let ids: Vec<u64> = pool.members().iter().map(|m| m.id).collect();
+    let now = Instant::now();
+    // The draining server never counts.
+    assert_eq!(pool.retry_candidates(&[], now), 2);
+    assert_eq!(pool.retry_candidates(&ids[..1], now), 1);
+    // The only untried server is down while a tried one is still up: nowhere to go.
+    let policy = Health {
+        passive_fails: 1,
+        ..Health::default()
+    };
+    pool.members()[1]
+        .state
+        .record_failure(&policy, "connect", now);
+    assert_eq!(pool.retry_candidates(&ids[..1], now), 0);
+    // Everything down: panic mode counts every untried server again.
+    pool.members()[0]
+        .state
+        .record_failure(&policy, "connect", now);
+    assert_eq!(pool.retry_candidates(&ids[..1], now), 1);
+}
