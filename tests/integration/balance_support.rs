@@ -24,6 +24,8 @@ use crate::harness::{Daemon, DaemonBuilder};
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A replica answering this status closes the connection without a response instead.
 pub const ABORT: u16 = 999;
+/// Where the admin listener serves the balancer's per-server status.
+pub const STATUS_PATH: &str = "/status.json";
 /// Longest request head a replica reads.
 const MAX_HEAD: usize = 64 * 1024;
 
@@ -373,7 +375,7 @@ pub fn servers_yaml(servers: &[(SocketAddr, &str)]) -> String {
 /// The daemon's `/status.json`.
 pub async fn status(d: &Daemon) -> Value {
     let admin = d.admin.expect("admin listener");
-    let r = get(admin, "/status.json", &[]).await;
+    let r = get(admin, STATUS_PATH, &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     serde_json::from_slice(&r.body).expect("status.json is JSON")
 }
