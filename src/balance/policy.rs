@@ -2,6 +2,8 @@
 //! least in-flight, power of two choices, and weighted rendezvous hashing. Callers filter the
 //! candidates (healthy, not draining, not full, not yet tried) and supply randomness and state.
 
+use std::cmp::Ordering;
+
 use super::hashing::{mix, stable_hash};
 
 /// Weight units per configured weight point: slow start scales weights by a fraction, so the
@@ -40,47 +42,61 @@ pub fn smooth_weighted(candidates: &[Candidate], current: &mut [i64]) -> Option<
     Some(best)
 }
 
-/// `a` carries less load per unit of weight than `b` (ties: false).
-fn lighter(a: &Candidate, b: &Candidate) -> bool {
-    // (a.inflight + 1) / a.weight < (b.inflight + 1) / b.weight, without division.
-    let left = (u64::from(a.inflight) + 1) * u64::from(b.weight.max(1));
-    let right = (u64::from(b.inflight) + 1) * u64::from(a.weight.max(1));
-    left < right
+/// Compares load per unit of weight: in-flight / weight, without division.
+fn load_cmp(a: &Candidate, b: &Candidate) -> Ordering {
+    let left = u64::from(a.inflight) * u64::from(b.weight.max(1));
+    let right = u64::from(b.inflight) * u64::from(a.weight.max(1));
+    left.cmp(&right)
 }
 
-/// The candidate with the fewest in-flight requests per unit of weight. Ties go to the first
-/// tied candidate at or after `start` (pass a rotating or random value so ties spread).
-pub fn least_inflight(candidates: &[Candidate], start: usize) -> Option<usize> {
-    let n = candidates.len();
-    if n == 0 {
+/// The index `ticket` lands on when the weights of `indices` are laid end to end: a weighted
+/// choice when `ticket` is random, a weighted rotation when it counts up.
+fn weighted_pick(candidates: &[Candidate], indices: &[usize], ticket: u64) -> Option<usize> {
+    let total: u64 = indices
+        .iter()
+        .map(|i| u64::from(candidates[*i].weight.max(1)))
+        .sum();
+    if total == 0 {
         return None;
     }
-    let mut best = start % n;
-    for step in 1..n {
-        let i = (start + step) % n;
-        if lighter(&candidates[i], &candidates[best]) {
-            best = i;
+    let mut ticket = ticket % total;
+    for i in indices {
+        let weight = u64::from(candidates[*i].weight.max(1));
+        if ticket < weight {
+            return Some(*i);
         }
+        ticket -= weight;
     }
-    Some(best)
+    None
 }
 
-/// Power of two choices: of the two candidates drawn by `r1` and `r2`, the lighter one.
-pub fn p2c(candidates: &[Candidate], r1: usize, r2: usize) -> Option<usize> {
-    let n = candidates.len();
-    match n {
-        0 => None,
-        1 => Some(0),
-        _ => {
-            let a = r1 % n;
-            // A second, distinct index.
-            let b = (a + 1 + r2 % (n - 1)) % n;
-            if lighter(&candidates[b], &candidates[a]) {
-                Some(b)
-            } else {
-                Some(a)
-            }
-        }
+/// The candidate with the fewest in-flight requests per unit of weight (nginx `least_conn`).
+/// Equally loaded candidates (all idle, typically) share by weight: `ticket` walks their weights,
+/// so pass a counter that goes up by one per request.
+pub fn least_inflight(candidates: &[Candidate], ticket: u64) -> Option<usize> {
+    let best = candidates.iter().min_by(|a, b| load_cmp(a, b))?;
+    let tied: Vec<usize> = candidates
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| load_cmp(c, best) == Ordering::Equal)
+        .map(|(i, _)| i)
+        .collect();
+    weighted_pick(candidates, &tied, ticket)
+}
+
+/// Power of two choices: two distinct candidates drawn by weight (with the random `r1`, `r2`),
+/// the less loaded per unit of weight wins; at equal load the first drawn.
+pub fn p2c(candidates: &[Candidate], r1: u64, r2: u64) -> Option<usize> {
+    let all: Vec<usize> = (0..candidates.len()).collect();
+    let first = weighted_pick(candidates, &all, r1)?;
+    let rest: Vec<usize> = all.into_iter().filter(|i| *i != first).collect();
+    let Some(second) = weighted_pick(candidates, &rest, r2) else {
+        return Some(first);
+    };
+    if load_cmp(&candidates[second], &candidates[first]) == Ordering::Less {
+        Some(second)
+    } else {
+        Some(first)
     }
 }
 
@@ -159,16 +175,30 @@ mod tests {
         c[1].inflight = 1;
         c[2].inflight = 2;
         assert_eq!(least_inflight(&c, 0), Some(1));
-        // Weight 4 with 3 in flight is lighter than weight 1 with 1.
+        // Weight 4 with 3 in flight (0.75 each) is lighter than weight 1 with 1.
         let mut w = cands(&[4, 1]);
         w[0].inflight = 3;
         w[1].inflight = 1;
         assert_eq!(least_inflight(&w, 1), Some(0));
-        // Ties rotate with `start`.
+        // Ties rotate with the ticket.
         let idle = cands(&[1, 1, 1]);
         assert_eq!(least_inflight(&idle, 0), Some(0));
         assert_eq!(least_inflight(&idle, 2), Some(2));
         assert_eq!(least_inflight(&[], 0), None);
+    }
+
+    #[test]
+    fn idle_servers_share_by_weight() {
+        let c = cands(&[3, 1]);
+        let heavy = (0..4000u64)
+            .filter(|t| least_inflight(&c, *t) == Some(0))
+            .count();
+        assert_eq!(heavy, 3000);
+        let mut rng = fastrand::Rng::with_seed(11);
+        let heavy = (0..4000)
+            .filter(|_| p2c(&c, rng.u64(..), rng.u64(..)) == Some(0))
+            .count();
+        assert!((2850..=3150).contains(&heavy), "{heavy}");
     }
 
     #[test]
@@ -180,13 +210,7 @@ mod tests {
         assert_eq!(p2c(&c, 0, 0), Some(1)); // draws 0 and 1
         assert_eq!(p2c(&c, 2, 0), Some(0)); // draws 2 and 0
         assert_eq!(p2c(&c[..1], 7, 9), Some(0));
-        for r1 in 0..10 {
-            for r2 in 0..10 {
-                let a = r1 % 3;
-                let b = (a + 1 + r2 % 2) % 3;
-                assert_ne!(a, b);
-            }
-        }
+        assert_eq!(p2c(&[], 7, 9), None);
     }
 
     #[test]
@@ -194,7 +218,7 @@ mod tests {
         let mut c = cands(&[1, 1, 1, 1]);
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..4000 {
-            let i = p2c(&c, rng.usize(..), rng.usize(..)).expect("pick");
+            let i = p2c(&c, rng.u64(..), rng.u64(..)).expect("pick");
             c[i].inflight += 1;
         }
         for s in &c {

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -57,7 +57,7 @@ pub struct UpstreamPool {
     pub(super) released: Arc<Notify>,
     pub(super) queued: AtomicU32,
     /// Rotates ties between equally loaded servers.
-    pub(super) ticket: AtomicUsize,
+    pub(super) ticket: AtomicU64,
 }
 
 impl UpstreamPool {
@@ -70,7 +70,7 @@ impl UpstreamPool {
             sticky: Mutex::new(StickyTable::new(DEFAULT_STICKY_TABLE_CAPACITY)),
             released: Arc::new(Notify::new()),
             queued: AtomicU32::new(0),
-            ticket: AtomicUsize::new(0),
+            ticket: AtomicU64::new(0),
         }
     }
 

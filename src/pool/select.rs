@@ -226,10 +226,10 @@ impl UpstreamPool {
                 Some(index)
             }
             Balance::LeastInflight => {
-                let start = self.ticket.fetch_add(1, Ordering::Relaxed);
-                policy::least_inflight(candidates, start)
+                let ticket = self.ticket.fetch_add(1, Ordering::Relaxed);
+                policy::least_inflight(candidates, ticket)
             }
-            Balance::P2c => policy::p2c(candidates, fastrand::usize(..), fastrand::usize(..)),
+            Balance::P2c => policy::p2c(candidates, fastrand::u64(..), fastrand::u64(..)),
             Balance::Hash(key) => {
                 let mut ip_text = String::new();
                 policy::rendezvous(candidates, hash_key(key, req, &mut ip_text))
