@@ -1,6 +1,7 @@
 //! Raw YAML → validated [`Config`]: parses once, decodes each section and element on its own, runs
 //! the semantic checks and collects every error (file, line, column, key path) before giving up.
 
+mod balancing;
 mod decode;
 mod hosts;
 mod listeners;
@@ -11,6 +12,8 @@ mod upstreams;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_balancing;
 #[cfg(test)]
 mod tests_elements;
 

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::config::{self, model::Config};
+use crate::pool::Registry;
 use crate::runtime::{Snapshot, SnapshotStore};
 use crate::tls::{CertIndex, CertStore};
 
@@ -54,6 +55,8 @@ pub struct Reloader {
     snapshots: Arc<SnapshotStore>,
     certs: Arc<CertStore>,
     build_certs: Arc<CertIndexBuilder>,
+    /// Upstream pools (health, in-flight, sticky tables) a new snapshot re-attaches to.
+    upstreams: Arc<Registry>,
     /// The configuration the process started with: what cannot change without a restart.
     started_with: Config,
     generation: AtomicU64,
@@ -70,6 +73,7 @@ impl Reloader {
         snapshots: Arc<SnapshotStore>,
         certs: Arc<CertStore>,
         build_certs: Arc<CertIndexBuilder>,
+        upstreams: Arc<Registry>,
     ) -> Self {
         let generation = snapshots.load().generation;
         Self {
@@ -77,6 +81,7 @@ impl Reloader {
             snapshots,
             certs,
             build_certs,
+            upstreams,
             started_with,
             generation: AtomicU64::new(generation),
             status: Mutex::new(ReloadStatus {
@@ -131,7 +136,7 @@ impl Reloader {
             tracing::warn!("{warning}");
         }
         let generation = self.generation.load(Ordering::SeqCst) + 1;
-        let snapshot = Snapshot::compile(config, generation);
+        let snapshot = Snapshot::compile(config, generation, &self.upstreams);
         // Certificates first: a route that appears with this generation finds its certificate.
         self.certs.replace(index);
         self.snapshots.swap(snapshot);

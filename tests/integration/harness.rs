@@ -117,6 +117,13 @@ impl DaemonBuilder {
         self
     }
 
+    /// Adds an upstream written as raw YAML: `body` is the mapping under `upstreams.NAME`, each
+    /// line indented by four spaces (e.g. `    servers: [...]\n    balance: p2c\n`).
+    pub fn upstream_yaml(mut self, name: &str, body: &str) -> Self {
+        self.upstreams.push(format!("  {name}:\n{body}"));
+        self
+    }
+
     /// Appends top-level YAML verbatim.
     pub fn yaml(mut self, text: &str) -> Self {
         self.extra_yaml.push_str(text);

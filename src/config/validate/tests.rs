@@ -164,10 +164,6 @@ fn design_contract_parses_and_only_unimplemented_features_are_rejected() {
         "tls.certificates[1].acme",
         "tls.certificates[2].acme",
         "acme",
-        "upstreams.owui.sticky",
-        "upstreams.owui.health",
-        "upstreams.gpu.servers[0].max_inflight",
-        "upstreams.gpu.discovery",
         "upstreams.gpu.balance",
         "upstreams.gpu.inference",
     ] {
