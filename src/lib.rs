@@ -11,6 +11,7 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod observe;
 pub mod proxy;
 pub mod routing;
 pub mod runtime;

@@ -18,19 +18,19 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
-        Command::Run { config } => {
-            init_logging();
-            match config::load(&config) {
-                Ok(loaded) => run(&loaded),
-                Err(errors) => {
-                    eprint!("{errors}");
-                    eprintln!("configuration {} is invalid", config.display());
-                    ExitCode::from(EXIT_INVALID_CONFIG)
-                }
+        Command::Run { config } => match config::load(&config) {
+            Ok(loaded) => {
+                init_logging(&loaded.log);
+                run(&loaded)
             }
-        }
+            Err(errors) => {
+                eprint!("{errors}");
+                eprintln!("configuration {} is invalid", config.display());
+                ExitCode::from(EXIT_INVALID_CONFIG)
+            }
+        },
         Command::Demo { state_dir } => {
-            init_logging();
+            init_logging(&Default::default());
             match demo::config(&state_dir) {
                 Ok(loaded) => {
                     demo::spawn_backend(demo::DEMO_BACKEND_ADDRESS);
@@ -44,7 +44,7 @@ fn main() -> ExitCode {
             }
         }
         Command::DemoBackend { listen } => {
-            init_logging();
+            init_logging(&Default::default());
             match demo::serve_backend_blocking(&listen) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
@@ -107,12 +107,7 @@ fn run(config: &config::model::Config) -> ExitCode {
     daemon.run_forever()
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERROGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+/// Text by default, JSON with `log.format: json`; `FERROGATE_LOG` filters.
+fn init_logging(log: &config::model::Log) {
+    ferrogate::observe::logging::init(log);
 }

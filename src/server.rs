@@ -6,13 +6,14 @@ use std::sync::Arc;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 
 use crate::acme::http01::ChallengeTokens;
 use crate::admin::AdminApp;
 use crate::config::model::Config;
+use crate::observe::connections::CountedConnections;
 use crate::proxy::Proxy;
 use crate::runtime::{Snapshot, SnapshotStore};
 use crate::tls::{placeholder, CertIndex, CertStore};
@@ -57,6 +58,7 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
         )
     })?;
     let index = build_cert_index(config)?;
+    crate::observe::board::config_loaded(config, 1);
     Ok(Shared {
         snapshots: Arc::new(SnapshotStore::new(Snapshot::compile(config, 1))),
         certs: Arc::new(CertStore::new(index)),
@@ -87,7 +89,8 @@ pub fn build(config: &Config, shared: &Shared) -> Result<Server, String> {
             shared.challenges.clone(),
         );
         let name = format!("listener {}", listener.name);
-        let mut service = http_proxy_service_with_name(&server.configuration, proxy, &name);
+        let app = CountedConnections::new(&listener.name, http_proxy(&server.configuration, proxy));
+        let mut service = Service::new(name, app);
         let address = listener.address.to_string();
         if listener.tls {
             let mut settings = TlsSettings::intermediate("", "")
@@ -104,7 +107,7 @@ pub fn build(config: &Config, shared: &Shared) -> Result<Server, String> {
     if let Some(admin) = &config.admin {
         let mut service = Service::new(
             "admin".to_string(),
-            HttpServer::new_app(AdminApp::new(shared.snapshots.clone())),
+            HttpServer::new_app(AdminApp::new(shared.snapshots.clone()).allow(admin.allow.clone())),
         );
         service.add_tcp(&admin.listen.to_string());
         server.add_service(service);

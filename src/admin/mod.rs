@@ -1,45 +1,113 @@
-//! The admin listener: `/healthz` (alive) and `/readyz` (a configuration is loaded and the
-//! listeners are bound). Loopback by default; metrics and the status page grow here.
+//! The admin listener: `/healthz` (alive), `/readyz` (a configuration is loaded and the listeners
+//! are bound), `/metrics` (Prometheus text), `/status` (HTML) and `/status.json`. Loopback by
+//! default; a non-loopback address needs `admin.allow`, and every request is checked against it.
+
+pub mod status;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::Response;
+use http::{Method, Response};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::config::model::Cidr;
+use crate::observe::{board, clock, metrics, servers};
 use crate::runtime::SnapshotStore;
+
+/// Content type of the Prometheus text format.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The admin endpoints.
 pub struct AdminApp {
     snapshots: Arc<SnapshotStore>,
+    /// `None` = every peer that can connect (a loopback listener).
+    allow: Option<Vec<Cidr>>,
 }
 
 impl AdminApp {
     pub fn new(snapshots: Arc<SnapshotStore>) -> Self {
-        Self { snapshots }
+        Self {
+            snapshots,
+            allow: None,
+        }
+    }
+
+    /// Only peers in these ranges get an answer other than 403.
+    pub fn allow(mut self, allow: Option<Vec<Cidr>>) -> Self {
+        self.allow = allow;
+        self
+    }
+
+    fn allowed(&self, session: &ServerSession) -> bool {
+        let Some(allow) = &self.allow else {
+            return true;
+        };
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        peer.is_some_and(|ip| allow.iter().any(|range| range.contains(ip)))
     }
 }
 
-fn text(status: u16, body: String) -> Response<Vec<u8>> {
+fn reply(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
     let body = body.into_bytes();
     Response::builder()
         .status(status)
-        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(http::header::CONTENT_TYPE, content_type)
         .header(http::header::CONTENT_LENGTH, body.len())
         .header(http::header::CACHE_CONTROL, "no-store")
         .body(body)
         .unwrap_or_default()
 }
 
+fn text(status: u16, body: String) -> Response<Vec<u8>> {
+    reply(status, "text/plain; charset=utf-8", body)
+}
+
+/// `/status` and `/status.json`.
+fn status_page(as_html: bool) -> Response<Vec<u8>> {
+    let board = board::snapshot();
+    let totals = status::Totals {
+        open_connections: metrics::open_connections_total(),
+        open_websockets: metrics::open_websockets_total(),
+    };
+    let doc = status::shape(&board, servers::view, totals, clock::unix_millis());
+    if as_html {
+        reply(200, "text/html; charset=utf-8", status::html(&doc))
+    } else {
+        reply(200, "application/json", status::json(&doc))
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        match session.req_header().uri.path() {
+        if !self.allowed(session) {
+            return text(
+                403,
+                "Forbidden: this address is not in admin.allow\n".into(),
+            );
+        }
+        let request = session.req_header();
+        let read = matches!(request.method, Method::GET | Method::HEAD);
+        match request.uri.path() {
             "/healthz" => text(200, "ok\n".into()),
             "/readyz" => {
                 let generation = self.snapshots.load().generation;
                 text(200, format!("ready generation={generation}\n"))
+            }
+            "/metrics" if read => reply(200, PROMETHEUS_CONTENT_TYPE, metrics::render()),
+            "/status" | "/status/" if read => status_page(true),
+            "/status.json" if read => status_page(false),
+            // POST /reload belongs to the hot-reload work: it answers here.
+            "/reload" => text(
+                501,
+                "Not Implemented: POST /reload is not in this build\n".into(),
+            ),
+            "/metrics" | "/status" | "/status/" | "/status.json" => {
+                text(405, "Method Not Allowed: use GET\n".into())
             }
             _ => text(404, "Not Found\n".into()),
         }

@@ -19,6 +19,7 @@ use pingora::{Error, ErrorType};
 
 use crate::acme::http01::{ChallengeTokens, CHALLENGE_PREFIX};
 use crate::config::model::LISTENER_HTTP;
+use crate::observe::{Finish, RequestObs};
 use crate::routing::{normalize_host, strip_path_prefix};
 use crate::runtime::snapshot::ServerRuntime;
 use crate::runtime::{RouteTarget, SnapshotStore};
@@ -65,6 +66,8 @@ pub struct RequestCtx {
     hsts: Option<HeaderValue>,
     /// Connection attempts made so far (for retrying on the next server).
     connect_attempts: usize,
+    /// Request id, metrics and access log state.
+    obs: RequestObs,
 }
 
 /// What the request filter decided.
@@ -137,6 +140,7 @@ impl ProxyHttp for Proxy {
             upgrade: false,
             hsts: None,
             connect_attempts: 0,
+            obs: RequestObs::default(),
         }
     }
 
@@ -161,6 +165,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        ctx.obs.begin(session.req_header());
         match self.decide(session, ctx) {
             Decision::Proxy => {
                 if session.is_upgrade_req() {
@@ -212,6 +217,7 @@ impl ProxyHttp for Proxy {
             timeouts.read
         });
         peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
+        ctx.obs.server_chosen(&target.observer, &server.address);
         ctx.server = Some(server.clone());
         Ok(Box::new(peer))
     }
@@ -259,6 +265,20 @@ impl ProxyHttp for Proxy {
         }
         upstream_request.insert_header(forwarded::X_REAL_IP, fwd.client_ip.clone())?;
         upstream_request.insert_header(forwarded::X_CLIENT_IP, fwd.client_ip)?;
+        upstream_request.insert_header(
+            crate::observe::request_id::REQUEST_ID_HEADER,
+            ctx.obs.request_id.as_str(),
+        )?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        ctx.obs.upstream_responded();
         Ok(())
     }
 
@@ -268,6 +288,7 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        ctx.obs.respond(upstream_response)?;
         if let Some(hsts) = &ctx.hsts {
             if !upstream_response
                 .headers
@@ -290,9 +311,11 @@ impl ProxyHttp for Proxy {
         // Nothing was sent yet, so any method may go to the next server.
         ctx.connect_attempts += 1;
         let servers = ctx.target.as_ref().map_or(0, |t| t.upstream.servers.len());
-        if ctx.connect_attempts < servers.min(DEFAULT_MAX_TRIES) {
+        let retrying = ctx.connect_attempts < servers.min(DEFAULT_MAX_TRIES);
+        if retrying {
             e.set_retry(true);
         }
+        ctx.obs.connect_failed(&e, retrying);
         e
     }
 
@@ -300,8 +323,9 @@ impl ProxyHttp for Proxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> FailToProxy {
+        ctx.obs.proxy_failed(e);
         let status = respond::status_for_error(e);
         let can_answer = status > 0 && session.response_written().is_none();
         if can_answer {
@@ -321,21 +345,12 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .unwrap_or(0);
-        let req = session.req_header();
-        tracing::info!(
-            target: "access",
-            listener = %self.listener,
-            method = %req.method,
-            path = %req.uri.path(),
-            status,
-            route = ctx.target.as_ref().map(|t| &*t.name).unwrap_or("-"),
-            server = ctx.server.as_ref().map(|s| &*s.address).unwrap_or("-"),
-            duration_ms = ctx.started.elapsed().as_millis() as u64,
-            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
-        );
+        let done = Finish {
+            listener: &self.listener,
+            started: ctx.started,
+            route: ctx.target.as_ref().map(|t| &*t.observer),
+            server: ctx.server.as_ref().map(|s| &*s.address),
+        };
+        ctx.obs.finish(session, e, done);
     }
 }

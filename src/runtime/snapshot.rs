@@ -9,6 +9,7 @@ use http::HeaderValue;
 
 use crate::balance::RoundRobin;
 use crate::config::model::{Config, Timeouts, LISTENER_HTTP, LISTENER_HTTPS};
+use crate::observe::RouteObserver;
 use crate::routing::Router;
 
 /// Everything the proxy hooks read for one configuration generation.
@@ -38,6 +39,8 @@ pub struct RouteTarget {
     pub path_prefix: String,
     pub strip_prefix: bool,
     pub upstream: Arc<UpstreamRuntime>,
+    /// Metric handles and server counters for this route, resolved once here.
+    pub observer: Arc<RouteObserver>,
 }
 
 /// A compiled upstream.
@@ -123,6 +126,11 @@ impl Snapshot {
                             path_prefix: route.path_prefix.clone(),
                             strip_prefix: route.strip_prefix,
                             upstream: upstream.clone(),
+                            observer: Arc::new(RouteObserver::new(
+                                &route.name,
+                                &upstream.name,
+                                upstream.servers.iter().map(|s| &s.address),
+                            )),
                         });
                         router.insert(&route.hosts, &route.path_prefix, target);
                     }
@@ -212,6 +220,7 @@ mod tests {
             routes,
             upstreams: BTreeMap::from([("u".to_string(), upstream)]),
             shutdown_grace: std::time::Duration::from_secs(1),
+            log: Default::default(),
         }
     }
 

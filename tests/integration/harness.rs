@@ -79,6 +79,8 @@ pub struct DaemonBuilder {
     certs: Vec<CertFiles>,
     routes: Vec<String>,
     upstreams: Vec<String>,
+    admin: Option<SocketAddr>,
+    sections: Vec<String>,
 }
 
 impl Default for DaemonBuilder {
@@ -98,7 +100,21 @@ impl DaemonBuilder {
             certs: Vec::new(),
             routes: Vec::new(),
             upstreams: Vec::new(),
+            admin: None,
+            sections: Vec::new(),
         }
+    }
+
+    /// Turns on the admin listener on a free loopback port (`Daemon::admin`).
+    pub fn admin(mut self) -> Self {
+        self.admin = Some(free_addr());
+        self
+    }
+
+    /// Adds a top-level section written as is, e.g. `log: { format: json }`.
+    pub fn section(mut self, yaml: &str) -> Self {
+        self.sections.push(yaml.to_string());
+        self
     }
 
     /// Adds an entry to `listeners.extra`.
@@ -178,6 +194,12 @@ impl DaemonBuilder {
         for u in &self.upstreams {
             y.push_str(u);
         }
+        if let Some(admin) = self.admin {
+            writeln!(y, "admin: {{ listen: {admin} }}").expect("fmt");
+        }
+        for section in &self.sections {
+            writeln!(y, "{section}").expect("fmt");
+        }
         y
     }
 
@@ -211,10 +233,12 @@ impl DaemonBuilder {
             .expect("spawn ferrogate");
         let mut listeners = vec![self.http, self.https];
         listeners.extend(self.extra.iter().map(|(_, a, _)| *a));
+        listeners.extend(self.admin);
         let mut daemon = Daemon {
             child,
             http: self.http,
             https: self.https,
+            admin: self.admin,
             extra: self.extra.iter().map(|(n, a, _)| (n.clone(), *a)).collect(),
             certs: self.certs,
             config_yaml: yaml,
@@ -231,6 +255,8 @@ pub struct Daemon {
     child: Child,
     pub http: SocketAddr,
     pub https: SocketAddr,
+    /// The admin listener, when the builder asked for one.
+    pub admin: Option<SocketAddr>,
     extra: Vec<(String, SocketAddr)>,
     certs: Vec<CertFiles>,
     config_yaml: String,

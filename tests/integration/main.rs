@@ -10,6 +10,8 @@ mod check_cmd;
 mod errors;
 mod http_listener;
 mod malformed;
+mod observability;
+mod observability_logs;
 mod routing;
 mod streaming;
 mod tls;
