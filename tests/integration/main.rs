@@ -12,6 +12,7 @@ mod http_listener;
 mod malformed;
 mod observability;
 mod observability_logs;
+mod observability_status;
 mod routing;
 mod streaming;
 mod tls;
