@@ -114,9 +114,17 @@ pub struct RequestObs {
 }
 
 impl RequestObs {
-    /// Takes the client's request id when sane, or makes one.
-    pub fn begin(&mut self, request: &RequestHeader) {
-        self.request_id = request_id::from_request(request.headers.get(REQUEST_ID_HEADER));
+    /// Takes the client's request id when sane, or makes one and writes it into the request, so
+    /// the backend and every response, local ones included, carry the same id.
+    pub fn begin(&mut self, request: &mut RequestHeader) {
+        let incoming = request.headers.get(REQUEST_ID_HEADER);
+        self.request_id = request_id::from_request(incoming);
+        let unchanged = incoming.is_some_and(|v| v.as_bytes() == self.request_id.as_bytes());
+        if !unchanged {
+            if let Err(error) = request.insert_header(REQUEST_ID_HEADER, self.request_id.as_str()) {
+                tracing::debug!(%error, "could not set the request id header");
+            }
+        }
     }
 
     /// The request goes to `address` of `route`'s upstream (again, on a retry).

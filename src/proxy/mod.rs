@@ -165,7 +165,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
-        ctx.obs.begin(session.req_header());
+        ctx.obs.begin(session.req_header_mut());
         match self.decide(session, ctx) {
             Decision::Proxy => {
                 if session.is_upgrade_req() {
@@ -265,10 +265,6 @@ impl ProxyHttp for Proxy {
         }
         upstream_request.insert_header(forwarded::X_REAL_IP, fwd.client_ip.clone())?;
         upstream_request.insert_header(forwarded::X_CLIENT_IP, fwd.client_ip)?;
-        upstream_request.insert_header(
-            crate::observe::request_id::REQUEST_ID_HEADER,
-            ctx.obs.request_id.as_str(),
-        )?;
         Ok(())
     }
 

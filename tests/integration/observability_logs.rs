@@ -76,6 +76,20 @@ async fn request_ids_reach_backend_client_and_json_access_log() {
     assert!(is_generated(&replaced), "{replaced}");
     assert_eq!(app.last().header("x-request-id"), Some(replaced.as_str()));
 
+    // Answers made by the proxy itself carry an id too.
+    let r = https_request(d.https, &Request::get("nowhere.test", "/lost")).await;
+    assert_eq!(r.status, 404);
+    let local = r
+        .header("x-request-id")
+        .expect("x-request-id on a 404")
+        .to_string();
+    assert!(is_generated(&local), "{local}");
+    let line = access_line(&d, &local).await;
+    assert_eq!(
+        (line["status"].as_u64(), line["route"].as_str()),
+        (Some(404), Some("none"))
+    );
+
     // Each access line is a JSON object carrying the id the backend received.
     for (id, path) in [
         (made.as_str(), "/made"),
