@@ -58,6 +58,8 @@ pub struct ServerStatus<'a> {
     /// Active health check details; `null` until health checks exist.
     pub health: Option<()>,
     pub in_flight: i64,
+    /// Requests assigned to the server so far (retries included).
+    pub attempts: u64,
     pub connect_errors: u64,
     pub failures_in_row: u64,
     pub last_success_ms: Option<i64>,
@@ -95,6 +97,7 @@ pub fn shape<'a>(
                     let view = views(&u.name, &s.address).unwrap_or(ServerView {
                         state: PassiveState::Unknown,
                         in_flight: 0,
+                        attempts: 0,
                         connect_errors: 0,
                         failures_in_row: 0,
                         last_success_ms: None,
@@ -107,6 +110,7 @@ pub fn shape<'a>(
                         state_source: "passive",
                         health: None,
                         in_flight: view.in_flight,
+                        attempts: view.attempts,
                         connect_errors: view.connect_errors,
                         failures_in_row: view.failures_in_row,
                         last_success_ms: view.last_success_ms,
@@ -203,6 +207,7 @@ mod tests {
                 (upstream == "owui" && address == "10.0.0.2:80").then(|| ServerView {
                     state: PassiveState::Down,
                     in_flight: 3,
+                    attempts: 9,
                     connect_errors: 7,
                     failures_in_row: 2,
                     last_success_ms: None,

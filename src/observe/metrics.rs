@@ -19,6 +19,7 @@ use prometheus::{
 
 use super::clock::unix_secs;
 use super::labels::{LabelBudget, DEFAULT_LABEL_BUDGET, NONE, STATUS_CLASSES};
+use super::servers::{self, PassiveState};
 
 /// Latency buckets (seconds): sub-millisecond proxying up to multi-minute token streams.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -145,7 +146,7 @@ impl Metrics {
             in_flight: gauge(&r, "ferrogate_upstream_in_flight",
                 "Requests currently assigned to a server.", &["upstream", "server"])?,
             server_up: gauge(&r, "ferrogate_upstream_server_up",
-                "1 unless the last connection attempt to the server failed (passive check).",
+                "0 while the last connection attempt to the server failed (passive check), else 1.",
                 &["upstream", "server"])?,
             open_connections: gauge(&r, "ferrogate_open_connections",
                 "Client connections open now, by listener.", &["listener"])?,
@@ -220,10 +221,16 @@ pub fn route_handles(route: Option<&str>) -> Option<RouteHandles> {
 pub struct ServerHandles {
     /// By [`super::labels::status_class_index`].
     pub requests: [IntCounter; 6],
+    /// Per-server families; `None` for the "no server" entries.
+    pub server: Option<PerServerHandles>,
+}
+
+/// The children of one (upstream, server).
+#[derive(Clone)]
+pub struct PerServerHandles {
     pub upstream_duration: Histogram,
     pub connect_errors: IntCounter,
     pub in_flight: IntGauge,
-    pub up: IntGauge,
     pub retries: IntCounter,
 }
 
@@ -235,36 +242,45 @@ pub fn server_handles(
 ) -> Option<ServerHandles> {
     let m = metrics()?;
     let route = route_label(m, route);
-    let upstream = upstream.map_or_else(|| NONE.to_string(), |u| m.upstreams.admit(u));
-    let server = server.map_or_else(|| NONE.to_string(), |s| m.servers.admit(s));
+    let upstream_label = upstream.map_or_else(|| NONE.to_string(), |u| m.upstreams.admit(u));
+    let server_label = server.map_or_else(|| NONE.to_string(), |s| m.servers.admit(s));
     let class = |c: &str| {
-        m.requests
-            .get_metric_with_label_values(&[route.as_str(), upstream.as_str(), server.as_str(), c])
-            .ok()
+        let labels = [
+            route.as_str(),
+            upstream_label.as_str(),
+            server_label.as_str(),
+            c,
+        ];
+        m.requests.get_metric_with_label_values(&labels).ok()
     };
     let [c1, c2, c3, c4, c5, c0] = STATUS_CLASSES;
-    let pair = [upstream.as_str(), server.as_str()];
-    Some(ServerHandles {
-        requests: [
-            class(c1)?,
-            class(c2)?,
-            class(c3)?,
-            class(c4)?,
-            class(c5)?,
-            class(c0)?,
-        ],
-        upstream_duration: m
-            .upstream_duration
-            .get_metric_with_label_values(&pair)
-            .ok()?,
-        connect_errors: m.connect_errors.get_metric_with_label_values(&pair).ok()?,
-        in_flight: m.in_flight.get_metric_with_label_values(&pair).ok()?,
-        up: m.server_up.get_metric_with_label_values(&pair).ok()?,
-        retries: m
-            .retries
-            .get_metric_with_label_values(&[upstream.as_str()])
-            .ok()?,
-    })
+    let requests = [
+        class(c1)?,
+        class(c2)?,
+        class(c3)?,
+        class(c4)?,
+        class(c5)?,
+        class(c0)?,
+    ];
+    let server = match (upstream, server) {
+        (Some(_), Some(_)) => {
+            let pair = [upstream_label.as_str(), server_label.as_str()];
+            Some(PerServerHandles {
+                upstream_duration: m
+                    .upstream_duration
+                    .get_metric_with_label_values(&pair)
+                    .ok()?,
+                connect_errors: m.connect_errors.get_metric_with_label_values(&pair).ok()?,
+                in_flight: m.in_flight.get_metric_with_label_values(&pair).ok()?,
+                retries: m
+                    .retries
+                    .get_metric_with_label_values(&[upstream_label.as_str()])
+                    .ok()?,
+            })
+        }
+        _ => None,
+    };
+    Some(ServerHandles { requests, server })
 }
 
 /// (open connections gauge, accepted connections counter) for a listener.
@@ -378,6 +394,14 @@ pub fn render() -> String {
         return String::new();
     };
     let now = unix_secs();
+    // The passive server state, as the status page shows it.
+    servers::for_each(|upstream, address, stats| {
+        let up = stats.state() != PassiveState::Down;
+        let labels = [m.upstreams.admit(upstream), m.servers.admit(address)];
+        if let Ok(gauge) = m.server_up.get_metric_with_label_values(&labels) {
+            gauge.set(i64::from(up));
+        }
+    });
     for (name, not_after) in lock(&m.certificates).iter() {
         m.cert_expiry
             .with_label_values(&[name.as_str()])
@@ -400,7 +424,12 @@ mod tests {
         let handles = server_handles(Some("unit-route"), Some("unit-up"), Some("10.9.9.9:1"))
             .expect("handles");
         handles.requests[1].inc();
-        handles.upstream_duration.observe(0.02);
+        let per_server = handles.server.as_ref().expect("per-server handles");
+        per_server.upstream_duration.observe(0.02);
+        assert!(server_handles(None, None, None)
+            .expect("unrouted")
+            .server
+            .is_none());
         certificate_expiry("unit-cert", unix_secs() + 3600);
         reload_result(true);
         config_generation(3);

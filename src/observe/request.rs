@@ -12,7 +12,7 @@ use prometheus::IntGauge;
 
 use super::access::{self, AccessLine};
 use super::labels::{status_class_index, NONE};
-use super::metrics::{self, RouteHandles, ServerHandles};
+use super::metrics::{self, PerServerHandles, RouteHandles, ServerHandles};
 use super::request_id::{self, REQUEST_ID_HEADER};
 use super::servers::{self, InFlight, ServerStats};
 
@@ -39,6 +39,12 @@ impl std::fmt::Debug for RouteObserver {
             .field("upstream", &self.upstream)
             .field("servers", &self.servers.len())
             .finish()
+    }
+}
+
+impl ServerObserver {
+    fn per_server(&self) -> Option<&PerServerHandles> {
+        self.handles.as_ref().and_then(|h| h.server.as_ref())
     }
 }
 
@@ -134,10 +140,7 @@ impl RequestObs {
         self.server = route.server_index(address);
         self.upstream_started = Some(Instant::now());
         if let Some(server) = self.server.and_then(|i| route.servers.get(i)) {
-            let gauge = server
-                .handles
-                .as_ref()
-                .map(|h| GaugeGuard::new(&h.in_flight));
+            let gauge = server.per_server().map(|h| GaugeGuard::new(&h.in_flight));
             self.in_flight = Some((server.stats.begin(), gauge));
         }
     }
@@ -153,9 +156,8 @@ impl RequestObs {
             server
                 .stats
                 .connect_failed(error.etype().as_str(), &route.route);
-            if let Some(h) = &server.handles {
+            if let Some(h) = server.per_server() {
                 h.connect_errors.inc();
-                h.up.set(0);
                 if retrying {
                     h.retries.inc();
                 }
@@ -169,8 +171,7 @@ impl RequestObs {
         self.upstream_elapsed = self.upstream_started.map(|t| t.elapsed());
         if let Some((_, server)) = self.chosen() {
             server.stats.succeeded();
-            if let Some(h) = &server.handles {
-                h.up.set(1);
+            if let Some(h) = server.per_server() {
                 if let Some(elapsed) = self.upstream_elapsed {
                     h.upstream_duration.observe(elapsed.as_secs_f64());
                 }

@@ -55,6 +55,8 @@ pub struct ServerStats {
 pub struct ServerView {
     pub state: PassiveState,
     pub in_flight: i64,
+    /// Times a request was assigned to this server (retries included).
+    pub attempts: u64,
     pub connect_errors: u64,
     pub failures_in_row: u64,
     /// Unix milliseconds of the last response header received; `None` before the first.
@@ -103,16 +105,21 @@ impl ServerStats {
         });
     }
 
-    pub fn view(&self) -> ServerView {
-        let failures_in_row = self.failures_in_row.load(Ordering::Relaxed);
-        let last_success = self.last_success_ms.load(Ordering::Relaxed);
-        let state = if failures_in_row >= DEFAULT_PASSIVE_DOWN_AFTER {
+    /// The passive state: down after failed connections in a row, up after a response.
+    pub fn state(&self) -> PassiveState {
+        if self.failures_in_row.load(Ordering::Relaxed) >= DEFAULT_PASSIVE_DOWN_AFTER {
             PassiveState::Down
-        } else if last_success > 0 {
+        } else if self.last_success_ms.load(Ordering::Relaxed) > 0 {
             PassiveState::Up
         } else {
             PassiveState::Unknown
-        };
+        }
+    }
+
+    pub fn view(&self) -> ServerView {
+        let failures_in_row = self.failures_in_row.load(Ordering::Relaxed);
+        let last_success = self.last_success_ms.load(Ordering::Relaxed);
+        let state = self.state();
         let recent_errors = match self.recent.lock() {
             Ok(recent) => recent.iter().cloned().collect(),
             Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
@@ -120,6 +127,7 @@ impl ServerStats {
         ServerView {
             state,
             in_flight: self.in_flight.load(Ordering::Relaxed),
+            attempts: self.attempts.load(Ordering::Relaxed),
             connect_errors: self.connect_errors.load(Ordering::Relaxed),
             failures_in_row,
             last_success_ms: (last_success > 0).then_some(last_success),
@@ -156,6 +164,17 @@ pub fn stats(upstream: &str, address: &str) -> Arc<ServerStats> {
         Err(poisoned) => poisoned.into_inner(),
     };
     map.entry(key).or_default().clone()
+}
+
+/// Calls `f` with every known (upstream, server address) and its stats.
+pub fn for_each(mut f: impl FnMut(&str, &str, &ServerStats)) {
+    let map = match REGISTRY.read() {
+        Ok(map) => map,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    for ((upstream, address), stats) in map.iter() {
+        f(upstream, address, stats);
+    }
 }
 
 /// The view of (upstream, server address); `None` when no request or config ever named it.

@@ -270,6 +270,11 @@ async fn metrics_count_known_traffic_exactly() {
         ),
         body_bytes as f64
     );
+    // "No server" requests have request counts but no per-server series.
+    assert_eq!(
+        sample(&m, "ferrogate_upstream_in_flight", &pair("none", "none")),
+        None
+    );
     assert_eq!(value(&m, "ferrogate_config_generation", &[]), 1.0);
     assert!(
         value(
