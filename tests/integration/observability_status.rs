@@ -1,6 +1,7 @@
 //! The status page in real headless Chromium: after a backend process is killed, the server it
 //! ran is shown down (passively, from the connection failures the proxy saw) next to one that is
-//! up, with its recent error, the routes and the certificate. Screenshots at desktop and phone
+//! up, with its recent error, the routes and the certificate, after the page has refreshed itself
+//! from /status.json. Screenshots at desktop and phone
 //! widths are saved under `target/tmp/status-page/`. Chromium is required: without it this test
 //! fails (scripts/setup.sh installs it).
 
@@ -18,6 +19,8 @@ use crate::observability::admin_get;
 
 /// Longest a single Chromium run may take.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
+/// Virtual time Chromium gives the page before dumping it: two refresh periods and a bit.
+const REFRESH_BUDGET_MS: u32 = 12_000;
 /// Longest wait for the backend process to listen.
 const BACKEND_START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -205,8 +208,23 @@ async fn status_page_in_chromium_shows_a_killed_backend_down() {
 
     let admin = d.admin.expect("admin");
     let url = format!("http://{admin}/status");
-    let dom = String::from_utf8_lossy(&run_chromium(&url, &["--dump-dom".to_string()]).stdout)
-        .into_owned();
+    // Virtual time runs the page's 5 s refresh twice: the DOM checked below is the one rebuilt
+    // from /status.json fetches, not only the one embedded in the page.
+    let dom_args = [
+        "--dump-dom".to_string(),
+        format!("--virtual-time-budget={REFRESH_BUDGET_MS}"),
+    ];
+    let dom = String::from_utf8_lossy(&run_chromium(&url, &dom_args).stdout).into_owned();
+    let renders: u32 = dom
+        .split("data-renders=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no data-renders in the page:\n{dom}"));
+    assert!(
+        renders >= 2,
+        "the page did not refresh itself (renders={renders})"
+    );
     for needle in [
         format!(r#"<tr data-server="{down_addr}" data-state="down">"#),
         format!(r#"<tr data-server="{up_addr}" data-state="up">"#),
