@@ -208,6 +208,9 @@ impl RequestObs {
         let elapsed = done.started.elapsed();
         let bytes_in = session.body_bytes_read();
         let bytes_out = session.body_bytes_sent();
+        // Gauges first: once a request is counted, it is no longer in flight.
+        self.in_flight = None;
+        self.websocket = None;
         let (route_handles, server_handles) = match (done.route, self.chosen()) {
             (_, Some((route, server))) => (route.handles.as_ref(), server.handles.as_ref()),
             (Some(route), None) => (route.handles.as_ref(), route.no_server.as_ref()),
@@ -221,8 +224,6 @@ impl RequestObs {
             h.request_bytes.inc_by(bytes_in as u64);
             h.response_bytes.inc_by(bytes_out as u64);
         }
-        self.in_flight = None;
-        self.websocket = None;
         let request = session.req_header();
         let route = self.route.as_deref().or(done.route);
         let client = session

@@ -1,9 +1,9 @@
 //! The status page in real headless Chromium: after a backend process is killed, the server it
 //! ran is shown down (passively, from the connection failures the proxy saw) next to one that is
 //! up, with its recent error, the routes and the certificate, after the page has refreshed itself
-//! from /status.json. Screenshots at desktop and phone
-//! widths are saved under `target/tmp/status-page/`. Chromium is required: without it this test
-//! fails (scripts/setup.sh installs it).
+//! from /status.json. Screenshots at desktop and phone widths are saved under
+//! `target/tmp/status-page/`. Chromium is required: without it this test fails (scripts/setup.sh
+//! installs it).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,13 +14,15 @@ use serde_json::Value;
 
 use crate::backends::EchoBackend;
 use crate::client::https_get;
-use crate::harness::{free_addr, DaemonBuilder, BIN, DEFAULT_TIMEOUTS};
+use crate::harness::{free_addr, Daemon, DaemonBuilder, BIN, DEFAULT_TIMEOUTS};
 use crate::observability::admin_get;
 
 /// Longest a single Chromium run may take.
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
 /// Virtual time Chromium gives the page before dumping it: two refresh periods and a bit.
 const REFRESH_BUDGET_MS: u32 = 12_000;
+/// Longest wait for in-flight counts to return to zero.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the backend process to listen.
 const BACKEND_START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -149,6 +151,30 @@ impl Drop for BackendProcess {
     }
 }
 
+/// /status.json once no request is in flight any more: a request leaves its server's in-flight
+/// count when its logging phase ends, just after the client has the response.
+async fn settled_status(d: &Daemon) -> Value {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let status: Value =
+            serde_json::from_str(&admin_get(d, "/status.json").await).expect("status json");
+        let busy = status["upstreams"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|u| u["servers"].as_array().into_iter().flatten())
+            .any(|s| s["in_flight"] != 0);
+        if !busy {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "requests stayed in flight: {status:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// The server `address` of upstream `upstream` in a status document.
 fn server<'a>(status: &'a Value, upstream: &str, address: &str) -> &'a Value {
     status["upstreams"]
@@ -187,7 +213,7 @@ async fn status_page_in_chromium_shows_a_killed_backend_down() {
     }
     assert_eq!(steady.count(), 6);
 
-    let status: Value = serde_json::from_str(&admin_get(&d, "/status.json").await).expect("json");
+    let status = settled_status(&d).await;
     let down = server(&status, "app", &down_addr);
     assert_eq!(down["state"], "down", "{down:#}");
     assert_eq!(down["state_source"], "passive");
