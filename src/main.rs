@@ -18,10 +18,17 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
-        Command::Run { config } => match config::load(&config) {
+        Command::Health { admin } => match ferrogate::admin::probe::healthz(&admin) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("unhealthy: {message}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config, upgrade } => match config::load(&config) {
             Ok(loaded) => {
                 init_logging(&loaded.log);
-                run(&loaded)
+                run(&config, loaded, upgrade)
             }
             Err(errors) => {
                 eprint!("{errors}");
@@ -31,11 +38,11 @@ fn main() -> ExitCode {
         },
         Command::Demo { state_dir } => {
             init_logging(&Default::default());
-            match demo::config(&state_dir) {
-                Ok(loaded) => {
+            match demo::prepare(&state_dir) {
+                Ok((path, loaded)) => {
                     demo::spawn_backend(demo::DEMO_BACKEND_ADDRESS);
-                    demo::print_banner(&loaded);
-                    run(&loaded)
+                    demo::print_banner(&path, &loaded);
+                    run(&path, loaded, false)
                 }
                 Err(message) => {
                     eprintln!("{message}");
@@ -81,30 +88,14 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn run(config: &config::model::Config) -> ExitCode {
-    let shared = match server::prepare(config) {
-        Ok(shared) => shared,
+fn run(path: &Path, config: config::model::Config, upgrade: bool) -> ExitCode {
+    match server::run(path, config, upgrade) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    let daemon = match server::build(config, &shared) {
-        Ok(daemon) => daemon,
-        Err(message) => {
-            tracing::error!("{message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for listener in &config.listeners {
-        tracing::info!(
-            listener = %listener.name,
-            address = %listener.address,
-            tls = listener.tls,
-            "listening"
-        );
     }
-    daemon.run_forever()
 }
 
 /// Text by default, JSON with `log.format: json`; `FERROGATE_LOG` filters.

@@ -1,7 +1,9 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (a configuration is loaded and the listeners
-//! are bound), `/metrics` (Prometheus text), `/status` (HTML) and `/status.json`. Loopback by
-//! default; a non-loopback address needs `admin.allow`, and every request is checked against it.
+//! are bound), `/metrics` (Prometheus text), `/status` (HTML), `/status.json` and `POST /reload`.
+//! Loopback by default; a non-loopback address needs `admin.allow`, and every request is checked
+//! against it.
 
+pub mod probe;
 pub mod status;
 
 use std::sync::Arc;
@@ -12,7 +14,9 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::config::model::Cidr;
+use crate::lifecycle::Readiness;
 use crate::observe::{board, clock, metrics, servers};
+use crate::reload::{Reloader, Trigger};
 use crate::runtime::SnapshotStore;
 
 /// Content type of the Prometheus text format.
@@ -21,14 +25,22 @@ pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=ut
 /// The admin endpoints.
 pub struct AdminApp {
     snapshots: Arc<SnapshotStore>,
+    readiness: Arc<Readiness>,
+    reloader: Arc<Reloader>,
     /// `None` = every peer that can connect (a loopback listener).
     allow: Option<Vec<Cidr>>,
 }
 
 impl AdminApp {
-    pub fn new(snapshots: Arc<SnapshotStore>) -> Self {
+    pub fn new(
+        snapshots: Arc<SnapshotStore>,
+        readiness: Arc<Readiness>,
+        reloader: Arc<Reloader>,
+    ) -> Self {
         Self {
             snapshots,
+            readiness,
+            reloader,
             allow: None,
         }
     }
@@ -90,25 +102,40 @@ impl ServeHttp for AdminApp {
                 "Forbidden: this address is not in admin.allow\n".into(),
             );
         }
-        let request = session.req_header();
-        let read = matches!(request.method, Method::GET | Method::HEAD);
-        match request.uri.path() {
-            "/healthz" => text(200, "ok\n".into()),
-            "/readyz" => {
+        let method = session.req_header().method.clone();
+        let read = matches!(method, Method::GET | Method::HEAD);
+        match (method.as_str(), session.req_header().uri.path()) {
+            (_, "/healthz") => text(200, "ok\n".into()),
+            (_, "/readyz") => {
                 let generation = self.snapshots.load().generation;
-                text(200, format!("ready generation={generation}\n"))
+                if self.readiness.is_ready() {
+                    text(200, format!("ready generation={generation}\n"))
+                } else {
+                    text(503, "starting: listeners not bound yet\n".into())
+                }
             }
-            "/metrics" if read => reply(200, PROMETHEUS_CONTENT_TYPE, metrics::render()),
-            "/status" | "/status/" if read => status_page(true),
-            "/status.json" if read => status_page(false),
-            // POST /reload belongs to the hot-reload work: it answers here.
-            "/reload" => text(
-                501,
-                "Not Implemented: POST /reload is not in this build\n".into(),
-            ),
-            "/metrics" | "/status" | "/status/" | "/status.json" => {
+            (_, "/metrics") if read => reply(200, PROMETHEUS_CONTENT_TYPE, metrics::render()),
+            (_, "/status" | "/status/") if read => status_page(true),
+            (_, "/status.json") if read => status_page(false),
+            (_, "/metrics" | "/status" | "/status/" | "/status.json") => {
                 text(405, "Method Not Allowed: use GET\n".into())
             }
+            ("POST", "/reload") => match self.reloader.reload(Trigger::Admin).await {
+                Ok(generation) => text(200, format!("reloaded generation={generation}\n")),
+                Err(errors) => {
+                    let mut body = format!(
+                        "configuration refused ({} errors); still serving generation {}\n",
+                        errors.len(),
+                        self.snapshots.load().generation
+                    );
+                    for error in errors {
+                        body.push_str(&error);
+                        body.push('\n');
+                    }
+                    text(422, body)
+                }
+            },
+            (_, "/reload") => text(405, "use POST /reload\n".into()),
             _ => text(404, "Not Found\n".into()),
         }
     }

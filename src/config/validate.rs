@@ -28,11 +28,12 @@ use not_yet::NotYet;
 
 /// Validates `source`, read from `file` (used in messages and to resolve relative paths).
 pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    let spans = SpanIndex::build(source);
     let document: Value = match serde_yaml::from_str(source) {
         Ok(document) => document,
-        Err(error) => return Err(ConfigErrors(vec![syntax_error(file, &error)])),
+        Err(error) => return Err(ConfigErrors(vec![syntax_error(file, &error, &spans)])),
     };
-    let mut checker = Checker::new(file, SpanIndex::build(source));
+    let mut checker = Checker::new(file, spans);
     if !matches!(document, Value::Mapping(_) | Value::Null) {
         checker.at_value(
             "",
@@ -91,9 +92,21 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
     })
 }
 
-/// A YAML syntax error: one error at serde_yaml's position.
-fn syntax_error(file: &Path, error: &serde_yaml::Error) -> ConfigError {
+/// A YAML syntax error: one error at serde_yaml's position (a repeated key, which serde_yaml
+/// reports without one, at the repeat).
+fn syntax_error(file: &Path, error: &serde_yaml::Error, spans: &SpanIndex) -> ConfigError {
     let mut message = error.to_string();
+    if message.contains("duplicate entry with key") {
+        if let Some((key, position)) = spans.first_duplicate() {
+            return ConfigError {
+                file: file.to_path_buf(),
+                line: position.line,
+                column: position.column,
+                key: key.to_string(),
+                message: format!("duplicate key `{key}`: given twice in the same mapping"),
+            };
+        }
+    }
     let (line, column) = match error.location() {
         Some(location) => {
             let at = format!(" at line {} column {}", location.line(), location.column());

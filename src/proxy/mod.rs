@@ -19,6 +19,7 @@ use pingora::{Error, ErrorType};
 
 use crate::acme::http01::{ChallengeTokens, CHALLENGE_PREFIX};
 use crate::config::model::LISTENER_HTTP;
+use crate::lifecycle::{ActiveGuard, ActiveRequests};
 use crate::observe::{Finish, RequestObs};
 use crate::routing::{normalize_host, strip_path_prefix};
 use crate::runtime::snapshot::ServerRuntime;
@@ -37,6 +38,7 @@ pub struct Proxy {
     tls: bool,
     snapshots: Arc<SnapshotStore>,
     challenges: Arc<ChallengeTokens>,
+    active: Arc<ActiveRequests>,
 }
 
 impl Proxy {
@@ -45,12 +47,14 @@ impl Proxy {
         tls: bool,
         snapshots: Arc<SnapshotStore>,
         challenges: Arc<ChallengeTokens>,
+        active: Arc<ActiveRequests>,
     ) -> Self {
         Self {
             listener: Arc::from(listener),
             tls,
             snapshots,
             challenges,
+            active,
         }
     }
 }
@@ -68,6 +72,8 @@ pub struct RequestCtx {
     connect_attempts: usize,
     /// Request id, metrics and access log state.
     obs: RequestObs,
+    /// Counts this request as in flight (graceful stop waits for it) until the context drops.
+    _active: ActiveGuard,
 }
 
 /// What the request filter decided.
@@ -141,6 +147,7 @@ impl ProxyHttp for Proxy {
             hsts: None,
             connect_attempts: 0,
             obs: RequestObs::default(),
+            _active: self.active.enter(),
         }
     }
 

@@ -136,10 +136,12 @@ impl Reloader {
         self.certs.replace(index);
         self.snapshots.swap(snapshot);
         self.generation.store(generation, Ordering::SeqCst);
+        crate::observe::board::config_loaded(config, generation);
         generation
     }
 
     fn record(&self, trigger: Trigger, result: &Result<u64, Vec<String>>) {
+        crate::observe::board::reload_finished(trigger.as_str(), result);
         let mut status = match self.status.lock() {
             Ok(status) => status,
             Err(poisoned) => poisoned.into_inner(),

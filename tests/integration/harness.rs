@@ -80,7 +80,11 @@ pub struct DaemonBuilder {
     routes: Vec<String>,
     upstreams: Vec<String>,
     admin: Option<SocketAddr>,
-    sections: Vec<String>,
+    /// Extra top-level YAML appended verbatim (e.g. `shutdown: { grace_period: 5s }`).
+    extra_yaml: String,
+    /// Lay the config out as a Kubernetes ConfigMap volume does (`..data` symlink swaps).
+    configmap: bool,
+    env: Vec<(String, String)>,
 }
 
 impl Default for DaemonBuilder {
@@ -101,19 +105,37 @@ impl DaemonBuilder {
             routes: Vec::new(),
             upstreams: Vec::new(),
             admin: None,
-            sections: Vec::new(),
+            extra_yaml: String::new(),
+            configmap: false,
+            env: Vec::new(),
         }
     }
 
-    /// Turns on the admin listener on a free loopback port (`Daemon::admin`).
+    /// Adds the admin listener on a free loopback port.
     pub fn admin(mut self) -> Self {
         self.admin = Some(free_addr());
         self
     }
 
-    /// Adds a top-level section written as is, e.g. `log: { format: json }`.
-    pub fn section(mut self, yaml: &str) -> Self {
-        self.sections.push(yaml.to_string());
+    /// Appends top-level YAML verbatim.
+    pub fn yaml(mut self, text: &str) -> Self {
+        self.extra_yaml.push_str(text);
+        if !text.ends_with('\n') {
+            self.extra_yaml.push('\n');
+        }
+        self
+    }
+
+    /// Writes the config as a ConfigMap volume: `ferrogate.yaml -> ..data/ferrogate.yaml`,
+    /// `..data -> ..v1`.
+    pub fn configmap_layout(mut self) -> Self {
+        self.configmap = true;
+        self
+    }
+
+    /// Sets an environment variable for the daemon.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -197,9 +219,7 @@ impl DaemonBuilder {
         if let Some(admin) = self.admin {
             writeln!(y, "admin: {{ listen: {admin} }}").expect("fmt");
         }
-        for section in &self.sections {
-            writeln!(y, "{section}").expect("fmt");
-        }
+        y.push_str(&self.extra_yaml);
         y
     }
 
@@ -211,7 +231,13 @@ impl DaemonBuilder {
             self.certs.push(files);
         }
         let config_path = self.dir.path().join("ferrogate.yaml");
-        std::fs::write(&config_path, self.config_yaml()).expect("write config");
+        if self.configmap {
+            configmap_swap(self.dir.path(), 1, &self.config_yaml());
+            std::os::unix::fs::symlink("..data/ferrogate.yaml", &config_path)
+                .expect("symlink ferrogate.yaml");
+        } else {
+            std::fs::write(&config_path, self.config_yaml()).expect("write config");
+        }
         config_path
     }
 
@@ -226,6 +252,7 @@ impl DaemonBuilder {
             .arg("--config")
             .arg(&config_path)
             .env("FERROGATE_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("clone log")))
             .stderr(Stdio::from(log))
@@ -238,11 +265,13 @@ impl DaemonBuilder {
             child,
             http: self.http,
             https: self.https,
-            admin: self.admin,
             extra: self.extra.iter().map(|(n, a, _)| (n.clone(), *a)).collect(),
             certs: self.certs,
             config_yaml: yaml,
             log_path,
+            config_path,
+            admin: self.admin,
+            configmap_version: 1,
             _dir: self.dir,
         };
         daemon.wait_ready(&listeners).await;
@@ -255,12 +284,14 @@ pub struct Daemon {
     child: Child,
     pub http: SocketAddr,
     pub https: SocketAddr,
-    /// The admin listener, when the builder asked for one.
-    pub admin: Option<SocketAddr>,
     extra: Vec<(String, SocketAddr)>,
     certs: Vec<CertFiles>,
     config_yaml: String,
     log_path: PathBuf,
+    config_path: PathBuf,
+    /// The admin listener, when the builder added one.
+    pub admin: Option<SocketAddr>,
+    configmap_version: u32,
     /// Holds the config, certificates, state and log; removed after the process is gone.
     _dir: TempDir,
 }
@@ -312,6 +343,58 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no certificate {name}"))
     }
 
+    /// The configuration file the daemon runs from.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The YAML the daemon started with.
+    pub fn initial_yaml(&self) -> &str {
+        &self.config_yaml
+    }
+
+    /// The temp dir holding config, state and log.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// The daemon's process id (the one this harness started).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `USR2`, ...) to the daemon.
+    pub fn signal(&self, name: &str) {
+        send_signal(self.child.id(), name);
+    }
+
+    /// Waits up to `limit` for the daemon to exit; its status when it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Replaces the configuration the way an operator's tools do: an atomic rename over the
+    /// file, or for a ConfigMap layout a new version directory and a `..data` symlink swap.
+    pub fn replace_config(&mut self, yaml: &str) {
+        if std::fs::symlink_metadata(self.dir().join("..data")).is_ok() {
+            self.configmap_version += 1;
+            configmap_swap(self.dir(), self.configmap_version, yaml);
+        } else {
+            let tmp = self.dir().join(".ferrogate.yaml.tmp");
+            std::fs::write(&tmp, yaml).expect("write config");
+            std::fs::rename(&tmp, &self.config_path).expect("rename config");
+        }
+    }
+
     /// Everything the daemon wrote to stdout/stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -331,4 +414,26 @@ impl Drop for Daemon {
             );
         }
     }
+}
+
+/// Sends a signal by name to a process (through `kill`, to keep the tests free of unsafe code).
+pub fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Writes `yaml` as version `version` of a ConfigMap-style directory and points `..data` at it
+/// with an atomic rename, as the kubelet does.
+pub fn configmap_swap(dir: &Path, version: u32, yaml: &str) {
+    let version_dir = format!("..v{version}");
+    std::fs::create_dir_all(dir.join(&version_dir)).expect("version dir");
+    std::fs::write(dir.join(&version_dir).join("ferrogate.yaml"), yaml).expect("write config");
+    let tmp_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&version_dir, &tmp_link).expect("symlink ..data_tmp");
+    std::fs::rename(&tmp_link, dir.join("..data")).expect("swap ..data");
 }

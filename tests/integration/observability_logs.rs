@@ -50,7 +50,7 @@ fn is_generated(id: &str) -> bool {
 async fn request_ids_reach_backend_client_and_json_access_log() {
     let app = EchoBackend::start("app").await;
     let d = DaemonBuilder::new()
-        .section("log: { format: json }")
+        .yaml("log: { format: json }")
         .route("{ name: app, hosts: [app.test], upstream: app }")
         .upstream("app", &[app.addr], DEFAULT_TIMEOUTS)
         .start()
@@ -127,7 +127,7 @@ async fn request_ids_reach_backend_client_and_json_access_log() {
 async fn access_log_can_be_switched_off() {
     let app = EchoBackend::start("app").await;
     let d = DaemonBuilder::new()
-        .section("log: { format: text, access: false }")
+        .yaml("log: { format: text, access: false }")
         .route("{ name: app, hosts: [app.test], upstream: app }")
         .upstream("app", &[app.addr], DEFAULT_TIMEOUTS)
         .start()
@@ -144,7 +144,7 @@ async fn access_log_can_be_switched_off() {
 async fn admin_allow_list_refuses_other_peers() {
     let admin = crate::harness::free_addr();
     let d = DaemonBuilder::new()
-        .section(&format!(
+        .yaml(&format!(
             "admin: {{ listen: {admin}, allow: [10.0.0.0/8] }}"
         ))
         .start()

@@ -47,7 +47,7 @@ fn chromium() -> PathBuf {
 }
 
 /// Runs headless Chromium on `url` with `extra` arguments; kills it after the timeout.
-fn run_chromium(url: &str, extra: &[String]) -> Output {
+pub fn run_chromium(url: &str, extra: &[String]) -> Output {
     let profile = tempfile::tempdir().expect("chromium profile dir");
     let mut child = Command::new(chromium())
         .args([
@@ -89,7 +89,7 @@ fn run_chromium(url: &str, extra: &[String]) -> Output {
 }
 
 /// Takes a screenshot of `url` at `width`×`height` into `file`; checks it is a real PNG.
-fn screenshot(url: &str, file: &Path, width: u32, height: u32) {
+pub fn screenshot(url: &str, file: &Path, width: u32, height: u32) {
     let _ = std::fs::remove_file(file);
     run_chromium(
         url,
