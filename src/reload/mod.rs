@@ -193,6 +193,11 @@ pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<String> {
     if running.workers != next.workers {
         warnings.push("workers changes take effect after a binary upgrade or restart".into());
     }
+    if running.log != next.log {
+        warnings.push(
+            "log changes (format, access) take effect after a binary upgrade or restart".into(),
+        );
+    }
     if running.state_dir != next.state_dir {
         warnings.push("state_dir changes take effect after a restart".into());
     }
