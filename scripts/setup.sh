@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs what building and testing ferrogate needs on a fresh Debian machine that already has the
-# Rust toolchain: cmake (pingora's zlib-ng build) and the tools the tests use. Safe to run again; installs only what is missing.
+# Rust toolchain: cmake (pingora's zlib-ng build) and the tools the tests use (chromium renders the
+# status page, systemd-analyze verifies the unit file). Safe to run again; installs only what is missing.
 set -euo pipefail
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # unit file verification test
 
 if [ "${#need[@]}" -gt 0 ]; then

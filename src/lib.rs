@@ -15,6 +15,7 @@ pub mod demo;
 pub mod discovery;
 pub mod health;
 pub mod lifecycle;
+pub mod observe;
 pub mod pool;
 pub mod proxy;
 pub mod reload;

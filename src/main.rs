@@ -25,19 +25,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Run { config, upgrade } => {
-            init_logging();
-            match config::load(&config) {
-                Ok(loaded) => run(&config, loaded, upgrade),
-                Err(errors) => {
-                    eprint!("{errors}");
-                    eprintln!("configuration {} is invalid", config.display());
-                    ExitCode::from(EXIT_INVALID_CONFIG)
-                }
+        Command::Run { config, upgrade } => match config::load(&config) {
+            Ok(loaded) => {
+                init_logging(&loaded.log);
+                run(&config, loaded, upgrade)
             }
-        }
+            Err(errors) => {
+                eprint!("{errors}");
+                eprintln!("configuration {} is invalid", config.display());
+                ExitCode::from(EXIT_INVALID_CONFIG)
+            }
+        },
         Command::Demo { state_dir } => {
-            init_logging();
+            init_logging(&Default::default());
             match demo::prepare(&state_dir) {
                 Ok((path, loaded)) => {
                     demo::spawn_backend(demo::DEMO_BACKEND_ADDRESS);
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
             }
         }
         Command::DemoBackend { listen } => {
-            init_logging();
+            init_logging(&Default::default());
             match demo::serve_backend_blocking(&listen) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(message) => {
@@ -98,12 +98,7 @@ fn run(path: &Path, config: config::model::Config, upgrade: bool) -> ExitCode {
     }
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERROGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+/// Text by default, JSON with `log.format: json`; `FERROGATE_LOG` filters.
+fn init_logging(log: &config::model::Log) {
+    ferrogate::observe::logging::init(log);
 }

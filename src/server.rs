@@ -8,7 +8,7 @@ use std::sync::Arc;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
-use pingora::proxy::http_proxy_service_with_name;
+use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::RunArgs;
 use pingora::services::background::background_service;
@@ -20,6 +20,7 @@ use crate::config::model::Config;
 use crate::discovery::DnsDiscovery;
 use crate::health::HealthChecker;
 use crate::lifecycle::{ActiveRequests, ControlPlane, Readiness, Signals};
+use crate::observe::connections::CountedConnections;
 use crate::pool::Registry;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
@@ -71,6 +72,7 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
     })?;
     let index = build_cert_index(config)?;
     let upstreams = Arc::new(Registry::default());
+    crate::observe::board::config_loaded(config, 1);
     Ok(Shared {
         snapshots: Arc::new(SnapshotStore::new(Snapshot::compile(config, 1, &upstreams))),
         upstreams,
@@ -114,7 +116,8 @@ pub fn build(
             shared.active.clone(),
         );
         let name = format!("listener {}", listener.name);
-        let mut service = http_proxy_service_with_name(&server.configuration, proxy, &name);
+        let app = CountedConnections::new(&listener.name, http_proxy(&server.configuration, proxy));
+        let mut service = Service::new(name, app);
         let address = listener.address.to_string();
         if listener.tls {
             let mut settings = TlsSettings::intermediate("", "")
@@ -136,11 +139,14 @@ pub fn build(
     if let Some(admin) = &config.admin {
         let mut service = Service::new(
             "admin".to_string(),
-            HttpServer::new_app(AdminApp::new(
-                shared.snapshots.clone(),
-                shared.readiness.clone(),
-                reloader.clone(),
-            )),
+            HttpServer::new_app(
+                AdminApp::new(
+                    shared.snapshots.clone(),
+                    shared.readiness.clone(),
+                    reloader.clone(),
+                )
+                .allow(admin.allow.clone()),
+            ),
         );
         service.add_tcp(&admin.listen.to_string());
         server.add_service(service);

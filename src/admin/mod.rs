@@ -1,26 +1,36 @@
-//! The admin listener: `/healthz` (alive), `/readyz` (a configuration is loaded and the
-//! listeners are bound) and `/status.json` (every upstream server's state, in-flight, sticky
-//! count, recent errors). Loopback by default; metrics and the status page grow here.
+//! The admin listener: `/healthz` (alive), `/readyz` (a configuration is loaded and the listeners
+//! are bound), `/metrics` (Prometheus text), `/status` (HTML), `/status.json`,
+//! `/status/upstreams.json` (the balancer's own view of every server) and `POST /reload`.
+//! Loopback by default; a non-loopback address needs `admin.allow`, and every request is checked
+//! against it.
 
 pub mod probe;
+pub mod status;
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use http::Response;
+use http::{Method, Response};
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::config::model::Cidr;
 use crate::lifecycle::Readiness;
+use crate::observe::{board, clock, metrics, servers};
 use crate::pool::status::to_json;
 use crate::reload::{Reloader, Trigger};
 use crate::runtime::SnapshotStore;
+
+/// Content type of the Prometheus text format.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The admin endpoints.
 pub struct AdminApp {
     snapshots: Arc<SnapshotStore>,
     readiness: Arc<Readiness>,
     reloader: Arc<Reloader>,
+    /// `None` = every peer that can connect (a loopback listener).
+    allow: Option<Vec<Cidr>>,
 }
 
 impl AdminApp {
@@ -33,25 +43,76 @@ impl AdminApp {
             snapshots,
             readiness,
             reloader,
+            allow: None,
         }
+    }
+
+    /// Only peers in these ranges get an answer other than 403.
+    pub fn allow(mut self, allow: Option<Vec<Cidr>>) -> Self {
+        self.allow = allow;
+        self
+    }
+
+    fn allowed(&self, session: &ServerSession) -> bool {
+        let Some(allow) = &self.allow else {
+            return true;
+        };
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        peer.is_some_and(|ip| allow.iter().any(|range| range.contains(ip)))
     }
 }
 
-fn text(status: u16, body: String) -> Response<Vec<u8>> {
+fn reply(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
     let body = body.into_bytes();
     Response::builder()
         .status(status)
-        .header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .header(http::header::CONTENT_TYPE, content_type)
         .header(http::header::CONTENT_LENGTH, body.len())
         .header(http::header::CACHE_CONTROL, "no-store")
         .body(body)
         .unwrap_or_default()
 }
 
+fn text(status: u16, body: String) -> Response<Vec<u8>> {
+    reply(status, "text/plain; charset=utf-8", body)
+}
+
+/// `/status` and `/status.json`: the board joined with the proxy's counters and the balancer's
+/// state of every server.
+fn status_page(snapshots: &SnapshotStore, as_html: bool) -> Response<Vec<u8>> {
+    let board = board::snapshot();
+    let totals = status::Totals {
+        open_connections: metrics::open_connections_total(),
+        open_websockets: metrics::open_websockets_total(),
+    };
+    let pools: Vec<_> = snapshots
+        .load()
+        .upstreams()
+        .iter()
+        .map(|u| u.status())
+        .collect();
+    let doc = status::shape(&board, servers::view, &pools, totals, clock::unix_millis());
+    if as_html {
+        reply(200, "text/html; charset=utf-8", status::html(&doc))
+    } else {
+        reply(200, "application/json", status::json(&doc))
+    }
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if !self.allowed(session) {
+            return text(
+                403,
+                "Forbidden: this address is not in admin.allow\n".into(),
+            );
+        }
         let method = session.req_header().method.clone();
+        let read = matches!(method, Method::GET | Method::HEAD);
         match (method.as_str(), session.req_header().uri.path()) {
             (_, "/healthz") => text(200, "ok\n".into()),
             (_, "/readyz") => {
@@ -62,16 +123,22 @@ impl ServeHttp for AdminApp {
                     text(503, "starting: listeners not bound yet\n".into())
                 }
             }
-            (_, "/status.json") => {
+            (_, "/metrics") if read => reply(200, PROMETHEUS_CONTENT_TYPE, metrics::render()),
+            (_, "/status" | "/status/") if read => status_page(&self.snapshots, true),
+            (_, "/status.json") if read => status_page(&self.snapshots, false),
+            (_, "/status/upstreams.json") if read => {
                 let snapshot = self.snapshots.load();
                 let upstreams: Vec<_> = snapshot.upstreams().iter().map(|u| u.status()).collect();
-                let mut response = text(200, to_json(snapshot.generation, &upstreams));
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                );
-                response
+                reply(
+                    200,
+                    "application/json",
+                    to_json(snapshot.generation, &upstreams),
+                )
             }
+            (
+                _,
+                "/metrics" | "/status" | "/status/" | "/status.json" | "/status/upstreams.json",
+            ) => text(405, "Method Not Allowed: use GET\n".into()),
             ("POST", "/reload") => match self.reloader.reload(Trigger::Admin).await {
                 Ok(generation) => text(200, format!("reloaded generation={generation}\n")),
                 Err(errors) => {

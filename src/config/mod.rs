@@ -4,6 +4,7 @@
 //! `raw` mirrors the file for serde, `spans` remembers where each key sits, `validate` turns raw
 //! into the model; only `model`, `error` and `duration` are public.
 
+pub mod cidr;
 pub mod duration;
 pub mod error;
 pub mod model;

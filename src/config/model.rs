@@ -12,6 +12,7 @@ use std::time::Duration;
 use rustls::sign::CertifiedKey;
 
 mod balancing;
+pub use super::cidr::Cidr;
 pub use balancing::*;
 
 /// Default state directory (ACME account, issued and self-signed certificates).
@@ -26,6 +27,9 @@ pub const DEFAULT_WEBSOCKET_IDLE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default server weight.
 pub const DEFAULT_WEIGHT: u32 = 1;
+
+/// Default admin address when `admin:` is present without `listen`.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
 
 /// Name of the built-in plain HTTP listener (`listeners.http`).
 pub const LISTENER_HTTP: &str = "http";
@@ -49,6 +53,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, Upstream>,
     /// How long SIGTERM waits for requests in flight (WebSockets, streams) before closing them.
     pub shutdown_grace: Duration,
+    /// Log format and the access log switch.
+    pub log: Log,
 }
 
 /// A listening socket: `http`, `https` or one of `listeners.extra`.
@@ -66,6 +72,36 @@ pub struct Listener {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Admin {
     pub listen: SocketAddr,
+    /// Peers allowed to use the admin endpoints; `None` = anyone who can reach `listen`, which
+    /// validation allows only for a loopback address.
+    pub allow: Option<Vec<Cidr>>,
+}
+
+/// `log`: how the daemon writes its log (restart-only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Log {
+    pub format: LogFormat,
+    /// One line per request on the `access` target.
+    pub access: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            access: true,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (the default).
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// TLS settings.

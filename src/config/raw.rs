@@ -17,6 +17,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "routes",
     "upstreams",
     "shutdown",
+    "log",
 ];
 
 /// Keys of the `tls` section.
@@ -53,7 +54,25 @@ pub struct RawShutdown {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
-    pub listen: String,
+    pub listen: Option<String>,
+    /// CIDR ranges allowed to connect; required for a non-loopback `listen`.
+    pub allow: Option<Vec<String>>,
+}
+
+/// `log`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLog {
+    pub format: Option<RawLogFormat>,
+    pub access: Option<bool>,
+}
+
+/// `log.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawLogFormat {
+    Text,
+    Json,
 }
 
 /// One of `tls.certificates`.

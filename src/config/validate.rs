@@ -6,6 +6,7 @@ mod decode;
 mod hosts;
 mod listeners;
 mod not_yet;
+mod observe;
 mod routes;
 mod tls;
 mod upstreams;
@@ -23,8 +24,8 @@ use serde_yaml::Value;
 
 use super::duration::parse_duration;
 use super::error::{ConfigError, ConfigErrors};
-use super::model::{Admin, Config, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATE_DIR};
-use super::raw::{RawAcme, RawAdmin, RawShutdown, TOP_LEVEL_KEYS};
+use super::model::{Config, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATE_DIR};
+use super::raw::{RawAcme, RawShutdown, TOP_LEVEL_KEYS};
 use super::spans::{Position, SpanIndex};
 use not_yet::NotYet;
 
@@ -68,6 +69,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         checker.not_yet("acme", NotYet::Acme);
     }
     let shutdown_grace = checker.shutdown_grace(section("shutdown"));
+    let log = checker.log(section("log"));
     let upstreams = upstreams::check(&mut checker, section("upstreams"));
     let routes = routes::check(
         &mut checker,
@@ -89,6 +91,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         routes,
         upstreams: upstreams.upstreams,
         shutdown_grace,
+        log,
     })
 }
 
@@ -206,28 +209,5 @@ impl Checker {
                 DEFAULT_SHUTDOWN_GRACE
             }
         }
-    }
-
-    fn admin(
-        &mut self,
-        value: Option<&Value>,
-        listeners: &[super::model::Listener],
-    ) -> Option<Admin> {
-        let raw = self.decode::<RawAdmin>(value, "admin")?;
-        let listen = match raw.listen.parse() {
-            Ok(listen) => listen,
-            Err(_) => {
-                self.at_value("admin.listen", listeners::bad_address(&raw.listen));
-                return None;
-            }
-        };
-        if let Some(other) = listeners.iter().find(|l| l.address == listen) {
-            let message = format!(
-                "address {listen} is already used by listener `{}`",
-                other.name
-            );
-            self.at_value("admin.listen", message);
-        }
-        Some(Admin { listen })
     }
 }

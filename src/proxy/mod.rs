@@ -22,6 +22,7 @@ use pingora::{Error, ErrorType};
 use crate::acme::http01::{ChallengeTokens, CHALLENGE_PREFIX};
 use crate::config::model::{LISTENER_HTTP, MAX_RETRIES};
 use crate::lifecycle::{ActiveGuard, ActiveRequests};
+use crate::observe::{Finish, RequestObs};
 use crate::pool::Pick;
 use crate::routing::{normalize_host, strip_path_prefix};
 use crate::runtime::{RouteTarget, SnapshotStore};
@@ -78,6 +79,8 @@ pub struct RequestCtx {
     hsts: Option<HeaderValue>,
     /// Attempts made so far (for retrying on another server).
     attempts: usize,
+    /// Request id, metrics and access log state.
+    obs: RequestObs,
     /// Counts this request as in flight (graceful stop waits for it) until the context drops.
     _active: ActiveGuard,
 }
@@ -183,6 +186,7 @@ impl ProxyHttp for Proxy {
             upgrade: false,
             hsts: None,
             attempts: 0,
+            obs: RequestObs::default(),
             _active: self.active.enter(),
         }
     }
@@ -208,6 +212,7 @@ impl ProxyHttp for Proxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
+        ctx.obs.begin(session.req_header_mut());
         match self.decide(session, ctx) {
             Decision::Proxy => {
                 if session.is_upgrade_req() {
@@ -268,6 +273,8 @@ impl ProxyHttp for Proxy {
             timeouts.read
         });
         peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
+        ctx.obs
+            .server_chosen(&target.observer, &pick.member.address);
         ctx.pick = Some(pick);
         ctx.attempts += 1;
         Ok(Box::new(peer))
@@ -320,6 +327,16 @@ impl ProxyHttp for Proxy {
         Ok(())
     }
 
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        ctx.obs.upstream_responded();
+        Ok(())
+    }
+
     async fn response_filter(
         &self,
         _session: &mut Session,
@@ -331,6 +348,7 @@ impl ProxyHttp for Proxy {
             balancing::observe_response(&target.upstream, pick, status);
             balancing::insert_sticky_cookie(&target.upstream, pick, self.tls, upstream_response)?;
         }
+        ctx.obs.respond(upstream_response)?;
         if let Some(hsts) = &ctx.hsts {
             if !upstream_response
                 .headers
@@ -354,6 +372,7 @@ impl ProxyHttp for Proxy {
         // Nothing was sent yet, so any method may go to another server.
         let retry = balancing::may_retry(&ctx.retry_facts(false, session));
         e.set_retry(retry);
+        ctx.obs.connect_failed(&e, retry);
         e
     }
 
@@ -382,6 +401,7 @@ impl ProxyHttp for Proxy {
         e: &Error,
         ctx: &mut Self::CTX,
     ) -> FailToProxy {
+        ctx.obs.proxy_failed(e);
         let status = respond::status_for_error(e);
         let can_answer = status > 0 && session.response_written().is_none();
         if can_answer {
@@ -402,22 +422,13 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
-        let status = session
-            .response_written()
-            .map(|r| r.status.as_u16())
-            .unwrap_or(0);
-        let req = session.req_header();
-        tracing::info!(
-            target: "access",
-            listener = %self.listener,
-            method = %req.method,
-            path = %req.uri.path(),
-            status,
-            route = ctx.target.as_ref().map(|t| &*t.name).unwrap_or("-"),
-            server = ctx.pick.as_ref().map(|p| &*p.member.address).unwrap_or("-"),
-            duration_ms = ctx.started.elapsed().as_millis() as u64,
-            error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
-        );
+        let done = Finish {
+            listener: &self.listener,
+            started: ctx.started,
+            route: ctx.target.as_ref().map(|t| &*t.observer),
+            server: ctx.pick.as_ref().map(|p| &*p.member.address),
+        };
+        ctx.obs.finish(session, e, done);
         // Gives the in-flight slot back now (dropping the context would too, later).
         ctx.pick = None;
     }

@@ -6,6 +6,8 @@ use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::{Error, ErrorSource, ErrorType};
 
+use crate::observe::request_id::{self, REQUEST_ID_HEADER};
+
 /// A response made by the proxy itself (not relayed from a backend).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {
@@ -90,6 +92,11 @@ pub async fn send(session: &mut Session, response: &LocalResponse) -> Result<()>
     header.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    // The request id (set on the request by the request filter), when it is a sane one.
+    let request_id = session.req_header().headers.get(REQUEST_ID_HEADER);
+    if let Some(id) = request_id.filter(|id| request_id::sanitize(id.as_bytes()).is_some()) {
+        header.insert_header(REQUEST_ID_HEADER, id.clone())?;
+    }
     if let Some(location) = &response.location {
         header.insert_header(http::header::LOCATION, location.as_str())?;
     }

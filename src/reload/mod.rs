@@ -141,10 +141,12 @@ impl Reloader {
         self.certs.replace(index);
         self.snapshots.swap(snapshot);
         self.generation.store(generation, Ordering::SeqCst);
+        crate::observe::board::config_loaded(config, generation);
         generation
     }
 
     fn record(&self, trigger: Trigger, result: &Result<u64, Vec<String>>) {
+        crate::observe::board::reload_finished(trigger.as_str(), result);
         let mut status = match self.status.lock() {
             Ok(status) => status,
             Err(poisoned) => poisoned.into_inner(),
@@ -195,6 +197,11 @@ pub fn restart_only_changes(running: &Config, next: &Config) -> Vec<String> {
     }
     if running.workers != next.workers {
         warnings.push("workers changes take effect after a binary upgrade or restart".into());
+    }
+    if running.log != next.log {
+        warnings.push(
+            "log changes (format, access) take effect after a binary upgrade or restart".into(),
+        );
     }
     if running.state_dir != next.state_dir {
         warnings.push("state_dir changes take effect after a restart".into());

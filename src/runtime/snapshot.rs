@@ -11,6 +11,7 @@ use http::HeaderValue;
 use crate::config::model::{
     Balance, Config, Discovery, Health, Queue, Sticky, Timeouts, LISTENER_HTTP, LISTENER_HTTPS,
 };
+use crate::observe::RouteObserver;
 use crate::pool::select::Rules;
 use crate::pool::{Registry, UpstreamPool, UpstreamStatus};
 use crate::routing::Router;
@@ -44,6 +45,8 @@ pub struct RouteTarget {
     pub path_prefix: String,
     pub strip_prefix: bool,
     pub upstream: Arc<UpstreamRuntime>,
+    /// Metric handles and server counters for this route, resolved once here.
+    pub observer: Arc<RouteObserver>,
 }
 
 /// A compiled upstream: its settings for this generation and its long-lived pool.
@@ -134,6 +137,12 @@ impl Snapshot {
                             path_prefix: route.path_prefix.clone(),
                             strip_prefix: route.strip_prefix,
                             upstream: upstream.clone(),
+                            // Servers found later by discovery get route-level metrics only.
+                            observer: Arc::new(RouteObserver::new(
+                                &route.name,
+                                &upstream.name,
+                                upstream.pool.members().iter().map(|m| &m.address),
+                            )),
                         });
                         router.insert(&route.hosts, &route.path_prefix, target);
                     }
@@ -241,6 +250,7 @@ mod tests {
             routes,
             upstreams: BTreeMap::from([("u".to_string(), upstream)]),
             shutdown_grace: std::time::Duration::from_secs(1),
+            log: Default::default(),
         }
     }
 

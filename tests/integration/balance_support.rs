@@ -25,7 +25,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A replica answering this status closes the connection without a response instead.
 pub const ABORT: u16 = 999;
 /// Where the admin listener serves the balancer's per-server status.
-pub const STATUS_PATH: &str = "/status.json";
+pub const STATUS_PATH: &str = "/status/upstreams.json";
 /// Longest request head a replica reads.
 const MAX_HEAD: usize = 64 * 1024;
 

@@ -1,0 +1,138 @@
+//! `admin` (listen address and `allow` CIDR list: a non-loopback address needs an explicit list)
+//! and `log` (format and the access log switch).
+
+use std::net::SocketAddr;
+
+use serde_yaml::Value;
+
+use super::{listeners, Checker};
+use crate::config::model::{Admin, Cidr, Listener, Log, LogFormat, DEFAULT_ADMIN_LISTEN};
+use crate::config::raw::{RawAdmin, RawLog, RawLogFormat};
+use crate::config::spans::child_index;
+
+impl Checker {
+    pub(super) fn admin(&mut self, value: Option<&Value>, listeners: &[Listener]) -> Option<Admin> {
+        let raw = self.decode::<RawAdmin>(value, "admin")?;
+        let text = raw.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+        let listen: SocketAddr = match text.parse() {
+            Ok(listen) => listen,
+            Err(_) => {
+                self.at_value("admin.listen", listeners::bad_address(text));
+                return None;
+            }
+        };
+        if let Some(other) = listeners.iter().find(|l| l.address == listen) {
+            let message = format!(
+                "address {listen} is already used by listener `{}`",
+                other.name
+            );
+            self.at_value("admin.listen", message);
+        }
+        let allow = raw.allow.map(|ranges| self.allow_list(&ranges));
+        match &allow {
+            None if !listen.ip().is_loopback() => self.at_value(
+                "admin.listen",
+                format!(
+                    "{listen} is not a loopback address: the admin endpoints (metrics, status, reload) \
+                     would be open to the network; add `admin.allow: [CIDR, ...]` naming who may connect"
+                ),
+            ),
+            Some(ranges) if ranges.is_empty() => self.at_value(
+                "admin.allow",
+                "an empty list lets nobody in; name at least one CIDR range (e.g. 10.0.0.0/8)",
+            ),
+            _ => {}
+        }
+        Some(Admin { listen, allow })
+    }
+
+    fn allow_list(&mut self, ranges: &[String]) -> Vec<Cidr> {
+        let mut parsed = Vec::with_capacity(ranges.len());
+        for (index, text) in ranges.iter().enumerate() {
+            match Cidr::parse(text) {
+                Ok(cidr) => parsed.push(cidr),
+                Err(message) => self.at_value(&child_index("admin.allow", index), message),
+            }
+        }
+        parsed
+    }
+
+    pub(super) fn log(&mut self, value: Option<&Value>) -> Log {
+        let Some(raw) = self.decode::<RawLog>(value, "log") else {
+            return Log::default();
+        };
+        let defaults = Log::default();
+        Log {
+            format: match raw.format {
+                Some(RawLogFormat::Json) => LogFormat::Json,
+                Some(RawLogFormat::Text) => LogFormat::Text,
+                None => defaults.format,
+            },
+            access: raw.access.unwrap_or(defaults.access),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{ok, one_error, MINIMAL};
+    use crate::config::model::LogFormat;
+
+    #[test]
+    fn admin_defaults_to_loopback_and_keeps_an_allow_list() {
+        let config = ok(&(MINIMAL.to_string() + "admin: {}\n"));
+        let admin = config.admin.unwrap();
+        assert_eq!(admin.listen.to_string(), "127.0.0.1:9901");
+        assert!(admin.allow.is_none());
+        let config = ok(&(MINIMAL.to_string()
+            + "admin: { listen: 0.0.0.0:9901, allow: [10.0.0.0/8, 192.168.1.5] }\n"));
+        let allow = config.admin.unwrap().allow.unwrap();
+        let shown: Vec<String> = allow.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.0/8", "192.168.1.5/32"]);
+    }
+
+    #[test]
+    fn non_loopback_admin_needs_an_allow_list() {
+        one_error(
+            &(MINIMAL.to_string() + "admin: { listen: 0.0.0.0:9901 }\n"),
+            8,
+            "admin.listen",
+            "not a loopback address",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "admin: { listen: '[::]:9901', allow: [] }\n"),
+            8,
+            "admin.allow",
+            "lets nobody in",
+        );
+        one_error(
+            &(MINIMAL.to_string()
+                + "admin:\n  listen: 0.0.0.0:9901\n  allow: [10.0.0.0/8, 10.0.0.0/40]\n"),
+            10,
+            "admin.allow[1]",
+            "invalid CIDR range `10.0.0.0/40`",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "admin: { listen: 127.0.0.1:9901, alow: [] }\n"),
+            8,
+            "admin.alow",
+            "unknown key",
+        );
+    }
+
+    #[test]
+    fn log_format_and_access_switch() {
+        let config = ok(MINIMAL);
+        assert_eq!(config.log.format, LogFormat::Text);
+        assert!(config.log.access);
+        let config = ok(&(MINIMAL.to_string() + "log: { format: json, access: false }\n"));
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert!(!config.log.access);
+        one_error(
+            &(MINIMAL.to_string() + "log: { format: xml }\n"),
+            8,
+            "log.format",
+            "unknown variant `xml`",
+        );
+    }
+}

@@ -1,0 +1,451 @@
+//! Every Prometheus metric ferrogate exports, defined here and nowhere else (README "Metrics" lists
+//! them). One process-wide registry of our own (not the prometheus crate's default one).
+//!
+//! The request path never builds label vectors: [`server_handles`] and [`route_handles`] resolve
+//! the children for a (route, upstream, server) once, when a configuration is compiled, and the
+//! hooks only touch atomics. Label values come from the configuration (route, upstream, server
+//! and listener names) and are capped by [`LabelBudget`]; paths and client addresses never appear.
+//!
+//! Functions other modules call: [`reload_result`], [`config_generation`], [`certificate_expiry`],
+//! [`forget_certificate`], [`acme_result`], [`queue_depth`], [`queue_rejected`], [`render`].
+
+use std::collections::BTreeMap;
+use std::sync::{LazyLock, Mutex};
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+use super::clock::unix_secs;
+use super::labels::{LabelBudget, DEFAULT_LABEL_BUDGET, NONE, STATUS_CLASSES};
+use super::servers::{self, PassiveState};
+
+/// Latency buckets (seconds): sub-millisecond proxying up to multi-minute token streams.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    120.0, 300.0,
+];
+
+/// The metric families.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    upstream_duration: HistogramVec,
+    request_bytes: IntCounterVec,
+    response_bytes: IntCounterVec,
+    connect_errors: IntCounterVec,
+    retries: IntCounterVec,
+    in_flight: IntGaugeVec,
+    server_up: IntGaugeVec,
+    open_connections: IntGaugeVec,
+    connections: IntCounterVec,
+    open_websockets: IntGaugeVec,
+    config_generation: IntGauge,
+    reloads: IntCounterVec,
+    last_reload: IntGaugeVec,
+    cert_not_after: IntGaugeVec,
+    cert_expiry: IntGaugeVec,
+    acme: IntCounterVec,
+    queue_depth: IntGaugeVec,
+    queue_rejections: IntCounterVec,
+    /// Certificate name → not-after (Unix seconds), for the seconds-left gauge at scrape time.
+    certificates: Mutex<BTreeMap<String, i64>>,
+    routes: LabelBudget,
+    upstreams: LabelBudget,
+    servers: LabelBudget,
+    names: LabelBudget,
+}
+
+static METRICS: LazyLock<Option<Metrics>> = LazyLock::new(|| match Metrics::build() {
+    Ok(metrics) => Some(metrics),
+    Err(error) => {
+        tracing::error!(%error, "metrics are disabled: could not define them");
+        None
+    }
+});
+
+/// The process-wide metrics; `None` only if defining them failed (a bug, logged once).
+pub fn metrics() -> Option<&'static Metrics> {
+    METRICS.as_ref()
+}
+
+fn counter(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
+    let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn histogram(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<HistogramVec> {
+    let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+    let metric = HistogramVec::new(opts, labels)?;
+    r.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl Metrics {
+    fn build() -> prometheus::Result<Self> {
+        let r = Registry::new();
+        let build_info = gauge(
+            &r,
+            "ferrogate_build_info",
+            "Always 1; the version as a label.",
+            &["version"],
+        )?;
+        build_info
+            .get_metric_with_label_values(&[env!("CARGO_PKG_VERSION")])?
+            .set(1);
+        let started = gauge(
+            &r,
+            "ferrogate_start_time_seconds",
+            "When the process started (Unix seconds).",
+            &[],
+        )?;
+        started
+            .get_metric_with_label_values::<&str>(&[])?
+            .set(unix_secs());
+        let config_generation = IntGauge::new(
+            "ferrogate_config_generation",
+            "Generation of the configuration in force (1 at start, +1 per successful reload).",
+        )?;
+        r.register(Box::new(config_generation.clone()))?;
+        Ok(Self {
+            requests: counter(&r, "ferrogate_requests_total",
+                "Requests answered, by route, upstream, server and status class (none = no response sent).",
+                &["route", "upstream", "server", "class"])?,
+            request_duration: histogram(&r, "ferrogate_request_duration_seconds",
+                "Time from the request's arrival to the end of its response, by route.", &["route"])?,
+            upstream_duration: histogram(&r, "ferrogate_upstream_response_seconds",
+                "Time from choosing a server to its response header (connect included).",
+                &["upstream", "server"])?,
+            request_bytes: counter(&r, "ferrogate_request_body_bytes_total",
+                "Request body bytes read from clients, by route.", &["route"])?,
+            response_bytes: counter(&r, "ferrogate_response_body_bytes_total",
+                "Response body bytes sent to clients, by route.", &["route"])?,
+            connect_errors: counter(&r, "ferrogate_upstream_connect_errors_total",
+                "Failed connection attempts to a server.", &["upstream", "server"])?,
+            retries: counter(&r, "ferrogate_upstream_retries_total",
+                "Requests retried on another server after a failed connection.", &["upstream"])?,
+            in_flight: gauge(&r, "ferrogate_upstream_in_flight",
+                "Requests currently assigned to a server.", &["upstream", "server"])?,
+            server_up: gauge(&r, "ferrogate_upstream_server_up",
+                "0 while the last connection attempt to the server failed (passive check), else 1.",
+                &["upstream", "server"])?,
+            open_connections: gauge(&r, "ferrogate_open_connections",
+                "Client connections open now, by listener.", &["listener"])?,
+            connections: counter(&r, "ferrogate_connections_total",
+                "Client connections accepted (after TLS), by listener.", &["listener"])?,
+            open_websockets: gauge(&r, "ferrogate_open_websockets",
+                "Upgraded (WebSocket) connections open now, by route.", &["route"])?,
+            config_generation,
+            reloads: counter(&r, "ferrogate_config_reloads_total",
+                "Configuration reload attempts by result (ok, error).", &["result"])?,
+            last_reload: gauge(&r, "ferrogate_config_last_reload_timestamp_seconds",
+                "When the last reload with this result happened (Unix seconds).", &["result"])?,
+            cert_not_after: gauge(&r, "ferrogate_certificate_not_after_timestamp_seconds",
+                "When a certificate expires (Unix seconds).", &["certificate"])?,
+            cert_expiry: gauge(&r, "ferrogate_certificate_expiry_seconds",
+                "Seconds until a certificate expires (negative once expired).", &["certificate"])?,
+            acme: counter(&r, "ferrogate_acme_orders_total",
+                "ACME issuance and renewal attempts by certificate and result (ok, error).",
+                &["certificate", "result"])?,
+            queue_depth: gauge(&r, "ferrogate_queue_depth",
+                "Requests waiting for a server of an upstream.", &["upstream"])?,
+            queue_rejections: counter(&r, "ferrogate_queue_rejections_total",
+                "Requests refused because an upstream's queue was full.", &["upstream"])?,
+            registry: r,
+            certificates: Mutex::new(BTreeMap::new()),
+            routes: LabelBudget::new(DEFAULT_LABEL_BUDGET),
+            upstreams: LabelBudget::new(DEFAULT_LABEL_BUDGET),
+            servers: LabelBudget::new(DEFAULT_LABEL_BUDGET),
+            names: LabelBudget::new(DEFAULT_LABEL_BUDGET),
+        })
+    }
+}
+
+/// Label values for a route (or [`NONE`]), budgeted.
+fn route_label(m: &Metrics, route: Option<&str>) -> String {
+    route.map_or_else(|| NONE.to_string(), |r| m.routes.admit(r))
+}
+
+/// The children a request on one route touches, resolved once per configuration.
+#[derive(Clone)]
+pub struct RouteHandles {
+    pub request_duration: Histogram,
+    pub request_bytes: IntCounter,
+    pub response_bytes: IntCounter,
+    pub open_websockets: IntGauge,
+}
+
+/// Handles for `route` (`None` = requests no route matched).
+pub fn route_handles(route: Option<&str>) -> Option<RouteHandles> {
+    let m = metrics()?;
+    let route = route_label(m, route);
+    let labels = [route.as_str()];
+    Some(RouteHandles {
+        request_duration: m
+            .request_duration
+            .get_metric_with_label_values(&labels)
+            .ok()?,
+        request_bytes: m.request_bytes.get_metric_with_label_values(&labels).ok()?,
+        response_bytes: m
+            .response_bytes
+            .get_metric_with_label_values(&labels)
+            .ok()?,
+        open_websockets: m
+            .open_websockets
+            .get_metric_with_label_values(&labels)
+            .ok()?,
+    })
+}
+
+/// The children a request sent (or meant) to one server of one route touches.
+#[derive(Clone)]
+pub struct ServerHandles {
+    /// By [`super::labels::status_class_index`].
+    pub requests: [IntCounter; 6],
+    /// Per-server families; `None` for the "no server" entries.
+    pub server: Option<PerServerHandles>,
+}
+
+/// The children of one (upstream, server).
+#[derive(Clone)]
+pub struct PerServerHandles {
+    pub upstream_duration: Histogram,
+    pub connect_errors: IntCounter,
+    pub in_flight: IntGauge,
+    pub retries: IntCounter,
+}
+
+/// Handles for (route, upstream, server); `None` names mean "none" (unrouted, no server).
+pub fn server_handles(
+    route: Option<&str>,
+    upstream: Option<&str>,
+    server: Option<&str>,
+) -> Option<ServerHandles> {
+    let m = metrics()?;
+    let route = route_label(m, route);
+    let upstream_label = upstream.map_or_else(|| NONE.to_string(), |u| m.upstreams.admit(u));
+    let server_label = server.map_or_else(|| NONE.to_string(), |s| m.servers.admit(s));
+    let class = |c: &str| {
+        let labels = [
+            route.as_str(),
+            upstream_label.as_str(),
+            server_label.as_str(),
+            c,
+        ];
+        m.requests.get_metric_with_label_values(&labels).ok()
+    };
+    let [c1, c2, c3, c4, c5, c0] = STATUS_CLASSES;
+    let requests = [
+        class(c1)?,
+        class(c2)?,
+        class(c3)?,
+        class(c4)?,
+        class(c5)?,
+        class(c0)?,
+    ];
+    let server = match (upstream, server) {
+        (Some(_), Some(_)) => {
+            let pair = [upstream_label.as_str(), server_label.as_str()];
+            Some(PerServerHandles {
+                upstream_duration: m
+                    .upstream_duration
+                    .get_metric_with_label_values(&pair)
+                    .ok()?,
+                connect_errors: m.connect_errors.get_metric_with_label_values(&pair).ok()?,
+                in_flight: m.in_flight.get_metric_with_label_values(&pair).ok()?,
+                retries: m
+                    .retries
+                    .get_metric_with_label_values(&[upstream_label.as_str()])
+                    .ok()?,
+            })
+        }
+        _ => None,
+    };
+    Some(ServerHandles { requests, server })
+}
+
+/// (open connections gauge, accepted connections counter) for a listener.
+pub fn listener_handles(listener: &str) -> Option<(IntGauge, IntCounter)> {
+    let m = metrics()?;
+    let name = m.names.admit(listener);
+    let labels = [name.as_str()];
+    Some((
+        m.open_connections
+            .get_metric_with_label_values(&labels)
+            .ok()?,
+        m.connections.get_metric_with_label_values(&labels).ok()?,
+    ))
+}
+
+/// Client connections open now, over every listener (for the status page).
+pub fn open_connections_total() -> i64 {
+    sum_gauges(|m| &m.open_connections)
+}
+
+/// WebSockets open now, over every route (for the status page).
+pub fn open_websockets_total() -> i64 {
+    sum_gauges(|m| &m.open_websockets)
+}
+
+fn sum_gauges(family: impl Fn(&Metrics) -> &IntGaugeVec) -> i64 {
+    let Some(m) = metrics() else { return 0 };
+    prometheus::core::Collector::collect(family(m))
+        .iter()
+        .flat_map(|f| f.get_metric())
+        .map(|metric| metric.get_gauge().get_value() as i64)
+        .sum()
+}
+
+/// Records a reload attempt's result (called by the reload code).
+pub fn reload_result(ok: bool) {
+    if let Some(m) = metrics() {
+        let result = if ok { "ok" } else { "error" };
+        m.reloads.with_label_values(&[result]).inc();
+        m.last_reload.with_label_values(&[result]).set(unix_secs());
+    }
+}
+
+/// Sets the generation of the configuration in force.
+pub fn config_generation(generation: u64) {
+    if let Some(m) = metrics() {
+        m.config_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+    }
+}
+
+/// Publishes a certificate's expiry (`not_after` in Unix seconds), from files or ACME.
+pub fn certificate_expiry(name: &str, not_after: i64) {
+    if let Some(m) = metrics() {
+        let name = m.names.admit(name);
+        m.cert_not_after
+            .with_label_values(&[name.as_str()])
+            .set(not_after);
+        lock(&m.certificates).insert(name, not_after);
+    }
+}
+
+/// Removes a certificate that is no longer configured.
+pub fn forget_certificate(name: &str) {
+    if let Some(m) = metrics() {
+        let _ = m.cert_not_after.remove_label_values(&[name]);
+        let _ = m.cert_expiry.remove_label_values(&[name]);
+        lock(&m.certificates).remove(name);
+    }
+}
+
+/// Records an ACME issuance or renewal attempt.
+pub fn acme_result(certificate: &str, ok: bool) {
+    if let Some(m) = metrics() {
+        let name = m.names.admit(certificate);
+        let result = if ok { "ok" } else { "error" };
+        m.acme.with_label_values(&[name.as_str(), result]).inc();
+    }
+}
+
+/// Sets how many requests wait for a server of `upstream`.
+pub fn queue_depth(upstream: &str, depth: i64) {
+    if let Some(m) = metrics() {
+        let upstream = m.upstreams.admit(upstream);
+        m.queue_depth
+            .with_label_values(&[upstream.as_str()])
+            .set(depth);
+    }
+}
+
+/// Counts a request refused because `upstream`'s queue was full.
+pub fn queue_rejected(upstream: &str) {
+    if let Some(m) = metrics() {
+        let upstream = m.upstreams.admit(upstream);
+        m.queue_rejections
+            .with_label_values(&[upstream.as_str()])
+            .inc();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match mutex.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// The Prometheus text exposition of every metric, with the derived gauges brought up to date.
+pub fn render() -> String {
+    let Some(m) = metrics() else {
+        return String::new();
+    };
+    let now = unix_secs();
+    // The passive server state, as the status page shows it.
+    servers::for_each(|upstream, address, stats| {
+        let up = stats.state() != PassiveState::Down;
+        let labels = [m.upstreams.admit(upstream), m.servers.admit(address)];
+        if let Ok(gauge) = m.server_up.get_metric_with_label_values(&labels) {
+            gauge.set(i64::from(up));
+        }
+    });
+    for (name, not_after) in lock(&m.certificates).iter() {
+        m.cert_expiry
+            .with_label_values(&[name.as_str()])
+            .set(not_after.saturating_sub(now));
+    }
+    let mut out = Vec::new();
+    if let Err(error) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
+        tracing::warn!(%error, "could not encode the metrics");
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_defined_and_rendered() {
+        assert!(metrics().is_some(), "metric definitions must be valid");
+        let handles = server_handles(Some("unit-route"), Some("unit-up"), Some("10.9.9.9:1"))
+            .expect("handles");
+        handles.requests[1].inc();
+        let per_server = handles.server.as_ref().expect("per-server handles");
+        per_server.upstream_duration.observe(0.02);
+        assert!(server_handles(None, None, None)
+            .expect("unrouted")
+            .server
+            .is_none());
+        certificate_expiry("unit-cert", unix_secs() + 3600);
+        reload_result(true);
+        config_generation(3);
+        let text = render();
+        for needle in [
+            "ferrogate_build_info{version=",
+            r#"ferrogate_requests_total{class="2xx",route="unit-route",server="10.9.9.9:1",upstream="unit-up"} 1"#,
+            r#"ferrogate_upstream_response_seconds_bucket{server="10.9.9.9:1",upstream="unit-up",le="0.025"} 1"#,
+            r#"ferrogate_certificate_not_after_timestamp_seconds{certificate="unit-cert"}"#,
+            r#"ferrogate_certificate_expiry_seconds{certificate="unit-cert"} 3"#,
+            r#"ferrogate_config_reloads_total{result="ok"}"#,
+            "ferrogate_config_generation 3",
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        forget_certificate("unit-cert");
+        assert!(!render().contains("unit-cert"));
+    }
+}

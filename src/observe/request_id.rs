@@ -1,0 +1,90 @@
+//! `X-Request-Id`: keep a client's id when it is sane (short, visible, no separators that could
+//! break a log line or a header), otherwise make a fresh random 128-bit one as 32 hex digits.
+
+use http::HeaderValue;
+
+/// The header carrying the request id to the backend and back to the client.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// Longest client-supplied id that is kept.
+pub const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// The client's id when it is acceptable to keep: 1..=128 bytes of ASCII letters, digits and
+/// `-_.:+=/@`. Anything else (spaces, quotes, control bytes, non-ASCII, too long) is replaced.
+pub fn sanitize(value: &[u8]) -> Option<&str> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID_LEN
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:+=/@".contains(b));
+    if ok {
+        std::str::from_utf8(value).ok()
+    } else {
+        None
+    }
+}
+
+/// A fresh id: 128 random bits as 32 lowercase hex digits.
+pub fn generate() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// The id for a request: the client's (when sane) or a fresh one.
+pub fn from_request(incoming: Option<&HeaderValue>) -> String {
+    match incoming.and_then(|v| sanitize(v.as_bytes())) {
+        Some(kept) => kept.to_string(),
+        None => generate(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_sane_ids() {
+        assert_eq!(sanitize(b"abc-123"), Some("abc-123"));
+        assert_eq!(
+            sanitize(b"req_2024.11.23:7+x=/y@z"),
+            Some("req_2024.11.23:7+x=/y@z")
+        );
+        let longest = "a".repeat(MAX_REQUEST_ID_LEN);
+        assert_eq!(sanitize(longest.as_bytes()), Some(longest.as_str()));
+    }
+
+    #[test]
+    fn refuses_odd_ids() {
+        for bad in [
+            &b""[..],
+            b"has space",
+            b"quote\"d",
+            b"new\nline",
+            b"semi;colon",
+            "caf\u{e9}".as_bytes(),
+        ] {
+            assert_eq!(sanitize(bad), None, "{bad:?}");
+        }
+        assert_eq!(
+            sanitize("a".repeat(MAX_REQUEST_ID_LEN + 1).as_bytes()),
+            None
+        );
+    }
+
+    #[test]
+    fn generates_unique_hex_ids() {
+        let a = generate();
+        let b = generate();
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn replaces_only_missing_or_odd_ids() {
+        let kept = HeaderValue::from_static("client-id-1");
+        assert_eq!(from_request(Some(&kept)), "client-id-1");
+        let odd = HeaderValue::from_static("two words");
+        assert_eq!(from_request(Some(&odd)).len(), 32);
+        assert_eq!(from_request(None).len(), 32);
+    }
+}
