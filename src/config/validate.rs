@@ -1,6 +1,7 @@
 //! Raw YAML → validated [`Config`]: parses once, decodes each section and element on its own, runs
 //! the semantic checks and collects every error (file, line, column, key path) before giving up.
 
+mod acme;
 mod decode;
 mod hosts;
 mod listeners;
@@ -12,6 +13,8 @@ mod upstreams;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_acme;
+#[cfg(test)]
 mod tests_elements;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +23,7 @@ use serde_yaml::Value;
 
 use super::error::{ConfigError, ConfigErrors};
 use super::model::{Admin, Config, DEFAULT_STATE_DIR};
-use super::raw::{RawAcme, RawAdmin, TOP_LEVEL_KEYS};
+use super::raw::{RawAdmin, TOP_LEVEL_KEYS};
 use super::spans::{Position, SpanIndex};
 use not_yet::NotYet;
 
@@ -58,10 +61,15 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
     let listeners = listeners::check(&mut checker, section("listeners"));
     let admin = checker.admin(section("admin"), &listeners.listeners);
     let tls = tls::check(&mut checker, section("tls"));
-    if let Some(acme) = section("acme") {
-        let _ = checker.decode::<RawAcme>(Some(acme), "acme");
-        checker.not_yet("acme", NotYet::Acme);
-    }
+    let (acme, providers) = acme::check(&mut checker, section("acme"));
+    let acme_present = section("acme").is_some_and(|v| !v.is_null());
+    acme::check_certificates(
+        &mut checker,
+        &tls,
+        &providers,
+        acme_present,
+        &listeners.listeners,
+    );
     let upstreams = upstreams::check(&mut checker, section("upstreams"));
     let routes = routes::check(
         &mut checker,
@@ -80,6 +88,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         listeners: listeners.listeners,
         admin,
         tls,
+        acme,
         routes,
         upstreams: upstreams.upstreams,
     })

@@ -208,7 +208,9 @@ mod tests {
             tls: Tls {
                 hsts: Some(std::time::Duration::from_secs(60)),
                 certificates: vec![],
+                acme: vec![],
             },
+            acme: Default::default(),
             routes,
             upstreams: BTreeMap::from([("u".to_string(), upstream)]),
         }

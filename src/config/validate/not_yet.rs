@@ -4,8 +4,6 @@
 /// A contract feature not implemented yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in crate::config) enum NotYet {
-    /// `acme:` and `tls.certificates[].acme`.
-    Acme,
     /// `balance:` other than `round_robin` (the name as written).
     Balance(&'static str),
     Sticky,
@@ -18,9 +16,6 @@ pub(in crate::config) enum NotYet {
 impl NotYet {
     pub(in crate::config) fn message(self) -> String {
         match self {
-            Self::Acme => {
-                "ACME issuance is not supported yet by this build; use cert/key files".into()
-            }
             Self::Balance(name) => {
                 format!("balance `{name}` is not supported yet by this build; use `round_robin`")
             }
