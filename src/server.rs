@@ -11,11 +11,12 @@ use pingora::server::configuration::ServerConf;
 use pingora::services::listening::Service;
 
 use crate::acme::http01::ChallengeTokens;
+use crate::acme::AcmeManager;
 use crate::admin::AdminApp;
 use crate::config::model::Config;
 use crate::proxy::Proxy;
 use crate::runtime::{Snapshot, SnapshotStore};
-use crate::tls::{placeholder, CertIndex, CertStore};
+use crate::tls::{build_index, CertIndex, CertStore};
 
 /// Seconds a stopping daemon keeps serving requests in flight.
 pub const DEFAULT_GRACE_PERIOD_SECS: u64 = 10;
@@ -25,27 +26,16 @@ pub struct Shared {
     pub snapshots: Arc<SnapshotStore>,
     pub certs: Arc<CertStore>,
     pub challenges: Arc<ChallengeTokens>,
+    /// Issues and renews ACME certificates; owns the cert index from start-up on: a reload
+    /// calls `acme.apply(&new_config)`, which rebuilds and swaps the index.
+    pub acme: Arc<AcmeManager>,
 }
 
-/// Builds the certificate index for a configuration: configured certificates in file order (the
-/// first is the default), and the self-signed placeholder when none is configured.
+/// Builds the certificate index for a configuration's file certificates alone (the first is the
+/// default), with the self-signed placeholder when none is configured. With ACME certificates,
+/// use [`AcmeManager::apply`], which adds them.
 pub fn build_cert_index(config: &Config) -> Result<CertIndex, String> {
-    let mut index = CertIndex::default();
-    for cert in &config.tls.certificates {
-        index.add(&cert.dns_names, cert.key.clone());
-    }
-    let serves_tls = config.listeners.iter().any(|l| l.tls);
-    if serves_tls && index.is_empty() {
-        let (key, made) = placeholder::load_or_create(&config.state_dir)?;
-        if made {
-            tracing::info!(
-                state_dir = %config.state_dir.display(),
-                "made a self-signed placeholder certificate (no certificate configured)"
-            );
-        }
-        index.set_fallback(key);
-    }
-    Ok(index)
+    build_index(config, &Default::default())
 }
 
 /// Prepares the shared state for a configuration.
@@ -56,11 +46,15 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
             config.state_dir.display()
         )
     })?;
-    let index = build_cert_index(config)?;
+    let certs = Arc::new(CertStore::new(CertIndex::default()));
+    let challenges = Arc::new(ChallengeTokens::default());
+    let acme = Arc::new(AcmeManager::new(certs.clone(), challenges.clone())?);
+    acme.apply(config)?;
     Ok(Shared {
         snapshots: Arc::new(SnapshotStore::new(Snapshot::compile(config, 1))),
-        certs: Arc::new(CertStore::new(index)),
-        challenges: Arc::new(ChallengeTokens::default()),
+        certs,
+        challenges,
+        acme,
     })
 }
 

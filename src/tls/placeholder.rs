@@ -44,6 +44,17 @@ pub fn load_or_create(state_dir: &Path) -> Result<(Arc<CertifiedKey>, bool), Str
     Ok((key, true))
 }
 
+/// A self-signed certificate for `names`, made in memory: served for an ACME certificate's names
+/// until the CA has issued it.
+pub fn for_names(names: &[String]) -> Result<Arc<CertifiedKey>, String> {
+    let generated = rcgen::generate_simple_self_signed(names.to_vec())
+        .map_err(|e| format!("cannot generate a placeholder certificate: {e}"))?;
+    certified_key_from_pem(
+        generated.cert.pem().as_bytes(),
+        generated.signing_key.serialize_pem().as_bytes(),
+    )
+}
+
 /// Writes a file through a temporary sibling, fsync and rename, so a crash never leaves half a key.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     let tmp: PathBuf = path.with_extension("tmp");

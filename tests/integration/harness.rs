@@ -79,6 +79,12 @@ pub struct DaemonBuilder {
     certs: Vec<CertFiles>,
     routes: Vec<String>,
     upstreams: Vec<String>,
+    /// ACME certificate entries (flow mappings) after the file certificates.
+    acme_certs: Vec<String>,
+    /// Extra top-level YAML appended as written (e.g. an `acme:` section).
+    extra_yaml: String,
+    /// A state dir outside the temp dir (to survive a restart).
+    state_dir: Option<PathBuf>,
 }
 
 impl Default for DaemonBuilder {
@@ -98,7 +104,37 @@ impl DaemonBuilder {
             certs: Vec::new(),
             routes: Vec::new(),
             upstreams: Vec::new(),
+            acme_certs: Vec::new(),
+            extra_yaml: String::new(),
+            state_dir: None,
         }
+    }
+
+    /// The plain HTTP listener's address (known before the daemon starts).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// Adds a `tls.certificates` entry written as a flow mapping, e.g.
+    /// `{ name: a, domains: [a.test], acme: { challenge: http-01 } }`.
+    pub fn acme_certificate(mut self, flow_mapping: &str) -> Self {
+        self.acme_certs.push(flow_mapping.to_string());
+        self
+    }
+
+    /// Appends top-level YAML (a whole section) to the config.
+    pub fn yaml(mut self, section: &str) -> Self {
+        self.extra_yaml.push_str(section);
+        if !section.ends_with('\n') {
+            self.extra_yaml.push('\n');
+        }
+        self
+    }
+
+    /// Uses this state dir instead of one inside the temp dir.
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
+        self
     }
 
     /// Adds an entry to `listeners.extra`.
@@ -143,7 +179,10 @@ impl DaemonBuilder {
     /// The YAML this builder will write.
     pub fn config_yaml(&self) -> String {
         let mut y = String::new();
-        let state = self.dir.path().join("state");
+        let state = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("state"));
         writeln!(y, "state_dir: {}", state.display()).expect("fmt");
         writeln!(y, "workers: 1").expect("fmt");
         writeln!(y, "listeners:").expect("fmt");
@@ -170,6 +209,9 @@ impl DaemonBuilder {
             )
             .expect("fmt");
         }
+        for c in &self.acme_certs {
+            writeln!(y, "    - {c}").expect("fmt");
+        }
         writeln!(y, "routes:").expect("fmt");
         for r in &self.routes {
             writeln!(y, "  - {r}").expect("fmt");
@@ -178,6 +220,7 @@ impl DaemonBuilder {
         for u in &self.upstreams {
             y.push_str(u);
         }
+        y.push_str(&self.extra_yaml);
         y
     }
 
@@ -218,6 +261,7 @@ impl DaemonBuilder {
             extra: self.extra.iter().map(|(n, a, _)| (n.clone(), *a)).collect(),
             certs: self.certs,
             config_yaml: yaml,
+            config_path: config_path.clone(),
             log_path,
             _dir: self.dir,
         };
@@ -234,6 +278,8 @@ pub struct Daemon {
     extra: Vec<(String, SocketAddr)>,
     certs: Vec<CertFiles>,
     config_yaml: String,
+    /// The config file the daemon runs with.
+    pub config_path: PathBuf,
     log_path: PathBuf,
     /// Holds the config, certificates, state and log; removed after the process is gone.
     _dir: TempDir,

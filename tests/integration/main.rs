@@ -13,3 +13,7 @@ mod malformed;
 mod routing;
 mod streaming;
 mod tls;
+
+mod acme_dns01;
+mod acme_env;
+mod acme_http01;
