@@ -15,5 +15,6 @@ mod streaming;
 mod tls;
 
 mod acme_dns01;
+mod acme_dns_api;
 mod acme_env;
 mod acme_http01;
