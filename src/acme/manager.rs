@@ -68,7 +68,8 @@ pub(super) struct Inner {
 /// The ACME manager (see the module docs).
 pub struct AcmeManager {
     inner: Arc<Inner>,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (taken to shut it down without blocking).
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl AcmeManager {
@@ -88,7 +89,7 @@ impl AcmeManager {
                 status: Arc::new(StatusTable::default()),
                 accounts: tokio::sync::Mutex::new(None),
             }),
-            runtime,
+            runtime: Some(runtime),
         })
     }
 
@@ -144,9 +145,10 @@ impl AcmeManager {
                 let served = initial(&spec)?;
                 state.served.insert(name.clone(), served);
             }
-            let handle = self
-                .runtime
-                .spawn(task::run(self.inner.clone(), spec.clone()));
+            let Some(runtime) = &self.runtime else {
+                return Err("the ACME runtime has stopped".into());
+            };
+            let handle = runtime.spawn(task::run(self.inner.clone(), spec.clone()));
             state.tasks.insert(name, Running { spec, handle });
         }
         state.config = Some(config);
@@ -155,10 +157,13 @@ impl AcmeManager {
 }
 
 impl Drop for AcmeManager {
+    /// Stops every task; safe from inside an async context too.
     fn drop(&mut self) {
-        let state = self.inner.lock();
-        for running in state.tasks.values() {
+        for running in self.inner.lock().tasks.values() {
             running.handle.abort();
+        }
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }

@@ -1,6 +1,6 @@
 //! ACME DNS-01 against a real Pebble: RFC 2136 updates with TSIG on a real bind9 (a wildcard and
-//! its apex in one certificate, so two TXT values share one name; records gone afterwards) and
-//! the exec hook driving pebble-challtestsrv.
+//! its apex in one certificate, so two TXT values share one name; records gone afterwards; a
+//! CNAME on `_acme-challenge` followed) and the exec hook driving pebble-challtestsrv.
 
 use std::time::{Duration, Instant};
 
@@ -30,14 +30,17 @@ async fn rfc2136_issues_wildcard_and_apex_and_removes_the_records() {
     );
     let daemon = builder
         .acme_certificate("{ name: wild, domains: ['*.example.test', example.test], acme: { challenge: dns-01, dns_provider: bind } }")
+        .acme_certificate("{ name: alias, domains: [alias.example.test], acme: { challenge: dns-01, dns_provider: bind } }")
         .yaml(&pebble.acme_yaml(&provider))
         .start()
         .await;
     wait_issued(&pebble, "anything.example.test", daemon.https).await;
     wait_issued(&pebble, "example.test", daemon.https).await;
+    wait_issued(&pebble, "alias.example.test", daemon.https).await;
     let log = daemon.log();
     assert_eq!(
-        log.matches("publishing TXT record").count(),
+        log.matches("fqdn=_acme-challenge.example.test. identifier=")
+            .count(),
         2,
         "both values published at _acme-challenge.example.test:\n{log}"
     );
@@ -53,7 +56,15 @@ async fn rfc2136_issues_wildcard_and_apex_and_removes_the_records() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(log.matches("removed TXT record").count(), 2, "{log}");
+    assert_eq!(log.matches("removed TXT record").count(), 3, "{log}");
+    // The alias's record went where its CNAME points, and is gone too.
+    assert!(
+        log.contains("fqdn=_acme-challenge.delegated.example.test. identifier=alias.example.test"),
+        "{log}"
+    );
+    assert!(named
+        .txt("_acme-challenge.delegated.example.test")
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -260,7 +260,8 @@ impl Drop for Pebble {
 }
 
 /// A bind9 primary for `zone` on a loopback port, accepting updates signed with the TSIG key
-/// `acme` (hmac-sha256).
+/// `acme` (hmac-sha256). `_acme-challenge.alias.ZONE` is a CNAME to
+/// `_acme-challenge.delegated.ZONE` (challenge delegation).
 pub struct Named {
     child: Child,
     dir: TempDir,
@@ -283,7 +284,7 @@ impl Named {
         std::fs::write(
             d.join("zone.db"),
             format!(
-                "$TTL 60\n@ IN SOA ns1.{zone}. admin.{zone}. 1 60 60 600 60\n@ IN NS ns1.{zone}.\nns1 IN A 127.0.0.1\n@ IN A 127.0.0.1\n* IN A 127.0.0.1\n"
+                "$TTL 60\n@ IN SOA ns1.{zone}. admin.{zone}. 1 60 60 600 60\n@ IN NS ns1.{zone}.\nns1 IN A 127.0.0.1\n@ IN A 127.0.0.1\n* IN A 127.0.0.1\n_acme-challenge.alias IN CNAME _acme-challenge.delegated\n"
             ),
         )
         .expect("zone");

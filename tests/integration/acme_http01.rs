@@ -212,6 +212,10 @@ async fn unreachable_directory_keeps_the_placeholder_and_backs_off() {
     let placeholder = info.peer_cert.expect("a placeholder certificate is served");
     let (_, parsed) = x509_parser::parse_x509_certificate(&placeholder).expect("x509");
     assert_eq!(parsed.subject(), parsed.issuer(), "self-signed placeholder");
+    assert!(parsed
+        .issuer()
+        .to_string()
+        .contains("ferrogate placeholder"));
 
     // Attempts at ~0 s, ~1 s, ~3 s, ~5 s: the waits grow 1 s → 2 s (the configured cap).
     while started.elapsed() < Duration::from_secs(15) {

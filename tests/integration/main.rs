@@ -18,3 +18,4 @@ mod acme_dns01;
 mod acme_dns_api;
 mod acme_env;
 mod acme_http01;
+mod acme_reload;
