@@ -151,7 +151,7 @@ async fn unknown_key_is_reported_with_its_line() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn example_configs_pass_check() {
     let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf");
-    for name in ["demo.yaml", "openwebui.yaml"] {
+    for name in ["demo.yaml", "openwebui.yaml", "acme.yaml"] {
         let path = conf.join(name);
         if !path.exists() {
             eprintln!("skipping {}: absent", path.display());
