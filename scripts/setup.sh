@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Installs what building and testing ferrogate needs on a fresh Debian machine that already has the
-# Rust toolchain: cmake (pingora's zlib-ng build), and for the ACME integration tests Pebble
-# (+ pebble-challtestsrv), bind9 (named, for RFC 2136), dig, openssl and curl. Safe to run again;
-# installs only what is missing.
+# Rust toolchain: cmake (pingora's zlib-ng build) and the tools the tests use (systemd-analyze; for
+# the ACME tests Pebble + pebble-challtestsrv, bind9's named, dig, openssl and curl). Safe to run
+# again; installs only what is missing.
 set -euo pipefail
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
-command -v pebble >/dev/null 2>&1 || need+=(pebble)
-{ command -v named || test -x /usr/sbin/named; } >/dev/null 2>&1 || need+=(bind9)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # unit file verification test
+command -v pebble >/dev/null 2>&1 || need+=(pebble)              # ACME CA (+ pebble-challtestsrv)
+{ command -v named || test -x /usr/sbin/named; } >/dev/null 2>&1 || need+=(bind9)   # RFC 2136
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)

@@ -19,6 +19,10 @@ pub enum Command {
         /// Path of the YAML configuration.
         #[arg(short, long, default_value = "/etc/ferrogate/ferrogate.yaml")]
         config: PathBuf,
+        /// Take the listening sockets over from a running instance (binary upgrade; the running
+        /// instance hands them over on SIGQUIT). SIGUSR2 to a running instance does both steps.
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a configuration: print every error with file:line:column and exit non-zero.
     Check {
@@ -43,6 +47,13 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:18080")]
         listen: String,
+    },
+    /// Probe a running daemon's admin `/healthz` (exit 0 when healthy): for container health
+    /// checks and exec probes, with no curl in the image.
+    Health {
+        /// The admin listener's address.
+        #[arg(long, default_value = "127.0.0.1:9901")]
+        admin: String,
     },
     /// Print the version.
     Version,

@@ -18,12 +18,28 @@ pub const DEMO_BACKEND_ADDRESS: &str = "127.0.0.1:18080";
 /// SSE events sent per `/events` request.
 const SSE_EVENTS: u32 = 60;
 
-/// The demo configuration with its state directory set.
-pub fn config(state_dir: &Path) -> Result<Config, String> {
-    let mut loaded = config::load_str(DEMO_CONFIG, Path::new("conf/demo.yaml"))
-        .map_err(|errors| format!("built-in demo configuration is invalid:\n{errors}"))?;
-    loaded.state_dir = absolute(state_dir);
-    Ok(loaded)
+/// Name of the demo's configuration file inside its state directory.
+pub const DEMO_CONFIG_FILE: &str = "ferrogate-demo.yaml";
+
+/// Writes the demo configuration into `state_dir` (only when missing, so edits survive and are
+/// picked up by hot reload) and loads it. Returns the file's path and the configuration.
+pub fn prepare(state_dir: &Path) -> Result<(PathBuf, Config), String> {
+    let state_dir = absolute(state_dir);
+    std::fs::create_dir_all(&state_dir)
+        .map_err(|e| format!("cannot create {}: {e}", state_dir.display()))?;
+    let path = state_dir.join(DEMO_CONFIG_FILE);
+    if !path.exists() {
+        // Inside the state directory the file's own directory is the state directory.
+        let text = DEMO_CONFIG.replacen("state_dir: .ferrogate-demo", "state_dir: .", 1);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let loaded = config::load(&path).map_err(|errors| {
+        format!(
+            "demo configuration {} is invalid:\n{errors}",
+            path.display()
+        )
+    })?;
+    Ok((path, loaded))
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -36,7 +52,7 @@ fn absolute(path: &Path) -> PathBuf {
 }
 
 /// Tells the person running the demo where to point a browser.
-pub fn print_banner(config: &Config) {
+pub fn print_banner(path: &Path, config: &Config) {
     for listener in &config.listeners {
         let scheme = if listener.tls { "https" } else { "http" };
         eprintln!(
@@ -48,6 +64,10 @@ pub fn print_banner(config: &Config) {
     eprintln!(
         "ferrogate demo: self-signed certificate in {}/selfsigned (your browser will warn once)",
         config.state_dir.display()
+    );
+    eprintln!(
+        "ferrogate demo: configuration {}: edit it and the change is applied without restart",
+        path.display()
     );
 }
 

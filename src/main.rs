@@ -28,10 +28,17 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_INVALID_CONFIG)
             }
         },
-        Command::Run { config } => {
+        Command::Health { admin } => match ferrogate::admin::probe::healthz(&admin) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => {
+                eprintln!("unhealthy: {message}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run { config, upgrade } => {
             init_logging();
             match config::load(&config) {
-                Ok(loaded) => run(&loaded),
+                Ok(loaded) => run(&config, loaded, upgrade),
                 Err(errors) => {
                     eprint!("{errors}");
                     eprintln!("configuration {} is invalid", config.display());
@@ -41,11 +48,11 @@ fn main() -> ExitCode {
         }
         Command::Demo { state_dir } => {
             init_logging();
-            match demo::config(&state_dir) {
-                Ok(loaded) => {
+            match demo::prepare(&state_dir) {
+                Ok((path, loaded)) => {
                     demo::spawn_backend(demo::DEMO_BACKEND_ADDRESS);
-                    demo::print_banner(&loaded);
-                    run(&loaded)
+                    demo::print_banner(&path, &loaded);
+                    run(&path, loaded, false)
                 }
                 Err(message) => {
                     eprintln!("{message}");
@@ -91,30 +98,14 @@ fn check(path: &Path) -> ExitCode {
     }
 }
 
-fn run(config: &config::model::Config) -> ExitCode {
-    let shared = match server::prepare(config) {
-        Ok(shared) => shared,
+fn run(path: &Path, config: config::model::Config, upgrade: bool) -> ExitCode {
+    match server::run(path, config, upgrade) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    let daemon = match server::build(config, &shared) {
-        Ok(daemon) => daemon,
-        Err(message) => {
-            tracing::error!("{message}");
-            return ExitCode::FAILURE;
-        }
-    };
-    for listener in &config.listeners {
-        tracing::info!(
-            listener = %listener.name,
-            address = %listener.address,
-            tls = listener.tls,
-            "listening"
-        );
     }
-    daemon.run_forever()
 }
 
 fn init_logging() {

@@ -1,25 +1,30 @@
 //! Daemon start-up: validated config → certificate store and first snapshot → one pingora
-//! service per listener (plus admin) → run until a signal stops it.
+//! service per listener (plus admin) → control thread (reloads, readiness) → run until a signal
+//! stops it.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
 use pingora::prelude::*;
 use pingora::proxy::http_proxy_service_with_name;
-use pingora::server::configuration::ServerConf;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::RunArgs;
 use pingora::services::listening::Service;
 
 use crate::acme::http01::ChallengeTokens;
 use crate::acme::AcmeManager;
 use crate::admin::AdminApp;
 use crate::config::model::Config;
+use crate::lifecycle::{ActiveRequests, ControlPlane, Readiness, Signals};
 use crate::proxy::Proxy;
+use crate::reload::Reloader;
 use crate::runtime::{Snapshot, SnapshotStore};
-use crate::tls::{build_index, CertIndex, CertStore};
+use crate::tls::{CertIndex, CertStore};
 
-/// Seconds a stopping daemon keeps serving requests in flight.
-pub const DEFAULT_GRACE_PERIOD_SECS: u64 = 10;
+/// Seconds pingora's runtimes get to wind down after the grace period.
+pub const DEFAULT_RUNTIME_SHUTDOWN_SECS: u64 = 1;
 
 /// Long-lived state that outlives any one configuration.
 pub struct Shared {
@@ -29,13 +34,8 @@ pub struct Shared {
     /// Issues and renews ACME certificates; owns the cert index from start-up on: a reload
     /// calls `acme.apply(&new_config)`, which rebuilds and swaps the index.
     pub acme: Arc<AcmeManager>,
-}
-
-/// Builds the certificate index for a configuration's file certificates alone (the first is the
-/// default), with the self-signed placeholder when none is configured. With ACME certificates,
-/// use [`AcmeManager::apply`], which adds them.
-pub fn build_cert_index(config: &Config) -> Result<CertIndex, String> {
-    build_index(config, &Default::default())
+    pub active: Arc<ActiveRequests>,
+    pub readiness: Arc<Readiness>,
 }
 
 /// Prepares the shared state for a configuration.
@@ -55,22 +55,33 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
         certs,
         challenges,
         acme,
+        active: Arc::new(ActiveRequests::default()),
+        readiness: Arc::new(Readiness::default()),
     })
 }
 
 /// Builds the pingora server with one service per listener. Does not start it.
-pub fn build(config: &Config, shared: &Shared) -> Result<Server, String> {
+pub fn build(
+    config: &Config,
+    shared: &Shared,
+    reloader: &Arc<Reloader>,
+    upgrade: bool,
+) -> Result<Server, String> {
     let state = &config.state_dir;
     let conf = ServerConf {
         threads: config.workers,
         max_retries: crate::proxy::DEFAULT_MAX_TRIES,
-        grace_period_seconds: Some(DEFAULT_GRACE_PERIOD_SECS),
-        graceful_shutdown_timeout_seconds: Some(DEFAULT_GRACE_PERIOD_SECS),
+        grace_period_seconds: Some(config.shutdown_grace.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(DEFAULT_RUNTIME_SHUTDOWN_SECS),
         pid_file: state.join("ferrogate.pid").to_string_lossy().into_owned(),
         upgrade_sock: state.join("upgrade.sock").to_string_lossy().into_owned(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
+    let opt = Opt {
+        upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
     for listener in &config.listeners {
@@ -79,6 +90,7 @@ pub fn build(config: &Config, shared: &Shared) -> Result<Server, String> {
             listener.tls,
             shared.snapshots.clone(),
             shared.challenges.clone(),
+            shared.active.clone(),
         );
         let name = format!("listener {}", listener.name);
         let mut service = http_proxy_service_with_name(&server.configuration, proxy, &name);
@@ -98,10 +110,69 @@ pub fn build(config: &Config, shared: &Shared) -> Result<Server, String> {
     if let Some(admin) = &config.admin {
         let mut service = Service::new(
             "admin".to_string(),
-            HttpServer::new_app(AdminApp::new(shared.snapshots.clone())),
+            HttpServer::new_app(AdminApp::new(
+                shared.snapshots.clone(),
+                shared.readiness.clone(),
+                reloader.clone(),
+            )),
         );
         service.add_tcp(&admin.listen.to_string());
         server.add_service(service);
     }
     Ok(server)
+}
+
+/// Runs the daemon for a configuration file until a signal ends it; returns only on a start-up
+/// failure.
+pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
+    let shared = prepare(&config)?;
+    let acme = shared.acme.clone();
+    let reloader = Arc::new(Reloader::new(
+        path,
+        config.clone(),
+        shared.snapshots.clone(),
+        Arc::new(move |config: &Config| acme.apply(config)),
+    ));
+    let daemon = build(&config, &shared, &reloader, upgrade)?;
+    let mut addresses: Vec<_> = config.listeners.iter().map(|l| l.address).collect();
+    addresses.extend(config.admin.as_ref().map(|a| a.listen));
+    ControlPlane {
+        reloader,
+        readiness: shared.readiness.clone(),
+        addresses,
+        pid_file: config.state_dir.join("ferrogate.pid"),
+    }
+    .start()?;
+    for listener in &config.listeners {
+        tracing::info!(
+            listener = %listener.name,
+            address = %listener.address,
+            tls = listener.tls,
+            "listening"
+        );
+    }
+    let signals = Signals {
+        active: shared.active.clone(),
+        grace: config.shutdown_grace,
+        upgrade_command: upgrade_command(path),
+        phases: std::sync::Mutex::new(Some(daemon.watch_execution_phase())),
+    };
+    daemon.run(RunArgs {
+        shutdown_signal: Box::new(signals),
+    });
+    std::process::exit(0)
+}
+
+/// The command line of the process that takes over on SIGUSR2: this binary, same configuration.
+fn upgrade_command(path: &Path) -> Vec<String> {
+    let exe = std::env::current_exe()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "ferrogate".into());
+    vec![
+        exe,
+        "run".into(),
+        "--config".into(),
+        path.to_string_lossy().into_owned(),
+        "--upgrade".into(),
+    ]
 }

@@ -17,7 +17,7 @@ use super::http01::ChallengeTokens;
 use super::status::{CertStatus, Serving, StatusTable};
 use super::storage::{self, Issued, Stored};
 use crate::config::model::{Acme, AcmeCertificate, Challenge, Config, DnsProvider};
-use crate::tls::{build_index, placeholder, CertStore};
+use crate::tls::{build_index, placeholder, CertIndex, CertStore};
 
 /// Everything one certificate's task needs; a change to any of it restarts the task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,9 +100,12 @@ impl AcmeManager {
 
     /// Makes `config` current: stops tasks of certificates that left it, (re)starts those that
     /// are new or changed, and swaps in the SNI index rebuilt for it. Certificates already served
-    /// keep being served until a new one replaces them.
+    /// keep being served until a new one replaces them. On error nothing has changed.
     pub fn apply(&self, config: &Config) -> Result<(), String> {
         let config = Arc::new(config.clone());
+        let Some(runtime) = &self.runtime else {
+            return Err("the ACME runtime has stopped".into());
+        };
         let mut state = self.inner.lock();
         let wanted: BTreeMap<String, TaskSpec> = config
             .tls
@@ -111,6 +114,28 @@ impl AcmeManager {
             .map(|cert| (cert.name.clone(), spec_for(&config, cert)))
             .collect();
 
+        // Everything that can fail first, on copies.
+        let mut served = state.served.clone();
+        served.retain(|name, _| wanted.contains_key(name));
+        let mut to_start = Vec::new();
+        for (name, spec) in &wanted {
+            if state.tasks.get(name).is_some_and(|r| r.spec == *spec) {
+                continue;
+            }
+            let keep = match served.get(name) {
+                Some(Served::Issued(issued)) => {
+                    same_names(&issued.meta.domains, &spec.cert.domains)
+                }
+                Some(Served::Placeholder(_)) | None => false,
+            };
+            if !keep {
+                served.insert(name.clone(), initial(spec)?);
+            }
+            to_start.push((name.clone(), spec.clone()));
+        }
+        let index = index_for(&config, &served)?;
+
+        // Then commit.
         let gone: Vec<String> = state
             .tasks
             .keys()
@@ -121,38 +146,21 @@ impl AcmeManager {
             if let Some(running) = state.tasks.remove(&name) {
                 running.handle.abort();
             }
-            state.served.remove(&name);
             self.inner.status.remove(&name);
             tracing::info!(certificate = %name, "ACME certificate removed from the configuration");
         }
-
-        for (name, spec) in wanted {
-            if state.tasks.get(&name).is_some_and(|r| r.spec == spec) {
-                continue;
-            }
+        for (name, spec) in to_start {
             if let Some(old) = state.tasks.remove(&name) {
                 old.handle.abort();
                 tracing::info!(certificate = %name, "ACME certificate changed; restarting its task");
             }
-            let domains_changed = match state.served.get(&name) {
-                Some(Served::Issued(issued)) => {
-                    !same_names(&issued.meta.domains, &spec.cert.domains)
-                }
-                Some(Served::Placeholder(_)) => true,
-                None => true,
-            };
-            if domains_changed {
-                let served = initial(&spec)?;
-                state.served.insert(name.clone(), served);
-            }
-            let Some(runtime) = &self.runtime else {
-                return Err("the ACME runtime has stopped".into());
-            };
             let handle = runtime.spawn(task::run(self.inner.clone(), spec.clone()));
             state.tasks.insert(name, Running { spec, handle });
         }
+        state.served = served;
         state.config = Some(config);
-        self.inner.swap_index(&state)
+        self.inner.certs.replace(index);
+        Ok(())
     }
 }
 
@@ -177,13 +185,7 @@ impl Inner {
         let Some(config) = &state.config else {
             return Ok(());
         };
-        let keys: BTreeMap<String, Arc<CertifiedKey>> = state
-            .served
-            .iter()
-            .map(|(name, served)| (name.clone(), served.key()))
-            .collect();
-        let index = build_index(config, &keys)?;
-        self.certs.replace(index);
+        self.certs.replace(index_for(config, &state.served)?);
         Ok(())
     }
 
@@ -218,6 +220,15 @@ impl Inner {
             .update(&spec.cert.name, &spec.cert.domains, change);
         storage::save_status(&spec.state_dir, &status);
     }
+}
+
+/// The SNI index for `config` with `served` for its ACME certificates.
+fn index_for(config: &Config, served: &BTreeMap<String, Served>) -> Result<CertIndex, String> {
+    let keys: BTreeMap<String, Arc<CertifiedKey>> = served
+        .iter()
+        .map(|(name, served)| (name.clone(), served.key()))
+        .collect();
+    build_index(config, &keys)
 }
 
 fn spec_for(config: &Config, cert: &AcmeCertificate) -> TaskSpec {

@@ -1,6 +1,8 @@
 //! The admin listener: `/healthz` (alive) and `/readyz` (a configuration is loaded and the
 //! listeners are bound). Loopback by default; metrics and the status page grow here.
 
+pub mod probe;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -8,16 +10,28 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::lifecycle::Readiness;
+use crate::reload::{Reloader, Trigger};
 use crate::runtime::SnapshotStore;
 
 /// The admin endpoints.
 pub struct AdminApp {
     snapshots: Arc<SnapshotStore>,
+    readiness: Arc<Readiness>,
+    reloader: Arc<Reloader>,
 }
 
 impl AdminApp {
-    pub fn new(snapshots: Arc<SnapshotStore>) -> Self {
-        Self { snapshots }
+    pub fn new(
+        snapshots: Arc<SnapshotStore>,
+        readiness: Arc<Readiness>,
+        reloader: Arc<Reloader>,
+    ) -> Self {
+        Self {
+            snapshots,
+            readiness,
+            reloader,
+        }
     }
 }
 
@@ -35,12 +49,33 @@ fn text(status: u16, body: String) -> Response<Vec<u8>> {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        match session.req_header().uri.path() {
-            "/healthz" => text(200, "ok\n".into()),
-            "/readyz" => {
+        let method = session.req_header().method.clone();
+        match (method.as_str(), session.req_header().uri.path()) {
+            (_, "/healthz") => text(200, "ok\n".into()),
+            (_, "/readyz") => {
                 let generation = self.snapshots.load().generation;
-                text(200, format!("ready generation={generation}\n"))
+                if self.readiness.is_ready() {
+                    text(200, format!("ready generation={generation}\n"))
+                } else {
+                    text(503, "starting: listeners not bound yet\n".into())
+                }
             }
+            ("POST", "/reload") => match self.reloader.reload(Trigger::Admin).await {
+                Ok(generation) => text(200, format!("reloaded generation={generation}\n")),
+                Err(errors) => {
+                    let mut body = format!(
+                        "configuration refused ({} errors); still serving generation {}\n",
+                        errors.len(),
+                        self.snapshots.load().generation
+                    );
+                    for error in errors {
+                        body.push_str(&error);
+                        body.push('\n');
+                    }
+                    text(422, body)
+                }
+            },
+            (_, "/reload") => text(405, "use POST /reload\n".into()),
             _ => text(404, "Not Found\n".into()),
         }
     }

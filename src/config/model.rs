@@ -19,6 +19,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(300);
 /// Default idle limit for an upgraded (WebSocket) connection.
 pub const DEFAULT_WEBSOCKET_IDLE: Duration = Duration::from_secs(3600);
+/// Default time a stopping daemon lets requests in flight finish (`shutdown.grace_period`).
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Default server weight.
 pub const DEFAULT_WEIGHT: u32 = 1;
 
@@ -44,6 +46,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Upstreams by name.
     pub upstreams: BTreeMap<String, Upstream>,
+    /// How long SIGTERM waits for requests in flight (WebSockets, streams) before closing them.
+    pub shutdown_grace: Duration,
 }
 
 /// A listening socket: `http`, `https` or one of `listeners.extra`.

@@ -16,6 +16,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "acme",
     "routes",
     "upstreams",
+    "shutdown",
 ];
 
 /// Keys of the `tls` section.
@@ -39,6 +40,13 @@ pub struct RawExtraListener {
     pub address: String,
     #[serde(default)]
     pub tls: bool,
+}
+
+/// `shutdown`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShutdown {
+    pub grace_period: Option<String>,
 }
 
 /// `admin`.

@@ -38,6 +38,8 @@ pub struct Span {
 #[derive(Debug, Default)]
 pub struct SpanIndex {
     spans: HashMap<String, Span>,
+    /// Keys given twice in one mapping: the path and the position of the repeat.
+    duplicates: Vec<(String, Position)>,
 }
 
 impl SpanIndex {
@@ -48,7 +50,16 @@ impl SpanIndex {
         let _ = Parser::new_from_str(source).load(&mut builder, false);
         Self {
             spans: builder.spans,
+            duplicates: builder.duplicates,
         }
+    }
+
+    /// The first key repeated within one mapping, with the position of the repeat.
+    pub fn first_duplicate(&self) -> Option<(&str, Position)> {
+        self.duplicates
+            .iter()
+            .min_by_key(|(_, position)| *position)
+            .map(|(path, position)| (path.as_str(), *position))
     }
 
     /// The span of the node at `path`.
@@ -147,6 +158,7 @@ enum Frame {
 #[derive(Default)]
 struct Builder {
     spans: HashMap<String, Span>,
+    duplicates: Vec<(String, Position)>,
     stack: Vec<Frame>,
     /// Depth of the containers being skipped because they have no path (complex keys).
     skipping: usize,
@@ -195,13 +207,16 @@ impl Builder {
                             span.value = span.value.min(position);
                         }
                     }
-                    self.spans.insert(
-                        child,
+                    let previous = self.spans.insert(
+                        child.clone(),
                         Span {
                             key: Some(position),
                             value: position,
                         },
                     );
+                    if previous.is_some_and(|span| span.key.is_some()) {
+                        self.duplicates.push((child, position));
+                    }
                     None
                 }
                 Expect::Value(child) => {
@@ -346,6 +361,16 @@ upstreams:
         );
         assert_eq!(index.find_below("routes", "nothing"), None);
         assert_eq!(index.find_below("", "routes").as_deref(), Some("routes"));
+    }
+
+    #[test]
+    fn repeated_keys_are_found_at_the_repeat() {
+        let index = SpanIndex::build("a: 1\nb:\n  c: 1\n  c: 2\na: 3\n");
+        assert_eq!(index.first_duplicate(), Some(("b.c", at(4, 3))));
+        assert_eq!(
+            SpanIndex::build("a: 1\nb: [1, 1]\n").first_duplicate(),
+            None
+        );
     }
 
     #[test]

@@ -21,19 +21,21 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
+use super::duration::parse_duration;
 use super::error::{ConfigError, ConfigErrors};
-use super::model::{Admin, Config, DEFAULT_STATE_DIR};
-use super::raw::{RawAdmin, TOP_LEVEL_KEYS};
+use super::model::{Admin, Config, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATE_DIR};
+use super::raw::{RawAdmin, RawShutdown, TOP_LEVEL_KEYS};
 use super::spans::{Position, SpanIndex};
 use not_yet::NotYet;
 
 /// Validates `source`, read from `file` (used in messages and to resolve relative paths).
 pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
+    let spans = SpanIndex::build(source);
     let document: Value = match serde_yaml::from_str(source) {
         Ok(document) => document,
-        Err(error) => return Err(ConfigErrors(vec![syntax_error(file, &error)])),
+        Err(error) => return Err(ConfigErrors(vec![syntax_error(file, &error, &spans)])),
     };
-    let mut checker = Checker::new(file, SpanIndex::build(source));
+    let mut checker = Checker::new(file, spans);
     if !matches!(document, Value::Mapping(_) | Value::Null) {
         checker.at_value(
             "",
@@ -70,6 +72,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         acme_present,
         &listeners.listeners,
     );
+    let shutdown_grace = checker.shutdown_grace(section("shutdown"));
     let upstreams = upstreams::check(&mut checker, section("upstreams"));
     let routes = routes::check(
         &mut checker,
@@ -91,12 +94,25 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         acme,
         routes,
         upstreams: upstreams.upstreams,
+        shutdown_grace,
     })
 }
 
-/// A YAML syntax error: one error at serde_yaml's position.
-fn syntax_error(file: &Path, error: &serde_yaml::Error) -> ConfigError {
+/// A YAML syntax error: one error at serde_yaml's position (a repeated key, which serde_yaml
+/// reports without one, at the repeat).
+fn syntax_error(file: &Path, error: &serde_yaml::Error, spans: &SpanIndex) -> ConfigError {
     let mut message = error.to_string();
+    if message.contains("duplicate entry with key") {
+        if let Some((key, position)) = spans.first_duplicate() {
+            return ConfigError {
+                file: file.to_path_buf(),
+                line: position.line,
+                column: position.column,
+                key: key.to_string(),
+                message: format!("duplicate key `{key}`: given twice in the same mapping"),
+            };
+        }
+    }
     let (line, column) = match error.location() {
         Some(location) => {
             let at = format!(" at line {} column {}", location.line(), location.column());
@@ -179,6 +195,22 @@ impl Checker {
             }
             Some(workers) => workers,
             None => default(),
+        }
+    }
+
+    fn shutdown_grace(&mut self, value: Option<&Value>) -> std::time::Duration {
+        let text = self
+            .decode::<RawShutdown>(value, "shutdown")
+            .and_then(|raw| raw.grace_period);
+        let Some(text) = text else {
+            return DEFAULT_SHUTDOWN_GRACE;
+        };
+        match parse_duration(&text) {
+            Ok(grace) => grace,
+            Err(message) => {
+                self.at_value("shutdown.grace_period", message);
+                DEFAULT_SHUTDOWN_GRACE
+            }
         }
     }
 

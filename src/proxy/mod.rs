@@ -19,6 +19,7 @@ use pingora::{Error, ErrorType};
 
 use crate::acme::http01::{ChallengeTokens, CHALLENGE_PREFIX};
 use crate::config::model::LISTENER_HTTP;
+use crate::lifecycle::{ActiveGuard, ActiveRequests};
 use crate::routing::{normalize_host, strip_path_prefix};
 use crate::runtime::snapshot::ServerRuntime;
 use crate::runtime::{RouteTarget, SnapshotStore};
@@ -36,6 +37,7 @@ pub struct Proxy {
     tls: bool,
     snapshots: Arc<SnapshotStore>,
     challenges: Arc<ChallengeTokens>,
+    active: Arc<ActiveRequests>,
 }
 
 impl Proxy {
@@ -44,12 +46,14 @@ impl Proxy {
         tls: bool,
         snapshots: Arc<SnapshotStore>,
         challenges: Arc<ChallengeTokens>,
+        active: Arc<ActiveRequests>,
     ) -> Self {
         Self {
             listener: Arc::from(listener),
             tls,
             snapshots,
             challenges,
+            active,
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct RequestCtx {
     hsts: Option<HeaderValue>,
     /// Connection attempts made so far (for retrying on the next server).
     connect_attempts: usize,
+    /// Counts this request as in flight (graceful stop waits for it) until the context drops.
+    _active: ActiveGuard,
 }
 
 /// What the request filter decided.
@@ -137,6 +143,7 @@ impl ProxyHttp for Proxy {
             upgrade: false,
             hsts: None,
             connect_attempts: 0,
+            _active: self.active.enter(),
         }
     }
 

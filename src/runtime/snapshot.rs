@@ -213,6 +213,7 @@ mod tests {
             acme: Default::default(),
             routes,
             upstreams: BTreeMap::from([("u".to_string(), upstream)]),
+            shutdown_grace: std::time::Duration::from_secs(1),
         }
     }
 

@@ -93,7 +93,7 @@ async fn http01_certificate_is_issued_stored_and_selected_by_sni() {
     let response = exchange(&mut tls, &Request::get("web.acme.test", "/")).await;
     assert_eq!(response.status, 200);
 
-    let state = daemon.config_path.parent().expect("dir").join("state");
+    let state = daemon.config_path().parent().expect("dir").join("state");
     let cert_dir = state.join("certs/web");
     assert_eq!(mode(&cert_dir.join("key.pem")), 0o600);
     assert!(cert_dir.join("meta.json").is_file());
@@ -104,7 +104,7 @@ async fn http01_certificate_is_issued_stored_and_selected_by_sni() {
     let account = accounts[0].as_ref().expect("entry").path();
     assert_eq!(mode(&account), 0o600);
 
-    let report = certs_report(&daemon.config_path);
+    let report = certs_report(daemon.config_path());
     assert!(
         report.contains("web\n  names:        web.acme.test, www.acme.test"),
         "{report}"
@@ -227,7 +227,7 @@ async fn unreachable_directory_keeps_the_placeholder_and_backs_off() {
     let log = daemon.log();
     assert!(log.contains("retry_in_secs=1"), "{log}");
     assert!(log.contains("retry_in_secs=2"), "{log}");
-    let state = daemon.config_path.parent().expect("dir").join("state");
+    let state = daemon.config_path().parent().expect("dir").join("state");
     let status: serde_json::Value = serde_json::from_slice(
         &std::fs::read(state.join("certs/down/status.json")).expect("status.json"),
     )
@@ -241,7 +241,7 @@ async fn unreachable_directory_keeps_the_placeholder_and_backs_off() {
         .as_str()
         .expect("error")
         .contains(&nowhere.to_string()));
-    let report = certs_report(&daemon.config_path);
+    let report = certs_report(daemon.config_path());
     assert!(report.contains("last error:   ACME directory"), "{report}");
     // Still up and serving.
     let (_, info) = tls_connect(daemon.https, &sni("down.acme.test")).await;

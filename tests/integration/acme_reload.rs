@@ -85,3 +85,33 @@ fn apply_issues_added_certificates_and_drops_removed_ones() {
     assert_eq!(issuer(&store, "new.example.test"), fallback);
     assert!(manager.status().get("new").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_added_by_a_reload_is_issued_without_restart() {
+    assert!(servers_installed(), "run scripts/setup.sh");
+    let dns = crate::acme_env::ChallTestSrv::start();
+    let builder = crate::harness::DaemonBuilder::new();
+    let pebble = Pebble::start(builder.http_addr().port(), dns.dns);
+    let mut daemon = builder.yaml(&pebble.acme_yaml("")).start().await;
+    let pid = daemon.pid();
+    let added = daemon.initial_yaml().replacen(
+        "routes:\n",
+        "    - { name: late, domains: [late.acme.test], acme: { challenge: http-01 } }\nroutes:\n",
+        1,
+    );
+    daemon.replace_config(&added);
+    daemon.signal("HUP");
+    let root = pebble.issuing_root();
+    let https = daemon.https;
+    tokio::task::spawn_blocking(move || {
+        crate::acme_env::wait_verified(&root, "late.acme.test", https, Duration::from_secs(45))
+    })
+    .await
+    .expect("join");
+    assert_eq!(daemon.pid(), pid);
+    assert!(
+        daemon.log().contains("configuration reloaded"),
+        "{}",
+        daemon.log()
+    );
+}

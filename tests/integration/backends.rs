@@ -297,6 +297,36 @@ pub async fn silent_server() -> SocketAddr {
     addr
 }
 
+/// A server that answers every request with `200 slow` after `delay` (one request per
+/// connection).
+pub async fn slow_server(delay: Duration) -> SocketAddr {
+    let (listener, addr) = bind().await;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while crate::client::head_end(&buf).is_none() {
+                    match stream.read(&mut chunk).await {
+                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                let _ = stream
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nslow\n",
+                    )
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
 /// A loopback address with nothing listening (connections are refused).
 pub fn closed_port() -> SocketAddr {
     crate::harness::free_addr()

@@ -67,6 +67,13 @@ impl Request {
         }
     }
 
+    pub fn post(host: &str, target: &str) -> Self {
+        Self {
+            method: "POST".into(),
+            ..Self::get(host, target)
+        }
+    }
+
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.into(), value.into()));
         self

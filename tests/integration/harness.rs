@@ -79,12 +79,16 @@ pub struct DaemonBuilder {
     certs: Vec<CertFiles>,
     routes: Vec<String>,
     upstreams: Vec<String>,
+    admin: Option<SocketAddr>,
+    /// Extra top-level YAML appended verbatim (e.g. `shutdown: { grace_period: 5s }`).
+    extra_yaml: String,
     /// ACME certificate entries (flow mappings) after the file certificates.
     acme_certs: Vec<String>,
-    /// Extra top-level YAML appended as written (e.g. an `acme:` section).
-    extra_yaml: String,
     /// A state dir outside the temp dir (to survive a restart).
     state_dir: Option<PathBuf>,
+    /// Lay the config out as a Kubernetes ConfigMap volume does (`..data` symlink swaps).
+    configmap: bool,
+    env: Vec<(String, String)>,
 }
 
 impl Default for DaemonBuilder {
@@ -104,12 +108,22 @@ impl DaemonBuilder {
             certs: Vec::new(),
             routes: Vec::new(),
             upstreams: Vec::new(),
-            acme_certs: Vec::new(),
+            admin: None,
             extra_yaml: String::new(),
+            acme_certs: Vec::new(),
             state_dir: None,
+            configmap: false,
+            env: Vec::new(),
         }
     }
 
+    /// Adds the admin listener on a free loopback port.
+    pub fn admin(mut self) -> Self {
+        self.admin = Some(free_addr());
+        self
+    }
+
+    /// Appends top-level YAML verbatim.
     /// The plain HTTP listener's address (known before the daemon starts).
     pub fn http_addr(&self) -> SocketAddr {
         self.http
@@ -122,18 +136,30 @@ impl DaemonBuilder {
         self
     }
 
-    /// Appends top-level YAML (a whole section) to the config.
-    pub fn yaml(mut self, section: &str) -> Self {
-        self.extra_yaml.push_str(section);
-        if !section.ends_with('\n') {
+    /// Uses this state dir instead of one inside the temp dir.
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    pub fn yaml(mut self, text: &str) -> Self {
+        self.extra_yaml.push_str(text);
+        if !text.ends_with('\n') {
             self.extra_yaml.push('\n');
         }
         self
     }
 
-    /// Uses this state dir instead of one inside the temp dir.
-    pub fn state_dir(mut self, dir: &Path) -> Self {
-        self.state_dir = Some(dir.to_path_buf());
+    /// Writes the config as a ConfigMap volume: `ferrogate.yaml -> ..data/ferrogate.yaml`,
+    /// `..data -> ..v1`.
+    pub fn configmap_layout(mut self) -> Self {
+        self.configmap = true;
+        self
+    }
+
+    /// Sets an environment variable for the daemon.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
         self
     }
 
@@ -220,6 +246,9 @@ impl DaemonBuilder {
         for u in &self.upstreams {
             y.push_str(u);
         }
+        if let Some(admin) = self.admin {
+            writeln!(y, "admin: {{ listen: {admin} }}").expect("fmt");
+        }
         y.push_str(&self.extra_yaml);
         y
     }
@@ -232,7 +261,13 @@ impl DaemonBuilder {
             self.certs.push(files);
         }
         let config_path = self.dir.path().join("ferrogate.yaml");
-        std::fs::write(&config_path, self.config_yaml()).expect("write config");
+        if self.configmap {
+            configmap_swap(self.dir.path(), 1, &self.config_yaml());
+            std::os::unix::fs::symlink("..data/ferrogate.yaml", &config_path)
+                .expect("symlink ferrogate.yaml");
+        } else {
+            std::fs::write(&config_path, self.config_yaml()).expect("write config");
+        }
         config_path
     }
 
@@ -247,6 +282,7 @@ impl DaemonBuilder {
             .arg("--config")
             .arg(&config_path)
             .env("FERROGATE_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("clone log")))
             .stderr(Stdio::from(log))
@@ -254,6 +290,7 @@ impl DaemonBuilder {
             .expect("spawn ferrogate");
         let mut listeners = vec![self.http, self.https];
         listeners.extend(self.extra.iter().map(|(_, a, _)| *a));
+        listeners.extend(self.admin);
         let mut daemon = Daemon {
             child,
             http: self.http,
@@ -261,8 +298,10 @@ impl DaemonBuilder {
             extra: self.extra.iter().map(|(n, a, _)| (n.clone(), *a)).collect(),
             certs: self.certs,
             config_yaml: yaml,
-            config_path: config_path.clone(),
             log_path,
+            config_path,
+            admin: self.admin,
+            configmap_version: 1,
             _dir: self.dir,
         };
         daemon.wait_ready(&listeners).await;
@@ -278,9 +317,11 @@ pub struct Daemon {
     extra: Vec<(String, SocketAddr)>,
     certs: Vec<CertFiles>,
     config_yaml: String,
-    /// The config file the daemon runs with.
-    pub config_path: PathBuf,
     log_path: PathBuf,
+    config_path: PathBuf,
+    /// The admin listener, when the builder added one.
+    pub admin: Option<SocketAddr>,
+    configmap_version: u32,
     /// Holds the config, certificates, state and log; removed after the process is gone.
     _dir: TempDir,
 }
@@ -332,6 +373,58 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no certificate {name}"))
     }
 
+    /// The configuration file the daemon runs from.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    /// The YAML the daemon started with.
+    pub fn initial_yaml(&self) -> &str {
+        &self.config_yaml
+    }
+
+    /// The temp dir holding config, state and log.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+
+    /// The daemon's process id (the one this harness started).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends a signal by name (`HUP`, `TERM`, `USR2`, ...) to the daemon.
+    pub fn signal(&self, name: &str) {
+        send_signal(self.child.id(), name);
+    }
+
+    /// Waits up to `limit` for the daemon to exit; its status when it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Replaces the configuration the way an operator's tools do: an atomic rename over the
+    /// file, or for a ConfigMap layout a new version directory and a `..data` symlink swap.
+    pub fn replace_config(&mut self, yaml: &str) {
+        if std::fs::symlink_metadata(self.dir().join("..data")).is_ok() {
+            self.configmap_version += 1;
+            configmap_swap(self.dir(), self.configmap_version, yaml);
+        } else {
+            let tmp = self.dir().join(".ferrogate.yaml.tmp");
+            std::fs::write(&tmp, yaml).expect("write config");
+            std::fs::rename(&tmp, &self.config_path).expect("rename config");
+        }
+    }
+
     /// Everything the daemon wrote to stdout/stderr so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -351,4 +444,26 @@ impl Drop for Daemon {
             );
         }
     }
+}
+
+/// Sends a signal by name to a process (through `kill`, to keep the tests free of unsafe code).
+pub fn send_signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+/// Writes `yaml` as version `version` of a ConfigMap-style directory and points `..data` at it
+/// with an atomic rename, as the kubelet does.
+pub fn configmap_swap(dir: &Path, version: u32, yaml: &str) {
+    let version_dir = format!("..v{version}");
+    std::fs::create_dir_all(dir.join(&version_dir)).expect("version dir");
+    std::fs::write(dir.join(&version_dir).join("ferrogate.yaml"), yaml).expect("write config");
+    let tmp_link = dir.join("..data_tmp");
+    let _ = std::fs::remove_file(&tmp_link);
+    std::os::unix::fs::symlink(&version_dir, &tmp_link).expect("symlink ..data_tmp");
+    std::fs::rename(&tmp_link, dir.join("..data")).expect("swap ..data");
 }

@@ -190,6 +190,13 @@ fn duplicate_yaml_keys_are_a_syntax_error() {
     let found = errors("workers: 1\nworkers: 2\n");
     assert_eq!(found.len(), 1, "{found}");
     assert!(found.0[0].message.contains("duplicate"), "{found}");
+    assert_eq!(found.0[0].line, 2, "{found}");
+    let nested = errors("listeners:\n  http: 127.0.0.1:80\n  http: 127.0.0.1:81\n");
+    assert_eq!(
+        (nested.0[0].line, nested.0[0].key.as_str()),
+        (3, "listeners.http"),
+        "{nested}"
+    );
 }
 
 #[test]
