@@ -117,6 +117,12 @@ pub struct Pebble {
 
 impl Pebble {
     pub fn start(http_port: u16, dns: SocketAddr) -> Self {
+        Self::start_with(http_port, dns, None)
+    }
+
+    /// Like [`Pebble::start`]; with `eab = Some((kid, base64url key))` Pebble requires external
+    /// account binding with that key.
+    pub fn start_with(http_port: u16, dns: SocketAddr, eab: Option<(&str, &str)>) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         openssl(
@@ -190,7 +196,8 @@ impl Pebble {
             "httpPort": http_port,
             "tlsPort": tls.port(),
             "ocspResponderURL": "",
-            "externalAccountBindingRequired": false,
+            "externalAccountBindingRequired": eab.is_some(),
+            "externalAccountMACKeys": eab.map(|(kid, key)| serde_json::json!({ kid: key })).unwrap_or_else(|| serde_json::json!({})),
         }});
         std::fs::write(d.join("pebble.json"), config.to_string()).expect("pebble config");
         let log = std::fs::File::create(d.join("pebble.log")).expect("pebble log");

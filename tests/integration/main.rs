@@ -16,6 +16,7 @@ mod routing;
 mod streaming;
 mod tls;
 
+mod acme_account;
 mod acme_dns01;
 mod acme_dns_api;
 mod acme_env;

@@ -18,6 +18,10 @@ use crate::acme::storage::{self, Issued};
 
 /// Longest single sleep: plans are re-checked at least this often.
 pub const MAX_SLEEP: Duration = Duration::from_secs(12 * 3600);
+/// Longest one issuance attempt may take (a CA or DNS API that hangs counts as a failure).
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
+/// Longest the ARI look-up may take before the lifetime rule is used instead.
+pub const DEFAULT_ARI_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
@@ -60,7 +64,11 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
             s.next_attempt = None;
         });
         tracing::info!(certificate = %name, domains = ?spec.cert.domains, renewal = current.is_some(), "ordering a certificate");
-        match attempt(&inner, &spec, replaces).await {
+        let result =
+            tokio::time::timeout(DEFAULT_ATTEMPT_TIMEOUT, attempt(&inner, &spec, replaces))
+                .await
+                .unwrap_or_else(|_| Err(format!("no result within {DEFAULT_ATTEMPT_TIMEOUT:?}")));
+        match result {
             Ok(issued) => {
                 failures = 0;
                 let not_after = issued.meta.not_after;
@@ -118,22 +126,28 @@ async fn plan(
         return (fallback, None);
     };
     let id = id.into_owned();
-    let Ok(account) = account(inner, spec).await else {
-        return (fallback, None);
+    let lookup = async {
+        let account = account(inner, spec).await?;
+        account.renewal_info(&id).await.map_err(|e| match e {
+            instant_acme::Error::Unsupported(_) => String::new(),
+            other => other.to_string(),
+        })
     };
-    match account.renewal_info(&id).await {
-        Ok((info, _)) => {
+    match tokio::time::timeout(DEFAULT_ARI_TIMEOUT, lookup).await {
+        Ok(Ok((info, _))) => {
             let window = info.suggested_window;
             let (start, end) = (window.start.unix_timestamp(), window.end.unix_timestamp());
             let at = ari_renewal_time(start, end, unix_now(), random_below(u64::MAX));
             tracing::info!(certificate = %spec.cert.name, start, end, "the CA suggested a renewal window (ARI)");
             (at, Some(id))
         }
-        Err(instant_acme::Error::Unsupported(_)) => (fallback, None),
-        Err(error) => {
+        // The directory has no renewalInfo: the lifetime rule.
+        Ok(Err(error)) if error.is_empty() => (fallback, None),
+        Ok(Err(error)) => {
             tracing::debug!(certificate = %spec.cert.name, %error, "ARI look-up failed; using the lifetime rule");
             (fallback, None)
         }
+        Err(_) => (fallback, None),
     }
 }
 
