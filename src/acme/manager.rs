@@ -197,13 +197,14 @@ impl Inner {
         }
     }
 
-    /// Serves a newly issued certificate (only while `spec` is still the current one).
+    /// Serves a newly issued certificate, only while `spec` is still the configured one (a task
+    /// stopped by `apply` while it waited for the lock must not bring its certificate back).
     pub(super) fn install(&self, spec: &TaskSpec, issued: Issued) -> Result<(), String> {
         let mut state = self.lock();
-        if state
+        if !state
             .tasks
             .get(&spec.cert.name)
-            .is_some_and(|r| r.spec != *spec)
+            .is_some_and(|r| r.spec == *spec)
         {
             return Ok(());
         }
