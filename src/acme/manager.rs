@@ -287,3 +287,16 @@ pub(super) fn serving_of(inner: &Inner, name: &str) -> Serving {
         _ => Serving::Placeholder,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_compare_as_sets() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(same_names(&names(&["a", "*.a"]), &names(&["*.a", "a"])));
+        assert!(!same_names(&names(&["a"]), &names(&["a", "b"])));
+        assert!(!same_names(&names(&["a", "c"]), &names(&["a", "b"])));
+    }
+}

@@ -79,7 +79,7 @@ async fn exec_hook_publishes_through_challtestsrv() {
     std::fs::write(
         &hook,
         format!(
-            "#!/bin/sh\nset -e\necho \"$1 $2 $3\" >> {calls}\ncase \"$1\" in\n  present) curl -sSf -X POST -d \"{{\\\"host\\\":\\\"$2\\\",\\\"value\\\":\\\"$3\\\"}}\" http://{m}/set-txt ;;\n  cleanup) curl -sSf -X POST -d \"{{\\\"host\\\":\\\"$2\\\"}}\" http://{m}/clear-txt ;;\n  *) exit 2 ;;\nesac\n",
+            "#!/bin/sh\nset -e\necho \"$1 $2 $3\" >> {calls}\ncase \"$1\" in\n  present) curl --noproxy \"*\" -sSf -X POST -d \"{{\\\"host\\\":\\\"$2\\\",\\\"value\\\":\\\"$3\\\"}}\" http://{m}/set-txt ;;\n  cleanup) curl --noproxy \"*\" -sSf -X POST -d \"{{\\\"host\\\":\\\"$2\\\"}}\" http://{m}/clear-txt ;;\n  *) exit 2 ;;\nesac\n",
             calls = calls.display(),
             m = dns.management
         ),

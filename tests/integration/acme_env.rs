@@ -225,7 +225,7 @@ impl Pebble {
     pub fn issuing_root(&self) -> PathBuf {
         let path = self.dir.path().join("issuing-root.pem");
         let out = Command::new("curl")
-            .args(["-sSf", "--cacert"])
+            .args(["--noproxy", "*", "-sSf", "--cacert"])
             .arg(&self.ca_root)
             .arg(format!("https://{}/roots/0", self.management))
             .output()
@@ -363,7 +363,7 @@ fn rand_byte() -> u8 {
 /// stdout+stderr. Succeeds only when the served chain verifies against ROOT for NAME.
 pub fn curl_verified(root: &Path, name: &str, https: SocketAddr) -> (bool, String) {
     let out = Command::new("curl")
-        .args(["-sS", "--max-time", "5", "--cacert"])
+        .args(["--noproxy", "*", "-sS", "--max-time", "5", "--cacert"])
         .arg(root)
         .args([
             "--resolve",
