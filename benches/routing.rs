@@ -1,51 +1,45 @@
-//! Micro-benchmark of the routing table: lookups per second for exact, wildcard and fallback hosts
-//! over a table of 1,000 hosts (median of several rounds; run with `cargo bench --bench routing`).
+//! Route lookup cost against table size (10, 1k, 10k routes): exact host with the longest path
+//! prefix, a wildcard host, and the fallback for an unknown host. `cargo bench --bench routing`.
 
 use std::hint::black_box;
-use std::time::Instant;
 
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ferrogate::config::model::HostMatch;
 use ferrogate::routing::Router;
 
-const HOSTS: usize = 1_000;
-const LOOKUPS: usize = 200_000;
-const ROUNDS: usize = 7;
-
-fn main() {
+fn table(routes: usize) -> Router<usize> {
     let mut router = Router::default();
-    for i in 0..HOSTS {
+    // Three rules per host: an exact host with two prefixes and a wildcard.
+    for i in 0..routes / 3 {
         router.insert(&[HostMatch::Exact(format!("h{i}.example.com"))], "/", i);
-        router.insert(
-            &[HostMatch::Exact(format!("h{i}.example.com"))],
-            "/api/",
-            i + HOSTS,
-        );
+        router.insert(&[HostMatch::Exact(format!("h{i}.example.com"))], "/api/", i);
         router.insert(&[HostMatch::Wildcard(format!("w{i}.example.com"))], "/", i);
     }
     router.insert(&[], "/", usize::MAX);
-
-    for (label, host, path) in [
-        (
-            "exact host, longest prefix",
-            "h500.example.com",
-            "/api/chats/1",
-        ),
-        ("wildcard host", "x.w500.example.com", "/index.html"),
-        ("fallback (any host)", "unknown.test", "/"),
-    ] {
-        let mut rates = Vec::with_capacity(ROUNDS);
-        for _ in 0..ROUNDS {
-            let start = Instant::now();
-            for _ in 0..LOOKUPS {
-                black_box(router.find(black_box(host), black_box(path)));
-            }
-            rates.push(LOOKUPS as f64 / start.elapsed().as_secs_f64());
-        }
-        rates.sort_by(f64::total_cmp);
-        let median = rates[ROUNDS / 2];
-        println!(
-            "{label:<28} {:>8.1} M lookups/s (median of {ROUNDS})",
-            median / 1e6
-        );
-    }
+    router
 }
+
+fn lookups(c: &mut Criterion) {
+    let mut group = c.benchmark_group("route_lookup");
+    for routes in [10usize, 1_000, 10_000] {
+        let router = table(routes);
+        let last = routes / 3 - 1;
+        let exact = format!("h{last}.example.com");
+        let wildcard = format!("x.w{last}.example.com");
+        group.bench_with_input(
+            BenchmarkId::new("exact_longest_prefix", routes),
+            &routes,
+            |b, _| b.iter(|| router.find(black_box(&exact), black_box("/api/chats/1"))),
+        );
+        group.bench_with_input(BenchmarkId::new("wildcard", routes), &routes, |b, _| {
+            b.iter(|| router.find(black_box(&wildcard), black_box("/index.html")))
+        });
+        group.bench_with_input(BenchmarkId::new("fallback", routes), &routes, |b, _| {
+            b.iter(|| router.find(black_box("unknown.test"), black_box("/")))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, lookups);
+criterion_main!(benches);

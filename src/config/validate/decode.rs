@@ -10,14 +10,20 @@ use crate::config::spans::{child_index, child_key};
 impl Checker {
     /// Decodes the value at `path`; `None` when absent, null, or invalid (the error is recorded).
     ///
-    /// The value is re-serialized and parsed with `serde_yaml::from_str`, whose errors carry the
-    /// path inside the value (`servers[0].weight`), which the span index turns into a position.
+    /// A value that does not decode is re-serialized and parsed with `serde_yaml::from_str`, whose
+    /// errors carry the path inside the value (`servers[0].weight`), which the span index turns
+    /// into a position.
     pub(super) fn decode<T: DeserializeOwned>(
         &mut self,
         value: Option<&Value>,
         path: &str,
     ) -> Option<T> {
         let value = value.filter(|value| !value.is_null())?;
+        // Fast path: most elements are valid. Only a failure pays for the text round trip that
+        // yields an error with the path inside the element.
+        if let Ok(decoded) = serde_yaml::from_value(value.clone()) {
+            return Some(decoded);
+        }
         let decoded = serde_yaml::to_string(value).and_then(|text| serde_yaml::from_str(&text));
         match decoded {
             Ok(decoded) => Some(decoded),

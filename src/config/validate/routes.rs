@@ -1,5 +1,7 @@
 //! `routes`: names, references to upstreams and listeners, host and path matching.
 
+use std::collections::HashMap;
+
 use serde_yaml::Value;
 
 use super::hosts::parse_host;
@@ -21,9 +23,10 @@ pub(super) fn check(
     listeners: &Listeners,
 ) -> Vec<Route> {
     let mut routes = Vec::new();
-    // Name and element path of every route seen, valid or not, for duplicate checks.
-    let mut seen_names: Vec<(String, String)> = Vec::new();
-    let mut seen_matches: Vec<(MatchKey, String)> = Vec::new();
+    // Element path by name of every route seen, valid or not, for duplicate checks (hashed: a
+    // configuration may hold tens of thousands of routes).
+    let mut seen_names: HashMap<String, String> = HashMap::new();
+    let mut seen_matches: HashMap<MatchKey, String> = HashMap::new();
     for (path, element) in checker.sequence(value, "routes") {
         let Some(raw) = checker.decode::<RawRoute>(Some(element), &path) else {
             continue;
@@ -32,15 +35,16 @@ pub(super) fn check(
         let name_path = format!("{path}.name");
         if raw.name.is_empty() {
             checker.at_value(&name_path, "a route name must not be empty");
-        } else if let Some((_, first)) = seen_names.iter().find(|(name, _)| *name == raw.name) {
+        } else if let Some(first) = seen_names.get(&raw.name) {
             let message = format!(
                 "duplicate route name `{}` (first used at line {})",
                 raw.name,
                 checker.line_of(first)
             );
             checker.at_value(&name_path, message);
+        } else {
+            seen_names.insert(raw.name.clone(), name_path);
         }
-        seen_names.push((raw.name.clone(), name_path));
 
         if !upstream_names.contains(&raw.upstream) {
             let message = format!(
@@ -93,7 +97,7 @@ pub(super) fn check(
         };
         for host in host_keys {
             let key = (listener.clone(), host, path_prefix.clone());
-            if let Some((_, first)) = seen_matches.iter().find(|(seen, _)| *seen == key) {
+            if let Some(first) = seen_matches.get(&key) {
                 let host = match &key.1 {
                     None => "any host".to_string(),
                     Some(HostMatch::Exact(name)) => format!("host `{name}`"),
@@ -104,7 +108,7 @@ pub(super) fn check(
                 );
                 checker.at_value(&path, message);
             } else {
-                seen_matches.push((key, raw.name.clone()));
+                seen_matches.insert(key, raw.name.clone());
             }
         }
 

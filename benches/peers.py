@@ -1,0 +1,484 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark driver for benches/peers.sh (run that, not this).
+
+Starts one nginx backend and the ferrogate demo backend (WebSocket echo, SSE), then for each proxy
+in turn (ferrogate, HAProxy, nginx, Caddy; one worker thread each, same certificate, same routes)
+measures: HTTPS keep-alive requests/s with p50/p99 (wrk), new TLS connections/s (wrk with
+`Connection: close`), h2 multiplexed requests/s (h2load), RSS per idle WebSocket, time to first
+byte added on an SSE stream, and requests failed during 20 configuration reloads under load.
+Only loopback addresses are used; every load run is bounded in time or count.
+"""
+
+import asyncio
+import json
+import os
+import re
+import resource
+import signal
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "target" / "bench"
+BIN = ROOT / "target" / "release" / "ferrogate"
+DURATION = int(os.environ.get("DURATION", "10"))
+CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
+# 10,000 is the goal; a proxy holds two descriptors per WebSocket, so the count is capped below
+# half of the per-process descriptor limit (20,000 on the machines this ran on).
+WS_CONNECTIONS = int(os.environ.get("WS_CONNECTIONS", "9000"))
+RELOADS = int(os.environ.get("RELOADS", "20"))
+SSE_SAMPLES = 20
+PROXIES = ["ferrogate", "haproxy", "nginx", "caddy"]
+NOFILE = 200_000
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else NOFILE
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(NOFILE, target)), max(hard, NOFILE)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, limit=30.0):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port} after {limit}s")
+
+
+def tree_pids(pid):
+    """The process and its descendants (nginx/haproxy masters fork workers)."""
+    pids, frontier = [pid], [pid]
+    while frontier:
+        parent = frontier.pop()
+        try:
+            children = Path(f"/proc/{parent}/task/{parent}/children").read_text().split()
+        except OSError:
+            children = []
+        for child in children:
+            pids.append(int(child))
+            frontier.append(int(child))
+    return pids
+
+
+def rss_kib(pid):
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+class Proc:
+    def __init__(self, name, argv, env=None, cwd=None, log=None):
+        self.name = name
+        self.log = open(log, "w") if log else subprocess.DEVNULL
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.p = subprocess.Popen(argv, env=full_env, cwd=cwd, stdout=self.log, stderr=self.log,
+                                  stdin=subprocess.DEVNULL, preexec_fn=raise_nofile,
+                                  start_new_session=True)
+
+    def stop(self):
+        if self.p.poll() is None:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.p.wait(timeout=10)
+
+
+def run(argv, timeout):
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, preexec_fn=raise_nofile)
+    return out.stdout + out.stderr
+
+
+def to_ms(value, unit):
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def wrk(url, extra=(), duration=DURATION, connections=CONNECTIONS):
+    text = run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", *extra, url],
+               timeout=duration + 60)
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    p50 = re.search(r"50%\s+([\d.]+)(us|ms|s)", text)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", text)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    total = re.search(r"(\d+) requests in", text)
+    return {
+        "rps": float(rate.group(1)) if rate else 0.0,
+        "p50_ms": to_ms(*p50.groups()) if p50 else None,
+        "p99_ms": to_ms(*p99.groups()) if p99 else None,
+        "requests": int(total.group(1)) if total else 0,
+        "failed": (int(non2xx.group(1)) if non2xx else 0)
+        + (sum(int(g) for g in errors.groups()) if errors else 0),
+        "raw": text if not rate else "",
+    }
+
+
+def h2load(url):
+    text = run(["h2load", "-t1", "-c16", "-m10", "-D", str(DURATION), url], timeout=DURATION + 60)
+    rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
+    return {"rps": float(rate.group(1)) if rate else 0.0}
+
+
+def client_tls():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+async def open_websocket(port, ctx, sem, held):
+    async with sem:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                       server_hostname="localhost")
+        writer.write(b"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                     b"Sec-WebSocket-Version: 13\r\n\r\n")
+        await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+        if b" 101 " not in head.split(b"\r\n")[0]:
+            raise RuntimeError(head[:80])
+        held.append(writer)
+
+
+async def idle_websockets(port, pid):
+    ctx, sem, held = client_tls(), asyncio.Semaphore(100), []
+    before = rss_kib(pid)
+    results = await asyncio.gather(*(open_websocket(port, ctx, sem, held) for _ in range(WS_CONNECTIONS)),
+                                   return_exceptions=True)
+    failed = sum(1 for r in results if isinstance(r, Exception))
+    await asyncio.sleep(2)
+    after = rss_kib(pid)
+    for writer in held:
+        writer.close()
+    opened = len(held)
+    return {"opened": opened, "failed": failed,
+            "rss_per_ws_kib": (after - before) / opened if opened else None,
+            "rss_before_kib": before, "rss_after_kib": after}
+
+
+async def first_event_ms(port, tls):
+    ctx = client_tls() if tls else None
+    samples = []
+    for _ in range(SSE_SAMPLES):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=ctx,
+                                                       server_hostname="localhost" if tls else None)
+        start = time.perf_counter()
+        writer.write(b"GET /events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        await writer.drain()
+        await asyncio.wait_for(reader.readuntil(b"data:"), 10)
+        samples.append((time.perf_counter() - start) * 1000)
+        writer.close()
+    return statistics.median(samples)
+
+
+def write_certificate(dir):
+    cert, key = dir / "cert.pem", dir / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                    "-days", "2", "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    (dir / "combined.pem").write_text(cert.read_text() + key.read_text())
+    return cert, key
+
+
+def backend_nginx(dir, port):
+    conf = dir / "backend-nginx.conf"
+    conf.write_text(f"""
+worker_processes 1; daemon off; pid {dir}/backend-nginx.pid; error_log {dir}/backend-nginx.err;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 19900; }}
+http {{
+  access_log off;
+  server {{
+    listen 127.0.0.1:{port} reuseport backlog=4096;
+    keepalive_requests 1000000;
+    location / {{ return 200 "hello from the backend\\n"; }}
+  }}
+}}
+""")
+    return Proc("backend", ["nginx", "-c", str(conf), "-p", str(dir)])
+
+
+def configs(dir, cert, key, port, backend, demo, admin, variant=0):
+    """The same routes for every proxy; `variant` changes nothing observable (for reloads)."""
+    return {
+        "ferrogate": f"""
+state_dir: {dir}/ferrogate-state
+workers: 1
+listeners: {{ https: 127.0.0.1:{port} }}
+admin: {{ listen: 127.0.0.1:{admin} }}
+tls: {{ certificates: [ {{ name: bench, cert: {cert}, key: {key} }} ] }}
+routes:
+  - {{ name: ws, path_prefix: /ws, upstream: demo }}
+  - {{ name: events, path_prefix: /events, upstream: demo }}
+  - {{ name: backend, upstream: backend }}
+upstreams:
+  backend: {{ servers: [ {{ address: 127.0.0.1:{backend} }} ], timeouts: {{ read: 60s }} }}
+  demo: {{ servers: [ {{ address: 127.0.0.1:{demo} }} ], timeouts: {{ read: 60s, websocket_idle: 1h }} }}
+# variant {variant}
+""",
+        "haproxy": f"""
+global
+  nbthread 1
+  maxconn 9800
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+  timeout tunnel 1h
+  option http-keep-alive
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{port} ssl crt {dir}/combined.pem alpn h2,http/1.1
+  acl demo path_beg /ws /events
+  use_backend demo if demo
+  default_backend be
+backend be
+  server b1 127.0.0.1:{backend}
+backend demo
+  server d1 127.0.0.1:{demo}
+# variant {variant}
+""",
+        "nginx": f"""
+worker_processes 1; daemon off; pid {dir}/proxy-nginx.pid; error_log {dir}/proxy-nginx.err;
+worker_rlimit_nofile 20000;
+events {{ worker_connections 19900; }}
+http {{
+  access_log off;
+  upstream be {{ server 127.0.0.1:{backend}; keepalive 128; }}
+  upstream demo {{ server 127.0.0.1:{demo}; }}
+  server {{
+    listen 127.0.0.1:{port} ssl http2;
+    ssl_certificate {cert}; ssl_certificate_key {key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_requests 1000000;
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }}
+    location /ws {{ proxy_pass http://demo; proxy_http_version 1.1; proxy_read_timeout 1h;
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; }}
+    location /events {{ proxy_pass http://demo; proxy_http_version 1.1; proxy_buffering off; }}
+  }}
+}}
+# variant {variant}
+""",
+        "caddy": f"""
+{{
+  admin 127.0.0.1:{admin}
+  auto_https off
+  servers {{
+    protocols h1 h2
+  }}
+}}
+https://localhost:{port} {{
+  bind 127.0.0.1
+  tls {cert} {key}
+  handle /ws* {{
+    reverse_proxy 127.0.0.1:{demo}
+  }}
+  handle /events* {{
+    reverse_proxy 127.0.0.1:{demo} {{
+      flush_interval -1
+    }}
+  }}
+  handle {{
+    reverse_proxy 127.0.0.1:{backend}
+  }}
+}}
+# variant {variant}
+""",
+    }
+
+
+def start_proxy(name, dir, conf_path):
+    log = dir / f"{name}.log"
+    if name == "ferrogate":
+        return Proc(name, [str(BIN), "run", "--config", str(conf_path)], env={"FERROGATE_LOG": "warn"}, log=log)
+    if name == "haproxy":
+        return Proc(name, ["haproxy", "-W", "-db", "-f", str(conf_path)], log=log)
+    if name == "nginx":
+        return Proc(name, ["nginx", "-c", str(conf_path), "-p", str(dir)], log=log)
+    return Proc(name, ["caddy", "run", "--config", str(conf_path), "--adapter", "caddyfile"],
+                env={"GOMAXPROCS": "1", "HOME": str(dir), "XDG_DATA_HOME": str(dir), "XDG_CONFIG_HOME": str(dir)},
+                log=log)
+
+
+def reload_proxy(name, proc, conf_path, text, admin):
+    conf_path.write_text(text)
+    if name == "ferrogate":
+        return  # the file watch picks the change up
+    if name == "haproxy":
+        os.kill(proc.p.pid, signal.SIGUSR2)
+    elif name == "nginx":
+        os.kill(proc.p.pid, signal.SIGHUP)
+    else:
+        run(["caddy", "reload", "--config", str(conf_path), "--adapter", "caddyfile",
+             "--address", f"127.0.0.1:{admin}", "--force"], timeout=30)
+
+
+def reloads_under_load(name, proc, conf_path, all_configs, port, admin):
+    duration = max(DURATION * 2, RELOADS // 2 + 4)
+    loader = subprocess.Popen(["wrk", "-t1", "-c16", f"-d{duration}s", f"https://localhost:{port}/"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=raise_nofile)
+    time.sleep(1)
+    gap = (duration - 3) / RELOADS
+    for i in range(RELOADS):
+        reload_proxy(name, proc, conf_path, all_configs(i + 1)[name], admin)
+        time.sleep(gap)
+    text, _ = loader.communicate(timeout=duration + 60)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    total = re.search(r"(\d+) requests in", text)
+    failed = (int(non2xx.group(1)) if non2xx else 0) + (sum(int(g) for g in errors.groups()) if errors else 0)
+    return {"requests": int(total.group(1)) if total else 0, "failed": failed}
+
+
+def bench_proxy(name, dir, cert, key, backend, demo):
+    port, admin = free_port(), free_port()
+    all_configs = lambda variant: configs(dir, cert, key, port, backend, demo, admin, variant)
+    suffix = {"ferrogate": "yaml", "haproxy": "cfg", "nginx": "conf", "caddy": "Caddyfile"}[name]
+    conf_path = dir / f"{name}.{suffix}"
+    conf_path.write_text(all_configs(0)[name])
+    proc = start_proxy(name, dir, conf_path)
+    try:
+        try:
+            wait_port(port)
+        except RuntimeError:
+            print((dir / f"{name}.log").read_text()[-3000:], file=sys.stderr)
+            raise
+        time.sleep(0.5)
+        url = f"https://localhost:{port}/"
+        result = {"keepalive": wrk(url)}
+        result["new_tls"] = wrk(url, extra=["-H", "Connection: close"])
+        result["h2"] = h2load(url)
+        result["sse_first_byte_ms"] = asyncio.run(first_event_ms(port, tls=True))
+        result["websockets"] = asyncio.run(idle_websockets(port, proc.p.pid))
+        time.sleep(1)
+        result["reloads"] = reloads_under_load(name, proc, conf_path, all_configs, port, admin)
+        return result
+    finally:
+        proc.stop()
+
+
+def ratio(a, b, higher_is_better=True):
+    if not a or not b:
+        return "-"
+    return f"{(a / b) if higher_is_better else (b / a):.2f}x"
+
+
+def report(results, direct):
+    rows = [
+        ("HTTPS keep-alive req/s", lambda r: r["keepalive"]["rps"], True, direct["keepalive"]["rps"], "{:.0f}"),
+        ("  p50 latency ms", lambda r: r["keepalive"]["p50_ms"], False, direct["keepalive"]["p50_ms"], "{:.2f}"),
+        ("  p99 latency ms", lambda r: r["keepalive"]["p99_ms"], False, direct["keepalive"]["p99_ms"], "{:.2f}"),
+        ("new TLS connections/s", lambda r: r["new_tls"]["rps"], True, direct["new_conn"]["rps"], "{:.0f}"),
+        ("h2 multiplexed req/s", lambda r: r["h2"]["rps"], True, None, "{:.0f}"),
+        ("RSS per idle WebSocket KiB", lambda r: r["websockets"]["rss_per_ws_kib"], False, None, "{:.1f}"),
+        ("SSE first byte ms (added)", lambda r: r["sse_first_byte_ms"] - direct["sse_first_byte_ms"], False, None, "{:.2f}"),
+        ("failed during 20 reloads", lambda r: r["reloads"]["failed"], False, None, "{:.0f}"),
+    ]
+    head = ["metric", "direct"] + PROXIES + [f"fg/{p}" for p in PROXIES[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, get, higher, ceiling, fmt in rows:
+        values = {p: get(results[p]) if p in results else None for p in PROXIES}
+        cells = [label, fmt.format(ceiling) if ceiling is not None else "-"]
+        cells += [fmt.format(values[p]) if values[p] is not None else "-" for p in PROXIES]
+        for p in PROXIES[1:]:
+            fg, peer = values["ferrogate"], values[p]
+            if label.startswith("failed"):
+                cells.append("-")
+            else:
+                cells.append(ratio(fg, peer, higher) if fg is not None and peer is not None else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def chart(results, direct, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [("HTTPS keep-alive req/s", lambda r: r["keepalive"]["rps"], direct["keepalive"]["rps"]),
+              ("new TLS connections/s", lambda r: r["new_tls"]["rps"], direct["new_conn"]["rps"]),
+              ("h2 multiplexed req/s", lambda r: r["h2"]["rps"], None),
+              ("RSS per idle WebSocket (KiB)", lambda r: r["websockets"]["rss_per_ws_kib"] or 0, None)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(16, 4))
+    for ax, (title, get, ceiling) in zip(axes, panels):
+        names = [p for p in PROXIES if p in results]
+        values = [get(results[p]) for p in names]
+        ax.bar(names, values, color=["#d9480f" if n == "ferrogate" else "#868e96" for n in names])
+        if ceiling:
+            ax.axhline(ceiling, color="#2b8a3e", linestyle="--", label="backend direct")
+            ax.legend(loc="lower right", fontsize=8)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(axis="x", labelsize=8)
+    fig.suptitle("ferrogate vs HAProxy, nginx, Caddy (one worker thread each, loopback)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    raise_nofile()
+    OUT.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="ferrogate-peers-") as tmp:
+        dir = Path(tmp)
+        cert, key = write_certificate(dir)
+        backend_port, demo_port = free_port(), free_port()
+        backend = backend_nginx(dir, backend_port)
+        demo = Proc("demo", [str(BIN), "demo-backend", "--listen", f"127.0.0.1:{demo_port}"],
+                    env={"FERROGATE_LOG": "warn"})
+        try:
+            wait_port(backend_port)
+            wait_port(demo_port)
+            direct_url = f"http://127.0.0.1:{backend_port}/"
+            direct = {"keepalive": wrk(direct_url), "new_conn": wrk(direct_url, extra=["-H", "Connection: close"]),
+                      "sse_first_byte_ms": asyncio.run(first_event_ms(demo_port, tls=False))}
+            results = {}
+            only = [p for p in sys.argv[1:] if p in PROXIES] or PROXIES
+            for name in only:
+                print(f"== {name}", flush=True)
+                results[name] = bench_proxy(name, dir, cert, key, backend_port, demo_port)
+        finally:
+            demo.stop()
+            backend.stop()
+    machine = {"cpus": os.cpu_count(), "kernel": os.uname().release,
+               "duration_s": DURATION, "connections": CONNECTIONS, "websockets": WS_CONNECTIONS}
+    (OUT / "peers.json").write_text(json.dumps({"machine": machine, "direct": direct, "results": results}, indent=2))
+    table = report(results, direct)
+    (OUT / "peers.md").write_text(table + "\n")
+    print(table)
+    try:
+        chart(results, direct, OUT / "peers.png")
+        print(f"chart: {OUT / 'peers.png'}")
+    except Exception as e:  # the table is the result; the chart is a convenience
+        print(f"no chart: {e}")
+
+
+if __name__ == "__main__":
+    main()
