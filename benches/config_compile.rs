@@ -7,6 +7,7 @@ use std::path::Path;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use ferrogate::config;
+use ferrogate::pool::Registry;
 use ferrogate::runtime::Snapshot;
 
 const ROUTES: usize = 10_000;
@@ -48,12 +49,15 @@ fn compile(c: &mut Criterion) {
         Ok(loaded) => loaded,
         Err(errors) => panic!("bench configuration is invalid:\n{errors}"),
     };
+    // The long-lived registry exists already at a reload: compiling re-attaches to it.
+    let registry = Registry::default();
     group.bench_function("compile_snapshot", |b| {
-        b.iter(|| Snapshot::compile(black_box(&loaded), 2))
+        b.iter(|| Snapshot::compile(black_box(&loaded), 2, &registry))
     });
     group.bench_function("validate_and_compile", |b| {
         b.iter(|| {
-            config::load_str(black_box(&source), path).map(|loaded| Snapshot::compile(&loaded, 2))
+            config::load_str(black_box(&source), path)
+                .map(|loaded| Snapshot::compile(&loaded, 2, &registry))
         })
     });
     group.finish();

@@ -3,7 +3,8 @@
 //!
 //! Data flows one way: YAML → [`config`] (validated model) → [`runtime::Snapshot`] (compiled,
 //! immutable) → swapped into [`runtime::SnapshotStore`] → read by the [`proxy`] hooks. State that must
-//! outlive a reload (certificates) lives beside the snapshot, never inside it.
+//! outlive a reload (certificates, the upstream [`pool`]: health, in-flight, sticky tables) lives
+//! beside the snapshot, never inside it.
 
 pub mod acme;
 pub mod admin;
@@ -11,7 +12,10 @@ pub mod balance;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod discovery;
+pub mod health;
 pub mod lifecycle;
+pub mod pool;
 pub mod proxy;
 pub mod reload;
 pub mod routing;

@@ -11,13 +11,17 @@ use pingora::prelude::*;
 use pingora::proxy::http_proxy_service_with_name;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::RunArgs;
+use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::acme::http01::ChallengeTokens;
 use crate::acme::AcmeManager;
 use crate::admin::AdminApp;
 use crate::config::model::Config;
+use crate::discovery::DnsDiscovery;
+use crate::health::HealthChecker;
 use crate::lifecycle::{ActiveRequests, ControlPlane, Readiness, Signals};
+use crate::pool::Registry;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::runtime::{Snapshot, SnapshotStore};
@@ -36,6 +40,8 @@ pub struct Shared {
     pub acme: Arc<AcmeManager>,
     pub active: Arc<ActiveRequests>,
     pub readiness: Arc<Readiness>,
+    /// Upstream pools (health, in-flight, sticky tables): pass to `Snapshot::compile` on reload.
+    pub upstreams: Arc<Registry>,
 }
 
 /// Prepares the shared state for a configuration.
@@ -50,8 +56,10 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
     let challenges = Arc::new(ChallengeTokens::default());
     let acme = Arc::new(AcmeManager::new(certs.clone(), challenges.clone())?);
     acme.apply(config)?;
+    let upstreams = Arc::new(Registry::default());
     Ok(Shared {
-        snapshots: Arc::new(SnapshotStore::new(Snapshot::compile(config, 1))),
+        snapshots: Arc::new(SnapshotStore::new(Snapshot::compile(config, 1, &upstreams))),
+        upstreams,
         certs,
         challenges,
         acme,
@@ -107,6 +115,11 @@ pub fn build(
         server.add_service(service);
     }
 
+    let checker = HealthChecker::new(shared.snapshots.clone());
+    server.add_service(background_service("health checker", checker));
+    let discovery = DnsDiscovery::new(shared.snapshots.clone());
+    server.add_service(background_service("dns discovery", discovery));
+
     if let Some(admin) = &config.admin {
         let mut service = Service::new(
             "admin".to_string(),
@@ -132,6 +145,7 @@ pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
         config.clone(),
         shared.snapshots.clone(),
         Arc::new(move |config: &Config| acme.apply(config)),
+        shared.upstreams.clone(),
     ));
     let daemon = build(&config, &shared, &reloader, upgrade)?;
     let mut addresses: Vec<_> = config.listeners.iter().map(|l| l.address).collect();

@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz` (alive) and `/readyz` (a configuration is loaded and the
-//! listeners are bound). Loopback by default; metrics and the status page grow here.
+//! The admin listener: `/healthz` (alive), `/readyz` (a configuration is loaded and the
+//! listeners are bound) and `/status.json` (every upstream server's state, in-flight, sticky
+//! count, recent errors). Loopback by default; metrics and the status page grow here.
 
 pub mod probe;
 
@@ -11,6 +12,7 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::lifecycle::Readiness;
+use crate::pool::status::to_json;
 use crate::reload::{Reloader, Trigger};
 use crate::runtime::SnapshotStore;
 
@@ -59,6 +61,16 @@ impl ServeHttp for AdminApp {
                 } else {
                     text(503, "starting: listeners not bound yet\n".into())
                 }
+            }
+            (_, "/status.json") => {
+                let snapshot = self.snapshots.load();
+                let upstreams: Vec<_> = snapshot.upstreams().iter().map(|u| u.status()).collect();
+                let mut response = text(200, to_json(snapshot.generation, &upstreams));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                response
             }
             ("POST", "/reload") => match self.reloader.reload(Trigger::Admin).await {
                 Ok(generation) => text(200, format!("reloaded generation={generation}\n")),

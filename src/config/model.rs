@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use rustls::sign::CertifiedKey;
 
+mod balancing;
+pub use balancing::*;
+
 /// Default state directory (ACME account, issued and self-signed certificates).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferrogate";
 /// Default upstream connect timeout.
@@ -268,13 +271,6 @@ pub struct Route {
     pub upstream: String,
 }
 
-/// Load-balancing policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Balance {
-    #[default]
-    RoundRobin,
-}
-
 /// A named group of backend servers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upstream {
@@ -282,6 +278,12 @@ pub struct Upstream {
     pub servers: Vec<Server>,
     pub balance: Balance,
     pub timeouts: Timeouts,
+    pub sticky: Option<Sticky>,
+    pub health: Health,
+    /// Further attempts on other servers after a failed one (`retries`).
+    pub retries: u32,
+    pub queue: Queue,
+    pub discovery: Option<Discovery>,
 }
 
 /// One backend server.
@@ -292,6 +294,10 @@ pub struct Server {
     /// The resolved socket address.
     pub socket: SocketAddr,
     pub weight: u32,
+    /// Requests this server handles at once; more wait in the upstream's queue.
+    pub max_inflight: Option<u32>,
+    /// No new sessions; sticky clients already on it stay.
+    pub drain: bool,
 }
 
 /// Upstream timeouts.

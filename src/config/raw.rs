@@ -180,6 +180,18 @@ pub struct RawUpstream {
     pub timeouts: Option<RawTimeouts>,
     pub discovery: Option<RawDiscovery>,
     pub inference: Option<RawInference>,
+    pub retries: Option<u32>,
+    pub queue: Option<RawQueue>,
+    /// `client_ip`, `header:NAME` or `cookie:NAME` for `balance: hash`.
+    pub hash_key: Option<String>,
+}
+
+/// `upstreams.NAME.queue`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQueue {
+    pub size: u32,
+    pub timeout: Option<String>,
 }
 
 /// One of `upstreams.NAME.servers`.
@@ -189,6 +201,7 @@ pub struct RawServer {
     pub address: String,
     pub weight: Option<u32>,
     pub max_inflight: Option<u32>,
+    pub drain: Option<bool>,
 }
 
 /// `upstreams.NAME.balance`.
@@ -216,10 +229,6 @@ impl RawBalance {
 }
 
 /// `upstreams.NAME.sticky`.
-#[allow(
-    dead_code,
-    reason = "parsed to check the contract; read once the feature lands"
-)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawSticky {
@@ -239,10 +248,6 @@ pub enum RawStickyMode {
 }
 
 /// `upstreams.NAME.health`.
-#[allow(
-    dead_code,
-    reason = "parsed to check the contract; read once the feature lands"
-)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHealth {
@@ -251,6 +256,10 @@ pub struct RawHealth {
     pub timeout: Option<String>,
     pub rise: Option<u32>,
     pub fall: Option<u32>,
+    pub expect_status: Option<u16>,
+    pub passive_fails: Option<u32>,
+    pub eject: Option<String>,
+    pub slow_start: Option<String>,
 }
 
 /// `upstreams.NAME.timeouts`.
@@ -263,16 +272,14 @@ pub struct RawTimeouts {
 }
 
 /// `upstreams.NAME.discovery`.
-#[allow(
-    dead_code,
-    reason = "parsed to check the contract; read once the feature lands"
-)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDiscovery {
     /// `name:port` to re-resolve.
     pub dns: String,
     pub refresh: Option<String>,
+    /// `IP:PORT` of the nameserver to ask instead of the system's.
+    pub nameserver: Option<String>,
 }
 
 /// `upstreams.NAME.inference`.

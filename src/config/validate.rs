@@ -2,6 +2,7 @@
 //! the semantic checks and collects every error (file, line, column, key path) before giving up.
 
 mod acme;
+mod balancing;
 mod decode;
 mod hosts;
 mod listeners;
@@ -14,6 +15,8 @@ mod upstreams;
 mod tests;
 #[cfg(test)]
 mod tests_acme;
+#[cfg(test)]
+mod tests_balancing;
 #[cfg(test)]
 mod tests_elements;
 

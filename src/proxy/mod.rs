@@ -1,7 +1,9 @@
 //! The request path: pingora's `ProxyHttp` hooks for one listener. Reads the current snapshot,
-//! answers ACME tokens and redirects on plain HTTP, routes, picks a server, sets the forwarding
-//! headers, and maps every failure to a response through [`respond`].
+//! answers ACME tokens and redirects on plain HTTP, routes, picks a server ([`balancing`]: sticky,
+//! policy, queue, retries, passive health), sets the forwarding headers, and maps every failure to
+//! a response through [`respond`].
 
+pub mod balancing;
 pub mod forwarded;
 pub mod framing;
 pub mod respond;
@@ -18,15 +20,17 @@ use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType};
 
 use crate::acme::http01::{ChallengeTokens, CHALLENGE_PREFIX};
-use crate::config::model::LISTENER_HTTP;
+use crate::config::model::{LISTENER_HTTP, MAX_RETRIES};
 use crate::lifecycle::{ActiveGuard, ActiveRequests};
+use crate::pool::Pick;
 use crate::routing::{normalize_host, strip_path_prefix};
-use crate::runtime::snapshot::ServerRuntime;
 use crate::runtime::{RouteTarget, SnapshotStore};
+use balancing::RetryFacts;
 use respond::LocalResponse;
 
-/// Attempts to connect to an upstream for one request (the first plus retries on other servers).
-pub const DEFAULT_MAX_TRIES: usize = 3;
+/// pingora's cap on attempts per request (the first plus the most retries an upstream may ask
+/// for); each upstream's own `retries` is enforced in the hooks.
+pub const DEFAULT_MAX_TRIES: usize = 1 + MAX_RETRIES as usize;
 
 /// How long an idle pooled upstream connection is kept.
 pub const DEFAULT_UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(60);
@@ -62,15 +66,49 @@ impl Proxy {
 pub struct RequestCtx {
     started: Instant,
     target: Option<Arc<RouteTarget>>,
-    server: Option<ServerRuntime>,
+    /// The server of the current attempt with its in-flight slot (released on drop).
+    pick: Option<Pick>,
+    /// Servers earlier attempts failed on.
+    tried: Vec<u64>,
+    /// `Retry-After` for an overload refusal.
+    retry_after: Option<u64>,
     /// Original normalized host, for X-Forwarded-Host.
     host: Option<String>,
     upgrade: bool,
     hsts: Option<HeaderValue>,
-    /// Connection attempts made so far (for retrying on the next server).
-    connect_attempts: usize,
+    /// Attempts made so far (for retrying on another server).
+    attempts: usize,
     /// Counts this request as in flight (graceful stop waits for it) until the context drops.
     _active: ActiveGuard,
+}
+
+impl RequestCtx {
+    /// Facts for a retry decision after the current attempt failed.
+    fn retry_facts(&self, sent: bool, session: &Session) -> RetryFacts {
+        let untried = self.target.as_ref().map_or(0, |t| {
+            let mut tried = self.tried.clone();
+            tried.extend(self.pick.as_ref().map(|p| p.member.id));
+            t.upstream.pool.retry_candidates(&tried, Instant::now())
+        });
+        RetryFacts {
+            attempts: self.attempts,
+            retries: self.target.as_ref().map_or(0, |t| t.upstream.retries),
+            untried,
+            sent,
+            idempotent: balancing::idempotent(&session.req_header().method),
+            body_truncated: session.as_ref().retry_buffer_truncated(),
+            responded: session.response_written().is_some(),
+        }
+    }
+
+    /// Records a failure of the current attempt against its server.
+    fn record_failure(&self, kind: &'static str) {
+        if let (Some(pick), Some(target)) = (&self.pick, &self.target) {
+            pick.member
+                .state
+                .record_failure(&target.upstream.health, kind, Instant::now());
+        }
+    }
 }
 
 /// What the request filter decided.
@@ -138,11 +176,13 @@ impl ProxyHttp for Proxy {
         RequestCtx {
             started: Instant::now(),
             target: None,
-            server: None,
+            pick: None,
+            tried: Vec::new(),
+            retry_after: None,
             host: None,
             upgrade: false,
             hsts: None,
-            connect_attempts: 0,
+            attempts: 0,
             _active: self.active.enter(),
         }
     }
@@ -200,17 +240,26 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_peer(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         ctx: &mut Self::CTX,
     ) -> Result<Box<HttpPeer>> {
-        let Some(target) = &ctx.target else {
+        let Some(target) = ctx.target.clone() else {
             return Error::e_explain(ErrorType::HTTPStatus(404), "no route");
         };
         let upstream = &target.upstream;
-        let Some(server) = upstream.pick() else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), "no server available");
+        // A retry: the failed server's slot is given back and it is not tried again.
+        if let Some(failed) = ctx.pick.take() {
+            ctx.tried.push(failed.member.id);
+        }
+        let pick = match balancing::choose(upstream, session, &ctx.tried).await {
+            Ok(pick) => pick,
+            Err(refusal) => {
+                let (error, retry_after) = balancing::refusal_error(refusal);
+                ctx.retry_after = retry_after;
+                return Err(error);
+            }
         };
-        let mut peer = HttpPeer::new(server.socket, false, String::new());
+        let mut peer = HttpPeer::new(pick.member.socket, false, String::new());
         let timeouts = &upstream.timeouts;
         peer.options.connection_timeout = Some(timeouts.connect);
         peer.options.read_timeout = Some(if ctx.upgrade {
@@ -219,7 +268,8 @@ impl ProxyHttp for Proxy {
             timeouts.read
         });
         peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
-        ctx.server = Some(server.clone());
+        ctx.pick = Some(pick);
+        ctx.attempts += 1;
         Ok(Box::new(peer))
     }
 
@@ -242,6 +292,7 @@ impl ProxyHttp for Proxy {
                 )?;
                 upstream_request.set_uri(uri);
             }
+            balancing::strip_sticky_cookie(&target.upstream, upstream_request)?;
         }
         if !upstream_request.headers.contains_key(HOST) {
             if let Some(authority) = session.req_header().uri.authority() {
@@ -275,6 +326,11 @@ impl ProxyHttp for Proxy {
         upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        if let (Some(target), Some(pick)) = (&ctx.target, &ctx.pick) {
+            let status = upstream_response.status.as_u16();
+            balancing::observe_response(&target.upstream, pick, status);
+            balancing::insert_sticky_cookie(&target.upstream, pick, self.tls, upstream_response)?;
+        }
         if let Some(hsts) = &ctx.hsts {
             if !upstream_response
                 .headers
@@ -289,17 +345,34 @@ impl ProxyHttp for Proxy {
 
     fn fail_to_connect(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         _peer: &HttpPeer,
         ctx: &mut Self::CTX,
         mut e: Box<Error>,
     ) -> Box<Error> {
-        // Nothing was sent yet, so any method may go to the next server.
-        ctx.connect_attempts += 1;
-        let servers = ctx.target.as_ref().map_or(0, |t| t.upstream.servers.len());
-        if ctx.connect_attempts < servers.min(DEFAULT_MAX_TRIES) {
-            e.set_retry(true);
+        ctx.record_failure("connect");
+        // Nothing was sent yet, so any method may go to another server.
+        let retry = balancing::may_retry(&ctx.retry_facts(false, session));
+        e.set_retry(retry);
+        e
+    }
+
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut Self::CTX,
+        client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        // A pooled connection the server had closed says nothing about the server's health.
+        if !client_reused {
+            ctx.record_failure("proxy");
         }
+        let timed_out = matches!(e.etype(), ErrorType::ReadTimedout);
+        let retry = !timed_out && balancing::may_retry(&ctx.retry_facts(true, session));
+        e.set_retry(retry);
         e
     }
 
@@ -307,12 +380,13 @@ impl ProxyHttp for Proxy {
         &self,
         session: &mut Session,
         e: &Error,
-        _ctx: &mut Self::CTX,
+        ctx: &mut Self::CTX,
     ) -> FailToProxy {
         let status = respond::status_for_error(e);
         let can_answer = status > 0 && session.response_written().is_none();
         if can_answer {
-            if let Err(write_error) = respond::send(session, &LocalResponse::status(status)).await {
+            let response = LocalResponse::status(status).with_retry_after(ctx.retry_after);
+            if let Err(write_error) = respond::send(session, &response).await {
                 tracing::debug!(error = %write_error, "could not send the error response");
             }
         }
@@ -340,9 +414,11 @@ impl ProxyHttp for Proxy {
             path = %req.uri.path(),
             status,
             route = ctx.target.as_ref().map(|t| &*t.name).unwrap_or("-"),
-            server = ctx.server.as_ref().map(|s| &*s.address).unwrap_or("-"),
+            server = ctx.pick.as_ref().map(|p| &*p.member.address).unwrap_or("-"),
             duration_ms = ctx.started.elapsed().as_millis() as u64,
             error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
         );
+        // Gives the in-flight slot back now (dropping the context would too, later).
+        ctx.pick = None;
     }
 }

@@ -14,6 +14,8 @@ pub struct LocalResponse {
     pub location: Option<String>,
     /// Close the client connection after answering (framing errors).
     pub close: bool,
+    /// `Retry-After` seconds (overload refusals).
+    pub retry_after: Option<u64>,
 }
 
 impl LocalResponse {
@@ -24,7 +26,14 @@ impl LocalResponse {
             body: body_for(status),
             location: None,
             close: status == 400 || status == 431,
+            retry_after: None,
         }
+    }
+
+    /// The same answer with a `Retry-After` hint.
+    pub fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
+        self.retry_after = seconds;
+        self
     }
 
     /// A permanent redirect keeping the method (308).
@@ -34,6 +43,7 @@ impl LocalResponse {
             body: body_for(308),
             location: Some(location),
             close: false,
+            retry_after: None,
         }
     }
 }
@@ -82,6 +92,9 @@ pub async fn send(session: &mut Session, response: &LocalResponse) -> Result<()>
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     if let Some(location) = &response.location {
         header.insert_header(http::header::LOCATION, location.as_str())?;
+    }
+    if let Some(seconds) = response.retry_after {
+        header.insert_header(http::header::RETRY_AFTER, seconds.to_string())?;
     }
     if response.close {
         header.insert_header(http::header::CONNECTION, "close")?;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::config::{self, model::Config};
+use crate::pool::Registry;
 use crate::runtime::{Snapshot, SnapshotStore};
 
 /// What asked for a reload (for logs and status).
@@ -54,6 +55,8 @@ pub struct Reloader {
     path: PathBuf,
     snapshots: Arc<SnapshotStore>,
     install_certs: Arc<CertInstaller>,
+    /// Upstream pools (health, in-flight, sticky tables) a new snapshot re-attaches to.
+    upstreams: Arc<Registry>,
     /// The configuration the process started with: what cannot change without a restart.
     started_with: Config,
     generation: AtomicU64,
@@ -69,12 +72,14 @@ impl Reloader {
         started_with: Config,
         snapshots: Arc<SnapshotStore>,
         install_certs: Arc<CertInstaller>,
+        upstreams: Arc<Registry>,
     ) -> Self {
         let generation = snapshots.load().generation;
         Self {
             path: path.to_path_buf(),
             snapshots,
             install_certs,
+            upstreams,
             started_with,
             generation: AtomicU64::new(generation),
             status: Mutex::new(ReloadStatus {
@@ -131,7 +136,7 @@ impl Reloader {
             tracing::warn!("{warning}");
         }
         let generation = self.generation.load(Ordering::SeqCst) + 1;
-        let snapshot = Snapshot::compile(config, generation);
+        let snapshot = Snapshot::compile(config, generation, &self.upstreams);
         self.snapshots.swap(snapshot);
         self.generation.store(generation, Ordering::SeqCst);
         generation

@@ -1,14 +1,18 @@
 //! The immutable compiled world: per-listener routing tables pointing at compiled upstreams.
 //! Built completely from a validated [`Config`] before it is swapped in; never mutated after.
+//! Upstreams name their long-lived [`UpstreamPool`] (servers' health, in-flight counts, sticky
+//! tables) from the [`Registry`], so a new snapshot re-attaches to the same state by identity.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::HeaderValue;
 
-use crate::balance::RoundRobin;
-use crate::config::model::{Config, Timeouts, LISTENER_HTTP, LISTENER_HTTPS};
+use crate::config::model::{
+    Balance, Config, Discovery, Health, Queue, Sticky, Timeouts, LISTENER_HTTP, LISTENER_HTTPS,
+};
+use crate::pool::select::Rules;
+use crate::pool::{Registry, UpstreamPool, UpstreamStatus};
 use crate::routing::Router;
 
 /// Everything the proxy hooks read for one configuration generation.
@@ -17,6 +21,8 @@ pub struct Snapshot {
     /// Increases by one on every successful load.
     pub generation: u64,
     listeners: Vec<ListenerView>,
+    /// Every upstream, by name.
+    upstreams: Vec<Arc<UpstreamRuntime>>,
 }
 
 /// What one listener does with a request.
@@ -40,54 +46,59 @@ pub struct RouteTarget {
     pub upstream: Arc<UpstreamRuntime>,
 }
 
-/// A compiled upstream.
+/// A compiled upstream: its settings for this generation and its long-lived pool.
 #[derive(Debug)]
 pub struct UpstreamRuntime {
     pub name: Arc<str>,
-    pub servers: Vec<ServerRuntime>,
-    weights: Vec<u32>,
-    round_robin: RoundRobin,
+    pub balance: Balance,
+    pub sticky: Option<Sticky>,
+    pub health: Health,
+    /// Further attempts on other servers after a failed one.
+    pub retries: u32,
+    pub queue: Queue,
+    pub discovery: Option<Discovery>,
     pub timeouts: Timeouts,
-}
-
-/// A compiled backend server.
-#[derive(Debug, Clone)]
-pub struct ServerRuntime {
-    /// The address as configured; its identity in logs.
-    pub address: Arc<str>,
-    pub socket: SocketAddr,
+    pub pool: Arc<UpstreamPool>,
 }
 
 impl UpstreamRuntime {
-    /// The next server by weighted round robin.
-    pub fn pick(&self) -> Option<&ServerRuntime> {
-        self.round_robin
-            .pick(&self.weights)
-            .and_then(|i| self.servers.get(i))
+    /// What server selection follows.
+    pub fn rules(&self) -> Rules<'_> {
+        Rules {
+            balance: &self.balance,
+            sticky: self.sticky.as_ref(),
+            slow_start: self.health.slow_start,
+        }
+    }
+
+    /// Every server's status now.
+    pub fn status(&self) -> UpstreamStatus {
+        self.pool
+            .status(self.balance.name(), self.health.slow_start)
     }
 }
 
 impl Snapshot {
-    /// Compiles a validated configuration. Validation already guaranteed every reference, so
-    /// compilation cannot fail on user input.
-    pub fn compile(config: &Config, generation: u64) -> Self {
+    /// Compiles a validated configuration, attaching every upstream to its long-lived pool in
+    /// `registry` (created on first use; state of servers that stay is kept) and forgetting pools
+    /// of upstreams that are gone. Validation already guaranteed every reference, so compilation
+    /// cannot fail on user input. Start-up and reload both call this.
+    pub fn compile(config: &Config, generation: u64, registry: &Registry) -> Self {
+        registry.retain(config);
         let upstreams: HashMap<&str, Arc<UpstreamRuntime>> = config
             .upstreams
             .values()
             .map(|u| {
                 let compiled = UpstreamRuntime {
                     name: Arc::from(u.name.as_str()),
-                    servers: u
-                        .servers
-                        .iter()
-                        .map(|s| ServerRuntime {
-                            address: Arc::from(s.address.as_str()),
-                            socket: s.socket,
-                        })
-                        .collect(),
-                    weights: u.servers.iter().map(|s| s.weight).collect(),
-                    round_robin: RoundRobin::default(),
+                    balance: u.balance.clone(),
+                    sticky: u.sticky.clone(),
+                    health: u.health.clone(),
+                    retries: u.retries,
+                    queue: u.queue,
+                    discovery: u.discovery.clone(),
                     timeouts: u.timeouts,
+                    pool: registry.attach(u),
                 };
                 (u.name.as_str(), Arc::new(compiled))
             })
@@ -141,10 +152,18 @@ impl Snapshot {
             })
             .collect();
 
+        let mut all: Vec<Arc<UpstreamRuntime>> = upstreams.into_values().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
         Self {
             generation,
             listeners,
+            upstreams: all,
         }
+    }
+
+    /// Every upstream, sorted by name.
+    pub fn upstreams(&self) -> &[Arc<UpstreamRuntime>] {
+        &self.upstreams
     }
 
     /// The view of a listener by name.
@@ -156,6 +175,7 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::net::SocketAddr;
     use std::path::PathBuf;
 
     use super::*;
@@ -189,15 +209,24 @@ mod tests {
                     address: "127.0.0.1:1".into(),
                     socket: SocketAddr::from(([127, 0, 0, 1], 1)),
                     weight: 1,
+                    max_inflight: None,
+                    drain: false,
                 },
                 Server {
                     address: "127.0.0.1:2".into(),
                     socket: SocketAddr::from(([127, 0, 0, 1], 2)),
                     weight: 1,
+                    max_inflight: None,
+                    drain: false,
                 },
             ],
             balance: Default::default(),
             timeouts: Timeouts::default(),
+            sticky: None,
+            health: Health::default(),
+            retries: 2,
+            queue: Queue::default(),
+            discovery: None,
         };
         Config {
             source: PathBuf::from("test.yaml"),
@@ -231,7 +260,7 @@ mod tests {
                 route("c", Some("http"), "u"),
             ],
         );
-        let snap = Snapshot::compile(&cfg, 7);
+        let snap = Snapshot::compile(&cfg, 7, &Registry::default());
         assert_eq!(snap.generation, 7);
         let https = snap.listener("https").expect("https view");
         assert!(https.router.find("a.test", "/").is_some());
@@ -255,26 +284,48 @@ mod tests {
             vec![listener("http", 80, false, false)],
             vec![route("a", None, "u")],
         );
-        let snap = Snapshot::compile(&cfg, 1);
+        let snap = Snapshot::compile(&cfg, 1, &Registry::default());
         let http = snap.listener("http").expect("http view");
         assert_eq!(http.redirect_https_port, None);
         assert!(http.router.find("a.test", "/x").is_some());
     }
 
     #[test]
-    fn upstream_round_robin_alternates() {
+    fn a_new_snapshot_reattaches_to_long_lived_state() {
+        use crate::pool::{Outcome, RequestInfo};
         let cfg = config(
             vec![listener("http", 80, false, false)],
             vec![route("a", None, "u")],
         );
-        let snap = Snapshot::compile(&cfg, 1);
-        let rule = snap
-            .listener("http")
-            .and_then(|l| l.router.find("a.test", "/"))
-            .expect("route");
-        let picks: Vec<_> = (0..4)
-            .filter_map(|_| rule.target.upstream.pick().map(|s| s.socket.port()))
-            .collect();
-        assert_eq!(picks, vec![1, 2, 1, 2]);
+        let registry = Registry::default();
+        let first = Snapshot::compile(&cfg, 1, &registry);
+        let upstream = &first.upstreams()[0];
+        let headers = http::HeaderMap::new();
+        let req = RequestInfo {
+            client_ip: None,
+            headers: &headers,
+            tried: &[],
+        };
+        let Outcome::Picked(held) =
+            upstream
+                .pool
+                .select(&upstream.rules(), &req, std::time::Instant::now())
+        else {
+            panic!("no pick");
+        };
+        let second = Snapshot::compile(&cfg, 2, &registry);
+        let again = &second.upstreams()[0];
+        assert!(Arc::ptr_eq(&upstream.pool, &again.pool));
+        let inflight: u32 = again.status().servers.iter().map(|s| s.inflight).sum();
+        assert_eq!(inflight, 1);
+        drop(held);
+        let inflight: u32 = again.status().servers.iter().map(|s| s.inflight).sum();
+        assert_eq!(inflight, 0);
+        // An upstream removed from the config is forgotten.
+        let mut empty = cfg.clone();
+        empty.upstreams.clear();
+        empty.routes.clear();
+        let _third = Snapshot::compile(&empty, 3, &registry);
+        assert!(registry.get("u").is_none());
     }
 }

@@ -123,6 +123,13 @@ impl DaemonBuilder {
         self
     }
 
+    /// Adds an upstream written as raw YAML: `body` is the mapping under `upstreams.NAME`, each
+    /// line indented by four spaces (e.g. `    servers: [...]\n    balance: p2c\n`).
+    pub fn upstream_yaml(mut self, name: &str, body: &str) -> Self {
+        self.upstreams.push(format!("  {name}:\n{body}"));
+        self
+    }
+
     /// Appends top-level YAML verbatim.
     /// The plain HTTP listener's address (known before the daemon starts).
     pub fn http_addr(&self) -> SocketAddr {

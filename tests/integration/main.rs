@@ -6,13 +6,23 @@ mod backends;
 mod client;
 mod harness;
 
+mod balance_support;
+
+mod balance;
+mod balance_discovery;
+mod balance_queue;
+mod balance_reload;
 mod check_cmd;
 mod errors;
+mod health;
+mod health_active;
+mod health_inflight;
 mod http_listener;
 mod lifecycle;
 mod malformed;
 mod reload;
 mod routing;
+mod sticky;
 mod streaming;
 mod tls;
 

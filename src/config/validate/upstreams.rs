@@ -1,4 +1,5 @@
-//! `upstreams`: servers (resolved addresses, weights), balance policy and timeouts.
+//! `upstreams`: servers (resolved addresses, weights, limits), timeouts, and the balancing keys
+//! checked in [`super::balancing`].
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -6,11 +7,12 @@ use std::time::Duration;
 
 use serde_yaml::Value;
 
+use super::balancing;
 use super::not_yet::NotYet;
 use super::Checker;
 use crate::config::duration::parse_duration;
-use crate::config::model::{Balance, Server, Timeouts, Upstream, DEFAULT_WEIGHT};
-use crate::config::raw::{RawBalance, RawTimeouts, RawUpstream};
+use crate::config::model::{Server, Timeouts, Upstream, DEFAULT_RETRIES, DEFAULT_WEIGHT};
+use crate::config::raw::{RawTimeouts, RawUpstream};
 
 /// Largest allowed server weight.
 const MAX_WEIGHT: u32 = 1000;
@@ -47,15 +49,18 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
     let mut servers: Vec<Server> = Vec::new();
     let servers_path = format!("{path}.servers");
     let raw_servers = raw.servers.unwrap_or_default();
-    if raw_servers.is_empty() {
-        checker.at_key(&servers_path, "an upstream needs at least one server");
+    if raw_servers.is_empty() && raw.discovery.is_none() {
+        checker.at_key(
+            &servers_path,
+            "an upstream needs at least one server (or `discovery`)",
+        );
     }
     let mut seen: Vec<String> = Vec::new();
     for (index, raw_server) in raw_servers.into_iter().enumerate() {
         let server_path = format!("{servers_path}[{index}]");
         let address_path = format!("{server_path}.address");
-        if raw_server.max_inflight.is_some() {
-            checker.not_yet(&format!("{server_path}.max_inflight"), NotYet::MaxInflight);
+        if raw_server.max_inflight == Some(0) {
+            checker.at_value(&format!("{server_path}.max_inflight"), "must be at least 1");
         }
         let weight = raw_server.weight.unwrap_or(DEFAULT_WEIGHT);
         if !(1..=MAX_WEIGHT).contains(&weight) {
@@ -76,29 +81,26 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
                 address: raw_server.address,
                 socket,
                 weight,
+                max_inflight: raw_server.max_inflight.filter(|m| *m > 0),
+                drain: raw_server.drain.unwrap_or(false),
             }),
             Err(message) => checker.at_value(&address_path, message),
         }
     }
 
-    let balance = match raw.balance {
-        None | Some(RawBalance::RoundRobin) => Balance::RoundRobin,
-        Some(other) => {
-            checker.not_yet(&format!("{path}.balance"), NotYet::Balance(other.name()));
-            Balance::RoundRobin
-        }
-    };
-    let unsupported = [
-        (raw.sticky.is_some(), "sticky", NotYet::Sticky),
-        (raw.health.is_some(), "health", NotYet::Health),
-        (raw.discovery.is_some(), "discovery", NotYet::Discovery),
-        (raw.inference.is_some(), "inference", NotYet::Inference),
-    ];
-    for (present, key, feature) in unsupported {
-        if present {
-            checker.not_yet(&format!("{path}.{key}"), feature);
-        }
+    let balance = balancing::balance(checker, path, raw.balance, raw.hash_key);
+    if raw.inference.is_some() {
+        checker.not_yet(&format!("{path}.inference"), NotYet::Inference);
     }
+    let sticky = raw
+        .sticky
+        .map(|s| balancing::sticky(checker, &format!("{path}.sticky"), s));
+    let health = balancing::health(checker, &format!("{path}.health"), raw.health);
+    let retries = balancing::retries(checker, path, raw.retries).unwrap_or(DEFAULT_RETRIES);
+    let queue = balancing::queue(checker, &format!("{path}.queue"), raw.queue);
+    let discovery = raw
+        .discovery
+        .and_then(|d| balancing::discovery(checker, &format!("{path}.discovery"), d));
     let timeouts = raw
         .timeouts
         .map(|raw| check_timeouts(checker, &format!("{path}.timeouts"), raw))
@@ -108,6 +110,11 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
         servers,
         balance,
         timeouts,
+        sticky,
+        health,
+        retries,
+        queue,
+        discovery,
     }
 }
 

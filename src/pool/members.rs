@@ -1,0 +1,206 @@
+//! An upstream's long-lived pool: the current member list (configured servers plus those DNS
+//! discovery found), each member's [`ServerState`] reused by address when the list is rebuilt,
+//! the sticky table, the smooth round robin lock and the admission queue's wake-up signal.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Notify;
+
+use super::server::{lock, ServerState};
+use crate::balance::hashing::stable_hash;
+use crate::balance::table::{StickyTable, DEFAULT_STICKY_TABLE_CAPACITY};
+use crate::config::model::{Server, DEFAULT_WEIGHT};
+
+/// What a sticky table is keyed by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum StickyKey {
+    Ip(IpAddr),
+    Header(String),
+}
+
+/// One server of an upstream as the balancer sees it.
+#[derive(Debug)]
+pub struct Member {
+    /// Opaque stable id: hash of upstream name and address (what the sticky cookie holds).
+    pub id: u64,
+    /// The address as configured (or `ip:port` when discovered): its identity.
+    pub address: Arc<str>,
+    pub socket: SocketAddr,
+    pub weight: u32,
+    pub max_inflight: Option<u32>,
+    pub drain: bool,
+    pub discovered: bool,
+    pub state: Arc<ServerState>,
+}
+
+#[derive(Debug, Default)]
+struct Inputs {
+    configured: Vec<Server>,
+    /// `None` until discovery has answered once.
+    discovered: Option<Vec<SocketAddr>>,
+}
+
+/// The long-lived state of one upstream.
+#[derive(Debug)]
+pub struct UpstreamPool {
+    pub name: Arc<str>,
+    members: ArcSwap<Vec<Arc<Member>>>,
+    inputs: Mutex<Inputs>,
+    /// Held while smooth round robin reads and updates the running weights.
+    pub(super) rr_lock: Mutex<()>,
+    pub(super) sticky: Mutex<StickyTable<StickyKey>>,
+    /// Notified whenever an in-flight slot is given back (queued requests wait on it).
+    pub(super) released: Arc<Notify>,
+    pub(super) queued: AtomicU32,
+    /// Rotates ties between equally loaded servers.
+    pub(super) ticket: AtomicU64,
+}
+
+impl UpstreamPool {
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: Arc::from(name),
+            members: ArcSwap::from_pointee(Vec::new()),
+            inputs: Mutex::new(Inputs::default()),
+            rr_lock: Mutex::new(()),
+            sticky: Mutex::new(StickyTable::new(DEFAULT_STICKY_TABLE_CAPACITY)),
+            released: Arc::new(Notify::new()),
+            queued: AtomicU32::new(0),
+            ticket: AtomicU64::new(0),
+        }
+    }
+
+    /// The members now.
+    pub fn members(&self) -> Arc<Vec<Arc<Member>>> {
+        self.members.load_full()
+    }
+
+    /// Requests waiting in the queue now.
+    pub fn queued(&self) -> u32 {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Sets the configured servers (start-up and reload).
+    pub fn set_configured(&self, servers: &[Server], discovery: bool) {
+        let mut inputs = lock(&self.inputs);
+        inputs.configured = servers.to_vec();
+        if !discovery {
+            inputs.discovered = None;
+        }
+        self.rebuild(&inputs);
+    }
+
+    /// Sets the addresses DNS discovery found; returns true when the member list changed.
+    pub fn set_discovered(&self, mut found: Vec<SocketAddr>) -> bool {
+        found.sort();
+        found.dedup();
+        let mut inputs = lock(&self.inputs);
+        if inputs.discovered.as_ref() == Some(&found) {
+            return false;
+        }
+        inputs.discovered = Some(found);
+        self.rebuild(&inputs);
+        true
+    }
+
+    /// New member list from the inputs, reusing the state of members that stay.
+    fn rebuild(&self, inputs: &Inputs) {
+        let old = self.members.load();
+        let previous: HashMap<&str, &Arc<Member>> = old.iter().map(|m| (&*m.address, m)).collect();
+        let mut next: Vec<Arc<Member>> = Vec::new();
+        let mut add = |address: String, socket, weight, max_inflight, drain, discovered| {
+            if next.iter().any(|m: &Arc<Member>| *m.address == *address) {
+                return;
+            }
+            let state = previous
+                .get(address.as_str())
+                .map(|m| m.state.clone())
+                .unwrap_or_default();
+            next.push(Arc::new(Member {
+                id: stable_hash(&[self.name.as_bytes(), address.as_bytes()]),
+                address: Arc::from(address),
+                socket,
+                weight,
+                max_inflight,
+                drain,
+                discovered,
+                state,
+            }));
+        };
+        for s in &inputs.configured {
+            add(
+                s.address.clone(),
+                s.socket,
+                s.weight,
+                s.max_inflight,
+                s.drain,
+                false,
+            );
+        }
+        for socket in inputs.discovered.iter().flatten() {
+            add(
+                socket.to_string(),
+                *socket,
+                DEFAULT_WEIGHT,
+                None,
+                false,
+                true,
+            );
+        }
+        self.members.store(Arc::new(next));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(address: &str, weight: u32) -> Server {
+        Server {
+            address: address.into(),
+            socket: address.parse().expect("socket"),
+            weight,
+            max_inflight: None,
+            drain: false,
+        }
+    }
+
+    #[test]
+    fn rebuild_keeps_state_by_address() {
+        let pool = UpstreamPool::new("u");
+        pool.set_configured(&[server("127.0.0.1:1", 1), server("127.0.0.1:2", 1)], true);
+        let before = pool.members();
+        pool.set_configured(&[server("127.0.0.1:2", 5), server("127.0.0.1:3", 1)], true);
+        let after = pool.members();
+        assert_eq!(after.len(), 2);
+        assert!(Arc::ptr_eq(&before[1].state, &after[0].state));
+        assert_eq!(after[0].weight, 5);
+        assert_eq!(before[1].id, after[0].id);
+        assert_ne!(after[0].id, after[1].id);
+    }
+
+    #[test]
+    fn discovered_members_come_and_go() {
+        let pool = UpstreamPool::new("u");
+        pool.set_configured(&[server("127.0.0.1:1", 1)], true);
+        let a: SocketAddr = "10.0.0.1:80".parse().expect("a");
+        let b: SocketAddr = "10.0.0.2:80".parse().expect("b");
+        assert!(pool.set_discovered(vec![b, a, a]));
+        assert!(!pool.set_discovered(vec![a, b]));
+        let kept = pool.members()[2].state.clone();
+        assert_eq!(pool.members().len(), 3);
+        assert!(pool.set_discovered(vec![b]));
+        let members = pool.members();
+        assert_eq!(members.len(), 2);
+        assert!(members[1].discovered && Arc::ptr_eq(&members[1].state, &kept));
+        // A reload keeps what discovery found.
+        pool.set_configured(&[server("127.0.0.1:1", 2)], true);
+        assert_eq!(pool.members().len(), 2);
+        pool.set_configured(&[server("127.0.0.1:1", 2)], false);
+        assert_eq!(pool.members().len(), 1);
+    }
+}

@@ -1,0 +1,190 @@
+//! Admission: a request that finds every eligible server at `max_inflight` waits in the
+//! upstream's bounded queue until a slot is given back or `queue.timeout` passes (HAProxy
+//! `maxconn` + `timeout queue`); a full queue or an expired wait is refused with a retry hint.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use super::members::UpstreamPool;
+use super::select::{Outcome, Pick, RequestInfo, Rules};
+use crate::config::model::Queue;
+
+/// Why no server was given to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No server can take it (none configured, all tried, all down and draining).
+    Unavailable,
+    /// Every server is busy and the queue is full or the wait expired: retry after this many
+    /// seconds.
+    Overloaded { retry_after_secs: u64 },
+}
+
+/// A place in the queue, given back on drop.
+struct QueueSlot<'a>(&'a AtomicU32);
+
+impl Drop for QueueSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The Retry-After hint for a refused request: the queue timeout, at least one second.
+pub fn retry_after_secs(queue: &Queue) -> u64 {
+    queue.timeout.as_secs_f64().ceil().max(1.0) as u64
+}
+
+impl UpstreamPool {
+    /// Selects a server, waiting in the queue while every eligible one is full.
+    pub async fn acquire(
+        &self,
+        rules: &Rules<'_>,
+        req: &RequestInfo<'_>,
+        queue: &Queue,
+    ) -> Result<Pick, Refusal> {
+        let overloaded = Refusal::Overloaded {
+            retry_after_secs: retry_after_secs(queue),
+        };
+        let mut slot: Option<QueueSlot<'_>> = None;
+        let mut deadline: Option<Instant> = None;
+        loop {
+            // Registered before selecting, so a slot freed in between still wakes us.
+            let released = self.released.clone();
+            let mut notified = pin!(released.notified());
+            notified.as_mut().enable();
+            match self.select(rules, req, Instant::now()) {
+                Outcome::Picked(pick) => return Ok(pick),
+                Outcome::Unavailable => return Err(Refusal::Unavailable),
+                Outcome::Full => {}
+            }
+            if slot.is_none() {
+                let entered = self
+                    .queued
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < queue.size).then_some(n + 1)
+                    });
+                if entered.is_err() {
+                    return Err(overloaded);
+                }
+                slot = Some(QueueSlot(&self.queued));
+            }
+            let until = *deadline.get_or_insert_with(|| Instant::now() + queue.timeout);
+            let left = until.saturating_duration_since(Instant::now());
+            if left == Duration::ZERO || tokio::time::timeout(left, notified).await.is_err() {
+                return Err(overloaded);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use http::HeaderMap;
+
+    use super::*;
+    use crate::config::model::{Balance, Server};
+
+    fn limited_pool() -> Arc<UpstreamPool> {
+        let pool = UpstreamPool::new("q");
+        pool.set_configured(
+            &[Server {
+                address: "127.0.0.1:1".into(),
+                socket: ([127, 0, 0, 1], 1).into(),
+                weight: 1,
+                max_inflight: Some(1),
+                drain: false,
+            }],
+            false,
+        );
+        Arc::new(pool)
+    }
+
+    #[tokio::test]
+    async fn waits_for_a_slot_then_refuses_overflow() {
+        let pool = limited_pool();
+        let balance = Balance::RoundRobin;
+        let rules = Rules {
+            balance: &balance,
+            sticky: None,
+            slow_start: None,
+        };
+        let headers = HeaderMap::new();
+        let req = RequestInfo {
+            client_ip: None,
+            headers: &headers,
+            tried: &[],
+        };
+        let queue = Queue {
+            size: 1,
+            timeout: Duration::from_secs(5),
+        };
+        let first = pool.acquire(&rules, &req, &queue).await.expect("first");
+        let waiter = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let balance = Balance::RoundRobin;
+                let rules = Rules {
+                    balance: &balance,
+                    sticky: None,
+                    slow_start: None,
+                };
+                let headers = HeaderMap::new();
+                let req = RequestInfo {
+                    client_ip: None,
+                    headers: &headers,
+                    tried: &[],
+                };
+                pool.acquire(&rules, &req, &queue)
+                    .await
+                    .map(|p| p.member.id)
+            })
+        };
+        while pool.queued() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // The queue holds one: the next is refused at once.
+        let refused = pool.acquire(&rules, &req, &queue).await;
+        assert_eq!(
+            refused.map(|p| p.member.id),
+            Err(Refusal::Overloaded {
+                retry_after_secs: 5
+            })
+        );
+        drop(first);
+        assert!(waiter.await.expect("join").is_ok());
+        assert_eq!(pool.queued(), 0);
+        assert_eq!(pool.members()[0].state.inflight(), 0);
+    }
+
+    #[tokio::test]
+    async fn an_expired_wait_is_refused() {
+        let pool = limited_pool();
+        let balance = Balance::RoundRobin;
+        let rules = Rules {
+            balance: &balance,
+            sticky: None,
+            slow_start: None,
+        };
+        let headers = HeaderMap::new();
+        let req = RequestInfo {
+            client_ip: None,
+            headers: &headers,
+            tried: &[],
+        };
+        let queue = Queue {
+            size: 4,
+            timeout: Duration::from_millis(50),
+        };
+        let _held = pool.acquire(&rules, &req, &queue).await.expect("first");
+        let refused = pool.acquire(&rules, &req, &queue).await;
+        assert!(matches!(
+            refused,
+            Err(Refusal::Overloaded {
+                retry_after_secs: 1
+            })
+        ));
+        assert_eq!(pool.queued(), 0);
+    }
+}

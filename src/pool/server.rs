@@ -1,0 +1,202 @@
+//! One backend server's long-lived state, kept by identity (upstream + address) across reloads:
+//! in-flight count, counters, health, recent errors. [`InflightGuard`] holds one in-flight slot
+//! and gives it back when dropped, whatever ended the request.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::Notify;
+
+use crate::config::model::Health;
+use crate::health::state::HealthState;
+
+/// Recent errors kept per server for status.
+pub const RECENT_ERRORS_KEPT: usize = 8;
+
+/// Locks a mutex; a panic elsewhere while holding it leaves plain data that is still usable.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One recent failure seen on a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecentError {
+    /// Milliseconds since the Unix epoch.
+    pub at_unix_ms: u64,
+    /// `connect`, `5xx`, `proxy`, `check`.
+    pub kind: &'static str,
+}
+
+/// Long-lived state of one server.
+#[derive(Debug, Default)]
+pub struct ServerState {
+    inflight: AtomicU32,
+    requests: AtomicU64,
+    failures: AtomicU64,
+    sticky_hits: AtomicU64,
+    /// Smooth round robin's running weight (only touched under the pool's round robin lock).
+    pub(super) rr_current: AtomicI64,
+    health: Mutex<HealthState>,
+    recent: Mutex<VecDeque<RecentError>>,
+    /// An active check is running (a slow check is never overlapped by the next one).
+    checking: AtomicBool,
+}
+
+impl ServerState {
+    /// Requests outstanding now.
+    pub fn inflight(&self) -> u32 {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    pub fn failures(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    pub fn sticky_hits(&self) -> u64 {
+        self.sticky_hits.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn count_sticky_hit(&self) {
+        self.sticky_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A copy of the health state.
+    pub fn health(&self) -> HealthState {
+        lock(&self.health).clone()
+    }
+
+    pub fn available(&self, now: Instant) -> bool {
+        lock(&self.health).available(now)
+    }
+
+    pub fn recent_errors(&self) -> Vec<RecentError> {
+        lock(&self.recent).iter().cloned().collect()
+    }
+
+    /// Takes an in-flight slot unless `max` are taken; `released` is notified when it is given back.
+    pub fn try_acquire(
+        self: &Arc<Self>,
+        max: Option<u32>,
+        released: &Arc<Notify>,
+    ) -> Option<InflightGuard> {
+        let limit = max.unwrap_or(u32::MAX);
+        self.inflight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < limit).then_some(n + 1)
+            })
+            .ok()?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Some(InflightGuard {
+            server: self.clone(),
+            released: released.clone(),
+        })
+    }
+
+    /// A connect error, reset or 5xx: counts toward passive ejection.
+    pub fn record_failure(&self, policy: &Health, kind: &'static str, now: Instant) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.remember(kind);
+        let ejected = lock(&self.health).on_passive_failure(policy, now);
+        if ejected {
+            tracing::warn!(kind, "server ejected after consecutive failures");
+        }
+    }
+
+    /// A good response: clears the passive failure streak.
+    pub fn record_success(&self) {
+        lock(&self.health).on_passive_success();
+    }
+
+    /// Claims the right to run an active check; false while another one is still running.
+    pub fn begin_check(&self) -> bool {
+        !self.checking.swap(true, Ordering::AcqRel)
+    }
+
+    /// An active check result; releases the claim taken by [`Self::begin_check`]. Returns true
+    /// when the verdict changed.
+    pub fn record_check(&self, ok: bool, policy: &Health, now: Instant) -> bool {
+        if !ok {
+            self.remember("check");
+        }
+        let changed = lock(&self.health).on_check(ok, policy, now);
+        self.checking.store(false, Ordering::Release);
+        changed
+    }
+
+    fn remember(&self, kind: &'static str) {
+        let at_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let mut recent = lock(&self.recent);
+        if recent.len() >= RECENT_ERRORS_KEPT {
+            recent.pop_front();
+        }
+        recent.push_back(RecentError { at_unix_ms, kind });
+    }
+}
+
+/// One in-flight slot on a server, released on drop: request done, failed, retried elsewhere or
+/// abandoned by the client.
+#[derive(Debug)]
+pub struct InflightGuard {
+    server: Arc<ServerState>,
+    released: Arc<Notify>,
+}
+
+impl InflightGuard {
+    pub fn server(&self) -> &Arc<ServerState> {
+        &self.server
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.server.inflight.fetch_sub(1, Ordering::AcqRel);
+        self.released.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guards_count_and_release() {
+        let server = Arc::new(ServerState::default());
+        let notify = Arc::new(Notify::new());
+        let a = server.try_acquire(Some(2), &notify).expect("first");
+        let b = server.try_acquire(Some(2), &notify).expect("second");
+        assert!(server.try_acquire(Some(2), &notify).is_none());
+        assert_eq!(server.inflight(), 2);
+        drop(a);
+        assert_eq!(server.inflight(), 1);
+        let c = server.try_acquire(None, &notify).expect("unlimited");
+        drop((b, c));
+        assert_eq!(server.inflight(), 0);
+        assert_eq!(server.requests(), 3);
+    }
+
+    #[test]
+    fn health_checks_never_touch_inflight() {
+        let server = Arc::new(ServerState::default());
+        let notify = Arc::new(Notify::new());
+        let guard = server.try_acquire(None, &notify);
+        let policy = Health::default();
+        for _ in 0..10 {
+            server.record_check(false, &policy, Instant::now());
+            server.record_failure(&policy, "connect", Instant::now());
+        }
+        assert_eq!(server.inflight(), 1);
+        assert_eq!(server.recent_errors().len(), RECENT_ERRORS_KEPT);
+        drop(guard);
+        assert_eq!(server.inflight(), 0);
+    }
+}

@@ -1,0 +1,190 @@
+//! Per-server status as plain data (state, in-flight, sticky count, recent errors) for the admin
+//! listener and the observability work, and its minimal JSON rendering for `/status.json`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use super::members::UpstreamPool;
+use super::server::{lock, RecentError};
+use crate::balance::sticky::format_id;
+
+/// One upstream's status.
+#[derive(Debug, Clone)]
+pub struct UpstreamStatus {
+    pub name: String,
+    pub balance: &'static str,
+    /// Requests waiting for a free server.
+    pub queued: u32,
+    pub servers: Vec<ServerStatus>,
+}
+
+/// One server's status.
+#[derive(Debug, Clone)]
+pub struct ServerStatus {
+    /// The opaque id the sticky cookie carries.
+    pub id: String,
+    pub address: String,
+    /// `up`, `down`, `ejected` or `draining`.
+    pub state: &'static str,
+    pub inflight: u32,
+    pub max_inflight: Option<u32>,
+    pub weight: u32,
+    /// The weight in force now (lower during slow start).
+    pub effective_weight: f64,
+    pub requests: u64,
+    pub failures: u64,
+    pub checks: u64,
+    pub sticky_hits: u64,
+    /// Live client_ip/header table entries pinned to this server.
+    pub sticky_entries: usize,
+    pub discovered: bool,
+    pub recent_errors: Vec<RecentError>,
+}
+
+impl UpstreamPool {
+    /// A status snapshot of every member.
+    pub fn status(&self, balance: &'static str, slow_start: Option<Duration>) -> UpstreamStatus {
+        let now = Instant::now();
+        let entries: HashMap<u64, usize> = lock(&self.sticky).count_by_server(now);
+        let servers = self
+            .members()
+            .iter()
+            .map(|m| {
+                let health = m.state.health();
+                let state = match health.availability(now).as_str() {
+                    "up" if m.drain => "draining",
+                    other => other,
+                };
+                ServerStatus {
+                    id: format_id(m.id),
+                    address: m.address.to_string(),
+                    state,
+                    inflight: m.state.inflight(),
+                    max_inflight: m.max_inflight,
+                    weight: m.weight,
+                    effective_weight: f64::from(m.weight) * health.weight_factor(slow_start, now),
+                    requests: m.state.requests(),
+                    failures: m.state.failures(),
+                    checks: health.checks_done(),
+                    sticky_hits: m.state.sticky_hits(),
+                    sticky_entries: entries.get(&m.id).copied().unwrap_or(0),
+                    discovered: m.discovered,
+                    recent_errors: m.state.recent_errors(),
+                }
+            })
+            .collect();
+        UpstreamStatus {
+            name: self.name.to_string(),
+            balance,
+            queued: self.queued(),
+            servers,
+        }
+    }
+}
+
+/// A JSON string literal.
+fn quote(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if u32::from(c) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// `{"generation":N,"upstreams":[...]}`.
+pub fn to_json(generation: u64, upstreams: &[UpstreamStatus]) -> String {
+    let mut out = format!("{{\"generation\":{generation},\"upstreams\":[");
+    for (i, u) in upstreams.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"name\":");
+        quote(&mut out, &u.name);
+        let _ = write!(
+            out,
+            ",\"balance\":\"{}\",\"queued\":{},\"servers\":[",
+            u.balance, u.queued
+        );
+        for (j, s) in u.servers.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            server_json(&mut out, s);
+        }
+        out.push_str("]}");
+    }
+    out.push_str("]}\n");
+    out
+}
+
+fn server_json(out: &mut String, s: &ServerStatus) {
+    out.push_str("{\"id\":");
+    quote(out, &s.id);
+    out.push_str(",\"address\":");
+    quote(out, &s.address);
+    let max = s
+        .max_inflight
+        .map_or_else(|| "null".to_string(), |m| m.to_string());
+    let _ = write!(
+        out,
+        ",\"state\":\"{}\",\"inflight\":{},\"max_inflight\":{max},\"weight\":{},\"effective_weight\":{:.3},\"requests\":{},\"failures\":{},\"checks\":{},\"sticky_hits\":{},\"sticky_entries\":{},\"discovered\":{},\"recent_errors\":[",
+        s.state,
+        s.inflight,
+        s.weight,
+        s.effective_weight,
+        s.requests,
+        s.failures,
+        s.checks,
+        s.sticky_hits,
+        s.sticky_entries,
+        s.discovered
+    );
+    for (k, e) in s.recent_errors.iter().enumerate() {
+        if k > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"at_unix_ms\":{},\"kind\":\"{}\"}}",
+            e.at_unix_ms, e.kind
+        );
+    }
+    out.push_str("]}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::Server;
+
+    #[test]
+    fn renders_json() {
+        let pool = UpstreamPool::new("o\"w");
+        pool.set_configured(
+            &[Server {
+                address: "127.0.0.1:9".into(),
+                socket: ([127, 0, 0, 1], 9).into(),
+                weight: 2,
+                max_inflight: Some(4),
+                drain: true,
+            }],
+            false,
+        );
+        let status = pool.status("round_robin", None);
+        let json = to_json(3, &[status]);
+        assert!(
+            json.starts_with("{\"generation\":3,\"upstreams\":[{\"name\":\"o\\\"w\""),
+            "{json}"
+        );
+        assert!(json.contains("\"state\":\"draining\",\"inflight\":0,\"max_inflight\":4,\"weight\":2,\"effective_weight\":2.000"), "{json}");
+        assert!(json.ends_with("\"recent_errors\":[]}]}]}\n"), "{json}");
+    }
+}

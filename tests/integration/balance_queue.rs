@@ -1,0 +1,102 @@
+//! Admission through the real daemon: with `max_inflight: 2` and a slow backend, further
+//! requests wait in the bounded queue, the overflow gets 503 with Retry-After at once, a wait
+//! longer than `queue.timeout` also ends in 503, and nothing hangs.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::balance_support::{
+    backend, lb_builder, servers_yaml, total_inflight, try_request, wait_status, Replica,
+};
+use crate::client::Response;
+
+fn spawn_get(addr: SocketAddr, path: &str) -> tokio::task::JoinHandle<Result<Response, String>> {
+    let path = path.to_string();
+    tokio::spawn(async move { try_request(addr, "GET", &path, &[]).await })
+}
+
+/// Waits (bounded) until the replica is answering `n` requests at once.
+async fn until_busy(replica: &Replica, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while replica.concurrency().0 < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} never reached {n} at once",
+            replica.name
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_inflight_queues_then_refuses_with_retry_after() {
+    let slow = Replica::start("slow").await;
+    slow.set_delay(Duration::from_millis(1000));
+    let d = lb_builder()
+        .upstream_yaml(
+            "app",
+            &format!(
+                "{}    queue: {{ size: 2, timeout: 5s }}\n",
+                servers_yaml(&[(slow.addr, "max_inflight: 2")])
+            ),
+        )
+        .start()
+        .await;
+    let lb = d.extra("lb");
+    let first: Vec<_> = (0..2).map(|i| spawn_get(lb, &format!("/{i}"))).collect();
+    until_busy(&slow, 2).await;
+    let queued: Vec<_> = (2..4).map(|i| spawn_get(lb, &format!("/{i}"))).collect();
+    wait_status(&d, Duration::from_secs(10), "two requests queued", |s| {
+        s["upstreams"][0]["queued"] == 2
+    })
+    .await;
+    // The queue is full: refused at once, with a hint when to come back.
+    for i in 4..6 {
+        let r = try_request(lb, "GET", &format!("/{i}"), &[])
+            .await
+            .expect("answer");
+        assert_eq!(r.status, 503, "{}", r.text());
+        assert_eq!(r.header("retry-after"), Some("5"));
+    }
+    for task in first.into_iter().chain(queued) {
+        let r = task.await.expect("join").expect("answer");
+        assert_eq!(r.status, 200);
+        assert_eq!(backend(&r), "slow");
+    }
+    assert_eq!(
+        slow.concurrency().1,
+        2,
+        "never more than max_inflight at once"
+    );
+    assert_eq!(slow.requests(), 4);
+    let s = wait_status(&d, Duration::from_secs(5), "idle", |s| {
+        total_inflight(s) == 0
+    })
+    .await;
+    assert_eq!(s["upstreams"][0]["queued"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_longer_than_the_queue_timeout_is_refused() {
+    let slow = Replica::start("slow").await;
+    slow.set_delay(Duration::from_millis(3000));
+    let d = lb_builder()
+        .upstream_yaml(
+            "app",
+            &format!(
+                "{}    queue: {{ size: 10, timeout: 300ms }}\n",
+                servers_yaml(&[(slow.addr, "max_inflight: 1")])
+            ),
+        )
+        .start()
+        .await;
+    let lb = d.extra("lb");
+    let holder = spawn_get(lb, "/hold");
+    until_busy(&slow, 1).await;
+    let r = try_request(lb, "GET", "/waits", &[]).await.expect("answer");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("1"));
+    let r = holder.await.expect("join").expect("answer");
+    assert_eq!(r.status, 200);
+    assert_eq!(slow.requests(), 1);
+}
