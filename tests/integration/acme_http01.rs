@@ -135,6 +135,8 @@ async fn restart_serves_the_stored_certificate_without_a_new_order() {
     let (_, info) = tls_connect(daemon.https, &sni("keep.acme.test")).await;
     let issued = info.peer_cert.expect("cert");
     let orders_before = pebble.log().matches("POST /order-plz").count();
+    let accounts_before = pebble.log().matches("POST /sign-me-up").count();
+    assert_eq!(accounts_before, 1);
     drop(daemon);
 
     let daemon = DaemonBuilder::new()
@@ -155,6 +157,11 @@ async fn restart_serves_the_stored_certificate_without_a_new_order() {
     assert_eq!(
         pebble.log().matches("POST /order-plz").count(),
         orders_before
+    );
+    // The stored account is reused: no second registration.
+    assert_eq!(
+        pebble.log().matches("POST /sign-me-up").count(),
+        accounts_before
     );
 }
 
