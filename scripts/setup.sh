@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing ferrogate needs on a fresh Debian machine that already has the
 # Rust toolchain: cmake (pingora's zlib-ng build) and the tools the tests use (chromium renders the
-# status page, systemd-analyze verifies the unit file). Safe to run again; installs only what is missing.
+# status page; systemd-analyze verifies the unit file; for the ACME tests Pebble +
+# pebble-challtestsrv, bind9's named, dig, openssl and curl). Safe to run again; installs only what
+# is missing.
 set -euo pipefail
 
 need=()
@@ -9,6 +11,11 @@ command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # unit file verification test
+command -v pebble >/dev/null 2>&1 || need+=(pebble)              # ACME CA (+ pebble-challtestsrv)
+{ command -v named || test -x /usr/sbin/named; } >/dev/null 2>&1 || need+=(bind9)   # RFC 2136
+command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 
 if [ "${#need[@]}" -gt 0 ]; then
   sudo_cmd=()

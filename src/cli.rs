@@ -1,4 +1,4 @@
-//! Command-line interface: `run`, `check`, `demo`, `version`.
+//! Command-line interface: `run`, `check`, `certs`, `demo`, `version`.
 
 use std::path::PathBuf;
 
@@ -26,6 +26,12 @@ pub enum Command {
     },
     /// Validate a configuration: print every error with file:line:column and exit non-zero.
     Check {
+        /// Path of the YAML configuration.
+        #[arg(short, long, default_value = "/etc/ferrogate/ferrogate.yaml")]
+        config: PathBuf,
+    },
+    /// List each certificate: names, source (file/acme), issuer, expiry, next renewal, last error.
+    Certs {
         /// Path of the YAML configuration.
         #[arg(short, long, default_value = "/etc/ferrogate/ferrogate.yaml")]
         config: PathBuf,

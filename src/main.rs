@@ -18,6 +18,16 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Check { config } => check(&config),
+        Command::Certs { config } => match config::load(&config) {
+            Ok(loaded) => {
+                print!("{}", ferrogate::acme::report::render(&loaded));
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprint!("{errors}");
+                ExitCode::from(EXIT_INVALID_CONFIG)
+            }
+        },
         Command::Health { admin } => match ferrogate::admin::probe::healthz(&admin) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => {
@@ -72,7 +82,7 @@ fn check(path: &Path) -> ExitCode {
                 loaded.listeners.len(),
                 loaded.routes.len(),
                 loaded.upstreams.len(),
-                loaded.tls.certificates.len()
+                loaded.tls.certificates.len() + loaded.tls.acme.len()
             );
             ExitCode::SUCCESS
         }

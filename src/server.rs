@@ -15,6 +15,7 @@ use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
 use crate::acme::http01::ChallengeTokens;
+use crate::acme::AcmeManager;
 use crate::admin::AdminApp;
 use crate::config::model::Config;
 use crate::discovery::DnsDiscovery;
@@ -25,7 +26,7 @@ use crate::pool::Registry;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::runtime::{Snapshot, SnapshotStore};
-use crate::tls::{placeholder, CertIndex, CertStore};
+use crate::tls::{CertIndex, CertStore};
 
 /// Seconds pingora's runtimes get to wind down after the grace period.
 pub const DEFAULT_RUNTIME_SHUTDOWN_SECS: u64 = 1;
@@ -35,31 +36,13 @@ pub struct Shared {
     pub snapshots: Arc<SnapshotStore>,
     pub certs: Arc<CertStore>,
     pub challenges: Arc<ChallengeTokens>,
+    /// Issues and renews ACME certificates; owns the cert index from start-up on: a reload
+    /// calls `acme.apply(&new_config)`, which rebuilds and swaps the index.
+    pub acme: Arc<AcmeManager>,
     pub active: Arc<ActiveRequests>,
     pub readiness: Arc<Readiness>,
     /// Upstream pools (health, in-flight, sticky tables): pass to `Snapshot::compile` on reload.
     pub upstreams: Arc<Registry>,
-}
-
-/// Builds the certificate index for a configuration: configured certificates in file order (the
-/// first is the default), and the self-signed placeholder when none is configured.
-pub fn build_cert_index(config: &Config) -> Result<CertIndex, String> {
-    let mut index = CertIndex::default();
-    for cert in &config.tls.certificates {
-        index.add(&cert.dns_names, cert.key.clone());
-    }
-    let serves_tls = config.listeners.iter().any(|l| l.tls);
-    if serves_tls && index.is_empty() {
-        let (key, made) = placeholder::load_or_create(&config.state_dir)?;
-        if made {
-            tracing::info!(
-                state_dir = %config.state_dir.display(),
-                "made a self-signed placeholder certificate (no certificate configured)"
-            );
-        }
-        index.set_fallback(key);
-    }
-    Ok(index)
 }
 
 /// Prepares the shared state for a configuration.
@@ -70,14 +53,18 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
             config.state_dir.display()
         )
     })?;
-    let index = build_cert_index(config)?;
+    let certs = Arc::new(CertStore::new(CertIndex::default()));
+    let challenges = Arc::new(ChallengeTokens::default());
+    let acme = Arc::new(AcmeManager::new(certs.clone(), challenges.clone())?);
+    acme.apply(config)?;
     let upstreams = Arc::new(Registry::default());
     crate::observe::board::config_loaded(config, 1);
     Ok(Shared {
         snapshots: Arc::new(SnapshotStore::new(Snapshot::compile(config, 1, &upstreams))),
         upstreams,
-        certs: Arc::new(CertStore::new(index)),
-        challenges: Arc::new(ChallengeTokens::default()),
+        certs,
+        challenges,
+        acme,
         active: Arc::new(ActiveRequests::default()),
         readiness: Arc::new(Readiness::default()),
     })
@@ -158,12 +145,12 @@ pub fn build(
 /// failure.
 pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
     let shared = prepare(&config)?;
+    let acme = shared.acme.clone();
     let reloader = Arc::new(Reloader::new(
         path,
         config.clone(),
         shared.snapshots.clone(),
-        shared.certs.clone(),
-        Arc::new(build_cert_index),
+        Arc::new(move |config: &Config| acme.apply(config)),
         shared.upstreams.clone(),
     ));
     let daemon = build(&config, &shared, &reloader, upgrade)?;

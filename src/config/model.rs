@@ -47,6 +47,8 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub admin: Option<Admin>,
     pub tls: Tls,
+    /// The `acme` section; defaults (Let's Encrypt) when absent.
+    pub acme: Acme,
     /// Routes in file order.
     pub routes: Vec<Route>,
     /// Upstreams by name.
@@ -109,8 +111,11 @@ pub enum LogFormat {
 pub struct Tls {
     /// `Strict-Transport-Security: max-age=...` on TLS responses when set.
     pub hsts: Option<Duration>,
-    /// Certificates in file order; the first one is the default for unknown SNI.
+    /// File certificates in file order; the first certificate of the file (file or ACME) is the
+    /// default for unknown SNI.
     pub certificates: Vec<Certificate>,
+    /// Certificates issued by ACME, in file order.
+    pub acme: Vec<AcmeCertificate>,
 }
 
 /// A certificate loaded from files.
@@ -127,6 +132,157 @@ pub struct Certificate {
     /// Leaf expiry, seconds since the Unix epoch.
     pub not_after: i64,
 }
+
+/// A certificate the ACME manager issues and renews.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeCertificate {
+    /// Also the directory name under `state_dir/certs/`.
+    pub name: String,
+    /// Position in `tls.certificates` (0 = the default certificate).
+    pub index: usize,
+    /// Lowercased DNS names, `*.x` for wildcards, in file order.
+    pub domains: Vec<String>,
+    pub challenge: Challenge,
+}
+
+/// How the CA checks control of the names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Challenge {
+    Http01,
+    /// By the named entry of `acme.dns_providers`.
+    Dns01 {
+        provider: String,
+    },
+}
+
+/// Let's Encrypt's production directory.
+pub const LETSENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory.
+pub const LETSENCRYPT_STAGING_DIRECTORY: &str =
+    "https://acme-staging-v02.api.letsencrypt.org/directory";
+/// First retry delay after a failed issuance.
+pub const DEFAULT_ACME_RETRY_MIN: Duration = Duration::from_secs(60);
+/// Longest retry delay after repeated failures.
+pub const DEFAULT_ACME_RETRY_MAX: Duration = Duration::from_secs(6 * 3600);
+/// How long DNS-01 waits for TXT records to appear on the authoritative servers.
+pub const DEFAULT_PROPAGATION_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The `acme` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acme {
+    /// The directory URL.
+    pub directory: String,
+    pub email: Option<String>,
+    /// A PEM root to trust for the directory's TLS instead of the system roots.
+    pub ca_root: Option<PathBuf>,
+    pub eab: Option<Eab>,
+    pub dns_providers: BTreeMap<String, DnsProvider>,
+    /// Recursive resolvers for CNAME and zone look-ups; empty = /etc/resolv.conf.
+    pub dns_resolvers: Vec<SocketAddr>,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for Acme {
+    fn default() -> Self {
+        Self {
+            directory: LETSENCRYPT_DIRECTORY.into(),
+            email: None,
+            ca_root: None,
+            eab: None,
+            dns_providers: BTreeMap::new(),
+            dns_resolvers: Vec::new(),
+            retry_min: DEFAULT_ACME_RETRY_MIN,
+            retry_max: DEFAULT_ACME_RETRY_MAX,
+        }
+    }
+}
+
+/// External account binding (ZeroSSL and others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eab {
+    pub kid: String,
+    /// The base64url HMAC key.
+    pub hmac_key: Secret,
+}
+
+/// Where a secret is read from when it is needed (never stored in the model, never logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    File(PathBuf),
+    Env(String),
+}
+
+impl Secret {
+    /// Reads the secret, trimmed of surrounding whitespace.
+    pub fn read(&self) -> Result<String, String> {
+        match self {
+            Self::File(path) => std::fs::read_to_string(path)
+                .map(|s| s.trim().to_string())
+                .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
+            Self::Env(name) => std::env::var(name)
+                .map(|s| s.trim().to_string())
+                .map_err(|_| format!("environment variable {name} is not set")),
+        }
+    }
+}
+
+/// A DNS-01 provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsProvider {
+    pub name: String,
+    pub kind: DnsProviderKind,
+    /// Servers to check propagation on; empty = the zone's authoritative servers.
+    pub nameservers: Vec<SocketAddr>,
+    pub propagation_timeout: Duration,
+}
+
+/// TSIG algorithms for RFC 2136 updates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsigAlgorithm {
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+}
+
+/// What a DNS-01 provider talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsProviderKind {
+    /// Dynamic DNS UPDATE (RFC 2136) signed with TSIG.
+    Rfc2136 {
+        server: SocketAddr,
+        /// The zone to update; found by SOA query when absent.
+        zone: Option<String>,
+        tsig_key_name: String,
+        tsig_algorithm: TsigAlgorithm,
+        /// The base64 TSIG secret.
+        tsig_secret: Secret,
+    },
+    Cloudflare {
+        api_token: Secret,
+        api_url: String,
+    },
+    Regru {
+        username: String,
+        password: Secret,
+        api_url: String,
+        /// The domain as registered at reg.ru; found by SOA when absent.
+        zone: Option<String>,
+    },
+    /// `COMMAND present|cleanup FQDN VALUE`.
+    Exec {
+        command: PathBuf,
+    },
+    /// `POST {url}/present` and `{url}/cleanup` with `{"fqdn","value"}`.
+    Webhook {
+        url: String,
+    },
+}
+
+/// Cloudflare's API base.
+pub const CLOUDFLARE_API_URL: &str = "https://api.cloudflare.com/client/v4";
+/// reg.ru's API base.
+pub const REGRU_API_URL: &str = "https://api.reg.ru/api/regru2";
 
 /// How a route matches the Host header.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -87,10 +87,6 @@ pub struct RawCertificate {
 }
 
 /// `tls.certificates[].acme`.
-#[allow(
-    dead_code,
-    reason = "parsed to check the contract; read once the feature lands"
-)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCertificateAcme {
@@ -108,10 +104,6 @@ pub enum RawChallenge {
 }
 
 /// The top-level `acme` section.
-#[allow(
-    dead_code,
-    reason = "parsed to check the contract; read once the feature lands"
-)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAcme {
@@ -122,45 +114,64 @@ pub struct RawAcme {
     pub eab: Option<RawEab>,
     #[serde(default)]
     pub dns_providers: BTreeMap<String, RawDnsProvider>,
+    /// Recursive resolvers (`ip:port`) for CNAME and zone look-ups; default: /etc/resolv.conf.
+    pub dns_resolvers: Option<Vec<String>>,
+    /// First retry delay after a failed issuance (doubles up to `retry_max`).
+    pub retry_min: Option<String>,
+    pub retry_max: Option<String>,
 }
 
 /// External account binding.
-#[allow(
-    dead_code,
-    reason = "parsed to check the contract; read once the feature lands"
-)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEab {
     pub kid: String,
-    pub hmac_key_file: String,
+    pub hmac_key_file: Option<String>,
+    pub hmac_key_env: Option<String>,
 }
 
-/// A DNS-01 provider, by `type`.
-#[allow(
-    dead_code,
-    reason = "parsed to check the contract; read once the feature lands"
-)]
+/// A DNS-01 provider: `type` picks which of the other keys apply (checked in validation, so a
+/// key of another type gets its own positioned error).
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
-pub enum RawDnsProvider {
-    Regru {
-        username: String,
-        password_file: String,
-    },
-    Rfc2136 {
-        server: String,
-        tsig_key_name: String,
-        tsig_algorithm: String,
-        tsig_secret_file: String,
-    },
-    Cloudflare {
-        api_token_file: String,
-    },
-    /// Called as `COMMAND present|cleanup FQDN VALUE`.
-    Exec {
-        command: String,
-    },
+#[serde(deny_unknown_fields)]
+pub struct RawDnsProvider {
+    #[serde(rename = "type")]
+    pub kind: RawDnsProviderType,
+    // rfc2136
+    pub server: Option<String>,
+    pub zone: Option<String>,
+    pub tsig_key_name: Option<String>,
+    pub tsig_algorithm: Option<String>,
+    pub tsig_secret_file: Option<String>,
+    pub tsig_secret_env: Option<String>,
+    // regru
+    pub username: Option<String>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    // cloudflare
+    pub api_token_file: Option<String>,
+    pub api_token_env: Option<String>,
+    /// regru and cloudflare: the API base URL (a stand-in in tests).
+    pub api_url: Option<String>,
+    // exec
+    pub command: Option<String>,
+    // webhook
+    pub url: Option<String>,
+    // every type
+    /// Check propagation by asking these servers (`ip:port`) instead of the zone's NS.
+    pub nameservers: Option<Vec<String>>,
+    pub propagation_timeout: Option<String>,
+}
+
+/// DNS provider kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawDnsProviderType {
+    Rfc2136,
+    Cloudflare,
+    Regru,
+    Exec,
+    Webhook,
 }
 
 /// One of `routes`.

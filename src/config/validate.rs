@@ -1,6 +1,7 @@
 //! Raw YAML → validated [`Config`]: parses once, decodes each section and element on its own, runs
 //! the semantic checks and collects every error (file, line, column, key path) before giving up.
 
+mod acme;
 mod balancing;
 mod decode;
 mod hosts;
@@ -14,6 +15,8 @@ mod upstreams;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_acme;
+#[cfg(test)]
 mod tests_balancing;
 #[cfg(test)]
 mod tests_elements;
@@ -25,7 +28,7 @@ use serde_yaml::Value;
 use super::duration::parse_duration;
 use super::error::{ConfigError, ConfigErrors};
 use super::model::{Config, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATE_DIR};
-use super::raw::{RawAcme, RawShutdown, TOP_LEVEL_KEYS};
+use super::raw::{RawShutdown, TOP_LEVEL_KEYS};
 use super::spans::{Position, SpanIndex};
 use not_yet::NotYet;
 
@@ -64,10 +67,15 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
     let listeners = listeners::check(&mut checker, section("listeners"));
     let admin = checker.admin(section("admin"), &listeners.listeners);
     let tls = tls::check(&mut checker, section("tls"));
-    if let Some(acme) = section("acme") {
-        let _ = checker.decode::<RawAcme>(Some(acme), "acme");
-        checker.not_yet("acme", NotYet::Acme);
-    }
+    let (acme, providers) = acme::check(&mut checker, section("acme"));
+    let acme_present = section("acme").is_some_and(|v| !v.is_null());
+    acme::check_certificates(
+        &mut checker,
+        &tls,
+        &providers,
+        acme_present,
+        &listeners.listeners,
+    );
     let shutdown_grace = checker.shutdown_grace(section("shutdown"));
     let log = checker.log(section("log"));
     let upstreams = upstreams::check(&mut checker, section("upstreams"));
@@ -88,6 +96,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         listeners: listeners.listeners,
         admin,
         tls,
+        acme,
         routes,
         upstreams: upstreams.upstreams,
         shutdown_grace,

@@ -13,7 +13,6 @@ use std::time::SystemTime;
 use crate::config::{self, model::Config};
 use crate::pool::Registry;
 use crate::runtime::{Snapshot, SnapshotStore};
-use crate::tls::{CertIndex, CertStore};
 
 /// What asked for a reload (for logs and status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,15 +45,16 @@ pub struct ReloadStatus {
     pub last_errors: Vec<String>,
 }
 
-/// Builds the certificate index for a configuration (pluggable so certificate sources can grow).
-pub type CertIndexBuilder = dyn Fn(&Config) -> Result<CertIndex, String> + Send + Sync;
+/// Builds the certificate index for a configuration and swaps it in, or changes nothing and says
+/// why. The ACME manager does both (`AcmeManager::apply`): it also swaps in certificates it
+/// issues later, so only it may replace the index, never with one built before its last swap.
+pub type CertInstaller = dyn Fn(&Config) -> Result<(), String> + Send + Sync;
 
 /// Performs reloads; shared by every trigger.
 pub struct Reloader {
     path: PathBuf,
     snapshots: Arc<SnapshotStore>,
-    certs: Arc<CertStore>,
-    build_certs: Arc<CertIndexBuilder>,
+    install_certs: Arc<CertInstaller>,
     /// Upstream pools (health, in-flight, sticky tables) a new snapshot re-attaches to.
     upstreams: Arc<Registry>,
     /// The configuration the process started with: what cannot change without a restart.
@@ -71,16 +71,14 @@ impl Reloader {
         path: &Path,
         started_with: Config,
         snapshots: Arc<SnapshotStore>,
-        certs: Arc<CertStore>,
-        build_certs: Arc<CertIndexBuilder>,
+        install_certs: Arc<CertInstaller>,
         upstreams: Arc<Registry>,
     ) -> Self {
         let generation = snapshots.load().generation;
         Self {
             path: path.to_path_buf(),
             snapshots,
-            certs,
-            build_certs,
+            install_certs,
             upstreams,
             started_with,
             generation: AtomicU64::new(generation),
@@ -110,20 +108,22 @@ impl Reloader {
     pub async fn reload(&self, trigger: Trigger) -> Result<u64, Vec<String>> {
         let _one_at_a_time = self.serial.lock().await;
         let path = self.path.clone();
-        let build_certs = self.build_certs.clone();
+        let install_certs = self.install_certs.clone();
         // Loading resolves upstream names and reads certificate files: blocking work, kept off
         // the async workers.
         let prepared = tokio::task::spawn_blocking(move || {
             let config = config::load(&path)
                 .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-            let index = build_certs(&config).map_err(|e| vec![e])?;
-            Ok::<_, Vec<String>>((config, index))
+            // Certificates first: a route that appears with this generation finds its
+            // certificate.
+            install_certs(&config).map_err(|e| vec![e])?;
+            Ok::<_, Vec<String>>(config)
         })
         .await
         .map_err(|e| vec![format!("reload task failed: {e}")])
         .and_then(|prepared| prepared);
         let result = match prepared {
-            Ok((config, index)) => Ok(self.apply(&config, index)),
+            Ok(config) => Ok(self.apply(&config)),
             Err(errors) => Err(errors),
         };
         self.record(trigger, &result);
@@ -131,14 +131,12 @@ impl Reloader {
     }
 
     /// Installs a validated configuration: compile, then swap.
-    fn apply(&self, config: &Config, index: CertIndex) -> u64 {
+    fn apply(&self, config: &Config) -> u64 {
         for warning in restart_only_changes(&self.started_with, config) {
             tracing::warn!("{warning}");
         }
         let generation = self.generation.load(Ordering::SeqCst) + 1;
         let snapshot = Snapshot::compile(config, generation, &self.upstreams);
-        // Certificates first: a route that appears with this generation finds its certificate.
-        self.certs.replace(index);
         self.snapshots.swap(snapshot);
         self.generation.store(generation, Ordering::SeqCst);
         crate::observe::board::config_loaded(config, generation);

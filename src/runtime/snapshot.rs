@@ -246,7 +246,9 @@ mod tests {
             tls: Tls {
                 hsts: Some(std::time::Duration::from_secs(60)),
                 certificates: vec![],
+                acme: vec![],
             },
+            acme: Default::default(),
             routes,
             upstreams: BTreeMap::from([("u".to_string(), upstream)]),
             shutdown_grace: std::time::Duration::from_secs(1),

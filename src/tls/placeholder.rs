@@ -44,6 +44,22 @@ pub fn load_or_create(state_dir: &Path) -> Result<(Arc<CertifiedKey>, bool), Str
     Ok((key, true))
 }
 
+/// A self-signed certificate for `names`, made in memory: served for an ACME certificate's names
+/// until the CA has issued it.
+pub fn for_names(names: &[String]) -> Result<Arc<CertifiedKey>, String> {
+    let failed = |e: rcgen::Error| format!("cannot generate a placeholder certificate: {e}");
+    let mut params = rcgen::CertificateParams::new(names.to_vec()).map_err(failed)?;
+    let mut subject = rcgen::DistinguishedName::new();
+    subject.push(rcgen::DnType::CommonName, PLACEHOLDER_COMMON_NAME);
+    params.distinguished_name = subject;
+    let key = rcgen::KeyPair::generate().map_err(failed)?;
+    let cert = params.self_signed(&key).map_err(failed)?;
+    certified_key_from_pem(cert.pem().as_bytes(), key.serialize_pem().as_bytes())
+}
+
+/// Subject and issuer CN of the per-name placeholders, so a client shows what it is.
+pub const PLACEHOLDER_COMMON_NAME: &str = "ferrogate placeholder (certificate not issued yet)";
+
 /// Writes a file through a temporary sibling, fsync and rename, so a crash never leaves half a key.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
     let tmp: PathBuf = path.with_extension("tmp");

@@ -52,7 +52,7 @@ impl RecordedRequest {
 }
 
 /// Reads one request head and body; `None` on a clean EOF before a request.
-async fn read_request<R: AsyncBufRead + Unpin>(
+pub async fn read_request<R: AsyncBufRead + Unpin>(
     reader: &mut R,
 ) -> std::io::Result<Option<RecordedRequest>> {
     let mut line = Vec::new();

@@ -82,6 +82,10 @@ pub struct DaemonBuilder {
     admin: Option<SocketAddr>,
     /// Extra top-level YAML appended verbatim (e.g. `shutdown: { grace_period: 5s }`).
     extra_yaml: String,
+    /// ACME certificate entries (flow mappings) after the file certificates.
+    acme_certs: Vec<String>,
+    /// A state dir outside the temp dir (to survive a restart).
+    state_dir: Option<PathBuf>,
     /// Lay the config out as a Kubernetes ConfigMap volume does (`..data` symlink swaps).
     configmap: bool,
     env: Vec<(String, String)>,
@@ -106,6 +110,8 @@ impl DaemonBuilder {
             upstreams: Vec::new(),
             admin: None,
             extra_yaml: String::new(),
+            acme_certs: Vec::new(),
+            state_dir: None,
             configmap: false,
             env: Vec::new(),
         }
@@ -125,6 +131,24 @@ impl DaemonBuilder {
     }
 
     /// Appends top-level YAML verbatim.
+    /// The plain HTTP listener's address (known before the daemon starts).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+    }
+
+    /// Adds a `tls.certificates` entry written as a flow mapping, e.g.
+    /// `{ name: a, domains: [a.test], acme: { challenge: http-01 } }`.
+    pub fn acme_certificate(mut self, flow_mapping: &str) -> Self {
+        self.acme_certs.push(flow_mapping.to_string());
+        self
+    }
+
+    /// Uses this state dir instead of one inside the temp dir.
+    pub fn state_dir(mut self, dir: &Path) -> Self {
+        self.state_dir = Some(dir.to_path_buf());
+        self
+    }
+
     pub fn yaml(mut self, text: &str) -> Self {
         self.extra_yaml.push_str(text);
         if !text.ends_with('\n') {
@@ -188,7 +212,10 @@ impl DaemonBuilder {
     /// The YAML this builder will write.
     pub fn config_yaml(&self) -> String {
         let mut y = String::new();
-        let state = self.dir.path().join("state");
+        let state = self
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.path().join("state"));
         writeln!(y, "state_dir: {}", state.display()).expect("fmt");
         writeln!(y, "workers: 1").expect("fmt");
         writeln!(y, "listeners:").expect("fmt");
@@ -214,6 +241,9 @@ impl DaemonBuilder {
                 c.key.display()
             )
             .expect("fmt");
+        }
+        for c in &self.acme_certs {
+            writeln!(y, "    - {c}").expect("fmt");
         }
         writeln!(y, "routes:").expect("fmt");
         for r in &self.routes {

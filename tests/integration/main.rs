@@ -29,3 +29,10 @@ mod routing;
 mod sticky;
 mod streaming;
 mod tls;
+
+mod acme_account;
+mod acme_dns01;
+mod acme_dns_api;
+mod acme_env;
+mod acme_http01;
+mod acme_reload;

@@ -4,8 +4,6 @@
 /// A contract feature not implemented yet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(in crate::config) enum NotYet {
-    /// `acme:` and `tls.certificates[].acme`.
-    Acme,
     /// `balance:` values not implemented (the name as written).
     Balance(&'static str),
     Inference,
@@ -14,9 +12,6 @@ pub(in crate::config) enum NotYet {
 impl NotYet {
     pub(in crate::config) fn message(self) -> String {
         match self {
-            Self::Acme => {
-                "ACME issuance is not supported yet by this build; use cert/key files".into()
-            }
             Self::Balance(name) => {
                 format!("balance `{name}` is not supported yet by this build; use `round_robin`, `least_inflight`, `p2c` or `hash`")
             }

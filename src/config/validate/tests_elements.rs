@@ -271,32 +271,6 @@ fn unimplemented_upstream_features_are_rejected_at_their_key() {
     );
 }
 
-#[test]
-fn acme_is_parsed_then_rejected() {
-    let acme = "acme:\n  directory: letsencrypt\n  email: a@b.c\n  dns_providers:\n    r: { type: regru, username: u, password_file: /p }\n";
-    one_error(
-        &(MINIMAL.to_string() + acme),
-        8,
-        "acme",
-        "ACME issuance is not supported yet",
-    );
-    let typo = acme.replace("username", "usrname");
-    let found = errors(&(MINIMAL.to_string() + &typo));
-    let keys: Vec<(usize, &str)> = found.iter().map(|e| (e.line, e.key.as_str())).collect();
-    assert_eq!(
-        keys,
-        [(8, "acme"), (12, "acme.dns_providers.r.usrname")],
-        "{found}"
-    );
-    let cert = "tls:\n  certificates:\n    - { name: c, domains: [a.com], acme: { challenge: http-01 } }\n";
-    one_error(
-        &(MINIMAL.to_string() + cert),
-        10,
-        "tls.certificates[0].acme",
-        "ACME issuance",
-    );
-}
-
 /// A self-signed certificate and key written to `dir`, named `name.pem` and `name.key`.
 fn write_pair(dir: &Path, name: &str, names: &[&str]) {
     let pair =

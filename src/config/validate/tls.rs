@@ -10,11 +10,10 @@ use serde_yaml::Value;
 use x509_parser::extensions::GeneralName;
 
 use super::hosts::parse_host;
-use super::not_yet::NotYet;
 use super::Checker;
 use crate::config::duration::parse_duration;
-use crate::config::model::{Certificate, Tls};
-use crate::config::raw::{RawCertificate, TLS_KEYS};
+use crate::config::model::{AcmeCertificate, Certificate, Challenge, Tls};
+use crate::config::raw::{RawCertificate, RawCertificateAcme, RawChallenge, TLS_KEYS};
 
 pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Tls {
     let mut tls = Tls::default();
@@ -30,8 +29,9 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Tls {
         }
     }
     let mut names: Vec<(String, String)> = Vec::new();
-    for (path, element) in checker.sequence(section("certificates"), "tls.certificates") {
-        let Some(raw) = checker.decode::<RawCertificate>(Some(element), &path) else {
+    let elements = checker.sequence(section("certificates"), "tls.certificates");
+    for (index, (path, element)) in elements.into_iter().enumerate() {
+        let Some(mut raw) = checker.decode::<RawCertificate>(Some(element), &path) else {
             continue;
         };
         let name_path = format!("{path}.name");
@@ -46,7 +46,11 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Tls {
             checker.at_value(&name_path, message);
         }
         names.push((raw.name.clone(), name_path));
-        if let Some(certificate) = check_certificate(checker, &path, raw) {
+        if let Some(acme) = raw.acme.take() {
+            if let Some(certificate) = check_acme_certificate(checker, &path, index, raw, acme) {
+                tls.acme.push(certificate);
+            }
+        } else if let Some(certificate) = check_certificate(checker, &path, raw) {
             tls.certificates.push(certificate);
         }
     }
@@ -58,22 +62,7 @@ fn check_certificate(
     path: &str,
     raw: RawCertificate,
 ) -> Option<Certificate> {
-    if raw.acme.is_some() {
-        checker.not_yet(&format!("{path}.acme"), NotYet::Acme);
-        match &raw.domains {
-            None => checker.at_value(path, "a certificate with `acme` needs `domains`"),
-            Some(domains) if domains.is_empty() => {
-                checker.at_value(&format!("{path}.domains"), "`domains` must not be empty")
-            }
-            Some(domains) => {
-                for (index, domain) in domains.iter().enumerate() {
-                    if let Err(message) = parse_host(domain) {
-                        checker.at_value(&format!("{path}.domains[{index}]"), message);
-                    }
-                }
-            }
-        }
-    } else if raw.domains.is_some() && (raw.cert.is_some() || raw.key.is_some()) {
+    if raw.domains.is_some() && (raw.cert.is_some() || raw.key.is_some()) {
         checker.at_key(
             &format!("{path}.domains"),
             "`domains` goes with `acme`; a file certificate's names come from the certificate",
@@ -90,15 +79,115 @@ fn check_certificate(
             None
         }
         (None, None) => {
-            if raw.acme.is_none() {
-                checker.at_value(
-                    path,
-                    "a certificate needs `cert` and `key` files (or `domains` with `acme`)",
-                );
-            }
+            let message = if raw.domains.is_some() {
+                "a certificate with `domains` needs `acme` (or `cert` and `key` files instead)"
+            } else {
+                "a certificate needs `cert` and `key` files (or `domains` with `acme`)"
+            };
+            checker.at_value(path, message);
             None
         }
     }
+}
+
+/// An ACME certificate: names to issue for and how; provider names are checked against the
+/// `acme` section later.
+fn check_acme_certificate(
+    checker: &mut Checker,
+    path: &str,
+    index: usize,
+    raw: RawCertificate,
+    acme: RawCertificateAcme,
+) -> Option<AcmeCertificate> {
+    let mut valid = true;
+    for key in [("cert", raw.cert.is_some()), ("key", raw.key.is_some())] {
+        if key.1 {
+            let message = format!(
+                "`{}` does not go with `acme`: ACME certificates are issued into state_dir",
+                key.0
+            );
+            checker.at_key(&format!("{path}.{}", key.0), message);
+            valid = false;
+        }
+    }
+    if !is_directory_name(&raw.name) {
+        checker.at_value(
+            &format!("{path}.name"),
+            "an ACME certificate's name names its directory in state_dir: letters, digits, `-`, `_` and `.` only, not starting with `.`",
+        );
+        valid = false;
+    }
+    let mut domains: Vec<String> = Vec::new();
+    match &raw.domains {
+        None => {
+            checker.at_value(path, "a certificate with `acme` needs `domains`");
+            valid = false;
+        }
+        Some(list) if list.is_empty() => {
+            checker.at_value(&format!("{path}.domains"), "`domains` must not be empty");
+            valid = false;
+        }
+        Some(list) => {
+            for (i, domain) in list.iter().enumerate() {
+                let domain_path = format!("{path}.domains[{i}]");
+                match parse_host(domain) {
+                    Err(message) => {
+                        checker.at_value(&domain_path, message);
+                        valid = false;
+                    }
+                    Ok(_) => {
+                        let lower = domain.to_ascii_lowercase();
+                        if domains.contains(&lower) {
+                            checker.at_value(&domain_path, format!("duplicate domain `{domain}`"));
+                            valid = false;
+                        } else if acme.challenge == RawChallenge::Http01 && lower.starts_with("*.")
+                        {
+                            checker.at_value(
+                                &domain_path,
+                                "a wildcard name needs `challenge: dns-01` (HTTP-01 cannot validate wildcards)",
+                            );
+                            valid = false;
+                        }
+                        domains.push(lower);
+                    }
+                }
+            }
+        }
+    }
+    let provider_path = format!("{path}.acme.dns_provider");
+    let challenge = match (acme.challenge, acme.dns_provider) {
+        (RawChallenge::Http01, None) => Challenge::Http01,
+        (RawChallenge::Http01, Some(_)) => {
+            checker.at_key(
+                &provider_path,
+                "`dns_provider` goes with `challenge: dns-01`",
+            );
+            return None;
+        }
+        (RawChallenge::Dns01, Some(provider)) => Challenge::Dns01 { provider },
+        (RawChallenge::Dns01, None) => {
+            checker.at_value(
+                &format!("{path}.acme"),
+                "`challenge: dns-01` needs `dns_provider` naming an entry of `acme.dns_providers`",
+            );
+            return None;
+        }
+    };
+    valid.then_some(AcmeCertificate {
+        name: raw.name,
+        index,
+        domains,
+        challenge,
+    })
+}
+
+/// A name usable as one path component.
+fn is_directory_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 fn load_files(

@@ -1,0 +1,47 @@
+//! Building the whole SNI index for a configuration: its file certificates, the ACME
+//! certificates currently served (issued or placeholder), and the self-signed fallback when
+//! nothing else is configured. Start-up, reload and the ACME manager all build it here, and swap
+//! the result in once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rustls::sign::CertifiedKey;
+
+use super::{placeholder, CertIndex};
+use crate::config::model::Config;
+
+/// The index for `config`; `acme` maps an ACME certificate's name to what is served for it.
+/// The first certificate of the file, file or ACME, is the default.
+pub fn build_index(
+    config: &Config,
+    acme: &BTreeMap<String, Arc<CertifiedKey>>,
+) -> Result<CertIndex, String> {
+    let mut index = CertIndex::default();
+    let acme_first = config.tls.acme.iter().find(|cert| cert.index == 0);
+    if let Some(cert) = acme_first {
+        if let Some(key) = acme.get(&cert.name) {
+            index.add(&cert.domains, key.clone());
+        }
+    }
+    for cert in &config.tls.certificates {
+        index.add(&cert.dns_names, cert.key.clone());
+    }
+    for cert in &config.tls.acme {
+        if let Some(key) = acme.get(&cert.name) {
+            index.add(&cert.domains, key.clone());
+        }
+    }
+    let serves_tls = config.listeners.iter().any(|l| l.tls);
+    if serves_tls && index.is_empty() {
+        let (key, made) = placeholder::load_or_create(&config.state_dir)?;
+        if made {
+            tracing::info!(
+                state_dir = %config.state_dir.display(),
+                "made a self-signed placeholder certificate (no certificate configured)"
+            );
+        }
+        index.set_fallback(key);
+    }
+    Ok(index)
+}
