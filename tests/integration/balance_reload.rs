@@ -70,3 +70,54 @@ async fn health_inflight_and_sticky_state_survive_a_reload() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_cookies_issued_before_reloads_still_pin() {
+    let (a, b, c) = (
+        Replica::start("a").await,
+        Replica::start("b").await,
+        Replica::start("c").await,
+    );
+    let servers = servers_yaml(&[(a.addr, ""), (b.addr, ""), (c.addr, "")]);
+    let mut d = lb_builder()
+        .upstream_yaml(
+            "app",
+            &format!("{servers}    sticky: {{ mode: cookie, cookie: fg_srv, ttl: 3h }}\n"),
+        )
+        .start()
+        .await;
+    let lb = d.extra("lb");
+    // Three clients, pinned to (likely) different replicas before any reload.
+    let mut clients = Vec::new();
+    for _ in 0..3 {
+        let first = get(lb, "/", &[]).await;
+        let set = first.header("set-cookie").expect("sticky cookie");
+        let cookie = set.split(';').next().expect("name=value").to_string();
+        clients.push((cookie, backend(&first)));
+    }
+    let limit = Duration::from_secs(10);
+    for generation in 2..=6u64 {
+        // Alternate a setting that changes nothing for the pinned clients.
+        let ttl = if generation % 2 == 0 {
+            "ttl: 2h"
+        } else {
+            "ttl: 3h"
+        };
+        d.replace_config(&d.initial_yaml().replace("ttl: 3h", ttl));
+        wait_status(&d, limit, "reloaded", |s| s["generation"] == generation).await;
+        for (cookie, pinned) in &clients {
+            for _ in 0..5 {
+                let r = get(lb, "/", &[("Cookie", cookie)]).await;
+                assert_eq!(
+                    &backend(&r),
+                    pinned,
+                    "cookie {cookie} moved after reload {generation}"
+                );
+                assert!(
+                    r.header("set-cookie").is_none(),
+                    "a valid cookie is not re-issued"
+                );
+            }
+        }
+    }
+}
