@@ -7,8 +7,7 @@ pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::sync::Arc;
 
 use crate::config::{self, model::Config};
 use crate::pool::Registry;
@@ -32,19 +31,6 @@ impl Trigger {
     }
 }
 
-/// The outcome of the last reload attempts, for status pages and metrics.
-#[derive(Debug, Clone, Default)]
-pub struct ReloadStatus {
-    /// Generation of the snapshot in force.
-    pub generation: u64,
-    pub succeeded: u64,
-    pub failed: u64,
-    pub last_attempt: Option<SystemTime>,
-    pub last_trigger: Option<Trigger>,
-    /// Empty when the last attempt succeeded.
-    pub last_errors: Vec<String>,
-}
-
 /// Builds the certificate index for a configuration and swaps it in, or changes nothing and says
 /// why. The ACME manager does both (`AcmeManager::apply`): it also swaps in certificates it
 /// issues later, so only it may replace the index, never with one built before its last swap.
@@ -60,7 +46,6 @@ pub struct Reloader {
     /// The configuration the process started with: what cannot change without a restart.
     started_with: Config,
     generation: AtomicU64,
-    status: Mutex<ReloadStatus>,
     /// One reload at a time.
     serial: tokio::sync::Mutex<()>,
 }
@@ -82,10 +67,6 @@ impl Reloader {
             upstreams,
             started_with,
             generation: AtomicU64::new(generation),
-            status: Mutex::new(ReloadStatus {
-                generation,
-                ..ReloadStatus::default()
-            }),
             serial: tokio::sync::Mutex::new(()),
         }
     }
@@ -93,14 +74,6 @@ impl Reloader {
     /// The configuration file being watched.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// A copy of the reload status.
-    pub fn status(&self) -> ReloadStatus {
-        match self.status.lock() {
-            Ok(status) => status.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
     }
 
     /// Reloads the configuration file. On success returns the new generation; on failure returns
@@ -143,19 +116,11 @@ impl Reloader {
         generation
     }
 
+    /// Logs the outcome and hands it to the status board and metrics (the one record of it).
     fn record(&self, trigger: Trigger, result: &Result<u64, Vec<String>>) {
         crate::observe::board::reload_finished(trigger.as_str(), result);
-        let mut status = match self.status.lock() {
-            Ok(status) => status,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        status.last_attempt = Some(SystemTime::now());
-        status.last_trigger = Some(trigger);
         match result {
             Ok(generation) => {
-                status.generation = *generation;
-                status.succeeded += 1;
-                status.last_errors.clear();
                 tracing::info!(
                     trigger = trigger.as_str(),
                     generation,
@@ -164,15 +129,13 @@ impl Reloader {
                 );
             }
             Err(errors) => {
-                status.failed += 1;
-                status.last_errors = errors.clone();
                 for error in errors {
                     tracing::error!(trigger = trigger.as_str(), "{error}");
                 }
                 tracing::error!(
                     trigger = trigger.as_str(),
                     errors = errors.len(),
-                    generation = status.generation,
+                    generation = self.generation.load(Ordering::SeqCst),
                     "configuration refused; still serving the previous one"
                 );
             }
