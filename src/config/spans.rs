@@ -2,7 +2,7 @@
 //! (`routes[2].upstream`, `upstreams.owui.servers[0].address`), built from `yaml-rust2`'s event
 //! parser because serde forgets positions once it has parsed.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::Marker;

@@ -1,7 +1,8 @@
 //! Host and path routing table: exact host > `*.wildcard` host > any host, then the longest
 //! matching path prefix on a segment boundary. Pure data in, data out; no I/O.
 
-use std::collections::HashMap;
+// Keys come from the configuration (trusted), so a fast non-keyed hash is safe for lookups.
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::model::HostMatch;
 
@@ -25,8 +26,8 @@ pub struct Router<T> {
 impl<T> Default for Router<T> {
     fn default() -> Self {
         Self {
-            exact: HashMap::new(),
-            wildcard: HashMap::new(),
+            exact: HashMap::default(),
+            wildcard: HashMap::default(),
             any_host: Vec::new(),
         }
     }

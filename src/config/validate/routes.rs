@@ -1,6 +1,6 @@
 //! `routes`: names, references to upstreams and listeners, host and path matching.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use serde_yaml::Value;
 
@@ -25,8 +25,8 @@ pub(super) fn check(
     let mut routes = Vec::new();
     // Element path by name of every route seen, valid or not, for duplicate checks (hashed: a
     // configuration may hold tens of thousands of routes).
-    let mut seen_names: HashMap<String, String> = HashMap::new();
-    let mut seen_matches: HashMap<MatchKey, String> = HashMap::new();
+    let mut seen_names: HashMap<String, String> = HashMap::default();
+    let mut seen_matches: HashMap<MatchKey, String> = HashMap::default();
     for (path, element) in checker.sequence(value, "routes") {
         let Some(raw) = checker.decode::<RawRoute>(Some(element), &path) else {
             continue;
