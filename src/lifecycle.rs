@@ -2,7 +2,6 @@
 //! readiness and sd_notify), graceful stop that ends as soon as requests in flight are done (or
 //! the grace period runs out), and the zero-downtime binary upgrade on SIGUSR2.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +12,10 @@ use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast;
 
+pub mod probe;
+
 use crate::reload::{signals, watch, Reloader};
+use probe::{wait_until_listening, Endpoint};
 
 /// How long the listeners may take to accept connections after start before the daemon gives up.
 pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -74,8 +76,8 @@ impl Readiness {
 pub struct ControlPlane {
     pub reloader: Arc<Reloader>,
     pub readiness: Arc<Readiness>,
-    /// Every address the daemon listens on (proxy listeners and admin).
-    pub addresses: Vec<SocketAddr>,
+    /// Every socket the daemon listens on (proxy listeners and admin).
+    pub endpoints: Vec<Endpoint>,
     /// Written with the process id once ready.
     pub pid_file: PathBuf,
 }
@@ -120,7 +122,7 @@ impl ControlPlane {
             self.reloader.clone(),
             watch::DEFAULT_DEBOUNCE,
         ));
-        if wait_until_listening(&self.addresses, DEFAULT_READY_TIMEOUT).await {
+        if wait_until_listening(&self.endpoints, DEFAULT_READY_TIMEOUT).await {
             self.readiness.set_ready();
             if let Err(e) = std::fs::write(&self.pid_file, format!("{}\n", std::process::id())) {
                 tracing::warn!(path = %self.pid_file.display(), error = %e, "cannot write pid file");
@@ -147,42 +149,6 @@ fn notify_systemd(states: &[sd_notify::NotifyState<'_>]) {
             tracing::warn!(error = %e, "sd_notify failed");
         }
     }
-}
-
-/// Where to connect to reach a listening address (wildcards through loopback).
-fn probe_address(address: SocketAddr) -> SocketAddr {
-    match address.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), address.port())
-        }
-        IpAddr::V6(ip) if ip.is_unspecified() => {
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), address.port())
-        }
-        _ => address,
-    }
-}
-
-/// Waits until every address accepts a TCP connection; false on timeout.
-async fn wait_until_listening(addresses: &[SocketAddr], limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    for address in addresses {
-        let target = probe_address(*address);
-        loop {
-            let attempt = tokio::time::timeout(
-                Duration::from_millis(500),
-                tokio::net::TcpStream::connect(target),
-            )
-            .await;
-            if matches!(attempt, Ok(Ok(_))) {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    true
 }
 
 /// pingora's shutdown signals, with two additions: a graceful stop that exits as soon as no
@@ -327,24 +293,5 @@ mod tests {
         assert_eq!(active.current(), 1);
         drop(b);
         assert_eq!(active.current(), 0);
-    }
-
-    #[test]
-    fn wildcard_listeners_are_probed_through_loopback() {
-        let any4: SocketAddr = "0.0.0.0:80".parse().expect("addr");
-        let any6: SocketAddr = "[::]:443".parse().expect("addr");
-        let exact: SocketAddr = "127.0.0.2:8080".parse().expect("addr");
-        assert_eq!(probe_address(any4), "127.0.0.1:80".parse().expect("addr"));
-        assert_eq!(probe_address(any6), "[::1]:443".parse().expect("addr"));
-        assert_eq!(probe_address(exact), exact);
-    }
-
-    #[tokio::test]
-    async fn readiness_waits_for_a_listener() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let open = listener.local_addr().expect("addr");
-        assert!(wait_until_listening(&[open], Duration::from_secs(2)).await);
-        drop(listener);
-        assert!(!wait_until_listening(&[open], Duration::from_millis(300)).await);
     }
 }

@@ -20,6 +20,7 @@ use crate::admin::AdminApp;
 use crate::config::model::Config;
 use crate::discovery::DnsDiscovery;
 use crate::health::HealthChecker;
+use crate::lifecycle::probe::Endpoint;
 use crate::lifecycle::{ActiveRequests, ControlPlane, Readiness, Signals};
 use crate::observe::connections::CountedConnections;
 use crate::pool::Registry;
@@ -154,12 +155,22 @@ pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
         shared.upstreams.clone(),
     ));
     let daemon = build(&config, &shared, &reloader, upgrade)?;
-    let mut addresses: Vec<_> = config.listeners.iter().map(|l| l.address).collect();
-    addresses.extend(config.admin.as_ref().map(|a| a.listen));
+    let mut endpoints: Vec<Endpoint> = config
+        .listeners
+        .iter()
+        .map(|l| Endpoint {
+            address: l.address,
+            tls: l.tls,
+        })
+        .collect();
+    endpoints.extend(config.admin.as_ref().map(|a| Endpoint {
+        address: a.listen,
+        tls: false,
+    }));
     ControlPlane {
         reloader,
         readiness: shared.readiness.clone(),
-        addresses,
+        endpoints,
         pid_file: config.state_dir.join("ferrogate.pid"),
     }
     .start()?;

@@ -189,7 +189,12 @@ impl Checker {
 
     /// A path from the file, relative ones taken against the config file's directory.
     pub(super) fn resolve(&self, path: &str) -> PathBuf {
-        self.base_dir.join(path)
+        // `./x` and `.` add nothing but noise to paths shown in logs and errors.
+        self.base_dir
+            .join(path)
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect()
     }
 
     fn workers(&mut self, value: Option<&Value>) -> usize {
