@@ -123,7 +123,16 @@ impl ServeHttp for AdminApp {
                     text(503, "starting: listeners not bound yet\n".into())
                 }
             }
-            (_, "/metrics") if read => reply(200, PROMETHEUS_CONTENT_TYPE, metrics::render()),
+            (_, "/metrics") if read => {
+                // The balancer's verdicts live in the pools; copy them in at scrape time.
+                for upstream in self.snapshots.load().upstreams() {
+                    for server in upstream.status().servers {
+                        let healthy = !matches!(server.state, "down" | "ejected");
+                        metrics::server_healthy(&upstream.name, &server.address, healthy);
+                    }
+                }
+                reply(200, PROMETHEUS_CONTENT_TYPE, metrics::render())
+            }
             (_, "/status" | "/status/") if read => status_page(&self.snapshots, true),
             (_, "/status.json") if read => status_page(&self.snapshots, false),
             (_, "/status/upstreams.json") if read => {

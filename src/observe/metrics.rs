@@ -49,6 +49,7 @@ pub struct Metrics {
     cert_expiry: IntGaugeVec,
     acme: IntCounterVec,
     queue_depth: IntGaugeVec,
+    server_usable: IntGaugeVec,
     queue_rejections: IntCounterVec,
     /// Certificate name → not-after (Unix seconds), for the seconds-left gauge at scrape time.
     certificates: Mutex<BTreeMap<String, i64>>,
@@ -166,6 +167,9 @@ impl Metrics {
             acme: counter(&r, "ferrogate_acme_orders_total",
                 "ACME issuance and renewal attempts by certificate and result (ok, error).",
                 &["certificate", "result"])?,
+            server_usable: gauge(&r, "ferrogate_upstream_server_healthy",
+                "1 while the balancer may send new requests to the server (up, slow-starting or draining with its sticky clients), 0 when it took the server out (failed active checks, passive ejection).",
+                &["upstream", "server"])?,
             queue_depth: gauge(&r, "ferrogate_queue_depth",
                 "Requests waiting for a server of an upstream.", &["upstream"])?,
             queue_rejections: counter(&r, "ferrogate_queue_rejections_total",
@@ -372,6 +376,17 @@ pub fn queue_depth(upstream: &str, depth: i64) {
 }
 
 /// Counts a request refused because `upstream`'s queue was full.
+/// The balancer's verdict on a server (refreshed when /metrics is scraped).
+pub fn server_healthy(upstream: &str, server: &str, healthy: bool) {
+    if let Some(m) = metrics() {
+        let upstream = m.upstreams.admit(upstream);
+        let server = m.servers.admit(server);
+        m.server_usable
+            .with_label_values(&[upstream.as_str(), server.as_str()])
+            .set(i64::from(healthy));
+    }
+}
+
 pub fn queue_rejected(upstream: &str) {
     if let Some(m) = metrics() {
         let upstream = m.upstreams.admit(upstream);

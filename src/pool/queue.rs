@@ -3,12 +3,13 @@
 //! `maxconn` + `timeout queue`); a full queue or an expired wait is refused with a retry hint.
 
 use std::pin::pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::members::UpstreamPool;
 use super::select::{Outcome, Pick, RequestInfo, Rules};
 use crate::config::model::Queue;
+use crate::observe::metrics;
 
 /// Why no server was given to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,12 +21,13 @@ pub enum Refusal {
     Overloaded { retry_after_secs: u64 },
 }
 
-/// A place in the queue, given back on drop.
-struct QueueSlot<'a>(&'a AtomicU32);
+/// A place in the queue, given back on drop (the queue-depth gauge follows).
+struct QueueSlot<'a>(&'a UpstreamPool);
 
 impl Drop for QueueSlot<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        let before = self.0.queued.fetch_sub(1, Ordering::AcqRel);
+        metrics::queue_depth(&self.0.name, i64::from(before.saturating_sub(1)));
     }
 }
 
@@ -63,14 +65,19 @@ impl UpstreamPool {
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                         (n < queue.size).then_some(n + 1)
                     });
-                if entered.is_err() {
-                    return Err(overloaded);
+                match entered {
+                    Ok(before) => metrics::queue_depth(&self.name, i64::from(before) + 1),
+                    Err(_) => {
+                        metrics::queue_rejected(&self.name);
+                        return Err(overloaded);
+                    }
                 }
-                slot = Some(QueueSlot(&self.queued));
+                slot = Some(QueueSlot(self));
             }
             let until = *deadline.get_or_insert_with(|| Instant::now() + queue.timeout);
             let left = until.saturating_duration_since(Instant::now());
             if left == Duration::ZERO || tokio::time::timeout(left, notified).await.is_err() {
+                metrics::queue_rejected(&self.name);
                 return Err(overloaded);
             }
         }

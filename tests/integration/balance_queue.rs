@@ -50,6 +50,10 @@ async fn max_inflight_queues_then_refuses_with_retry_after() {
         s["upstreams"][0]["queued"] == 2
     })
     .await;
+    let admin = d.admin.expect("admin");
+    assert!(metrics_text(admin)
+        .await
+        .contains("ferrogate_queue_depth{upstream=\"app\"} 2"));
     // The queue is full: refused at once, with a hint when to come back.
     for i in 4..6 {
         let r = try_request(lb, "GET", &format!("/{i}"), &[])
@@ -74,6 +78,27 @@ async fn max_inflight_queues_then_refuses_with_retry_after() {
     })
     .await;
     assert_eq!(s["upstreams"][0]["queued"], 0);
+    let metrics = metrics_text(admin).await;
+    assert!(
+        metrics.contains("ferrogate_queue_depth{upstream=\"app\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ferrogate_queue_rejections_total{upstream=\"app\"} 2"),
+        "{metrics}"
+    );
+    let healthy = format!(
+        "ferrogate_upstream_server_healthy{{server=\"{}\",upstream=\"app\"}} 1",
+        slow.addr
+    );
+    assert!(metrics.contains(&healthy), "{metrics}");
+}
+
+async fn metrics_text(admin: SocketAddr) -> String {
+    let r = try_request(admin, "GET", "/metrics", &[])
+        .await
+        .expect("metrics");
+    r.text()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
