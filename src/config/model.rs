@@ -12,8 +12,10 @@ use std::time::Duration;
 use rustls::sign::CertifiedKey;
 
 mod balancing;
+mod security;
 pub use super::cidr::Cidr;
 pub use balancing::*;
+pub use security::*;
 
 /// Default state directory (ACME account, issued and self-signed certificates).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferrogate";
@@ -305,6 +307,8 @@ pub struct Route {
     /// The listener this route serves; `None` = the https listener (or http when there is none).
     pub listener: Option<String>,
     pub upstream: String,
+    /// Rate limit and access lists.
+    pub security: RouteSecurity,
 }
 
 /// A named group of backend servers.

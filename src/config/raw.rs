@@ -186,6 +186,20 @@ pub struct RawRoute {
     pub strip_prefix: bool,
     pub listener: Option<String>,
     pub upstream: String,
+    pub rate_limit: Option<RawRateLimit>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+}
+
+/// `routes[].rate_limit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// `client_ip` or `header:NAME`.
+    pub key: Option<String>,
+    /// `N/s`, `N/m` or `N/h`.
+    pub rate: String,
+    pub burst: Option<u32>,
 }
 
 /// One of `upstreams`.

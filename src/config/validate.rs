@@ -9,6 +9,7 @@ mod listeners;
 mod not_yet;
 mod observe;
 mod routes;
+mod security;
 mod tls;
 mod upstreams;
 
@@ -20,6 +21,8 @@ mod tests_acme;
 mod tests_balancing;
 #[cfg(test)]
 mod tests_elements;
+#[cfg(test)]
+mod tests_security;
 
 use std::path::{Path, PathBuf};
 

@@ -7,7 +7,7 @@
 //! and listener names) and are capped by [`LabelBudget`]; paths and client addresses never appear.
 //!
 //! Functions other modules call: [`reload_result`], [`config_generation`], [`certificate_expiry`],
-//! [`forget_certificate`], [`acme_result`], [`queue_depth`], [`queue_rejected`], [`render`].
+//! [`forget_certificate`], [`acme_result`], [`queue_depth`], [`queue_rejected`], [`security_rejected`], [`render`].
 
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex};
@@ -50,6 +50,7 @@ pub struct Metrics {
     acme: IntCounterVec,
     queue_depth: IntGaugeVec,
     queue_rejections: IntCounterVec,
+    security_rejections: IntCounterVec,
     /// Certificate name → not-after (Unix seconds), for the seconds-left gauge at scrape time.
     certificates: Mutex<BTreeMap<String, i64>>,
     routes: LabelBudget,
@@ -170,6 +171,9 @@ impl Metrics {
                 "Requests waiting for a server of an upstream.", &["upstream"])?,
             queue_rejections: counter(&r, "ferrogate_queue_rejections_total",
                 "Requests refused because an upstream's queue was full.", &["upstream"])?,
+            security_rejections: counter(&r, "ferrogate_security_rejections_total",
+                "Requests refused at the edge by a route's access lists or rate limit.",
+                &["route", "reason"])?,
             registry: r,
             certificates: Mutex::new(BTreeMap::new()),
             routes: LabelBudget::new(DEFAULT_LABEL_BUDGET),
@@ -368,6 +372,16 @@ pub fn queue_depth(upstream: &str, depth: i64) {
         m.queue_depth
             .with_label_values(&[upstream.as_str()])
             .set(depth);
+    }
+}
+
+/// Counts a request the edge checks of `route` refused (`reason`: `access`, `rate_limit`).
+pub fn security_rejected(route: &str, reason: &'static str) {
+    if let Some(m) = metrics() {
+        let route = m.routes.admit(route);
+        m.security_rejections
+            .with_label_values(&[route.as_str(), reason])
+            .inc();
     }
 }
 

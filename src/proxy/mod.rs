@@ -26,6 +26,7 @@ use crate::observe::{Finish, RequestObs};
 use crate::pool::Pick;
 use crate::routing::{normalize_host, strip_path_prefix};
 use crate::runtime::{RouteTarget, SnapshotStore};
+use crate::security;
 use balancing::RetryFacts;
 use respond::LocalResponse;
 
@@ -79,6 +80,8 @@ pub struct RequestCtx {
     hsts: Option<HeaderValue>,
     /// Attempts made so far (for retrying on another server).
     attempts: usize,
+    /// Why the edge checks ([`crate::security`]) refused the request, if they did.
+    refusal: Option<security::Refusal>,
     /// Request id, metrics and access log state.
     obs: RequestObs,
     /// Counts this request as in flight (graceful stop waits for it) until the context drops.
@@ -162,6 +165,30 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// Runs the route's access lists and rate limit; true (and `ctx.refusal` set) when refused.
+    fn refused(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
+        let Some(target) = &ctx.target else {
+            return false;
+        };
+        let Some(guard) = &target.guard else {
+            return false;
+        };
+        let client = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        match guard.check(client, &session.req_header().headers, Instant::now()) {
+            Ok(()) => false,
+            Err(refusal) => {
+                crate::observe::metrics::security_rejected(&target.name, refusal.reason());
+                ctx.refusal = Some(refusal);
+                true
+            }
+        }
+    }
+}
+
 /// `https://host[:port]/path?query` for the port-80 redirect.
 fn https_location(host: &str, port: u16, path_and_query: &str) -> String {
     if port == 443 {
@@ -185,6 +212,7 @@ impl ProxyHttp for Proxy {
             host: None,
             upgrade: false,
             hsts: None,
+            refusal: None,
             attempts: 0,
             obs: RequestObs::default(),
             _active: self.active.enter(),
@@ -214,6 +242,12 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.obs.begin(session.req_header_mut());
         match self.decide(session, ctx) {
+            Decision::Proxy if self.refused(session, ctx) => {
+                let refusal = ctx.refusal.take();
+                let response = respond::refusal(refusal);
+                respond::send(session, &response).await?;
+                Ok(true)
+            }
             Decision::Proxy => {
                 if session.is_upgrade_req() {
                     ctx.upgrade = true;

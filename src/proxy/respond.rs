@@ -7,6 +7,7 @@ use pingora::prelude::*;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::observe::request_id::{self, REQUEST_ID_HEADER};
+use crate::security::Refusal;
 
 /// A response made by the proxy itself (not relayed from a backend).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,15 +51,28 @@ impl LocalResponse {
     }
 }
 
+/// The answer to a request the edge checks refused (403 access lists, 429 rate limit).
+pub fn refusal(refusal: Option<Refusal>) -> LocalResponse {
+    match refusal {
+        Some(Refusal::RateLimited { retry_after }) => {
+            LocalResponse::status(429).with_retry_after(Some(retry_after))
+        }
+        Some(Refusal::Forbidden) | None => LocalResponse::status(403),
+    }
+}
+
 /// Short bodies: what happened, in words, and nothing about our internals.
 pub fn body_for(status: u16) -> &'static str {
     match status {
         308 => "Permanent Redirect\n",
         400 => "Bad Request\n",
+        401 => "Unauthorized\n",
+        403 => "Forbidden\n",
         404 => "Not Found: no route for this request\n",
         408 => "Request Timeout\n",
         413 => "Payload Too Large\n",
         421 => "Misdirected Request\n",
+        429 => "Too Many Requests\n",
         431 => "Request Header Fields Too Large\n",
         502 => "Bad Gateway: the backend could not be reached\n",
         503 => "Service Unavailable: no backend available\n",
@@ -171,7 +185,7 @@ mod tests {
 
     #[test]
     fn bodies_leak_nothing_internal() {
-        for code in [400, 404, 408, 431, 502, 503, 504, 599] {
+        for code in [400, 401, 403, 404, 408, 429, 431, 502, 503, 504, 599] {
             let body = body_for(code);
             assert!(!body.contains("127.0.0.1") && !body.contains("Error:") && body.len() < 80);
         }

@@ -15,6 +15,7 @@ use crate::observe::RouteObserver;
 use crate::pool::select::Rules;
 use crate::pool::{Registry, UpstreamPool, UpstreamStatus};
 use crate::routing::Router;
+use crate::security::{limiters, RouteGuard};
 
 /// Everything the proxy hooks read for one configuration generation.
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub struct RouteTarget {
     pub upstream: Arc<UpstreamRuntime>,
     /// Metric handles and server counters for this route, resolved once here.
     pub observer: Arc<RouteObserver>,
+    /// Access lists and rate limit; `None` when the route sets neither.
+    pub guard: Option<Arc<RouteGuard>>,
 }
 
 /// A compiled upstream: its settings for this generation and its long-lived pool.
@@ -88,6 +91,7 @@ impl Snapshot {
     /// cannot fail on user input. Start-up and reload both call this.
     pub fn compile(config: &Config, generation: u64, registry: &Registry) -> Self {
         registry.retain(config);
+        limiters::retain(&config.routes.iter().map(|r| r.name.as_str()).collect());
         let upstreams: HashMap<&str, Arc<UpstreamRuntime>> = config
             .upstreams
             .values()
@@ -143,6 +147,7 @@ impl Snapshot {
                                 &upstream.name,
                                 upstream.pool.members().iter().map(|m| &m.address),
                             )),
+                            guard: RouteGuard::compile(&route.name, &route.security),
                         });
                         router.insert(&route.hosts, &route.path_prefix, target);
                     }
@@ -207,6 +212,7 @@ mod tests {
             strip_prefix: false,
             listener: listener.map(str::to_string),
             upstream: upstream.into(),
+            security: Default::default(),
         }
     }
 

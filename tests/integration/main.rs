@@ -26,6 +26,7 @@ mod observability_reload;
 mod observability_status;
 mod reload;
 mod routing;
+mod security;
 mod sticky;
 mod streaming;
 mod tls;

@@ -1,0 +1,49 @@
+//! Validated per-route edge security settings: rate limits and client address access lists.
+
+use std::time::Duration;
+
+use super::Cidr;
+
+/// What a route's rate limit counts requests by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RateKey {
+    /// The client address (the peer, or the one a trusted proxy or PROXY header names).
+    ClientIp,
+    /// A request header's value (lower-case name); requests without it share one bucket.
+    Header(String),
+}
+
+/// `routes[].rate_limit`: a token bucket per key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    pub key: RateKey,
+    /// `count` requests per `period` is the sustained rate (`10/s`, `600/m`, `100/h`).
+    pub count: u32,
+    pub period: Duration,
+    /// Bucket size: the most requests a key may make at once.
+    pub burst: u32,
+}
+
+/// A route's access control and limits (all optional).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RouteSecurity {
+    pub rate_limit: Option<RateLimit>,
+    /// Client ranges allowed in; empty = everyone (subject to `deny`).
+    pub allow: Vec<Cidr>,
+    /// Client ranges refused; checked before `allow`.
+    pub deny: Vec<Cidr>,
+}
+
+impl RateLimit {
+    /// Tokens added per second.
+    pub fn per_second(&self) -> f64 {
+        f64::from(self.count) / self.period.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+}
+
+impl RouteSecurity {
+    /// Whether the route asks for any check at all (the hot path skips the rest when not).
+    pub fn is_empty(&self) -> bool {
+        self.rate_limit.is_none() && self.allow.is_empty() && self.deny.is_empty()
+    }
+}

@@ -1,0 +1,148 @@
+//! `routes[].rate_limit`, `routes[].allow` and `routes[].deny`: rate syntax, key names, CIDR lists.
+
+use std::time::Duration;
+
+use super::Checker;
+use crate::config::model::{Cidr, RateKey, RateLimit, RouteSecurity};
+use crate::config::raw::{RawRateLimit, RawRoute};
+use crate::config::spans::child_index;
+
+/// The burst of a rate limit that gives none: the per-period count, at least 1.
+const MIN_BURST: u32 = 1;
+
+impl Checker {
+    /// The security settings of the route at `path`.
+    pub(super) fn route_security(&mut self, path: &str, raw: &RawRoute) -> RouteSecurity {
+        RouteSecurity {
+            rate_limit: raw
+                .rate_limit
+                .as_ref()
+                .and_then(|r| self.rate_limit(&format!("{path}.rate_limit"), r)),
+            allow: self.cidr_list(&format!("{path}.allow"), raw.allow.as_deref()),
+            deny: self.cidr_list(&format!("{path}.deny"), raw.deny.as_deref()),
+        }
+    }
+
+    fn rate_limit(&mut self, path: &str, raw: &RawRateLimit) -> Option<RateLimit> {
+        let key = match raw
+            .key
+            .as_deref()
+            .map(parse_key)
+            .unwrap_or(Ok(RateKey::ClientIp))
+        {
+            Ok(key) => Some(key),
+            Err(message) => {
+                self.at_value(&format!("{path}.key"), message);
+                None
+            }
+        };
+        let rate = match parse_rate(&raw.rate) {
+            Ok(rate) => Some(rate),
+            Err(message) => {
+                self.at_value(&format!("{path}.rate"), message);
+                None
+            }
+        };
+        if raw.burst == Some(0) {
+            self.at_value(&format!("{path}.burst"), "burst must be at least 1");
+            return None;
+        }
+        let (key, (count, period)) = (key?, rate?);
+        Some(RateLimit {
+            key,
+            count,
+            period,
+            burst: raw.burst.unwrap_or(count.max(MIN_BURST)),
+        })
+    }
+
+    fn cidr_list(&mut self, path: &str, ranges: Option<&[String]>) -> Vec<Cidr> {
+        let Some(ranges) = ranges else {
+            return Vec::new();
+        };
+        if ranges.is_empty() {
+            self.at_value(
+                path,
+                "an empty list has no effect; name CIDR ranges or remove the key",
+            );
+        }
+        let mut parsed = Vec::with_capacity(ranges.len());
+        for (index, text) in ranges.iter().enumerate() {
+            match Cidr::parse(text) {
+                Ok(cidr) => parsed.push(cidr),
+                Err(message) => self.at_value(&child_index(path, index), message),
+            }
+        }
+        parsed
+    }
+}
+
+/// `client_ip` or `header:NAME`.
+pub(super) fn parse_key(text: &str) -> Result<RateKey, String> {
+    match text.split_once(':') {
+        None if text == "client_ip" => Ok(RateKey::ClientIp),
+        Some(("header", name)) if valid_header_name(name) => {
+            Ok(RateKey::Header(name.to_ascii_lowercase()))
+        }
+        _ if text == "api_key" => Err(
+            "rate_limit key `api_key` is not supported yet by this build; use `client_ip` or `header:NAME`"
+                .into(),
+        ),
+        _ => Err(format!(
+            "unknown rate_limit key `{text}`: expected `client_ip` or `header:NAME`"
+        )),
+    }
+}
+
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_ok()
+}
+
+/// `N/s`, `N/m` or `N/h` with N ≥ 1.
+pub(super) fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
+    let bad = || format!("invalid rate `{text}`: expected e.g. `10/s`, `600/m` or `100/h`");
+    let (count, unit) = text.trim().split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    if count == 0 {
+        return Err(format!(
+            "rate `{text}` lets nothing through; the count must be at least 1"
+        ));
+    }
+    let period = match unit.trim() {
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => return Err(bad()),
+    };
+    Ok((count, period))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_with_units() {
+        assert_eq!(parse_rate("10/s"), Ok((10, Duration::from_secs(1))));
+        assert_eq!(parse_rate(" 600 / m "), Ok((600, Duration::from_secs(60))));
+        assert_eq!(parse_rate("1/h"), Ok((1, Duration::from_secs(3600))));
+        for bad in ["", "10", "10/d", "x/s", "-1/s", "0/s", "1.5/s"] {
+            assert!(parse_rate(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn keys_parse() {
+        assert_eq!(parse_key("client_ip"), Ok(RateKey::ClientIp));
+        assert_eq!(
+            parse_key("header:X-User"),
+            Ok(RateKey::Header("x-user".into()))
+        );
+        assert!(parse_key("api_key")
+            .unwrap_err()
+            .contains("not supported yet"));
+        for bad in ["", "header:", "header:bad name", "cookie:x", "ip"] {
+            assert!(parse_key(bad).is_err(), "{bad} should be refused");
+        }
+    }
+}

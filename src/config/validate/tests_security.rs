@@ -1,0 +1,90 @@
+//! Tests of the route security keys: `rate_limit`, `allow`, `deny`.
+
+use std::time::Duration;
+
+use super::tests::{errors, ok, one_error, MINIMAL};
+use crate::config::model::{Cidr, RateKey, RateLimit};
+
+/// MINIMAL with its one route given `extra` keys.
+fn route_with(extra: &str) -> String {
+    MINIMAL.replace(
+        "  - { name: app, upstream: app }\n",
+        &format!("  - {{ name: app, upstream: app, {extra} }}\n"),
+    )
+}
+
+#[test]
+fn a_rate_limit_is_compiled_with_defaults() {
+    let config = ok(&route_with("rate_limit: { rate: 10/s }"));
+    assert_eq!(
+        config.routes[0].security.rate_limit,
+        Some(RateLimit {
+            key: RateKey::ClientIp,
+            count: 10,
+            period: Duration::from_secs(1),
+            burst: 10,
+        })
+    );
+    let config = ok(&route_with(
+        "rate_limit: { key: 'header:X-User', rate: 100/h, burst: 7 }",
+    ));
+    let limit = config.routes[0].security.rate_limit.clone().unwrap();
+    assert_eq!(limit.key, RateKey::Header("x-user".into()));
+    assert_eq!(limit.burst, 7);
+}
+
+#[test]
+fn rate_limit_errors_point_at_their_key() {
+    one_error(
+        &route_with("rate_limit: { rate: 10/d }"),
+        4,
+        "routes[0].rate_limit.rate",
+        "invalid rate",
+    );
+    one_error(
+        &route_with("rate_limit: { rate: 0/s }"),
+        4,
+        "routes[0].rate_limit.rate",
+        "at least 1",
+    );
+    one_error(
+        &route_with("rate_limit: { rate: 1/s, burst: 0 }"),
+        4,
+        "routes[0].rate_limit.burst",
+        "at least 1",
+    );
+    one_error(
+        &route_with("rate_limit: { rate: 1/s, key: cookie }"),
+        4,
+        "routes[0].rate_limit.key",
+        "unknown rate_limit key",
+    );
+    one_error(
+        &route_with("rate_limit: { rate: 1/s, key: api_key }"),
+        4,
+        "routes[0].rate_limit.key",
+        "not supported yet",
+    );
+    let found = errors(&route_with("rate_limit: { rate: 1/s, per: 3 }"));
+    assert_eq!(found.len(), 1, "{found}");
+}
+
+#[test]
+fn access_lists_parse_every_range() {
+    let config = ok(&route_with(
+        "allow: [10.0.0.0/8, 192.168.1.5], deny: ['fd00::/8']",
+    ));
+    let security = &config.routes[0].security;
+    assert_eq!(
+        security.allow,
+        [
+            Cidr::parse("10.0.0.0/8").unwrap(),
+            Cidr::parse("192.168.1.5").unwrap()
+        ]
+    );
+    assert_eq!(security.deny, [Cidr::parse("fd00::/8").unwrap()]);
+    let found = errors(&route_with("allow: [10.0.0.0/8, 10.0.0.0/40], deny: [x]"));
+    let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["routes[0].allow[1]", "routes[0].deny[0]"], "{found}");
+    one_error(&route_with("deny: []"), 4, "routes[0].deny", "empty list");
+}

@@ -1,0 +1,129 @@
+//! Edge security through the real daemon: a route's rate limit admits exactly `burst` requests of
+//! a bounded burst (per client address or per header value) and refuses the rest with 429 and
+//! Retry-After without reaching the backend; `allow`/`deny` lists answer 403; metrics count both.
+
+use crate::backends::EchoBackend;
+use crate::client::{https_get, https_request, Request};
+use crate::harness::{DaemonBuilder, DEFAULT_TIMEOUTS};
+use crate::observability::{admin_get, sample};
+
+/// Requests sent in each burst: well above every burst size below.
+const BURST_SENT: usize = 12;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_admits_exactly_the_burst() {
+    let backend = EchoBackend::start("a").await;
+    // One token a minute: nothing refills during the test, so the counts are exact.
+    let d = DaemonBuilder::new()
+        .admin()
+        .route("{ name: limited, hosts: [limited.test], upstream: a, rate_limit: { key: client_ip, rate: 1/m, burst: 5 } }")
+        .route("{ name: free, hosts: [free.test], upstream: a }")
+        .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+
+    let mut statuses = Vec::new();
+    for _ in 0..BURST_SENT {
+        let r = https_get(d.https, "limited.test", "/").await;
+        if r.status == 429 {
+            assert_eq!(r.text(), "Too Many Requests\n");
+            let wait: u64 = r
+                .header("retry-after")
+                .expect("Retry-After")
+                .parse()
+                .unwrap();
+            assert!((1..=60).contains(&wait), "Retry-After {wait}");
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        BURST_SENT - 5
+    );
+    assert!(
+        statuses[..5].iter().all(|s| *s == 200),
+        "the first five pass: {statuses:?}"
+    );
+    assert_eq!(
+        backend.count(),
+        5,
+        "refused requests never reach the backend"
+    );
+
+    // Another route is not limited.
+    for _ in 0..BURST_SENT {
+        assert_eq!(https_get(d.https, "free.test", "/").await.status, 200);
+    }
+    assert_eq!(backend.count(), 5 + BURST_SENT);
+
+    let m = admin_get(&d, "/metrics").await;
+    let refused = sample(
+        &m,
+        "ferrogate_security_rejections_total",
+        &[("route", "limited"), ("reason", "rate_limit")],
+    );
+    assert_eq!(refused, Some((BURST_SENT - 5) as f64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_keyed_rate_limit_counts_each_value() {
+    let backend = EchoBackend::start("a").await;
+    let d = DaemonBuilder::new()
+        .route("{ name: api, hosts: [api.test], upstream: a, rate_limit: { key: \"header:X-User\", rate: 1/h, burst: 3 } }")
+        .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+    let mut passed = std::collections::HashMap::new();
+    for user in ["alice", "bob", "alice", "bob"]
+        .iter()
+        .cycle()
+        .take(BURST_SENT)
+    {
+        let r = https_request(
+            d.https,
+            &Request::get("api.test", "/").header("X-User", user),
+        )
+        .await;
+        if r.status == 200 {
+            *passed.entry(*user).or_insert(0) += 1;
+        } else {
+            assert_eq!(r.status, 429);
+        }
+    }
+    assert_eq!(passed.get("alice"), Some(&3));
+    assert_eq!(passed.get("bob"), Some(&3));
+    assert_eq!(backend.count(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_and_deny_lists_answer_403() {
+    let backend = EchoBackend::start("a").await;
+    let d = DaemonBuilder::new()
+        .admin()
+        .route("{ name: inside, hosts: [inside.test], upstream: a, allow: [127.0.0.0/8] }")
+        .route("{ name: outside, hosts: [outside.test], upstream: a, allow: [10.0.0.0/8] }")
+        .route("{ name: denied, hosts: [denied.test], upstream: a, deny: [127.0.0.1] }")
+        .route("{ name: both, hosts: [both.test], upstream: a, allow: [127.0.0.0/8], deny: [127.0.0.1/32] }")
+        .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+    assert_eq!(https_get(d.https, "inside.test", "/").await.status, 200);
+    for host in ["outside.test", "denied.test", "both.test"] {
+        let r = https_get(d.https, host, "/").await;
+        assert_eq!(r.status, 403, "{host}: {}", r.text());
+        assert_eq!(r.text(), "Forbidden\n");
+    }
+    assert_eq!(backend.count(), 1);
+    let m = admin_get(&d, "/metrics").await;
+    let refused = sample(
+        &m,
+        "ferrogate_security_rejections_total",
+        &[("route", "denied"), ("reason", "access")],
+    );
+    assert_eq!(refused, Some(1.0));
+}
