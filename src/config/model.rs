@@ -70,6 +70,9 @@ pub struct Listener {
     pub tls: bool,
     /// The built-in port-80 role: answers ACME HTTP-01 and redirects to https what no route claims.
     pub redirect_to_https: bool,
+    /// `proxy_protocol: true`: every connection must start with a PROXY v1/v2 header, and only
+    /// peers in these ranges (`proxy_protocol_from`) may send one. `None` = no PROXY protocol.
+    pub proxy_protocol: Option<Vec<Cidr>>,
 }
 
 /// The admin endpoint.

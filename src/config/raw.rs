@@ -41,6 +41,9 @@ pub struct RawExtraListener {
     pub address: String,
     #[serde(default)]
     pub tls: bool,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    pub proxy_protocol_from: Option<Vec<String>>,
 }
 
 /// `shutdown`.

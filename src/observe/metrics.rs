@@ -7,7 +7,7 @@
 //! and listener names) and are capped by [`LabelBudget`]; paths and client addresses never appear.
 //!
 //! Functions other modules call: [`reload_result`], [`config_generation`], [`certificate_expiry`],
-//! [`forget_certificate`], [`acme_result`], [`queue_depth`], [`queue_rejected`], [`security_rejected`], [`render`].
+//! [`forget_certificate`], [`acme_result`], [`queue_depth`], [`queue_rejected`], [`security_rejected`], [`proxy_protocol_refused`], [`render`].
 
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex};
@@ -51,6 +51,7 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     queue_rejections: IntCounterVec,
     security_rejections: IntCounterVec,
+    proxy_protocol_refusals: IntCounterVec,
     /// Certificate name → not-after (Unix seconds), for the seconds-left gauge at scrape time.
     certificates: Mutex<BTreeMap<String, i64>>,
     routes: LabelBudget,
@@ -174,6 +175,9 @@ impl Metrics {
             security_rejections: counter(&r, "ferrogate_security_rejections_total",
                 "Requests refused at the edge by a route's access lists or rate limit.",
                 &["route", "reason"])?,
+            proxy_protocol_refusals: counter(&r, "ferrogate_proxy_protocol_refusals_total",
+                "Connections closed because their PROXY protocol header was refused.",
+                &["reason"])?,
             registry: r,
             certificates: Mutex::new(BTreeMap::new()),
             routes: LabelBudget::new(DEFAULT_LABEL_BUDGET),
@@ -382,6 +386,14 @@ pub fn security_rejected(route: &str, reason: &'static str) {
         m.security_rejections
             .with_label_values(&[route.as_str(), reason])
             .inc();
+    }
+}
+
+/// Counts a connection refused by a listener's PROXY protocol policy (`reason`:
+/// `untrusted_peer`, `invalid`, `timeout`).
+pub fn proxy_protocol_refused(reason: &'static str) {
+    if let Some(m) = metrics() {
+        m.proxy_protocol_refusals.with_label_values(&[reason]).inc();
     }
 }
 

@@ -201,6 +201,7 @@ mod tests {
             address: SocketAddr::from(([127, 0, 0, 1], port)),
             tls,
             redirect_to_https: redirect,
+            proxy_protocol: None,
         }
     }
 

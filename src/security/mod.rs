@@ -6,6 +6,8 @@
 pub mod access;
 pub mod bucket;
 pub mod limiters;
+pub mod proxy_header;
+pub mod proxy_protocol;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -56,7 +56,7 @@ impl Checker {
         })
     }
 
-    fn cidr_list(&mut self, path: &str, ranges: Option<&[String]>) -> Vec<Cidr> {
+    pub(super) fn cidr_list(&mut self, path: &str, ranges: Option<&[String]>) -> Vec<Cidr> {
         let Some(ranges) = ranges else {
             return Vec::new();
         };

@@ -88,3 +88,41 @@ fn access_lists_parse_every_range() {
     assert_eq!(keys, ["routes[0].allow[1]", "routes[0].deny[0]"], "{found}");
     one_error(&route_with("deny: []"), 4, "routes[0].deny", "empty list");
 }
+
+#[test]
+fn proxy_protocol_needs_its_trusted_sources() {
+    let with_extra = |keys: &str| {
+        MINIMAL.replace(
+            "  https: 127.0.0.1:8443\n",
+            &format!("  https: 127.0.0.1:8443\n  extra:\n    - {{ name: lb, address: 127.0.0.1:8600{keys} }}\n"),
+        )
+    };
+    let config = ok(&with_extra(
+        ", proxy_protocol: true, proxy_protocol_from: [10.0.0.0/8]",
+    ));
+    let lb = config.listeners.iter().find(|l| l.name == "lb").unwrap();
+    assert_eq!(
+        lb.proxy_protocol,
+        Some(vec![Cidr::parse("10.0.0.0/8").unwrap()])
+    );
+    let https = config.listeners.iter().find(|l| l.name == "https").unwrap();
+    assert_eq!(https.proxy_protocol, None);
+    one_error(
+        &with_extra(", proxy_protocol: true"),
+        4,
+        "listeners.extra[0].proxy_protocol",
+        "proxy_protocol_from",
+    );
+    one_error(
+        &with_extra(", proxy_protocol_from: [10.0.0.0/8]"),
+        4,
+        "listeners.extra[0].proxy_protocol_from",
+        "no effect",
+    );
+    one_error(
+        &with_extra(", proxy_protocol: true, proxy_protocol_from: [bad]"),
+        4,
+        "listeners.extra[0].proxy_protocol_from[0]",
+        "invalid CIDR",
+    );
+}
