@@ -59,6 +59,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log format and the access log switch.
     pub log: Log,
+    /// Peers whose X-Forwarded-For is believed (`trusted_proxies`); empty = nobody's.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// A listening socket: `http`, `https` or one of `listeners.extra`.

@@ -18,6 +18,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "upstreams",
     "shutdown",
     "log",
+    "trusted_proxies",
 ];
 
 /// Keys of the `tls` section.

@@ -81,6 +81,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
     );
     let shutdown_grace = checker.shutdown_grace(section("shutdown"));
     let log = checker.log(section("log"));
+    let trusted_proxies = checker.trusted_proxies(section("trusted_proxies"));
     let upstreams = upstreams::check(&mut checker, section("upstreams"));
     let routes = routes::check(
         &mut checker,
@@ -104,6 +105,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         upstreams: upstreams.upstreams,
         shutdown_grace,
         log,
+        trusted_proxies,
     })
 }
 

@@ -80,6 +80,8 @@ pub struct RequestCtx {
     hsts: Option<HeaderValue>,
     /// Attempts made so far (for retrying on another server).
     attempts: usize,
+    /// The client address (the peer, or what a trusted proxy's X-Forwarded-For names).
+    client: security::client::ClientAddr,
     /// Why the edge checks ([`crate::security`]) refused the request, if they did.
     refusal: Option<security::Refusal>,
     /// Request id, metrics and access log state.
@@ -160,6 +162,12 @@ impl Proxy {
         };
         ctx.target = Some(rule.target.clone());
         ctx.host = Some(host);
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.client =
+            security::client::resolve(peer, &session.req_header().headers, &view.trusted_proxies);
         ctx.hsts = view.hsts.clone();
         Decision::Proxy
     }
@@ -174,11 +182,7 @@ impl Proxy {
         let Some(guard) = &target.guard else {
             return false;
         };
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
-        match guard.check(client, &session.req_header().headers, Instant::now()) {
+        match guard.check(ctx.client.ip, &session.req_header().headers, Instant::now()) {
             Ok(()) => false,
             Err(refusal) => {
                 crate::observe::metrics::security_rejected(&target.name, refusal.reason());
@@ -213,6 +217,10 @@ impl ProxyHttp for Proxy {
             upgrade: false,
             hsts: None,
             refusal: None,
+            client: security::client::ClientAddr {
+                ip: None,
+                peer_trusted: false,
+            },
             attempts: 0,
             obs: RequestObs::default(),
             _active: self.active.enter(),
@@ -341,13 +349,18 @@ impl ProxyHttp for Proxy {
                 upstream_request.insert_header(HOST, value)?;
             }
         }
-        let client = session
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        let hop = forwarded::Hop {
+            peer,
+            client: ctx.client.ip.or(peer),
+            keep_chain: ctx.client.peer_trusted,
+        };
         let fwd = forwarded::forwarded(
             &upstream_request.headers,
-            client,
+            hop,
             self.tls,
             ctx.host.as_deref(),
         );

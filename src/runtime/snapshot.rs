@@ -9,7 +9,8 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::config::model::{
-    Balance, Config, Discovery, Health, Queue, Sticky, Timeouts, LISTENER_HTTP, LISTENER_HTTPS,
+    Balance, Cidr, Config, Discovery, Health, Queue, Sticky, Timeouts, LISTENER_HTTP,
+    LISTENER_HTTPS,
 };
 use crate::observe::RouteObserver;
 use crate::pool::select::Rules;
@@ -37,6 +38,8 @@ pub struct ListenerView {
     /// `Strict-Transport-Security` value for responses on this (TLS) listener.
     pub hsts: Option<HeaderValue>,
     pub router: Router<Arc<RouteTarget>>,
+    /// `trusted_proxies`: peers whose X-Forwarded-For names the client.
+    pub trusted_proxies: Arc<[Cidr]>,
 }
 
 /// The routing decision's result: which route matched and where it sends the request.
@@ -122,6 +125,7 @@ impl Snapshot {
             .hsts
             .and_then(|d| HeaderValue::from_str(&format!("max-age={}", d.as_secs())).ok());
 
+        let trusted_proxies: Arc<[Cidr]> = config.trusted_proxies.as_slice().into();
         let listeners = config
             .listeners
             .iter()
@@ -162,6 +166,7 @@ impl Snapshot {
                     },
                     hsts: if l.tls { hsts.clone() } else { None },
                     router,
+                    trusted_proxies: trusted_proxies.clone(),
                 }
             })
             .collect();
@@ -260,6 +265,7 @@ mod tests {
             upstreams: BTreeMap::from([("u".to_string(), upstream)]),
             shutdown_grace: std::time::Duration::from_secs(1),
             log: Default::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod access;
 pub mod bucket;
+pub mod client;
 pub mod limiters;
 pub mod proxy_header;
 pub mod proxy_protocol;

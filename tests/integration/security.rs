@@ -1,6 +1,7 @@
 //! Edge security through the real daemon: a route's rate limit admits exactly `burst` requests of
 //! a bounded burst (per client address or per header value) and refuses the rest with 429 and
-//! Retry-After without reaching the backend; `allow`/`deny` lists answer 403; metrics count both.
+//! Retry-After without reaching the backend; `allow`/`deny` lists answer 403; metrics count both;
+//! X-Forwarded-For is believed only from `trusted_proxies`.
 
 use crate::backends::EchoBackend;
 use crate::client::{https_get, https_request, Request};
@@ -126,4 +127,42 @@ async fn allow_and_deny_lists_answer_403() {
         &[("route", "denied"), ("reason", "access")],
     );
     assert_eq!(refused, Some(1.0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_is_believed_only_from_trusted_proxies() {
+    let backend = EchoBackend::start("a").await;
+    let d = DaemonBuilder::new()
+        .yaml("trusted_proxies: [127.0.0.1]")
+        .route("{ name: api, hosts: [api.test], upstream: a, rate_limit: { rate: 1/h, burst: 1 }, deny: [198.51.100.0/24] }")
+        .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+    let from = |chain: &str| Request::get("api.test", "/").header("X-Forwarded-For", chain);
+    // The peer (127.0.0.1) is trusted: the chain is kept and appended to, and the client is the
+    // rightmost untrusted entry (a forged leftmost one changes nothing).
+    let r = https_request(d.https, &from("6.6.6.6, 203.0.113.7")).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = backend.last();
+    assert_eq!(
+        seen.header_all("x-forwarded-for").join(", "),
+        "6.6.6.6, 203.0.113.7, 127.0.0.1"
+    );
+    assert_eq!(seen.header("x-real-ip"), Some("203.0.113.7"));
+    // Rate limits and access lists use that client.
+    assert_eq!(
+        https_request(d.https, &from("7.7.7.7, 203.0.113.7"))
+            .await
+            .status,
+        429
+    );
+    assert_eq!(
+        https_request(d.https, &from("203.0.113.8")).await.status,
+        200
+    );
+    assert_eq!(
+        https_request(d.https, &from("198.51.100.4")).await.status,
+        403
+    );
+    assert_eq!(backend.count(), 2);
 }

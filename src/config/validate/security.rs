@@ -23,6 +23,12 @@ impl Checker {
         }
     }
 
+    /// `trusted_proxies`: CIDR ranges.
+    pub(super) fn trusted_proxies(&mut self, value: Option<&serde_yaml::Value>) -> Vec<Cidr> {
+        let ranges = self.decode::<Vec<String>>(value, "trusted_proxies");
+        self.cidr_list("trusted_proxies", ranges.as_deref())
+    }
+
     fn rate_limit(&mut self, path: &str, raw: &RawRateLimit) -> Option<RateLimit> {
         let key = match raw
             .key

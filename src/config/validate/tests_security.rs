@@ -126,3 +126,16 @@ fn proxy_protocol_needs_its_trusted_sources() {
         "invalid CIDR",
     );
 }
+
+#[test]
+fn trusted_proxies_are_cidr_ranges() {
+    let config = ok(&format!("{MINIMAL}trusted_proxies: [10.0.0.0/8, '::1']\n"));
+    assert_eq!(config.trusted_proxies.len(), 2);
+    assert!(ok(MINIMAL).trusted_proxies.is_empty());
+    one_error(
+        &format!("{MINIMAL}trusted_proxies: [10.0.0.0/8, nope]\n"),
+        8,
+        "trusted_proxies[1]",
+        "invalid CIDR",
+    );
+}
