@@ -193,6 +193,17 @@ pub struct RawRoute {
     pub rate_limit: Option<RawRateLimit>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
+    pub api_keys: Option<RawApiKeys>,
+}
+
+/// `routes[].api_keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    /// One hex SHA-256 digest of a key per line; `#` comments.
+    pub file: String,
+    pub header: Option<String>,
+    pub upstream_key_file: Option<String>,
 }
 
 /// `routes[].rate_limit`.

@@ -2,6 +2,7 @@
 //! the semantic checks and collects every error (file, line, column, key path) before giving up.
 
 mod acme;
+mod api_keys;
 mod balancing;
 mod decode;
 mod hosts;

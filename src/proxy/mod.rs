@@ -252,7 +252,12 @@ impl ProxyHttp for Proxy {
         match self.decide(session, ctx) {
             Decision::Proxy if self.refused(session, ctx) => {
                 let refusal = ctx.refusal.take();
-                let response = respond::refusal(refusal);
+                let api = ctx
+                    .target
+                    .as_ref()
+                    .and_then(|t| t.guard.as_ref())
+                    .is_some_and(|g| g.is_api());
+                let response = respond::refusal(refusal, api);
                 respond::send(session, &response).await?;
                 Ok(true)
             }
@@ -342,6 +347,14 @@ impl ProxyHttp for Proxy {
                 upstream_request.set_uri(uri);
             }
             balancing::strip_sticky_cookie(&target.upstream, upstream_request)?;
+            // GPU nodes never see a client's API key: it is removed or replaced by ours.
+            if let Some((header, replacement)) = target.guard.as_ref().and_then(|g| g.key_rewrite())
+            {
+                upstream_request.remove_header(header);
+                if let Some(value) = replacement {
+                    upstream_request.insert_header(http::header::AUTHORIZATION, value.clone())?;
+                }
+            }
         }
         if !upstream_request.headers.contains_key(HOST) {
             if let Some(authority) = session.req_header().uri.authority() {

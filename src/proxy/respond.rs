@@ -19,6 +19,8 @@ pub struct LocalResponse {
     pub close: bool,
     /// `Retry-After` seconds (overload refusals).
     pub retry_after: Option<u64>,
+    /// The body is JSON (OpenAI's error format on API routes), not text.
+    pub json: bool,
 }
 
 impl LocalResponse {
@@ -30,6 +32,7 @@ impl LocalResponse {
             location: None,
             close: status == 400 || status == 431,
             retry_after: None,
+            json: false,
         }
     }
 
@@ -47,17 +50,34 @@ impl LocalResponse {
             location: Some(location),
             close: false,
             retry_after: None,
+            json: false,
         }
     }
 }
 
-/// The answer to a request the edge checks refused (403 access lists, 429 rate limit).
-pub fn refusal(refusal: Option<Refusal>) -> LocalResponse {
-    match refusal {
+/// The answer to a request the edge checks refused: 401 (API key), 403 (access lists), 429 (rate
+/// limit). On API routes (`api_keys`) the body is OpenAI's error JSON, which SDKs parse.
+pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
+    let mut response = match refusal {
         Some(Refusal::RateLimited { retry_after }) => {
             LocalResponse::status(429).with_retry_after(Some(retry_after))
         }
+        Some(Refusal::Unauthorized) => LocalResponse::status(401),
         Some(Refusal::Forbidden) | None => LocalResponse::status(403),
+    };
+    if api {
+        response.json = true;
+        response.body = openai_error_body(response.status);
+    }
+    response
+}
+
+/// OpenAI's error object for a refusal status.
+pub fn openai_error_body(status: u16) -> &'static str {
+    match status {
+        401 => "{\"error\":{\"message\":\"Incorrect or missing API key.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}\n",
+        429 => "{\"error\":{\"message\":\"Rate limit reached; retry after the time in the Retry-After header.\",\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n",
+        _ => "{\"error\":{\"message\":\"Access to this endpoint is not allowed from your address.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"forbidden\"}}\n",
     }
 }
 
@@ -103,7 +123,15 @@ pub fn status_for_error(e: &Error) -> u16 {
 pub async fn send(session: &mut Session, response: &LocalResponse) -> Result<()> {
     let body = Bytes::from_static(response.body.as_bytes());
     let mut header = ResponseHeader::build(response.status, Some(5))?;
-    header.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    let content_type = if response.json {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    header.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    if response.status == 401 {
+        header.insert_header(http::header::WWW_AUTHENTICATE, "Bearer")?;
+    }
     header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     // The request id (set on the request by the request filter), when it is a sane one.

@@ -10,13 +10,14 @@ pub mod limiters;
 pub mod proxy_header;
 pub mod proxy_protocol;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use http::HeaderMap;
 
-use crate::config::model::{Cidr, RateKey, RouteSecurity};
+use crate::config::model::{ApiKeys, Cidr, RateKey, RouteSecurity};
 use bucket::BucketTable;
 
 /// Why a request was refused at the edge.
@@ -24,6 +25,8 @@ use bucket::BucketTable;
 pub enum Refusal {
     /// The client address is denied or not allowed (403).
     Forbidden,
+    /// No API key, or one that is not in the route's key file (401).
+    Unauthorized,
     /// The rate limit's bucket is empty (429); seconds until the next token.
     RateLimited { retry_after: u64 },
 }
@@ -33,6 +36,7 @@ impl Refusal {
     pub fn reason(self) -> &'static str {
         match self {
             Self::Forbidden => "access",
+            Self::Unauthorized => "api_key",
             Self::RateLimited { .. } => "rate_limit",
         }
     }
@@ -44,6 +48,53 @@ pub struct RouteGuard {
     allow: Vec<Cidr>,
     deny: Vec<Cidr>,
     rate: Option<(RateKey, Arc<BucketTable>)>,
+    keys: Option<KeyCheck>,
+}
+
+/// A route's API keys, compiled.
+#[derive(Debug)]
+struct KeyCheck {
+    /// SHA-256 digests of the accepted keys.
+    digests: HashSet<[u8; 32]>,
+    header: http::HeaderName,
+    upstream_key: Option<http::HeaderValue>,
+}
+
+impl KeyCheck {
+    fn compile(keys: &ApiKeys) -> Option<Self> {
+        Some(Self {
+            digests: keys.digests.iter().copied().collect(),
+            header: http::HeaderName::from_bytes(keys.header.as_bytes()).ok()?,
+            upstream_key: match &keys.upstream_key {
+                Some(key) => Some(http::HeaderValue::from_str(&format!("Bearer {key}")).ok()?),
+                None => None,
+            },
+        })
+    }
+
+    /// The SHA-256 of the presented key when it is one of ours.
+    fn verify(&self, headers: &HeaderMap) -> Option<[u8; 32]> {
+        let raw = headers.get(&self.header)?.as_bytes();
+        let key = if self.header == http::header::AUTHORIZATION {
+            let (scheme, rest) = raw.split_at_checked(7)?;
+            if !scheme.eq_ignore_ascii_case(b"bearer ") {
+                return None;
+            }
+            rest
+        } else {
+            raw
+        };
+        let digest = sha256(key.trim_ascii());
+        self.digests.contains(&digest).then_some(digest)
+    }
+}
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 impl RouteGuard {
@@ -59,7 +110,20 @@ impl RouteGuard {
                 .rate_limit
                 .as_ref()
                 .map(|limit| (limit.key.clone(), limiters::table_for(route, limit))),
+            keys: security.api_keys.as_ref().and_then(KeyCheck::compile),
         }))
+    }
+
+    /// Whether the route is an API (it has `api_keys`): refusals answer in OpenAI's JSON format.
+    pub fn is_api(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// The client's key header to take off the upstream request, and what to put instead.
+    pub fn key_rewrite(&self) -> Option<(&http::HeaderName, Option<&http::HeaderValue>)> {
+        self.keys
+            .as_ref()
+            .map(|k| (&k.header, k.upstream_key.as_ref()))
     }
 
     /// Checks a request from `client` carrying `headers`.
@@ -72,11 +136,16 @@ impl RouteGuard {
         if !access::permits(&self.allow, &self.deny, client) {
             return Err(Refusal::Forbidden);
         }
+        let mut digest = [0u8; 32];
+        if let Some(keys) = &self.keys {
+            digest = keys.verify(headers).ok_or(Refusal::Unauthorized)?;
+        }
         if let Some((key, table)) = &self.rate {
             let mut ip_text = [0u8; 16];
             let key_bytes: &[u8] = match key {
                 RateKey::ClientIp => ip_key(client, &mut ip_text),
                 RateKey::Header(name) => headers.get(name).map_or(&[], |v| v.as_bytes()),
+                RateKey::ApiKey => &digest,
             };
             table
                 .take(key_bytes, now)
@@ -122,6 +191,46 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn api_keys_are_checked_by_digest_and_limit_per_key() {
+        let mut settings = security(RateKey::ApiKey, 1);
+        settings.api_keys = Some(ApiKeys {
+            digests: vec![sha256(b"sk-alice"), sha256(b"sk-bob")],
+            header: "authorization".into(),
+            upstream_key: Some("sk-upstream".into()),
+        });
+        let guard = RouteGuard::compile("guard-test-keys", &settings).unwrap();
+        let now = Instant::now();
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("authorization", value.parse().unwrap());
+            h
+        };
+        let client = ip("10.0.0.1");
+        assert_eq!(
+            guard.check(client, &HeaderMap::new(), now),
+            Err(Refusal::Unauthorized)
+        );
+        assert_eq!(
+            guard.check(client, &with("Bearer sk-eve"), now),
+            Err(Refusal::Unauthorized)
+        );
+        assert_eq!(
+            guard.check(client, &with("Basic sk-alice"), now),
+            Err(Refusal::Unauthorized)
+        );
+        assert_eq!(guard.check(client, &with("bearer sk-alice"), now), Ok(()));
+        assert!(matches!(
+            guard.check(client, &with("Bearer sk-alice"), now),
+            Err(Refusal::RateLimited { .. })
+        ));
+        assert_eq!(guard.check(client, &with("Bearer sk-bob"), now), Ok(()));
+        assert!(guard.is_api());
+        let (header, replacement) = guard.key_rewrite().unwrap();
+        assert_eq!(header, "authorization");
+        assert_eq!(replacement.unwrap(), "Bearer sk-upstream");
     }
 
     #[test]

@@ -166,3 +166,70 @@ async fn forwarded_for_is_believed_only_from_trusted_proxies() {
     );
     assert_eq!(backend.count(), 2);
 }
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_checked_limited_per_key_and_replaced_upstream() {
+    let backend = EchoBackend::start("gpu").await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.sha256");
+    let file = format!(
+        "# alice\n{}\n{}\n",
+        hex(&ferrogate::security::sha256(b"sk-alice")),
+        hex(&ferrogate::security::sha256(b"sk-bob"))
+    );
+    std::fs::write(&keys, file).unwrap();
+    let upstream_key = dir.path().join("upstream.key");
+    std::fs::write(&upstream_key, "sk-gpu-internal\n").unwrap();
+    let d = DaemonBuilder::new()
+        .route(&format!(
+            "{{ name: api, hosts: [api.test], upstream: gpu, api_keys: {{ file: {}, upstream_key_file: {} }}, rate_limit: {{ key: api_key, rate: 1/h, burst: 2 }} }}",
+            keys.display(),
+            upstream_key.display()
+        ))
+        .upstream("gpu", &[backend.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+    let bearer = |key: &str| {
+        Request::post("api.test", "/v1/chat/completions")
+            .header("Authorization", &format!("Bearer {key}"))
+    };
+
+    // No key, a wrong key: 401 in OpenAI's format, nothing forwarded.
+    for req in [
+        Request::post("api.test", "/v1/chat/completions"),
+        bearer("sk-eve"),
+    ] {
+        let r = https_request(d.https, &req).await;
+        assert_eq!(r.status, 401);
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+    }
+    assert_eq!(backend.count(), 0);
+
+    // A good key passes; the backend sees our key, never the client's.
+    assert_eq!(
+        https_request(d.https, &bearer("sk-alice")).await.status,
+        200
+    );
+    let seen = backend.last();
+    assert_eq!(seen.header_all("authorization"), ["Bearer sk-gpu-internal"]);
+
+    // Per-key limit: burst 2 for alice, then 429 (OpenAI JSON); bob has his own bucket.
+    assert_eq!(
+        https_request(d.https, &bearer("sk-alice")).await.status,
+        200
+    );
+    let r = https_request(d.https, &bearer("sk-alice")).await;
+    assert_eq!(r.status, 429);
+    assert!(r.header("retry-after").is_some());
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(https_request(d.https, &bearer("sk-bob")).await.status, 200);
+    assert_eq!(backend.count(), 3);
+}

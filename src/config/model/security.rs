@@ -11,6 +11,8 @@ pub enum RateKey {
     ClientIp,
     /// A request header's value (lower-case name); requests without it share one bucket.
     Header(String),
+    /// The client's API key (the route must have `api_keys`).
+    ApiKey,
 }
 
 /// `routes[].rate_limit`: a token bucket per key.
@@ -32,6 +34,7 @@ pub struct RouteSecurity {
     pub allow: Vec<Cidr>,
     /// Client ranges refused; checked before `allow`.
     pub deny: Vec<Cidr>,
+    pub api_keys: Option<ApiKeys>,
 }
 
 impl RateLimit {
@@ -44,6 +47,21 @@ impl RateLimit {
 impl RouteSecurity {
     /// Whether the route asks for any check at all (the hot path skips the rest when not).
     pub fn is_empty(&self) -> bool {
-        self.rate_limit.is_none() && self.allow.is_empty() && self.deny.is_empty()
+        self.rate_limit.is_none()
+            && self.allow.is_empty()
+            && self.deny.is_empty()
+            && self.api_keys.is_none()
     }
+}
+
+/// `routes[].api_keys`: who may use the route, by key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeys {
+    /// SHA-256 digests of the accepted keys (the file holds only digests).
+    pub digests: Vec<[u8; 32]>,
+    /// Where the client sends its key: `authorization` (as `Bearer KEY`) or another header.
+    pub header: String,
+    /// The key sent upstream instead of the client's (`upstream_key_file`); `None` = the client's
+    /// key header is removed.
+    pub upstream_key: Option<String>,
 }

@@ -13,14 +13,32 @@ const MIN_BURST: u32 = 1;
 impl Checker {
     /// The security settings of the route at `path`.
     pub(super) fn route_security(&mut self, path: &str, raw: &RawRoute) -> RouteSecurity {
-        RouteSecurity {
+        let security = RouteSecurity {
             rate_limit: raw
                 .rate_limit
                 .as_ref()
                 .and_then(|r| self.rate_limit(&format!("{path}.rate_limit"), r)),
             allow: self.cidr_list(&format!("{path}.allow"), raw.allow.as_deref()),
             deny: self.cidr_list(&format!("{path}.deny"), raw.deny.as_deref()),
+            api_keys: raw
+                .api_keys
+                .as_ref()
+                .and_then(|k| self.api_keys(&format!("{path}.api_keys"), k)),
+        };
+        let per_key = matches!(
+            &security.rate_limit,
+            Some(RateLimit {
+                key: RateKey::ApiKey,
+                ..
+            })
+        );
+        if per_key && raw.api_keys.is_none() {
+            self.at_value(
+                &format!("{path}.rate_limit.key"),
+                "rate_limit key `api_key` needs `api_keys` on the same route",
+            );
         }
+        security
     }
 
     /// `trusted_proxies`: CIDR ranges.
@@ -87,15 +105,12 @@ impl Checker {
 pub(super) fn parse_key(text: &str) -> Result<RateKey, String> {
     match text.split_once(':') {
         None if text == "client_ip" => Ok(RateKey::ClientIp),
+        None if text == "api_key" => Ok(RateKey::ApiKey),
         Some(("header", name)) if valid_header_name(name) => {
             Ok(RateKey::Header(name.to_ascii_lowercase()))
         }
-        _ if text == "api_key" => Err(
-            "rate_limit key `api_key` is not supported yet by this build; use `client_ip` or `header:NAME`"
-                .into(),
-        ),
         _ => Err(format!(
-            "unknown rate_limit key `{text}`: expected `client_ip` or `header:NAME`"
+            "unknown rate_limit key `{text}`: expected `client_ip`, `header:NAME` or `api_key`"
         )),
     }
 }
@@ -144,9 +159,7 @@ mod tests {
             parse_key("header:X-User"),
             Ok(RateKey::Header("x-user".into()))
         );
-        assert!(parse_key("api_key")
-            .unwrap_err()
-            .contains("not supported yet"));
+        assert_eq!(parse_key("api_key"), Ok(RateKey::ApiKey));
         for bad in ["", "header:", "header:bad name", "cookie:x", "ip"] {
             assert!(parse_key(bad).is_err(), "{bad} should be refused");
         }

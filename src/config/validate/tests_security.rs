@@ -63,7 +63,7 @@ fn rate_limit_errors_point_at_their_key() {
         &route_with("rate_limit: { rate: 1/s, key: api_key }"),
         4,
         "routes[0].rate_limit.key",
-        "not supported yet",
+        "needs `api_keys`",
     );
     let found = errors(&route_with("rate_limit: { rate: 1/s, per: 3 }"));
     assert_eq!(found.len(), 1, "{found}");
@@ -138,4 +138,34 @@ fn trusted_proxies_are_cidr_ranges() {
         "trusted_proxies[1]",
         "invalid CIDR",
     );
+}
+
+#[test]
+fn api_keys_read_digest_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    std::fs::write(&keys, format!("{digest}\n")).unwrap();
+    let upstream = dir.path().join("up.key");
+    std::fs::write(&upstream, "sk-up\n").unwrap();
+    let config = ok(&route_with(&format!(
+        "api_keys: {{ file: {}, upstream_key_file: {} }}",
+        keys.display(),
+        upstream.display()
+    )));
+    let api = config.routes[0].security.api_keys.clone().unwrap();
+    assert_eq!(api.digests.len(), 1);
+    assert_eq!(api.header, "authorization");
+    assert_eq!(api.upstream_key.as_deref(), Some("sk-up"));
+
+    std::fs::write(&keys, "sk-plaintext\n").unwrap();
+    let source = route_with(&format!("api_keys: {{ file: {} }}", keys.display()));
+    one_error(
+        &source,
+        4,
+        "routes[0].api_keys.file",
+        "not a hex SHA-256 digest",
+    );
+    let source = route_with("api_keys: { file: /nonexistent/keys }");
+    one_error(&source, 4, "routes[0].api_keys.file", "cannot read");
 }
