@@ -194,6 +194,8 @@ pub struct RawRoute {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub api_keys: Option<RawApiKeys>,
+    /// `10MB`, `512KB`, `1GB` or a number of bytes.
+    pub max_body: Option<serde_yaml::Value>,
 }
 
 /// `routes[].api_keys`.

@@ -82,6 +82,8 @@ pub struct RequestCtx {
     attempts: usize,
     /// The client address (the peer, or what a trusted proxy's X-Forwarded-For names).
     client: security::client::ClientAddr,
+    /// Request body bytes seen so far (for `max_body` on bodies without Content-Length).
+    body_bytes: u64,
     /// Why the edge checks ([`crate::security`]) refused the request, if they did.
     refusal: Option<security::Refusal>,
     /// Request id, metrics and access log state.
@@ -217,6 +219,7 @@ impl ProxyHttp for Proxy {
             upgrade: false,
             hsts: None,
             refusal: None,
+            body_bytes: 0,
             client: security::client::ClientAddr {
                 ip: None,
                 peer_trusted: false,
@@ -288,6 +291,27 @@ impl ProxyHttp for Proxy {
                 Ok(true)
             }
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let limit = ctx
+            .target
+            .as_ref()
+            .and_then(|t| t.guard.as_ref())
+            .and_then(|g| g.max_body());
+        if let (Some(limit), Some(chunk)) = (limit, body.as_ref()) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > limit {
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body over max_body");
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(

@@ -30,7 +30,7 @@ impl LocalResponse {
             status,
             body: body_for(status),
             location: None,
-            close: status == 400 || status == 431,
+            close: status == 400 || status == 413 || status == 431,
             retry_after: None,
             json: false,
         }
@@ -63,6 +63,7 @@ pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
             LocalResponse::status(429).with_retry_after(Some(retry_after))
         }
         Some(Refusal::Unauthorized) => LocalResponse::status(401),
+        Some(Refusal::TooLarge) => LocalResponse::status(413),
         Some(Refusal::Forbidden) | None => LocalResponse::status(403),
     };
     if api {
@@ -76,6 +77,7 @@ pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
 pub fn openai_error_body(status: u16) -> &'static str {
     match status {
         401 => "{\"error\":{\"message\":\"Incorrect or missing API key.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}\n",
+        413 => "{\"error\":{\"message\":\"The request body is too large.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"request_too_large\"}}\n",
         429 => "{\"error\":{\"message\":\"Rate limit reached; retry after the time in the Retry-After header.\",\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n",
         _ => "{\"error\":{\"message\":\"Access to this endpoint is not allowed from your address.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"forbidden\"}}\n",
     }

@@ -27,6 +27,8 @@ pub enum Refusal {
     Forbidden,
     /// No API key, or one that is not in the route's key file (401).
     Unauthorized,
+    /// The request body is larger than the route's `max_body` (413).
+    TooLarge,
     /// The rate limit's bucket is empty (429); seconds until the next token.
     RateLimited { retry_after: u64 },
 }
@@ -37,6 +39,7 @@ impl Refusal {
         match self {
             Self::Forbidden => "access",
             Self::Unauthorized => "api_key",
+            Self::TooLarge => "body_size",
             Self::RateLimited { .. } => "rate_limit",
         }
     }
@@ -49,6 +52,7 @@ pub struct RouteGuard {
     deny: Vec<Cidr>,
     rate: Option<(RateKey, Arc<BucketTable>)>,
     keys: Option<KeyCheck>,
+    max_body: Option<u64>,
 }
 
 /// A route's API keys, compiled.
@@ -111,7 +115,13 @@ impl RouteGuard {
                 .as_ref()
                 .map(|limit| (limit.key.clone(), limiters::table_for(route, limit))),
             keys: security.api_keys.as_ref().and_then(KeyCheck::compile),
+            max_body: security.max_body,
         }))
+    }
+
+    /// The route's body size limit.
+    pub fn max_body(&self) -> Option<u64> {
+        self.max_body
     }
 
     /// Whether the route is an API (it has `api_keys`): refusals answer in OpenAI's JSON format.
@@ -135,6 +145,15 @@ impl RouteGuard {
     ) -> Result<(), Refusal> {
         if !access::permits(&self.allow, &self.deny, client) {
             return Err(Refusal::Forbidden);
+        }
+        let declared = headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if let (Some(limit), Some(length)) = (self.max_body, declared) {
+            if length > limit {
+                return Err(Refusal::TooLarge);
+            }
         }
         let mut digest = [0u8; 32];
         if let Some(keys) = &self.keys {

@@ -35,6 +35,8 @@ pub struct RouteSecurity {
     /// Client ranges refused; checked before `allow`.
     pub deny: Vec<Cidr>,
     pub api_keys: Option<ApiKeys>,
+    /// Largest request body accepted (`max_body`), in bytes; larger ones get 413.
+    pub max_body: Option<u64>,
 }
 
 impl RateLimit {
@@ -51,6 +53,7 @@ impl RouteSecurity {
             && self.allow.is_empty()
             && self.deny.is_empty()
             && self.api_keys.is_none()
+            && self.max_body.is_none()
     }
 }
 

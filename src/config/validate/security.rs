@@ -20,6 +20,20 @@ impl Checker {
                 .and_then(|r| self.rate_limit(&format!("{path}.rate_limit"), r)),
             allow: self.cidr_list(&format!("{path}.allow"), raw.allow.as_deref()),
             deny: self.cidr_list(&format!("{path}.deny"), raw.deny.as_deref()),
+            max_body: raw.max_body.as_ref().and_then(|value| {
+                let text = match value {
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    serde_yaml::Value::String(s) => s.clone(),
+                    _ => String::new(),
+                };
+                match parse_size(&text) {
+                    Ok(size) => Some(size),
+                    Err(message) => {
+                        self.at_value(&format!("{path}.max_body"), message);
+                        None
+                    }
+                }
+            }),
             api_keys: raw
                 .api_keys
                 .as_ref()
@@ -119,6 +133,26 @@ fn valid_header_name(name: &str) -> bool {
     !name.is_empty() && http::HeaderName::from_bytes(name.as_bytes()).is_ok()
 }
 
+/// A size: bytes, or a number with `KB`, `MB`, `GB` (powers of 1024).
+pub(super) fn parse_size(text: &str) -> Result<u64, String> {
+    let bad =
+        || format!("invalid size `{text}`: expected e.g. `1048576`, `512KB`, `10MB` or `1GB`");
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" | "K" => 1 << 10,
+        "MB" | "M" => 1 << 20,
+        "GB" | "G" => 1 << 30,
+        _ => return Err(bad()),
+    };
+    number.checked_mul(scale).ok_or_else(bad)
+}
+
 /// `N/s`, `N/m` or `N/h` with N ≥ 1.
 pub(super) fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
     let bad = || format!("invalid rate `{text}`: expected e.g. `10/s`, `600/m` or `100/h`");
@@ -149,6 +183,17 @@ mod tests {
         assert_eq!(parse_rate("1/h"), Ok((1, Duration::from_secs(3600))));
         for bad in ["", "10", "10/d", "x/s", "-1/s", "0/s", "1.5/s"] {
             assert!(parse_rate(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("512KB"), Ok(512 * 1024));
+        assert_eq!(parse_size("10 mb"), Ok(10 << 20));
+        assert_eq!(parse_size("1GB"), Ok(1 << 30));
+        for bad in ["", "MB", "1.5MB", "-1", "10TB", "99999999999999999999"] {
+            assert!(parse_size(bad).is_err(), "{bad} should be refused");
         }
     }
 

@@ -169,3 +169,17 @@ fn api_keys_read_digest_files() {
     let source = route_with("api_keys: { file: /nonexistent/keys }");
     one_error(&source, 4, "routes[0].api_keys.file", "cannot read");
 }
+
+#[test]
+fn max_body_is_a_size() {
+    let config = ok(&route_with("max_body: 10MB"));
+    assert_eq!(config.routes[0].security.max_body, Some(10 << 20));
+    let config = ok(&route_with("max_body: 4096"));
+    assert_eq!(config.routes[0].security.max_body, Some(4096));
+    one_error(
+        &route_with("max_body: 10TB"),
+        4,
+        "routes[0].max_body",
+        "invalid size",
+    );
+}
