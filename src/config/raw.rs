@@ -196,6 +196,19 @@ pub struct RawRoute {
     pub api_keys: Option<RawApiKeys>,
     /// `10MB`, `512KB`, `1GB` or a number of bytes.
     pub max_body: Option<serde_yaml::Value>,
+    pub cors: Option<RawCors>,
+}
+
+/// `routes[].cors`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub origins: Vec<String>,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub credentials: bool,
+    pub max_age: Option<String>,
 }
 
 /// `routes[].api_keys`.

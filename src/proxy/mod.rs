@@ -82,6 +82,8 @@ pub struct RequestCtx {
     attempts: usize,
     /// The client address (the peer, or what a trusted proxy's X-Forwarded-For names).
     client: security::client::ClientAddr,
+    /// CORS headers to add to the response (an allowed Origin on a route with `cors`).
+    cors: security::cors::CorsHeaders,
     /// Request body bytes seen so far (for `max_body` on bodies without Content-Length).
     body_bytes: u64,
     /// Why the edge checks ([`crate::security`]) refused the request, if they did.
@@ -176,6 +178,36 @@ impl Proxy {
 }
 
 impl Proxy {
+    /// Applies the route's CORS policy: true for a preflight (to answer now, headers in
+    /// `ctx.cors`); otherwise `ctx.cors` holds the headers for the eventual response.
+    fn cors(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
+        let Some(cors) = ctx
+            .target
+            .as_ref()
+            .and_then(|t| t.guard.as_ref())
+            .and_then(|g| g.cors())
+        else {
+            return false;
+        };
+        let req = session.req_header();
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let Some(origin) = header("origin") else {
+            return false;
+        };
+        let preflight_method = header("access-control-request-method");
+        match preflight_method {
+            Some(method) if req.method == http::Method::OPTIONS => {
+                let requested = header("access-control-request-headers");
+                ctx.cors = security::cors::preflight(cors, origin, method, requested);
+                true
+            }
+            _ => {
+                ctx.cors = security::cors::actual(cors, origin);
+                false
+            }
+        }
+    }
+
     /// Runs the route's access lists and rate limit; true (and `ctx.refusal` set) when refused.
     fn refused(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
         let Some(target) = &ctx.target else {
@@ -220,6 +252,7 @@ impl ProxyHttp for Proxy {
             hsts: None,
             refusal: None,
             body_bytes: 0,
+            cors: Vec::new(),
             client: security::client::ClientAddr {
                 ip: None,
                 peer_trusted: false,
@@ -253,6 +286,18 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.obs.begin(session.req_header_mut());
         match self.decide(session, ctx) {
+            Decision::Proxy if self.cors(session, ctx) => {
+                // A preflight, answered here (before API keys: browsers send none on it).
+                let mut header = ResponseHeader::build(204, Some(6))?;
+                for (name, value) in ctx.cors.drain(..) {
+                    header.insert_header(name, value)?;
+                }
+                header.insert_header(http::header::CONTENT_LENGTH, "0")?;
+                session
+                    .write_response_header(Box::new(header), true)
+                    .await?;
+                Ok(true)
+            }
             Decision::Proxy if self.refused(session, ctx) => {
                 let refusal = ctx.refusal.take();
                 let api = ctx
@@ -433,6 +478,13 @@ impl ProxyHttp for Proxy {
             balancing::insert_sticky_cookie(&target.upstream, pick, self.tls, upstream_response)?;
         }
         ctx.obs.respond(upstream_response)?;
+        for (name, value) in ctx.cors.drain(..) {
+            if name == "vary" {
+                upstream_response.append_header(name, value)?;
+            } else {
+                upstream_response.insert_header(name, value)?;
+            }
+        }
         if let Some(hsts) = &ctx.hsts {
             if !upstream_response
                 .headers

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod bucket;
 pub mod client;
+pub mod cors;
 pub mod limiters;
 pub mod proxy_header;
 pub mod proxy_protocol;
@@ -17,7 +18,7 @@ use std::time::Instant;
 
 use http::HeaderMap;
 
-use crate::config::model::{ApiKeys, Cidr, RateKey, RouteSecurity};
+use crate::config::model::{ApiKeys, Cidr, Cors, RateKey, RouteSecurity};
 use bucket::BucketTable;
 
 /// Why a request was refused at the edge.
@@ -53,6 +54,7 @@ pub struct RouteGuard {
     rate: Option<(RateKey, Arc<BucketTable>)>,
     keys: Option<KeyCheck>,
     max_body: Option<u64>,
+    cors: Option<Cors>,
 }
 
 /// A route's API keys, compiled.
@@ -116,7 +118,13 @@ impl RouteGuard {
                 .map(|limit| (limit.key.clone(), limiters::table_for(route, limit))),
             keys: security.api_keys.as_ref().and_then(KeyCheck::compile),
             max_body: security.max_body,
+            cors: security.cors.clone(),
         }))
+    }
+
+    /// The route's CORS policy.
+    pub fn cors(&self) -> Option<&Cors> {
+        self.cors.as_ref()
     }
 
     /// The route's body size limit.

@@ -233,3 +233,56 @@ async fn api_keys_are_checked_limited_per_key_and_replaced_upstream() {
     assert_eq!(https_request(d.https, &bearer("sk-bob")).await.status, 200);
     assert_eq!(backend.count(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_preflight_is_answered_at_the_edge() {
+    let backend = EchoBackend::start("a").await;
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, hex(&ferrogate::security::sha256(b"sk-a"))).unwrap();
+    let d = DaemonBuilder::new()
+        .route(&format!("{{ name: api, hosts: [api.test], upstream: a, api_keys: {{ file: {} }}, cors: {{ origins: ['https://app.example'], methods: [GET, POST], headers: [Content-Type, Authorization], credentials: true, max_age: 1h }} }}", keys.display()))
+        .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+    let mut preflight = Request::get("api.test", "/v1/models")
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "authorization, content-type",
+        );
+    preflight.method = "OPTIONS".into();
+    // Answered without an API key and without reaching the backend.
+    let r = https_request(d.https, &preflight).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(r.header("access-control-allow-methods"), Some("GET, POST"));
+    assert_eq!(r.header("access-control-max-age"), Some("3600"));
+    // Another origin: answered, but without permission.
+    let mut evil = preflight.clone();
+    evil.headers[0].1 = "https://evil.example".into();
+    let r = https_request(d.https, &evil).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(backend.count(), 0);
+
+    // The actual request carries the CORS headers on the backend's response.
+    let r = https_request(
+        d.https,
+        &Request::get("api.test", "/v1/models")
+            .header("Origin", "https://app.example")
+            .header("Authorization", "Bearer sk-a"),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
+    assert_eq!(backend.count(), 1);
+}

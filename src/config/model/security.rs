@@ -35,6 +35,7 @@ pub struct RouteSecurity {
     /// Client ranges refused; checked before `allow`.
     pub deny: Vec<Cidr>,
     pub api_keys: Option<ApiKeys>,
+    pub cors: Option<Cors>,
     /// Largest request body accepted (`max_body`), in bytes; larger ones get 413.
     pub max_body: Option<u64>,
 }
@@ -54,6 +55,7 @@ impl RouteSecurity {
             && self.deny.is_empty()
             && self.api_keys.is_none()
             && self.max_body.is_none()
+            && self.cors.is_none()
     }
 }
 
@@ -67,4 +69,18 @@ pub struct ApiKeys {
     /// The key sent upstream instead of the client's (`upstream_key_file`); `None` = the client's
     /// key header is removed.
     pub upstream_key: Option<String>,
+}
+
+/// `routes[].cors`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cors {
+    /// Allowed origins (`https://app.example`) or `*`.
+    pub origins: Vec<String>,
+    /// Allowed methods, upper case.
+    pub methods: Vec<String>,
+    /// Allowed request headers (lower case) or `*`.
+    pub headers: Vec<String>,
+    pub credentials: bool,
+    /// How long a browser may cache a preflight answer.
+    pub max_age: Duration,
 }

@@ -3,9 +3,14 @@
 use std::time::Duration;
 
 use super::Checker;
-use crate::config::model::{Cidr, RateKey, RateLimit, RouteSecurity};
-use crate::config::raw::{RawRateLimit, RawRoute};
+use crate::config::model::{Cidr, Cors, RateKey, RateLimit, RouteSecurity};
+use crate::config::raw::{RawCors, RawRateLimit, RawRoute};
 use crate::config::spans::child_index;
+
+/// Methods a CORS policy allows when it lists none.
+const DEFAULT_CORS_METHODS: &[&str] = &["GET", "HEAD", "POST"];
+/// How long browsers cache a preflight answer unless `max_age` says otherwise.
+const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
 
 /// The burst of a rate limit that gives none: the per-period count, at least 1.
 const MIN_BURST: u32 = 1;
@@ -34,6 +39,10 @@ impl Checker {
                     }
                 }
             }),
+            cors: raw
+                .cors
+                .as_ref()
+                .and_then(|c| self.cors(&format!("{path}.cors"), c)),
             api_keys: raw
                 .api_keys
                 .as_ref()
@@ -59,6 +68,55 @@ impl Checker {
     pub(super) fn trusted_proxies(&mut self, value: Option<&serde_yaml::Value>) -> Vec<Cidr> {
         let ranges = self.decode::<Vec<String>>(value, "trusted_proxies");
         self.cidr_list("trusted_proxies", ranges.as_deref())
+    }
+
+    fn cors(&mut self, path: &str, raw: &RawCors) -> Option<Cors> {
+        let errors_before = self.errors.len();
+        if raw.origins.is_empty() {
+            self.at_value(
+                &format!("{path}.origins"),
+                "name at least one origin (or `*`)",
+            );
+        }
+        for (index, origin) in raw.origins.iter().enumerate() {
+            let ok = origin == "*"
+                || ((origin.starts_with("https://") || origin.starts_with("http://"))
+                    && !origin.ends_with('/'));
+            if !ok {
+                let message =
+                    format!("origin `{origin}` must be `*` or scheme://host[:port] without a path");
+                self.at_value(&child_index(&format!("{path}.origins"), index), message);
+            }
+        }
+        let max_age = match raw
+            .max_age
+            .as_deref()
+            .map(crate::config::duration::parse_duration)
+        {
+            None => DEFAULT_CORS_MAX_AGE,
+            Some(Ok(age)) => age,
+            Some(Err(message)) => {
+                self.at_value(&format!("{path}.max_age"), message);
+                DEFAULT_CORS_MAX_AGE
+            }
+        };
+        let methods = raw
+            .methods
+            .clone()
+            .unwrap_or_else(|| DEFAULT_CORS_METHODS.iter().map(|m| m.to_string()).collect());
+        (self.errors.len() == errors_before).then(|| Cors {
+            origins: raw.origins.clone(),
+            methods: methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+            headers: raw
+                .headers
+                .clone()
+                .unwrap_or_default()
+                .iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
+            credentials: raw.credentials,
+            max_age,
+        })
     }
 
     fn rate_limit(&mut self, path: &str, raw: &RawRateLimit) -> Option<RateLimit> {

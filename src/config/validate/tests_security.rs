@@ -183,3 +183,30 @@ fn max_body_is_a_size() {
         "invalid size",
     );
 }
+
+#[test]
+fn cors_origins_and_defaults() {
+    let config = ok(&route_with("cors: { origins: ['https://app.example'] }"));
+    let cors = config.routes[0].security.cors.clone().unwrap();
+    assert_eq!(cors.methods, ["GET", "HEAD", "POST"]);
+    assert_eq!(cors.max_age, Duration::from_secs(600));
+    assert!(!cors.credentials);
+    one_error(
+        &route_with("cors: { origins: ['app.example'] }"),
+        4,
+        "routes[0].cors.origins[0]",
+        "scheme://host",
+    );
+    one_error(
+        &route_with("cors: { origins: [] }"),
+        4,
+        "routes[0].cors.origins",
+        "at least one origin",
+    );
+    one_error(
+        &route_with("cors: { origins: ['*'], max_age: soon }"),
+        4,
+        "routes[0].cors.max_age",
+        "invalid duration",
+    );
+}
