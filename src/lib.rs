@@ -21,5 +21,6 @@ pub mod proxy;
 pub mod reload;
 pub mod routing;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod tls;

@@ -27,6 +27,7 @@ use crate::pool::Registry;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::runtime::{Snapshot, SnapshotStore};
+use crate::security::proxy_protocol::{ProxyProtocol, ProxyProtocolApp};
 use crate::tls::{CertIndex, CertStore};
 
 /// Seconds pingora's runtimes get to wind down after the grace period.
@@ -104,9 +105,16 @@ pub fn build(
             shared.active.clone(),
         );
         let name = format!("listener {}", listener.name);
-        let app = CountedConnections::new(&listener.name, http_proxy(&server.configuration, proxy));
-        let mut service = Service::new(name, app);
+        let counted =
+            CountedConnections::new(&listener.name, http_proxy(&server.configuration, proxy));
+        // PROXY protocol: before TLS on TLS listeners, before HTTP parsing on plain ones.
+        let policy = listener.proxy_protocol.as_deref().map(ProxyProtocol::new);
+        let plain_policy = if listener.tls { None } else { policy.clone() };
+        let mut service = Service::new(name, ProxyProtocolApp::new(plain_policy, counted));
         let address = listener.address.to_string();
+        if let (true, Some(policy)) = (listener.tls, policy) {
+            service.endpoints().set_pre_tls_callback(Arc::new(policy));
+        }
         if listener.tls {
             let mut settings = TlsSettings::intermediate("", "")
                 .map_err(|e| format!("TLS settings for {}: {e}", listener.name))?;

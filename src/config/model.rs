@@ -12,8 +12,10 @@ use std::time::Duration;
 use rustls::sign::CertifiedKey;
 
 mod balancing;
+mod security;
 pub use super::cidr::Cidr;
 pub use balancing::*;
+pub use security::*;
 
 /// Default state directory (ACME account, issued and self-signed certificates).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferrogate";
@@ -57,6 +59,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Log format and the access log switch.
     pub log: Log,
+    /// Peers whose X-Forwarded-For is believed (`trusted_proxies`); empty = nobody's.
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 /// A listening socket: `http`, `https` or one of `listeners.extra`.
@@ -68,6 +72,9 @@ pub struct Listener {
     pub tls: bool,
     /// The built-in port-80 role: answers ACME HTTP-01 and redirects to https what no route claims.
     pub redirect_to_https: bool,
+    /// `proxy_protocol: true`: every connection must start with a PROXY v1/v2 header, and only
+    /// peers in these ranges (`proxy_protocol_from`) may send one. `None` = no PROXY protocol.
+    pub proxy_protocol: Option<Vec<Cidr>>,
 }
 
 /// The admin endpoint.
@@ -305,6 +312,8 @@ pub struct Route {
     /// The listener this route serves; `None` = the https listener (or http when there is none).
     pub listener: Option<String>,
     pub upstream: String,
+    /// Rate limit and access lists.
+    pub security: RouteSecurity,
 }
 
 /// A named group of backend servers.

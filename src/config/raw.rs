@@ -18,6 +18,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "upstreams",
     "shutdown",
     "log",
+    "trusted_proxies",
 ];
 
 /// Keys of the `tls` section.
@@ -41,6 +42,9 @@ pub struct RawExtraListener {
     pub address: String,
     #[serde(default)]
     pub tls: bool,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    pub proxy_protocol_from: Option<Vec<String>>,
 }
 
 /// `shutdown`.
@@ -186,6 +190,46 @@ pub struct RawRoute {
     pub strip_prefix: bool,
     pub listener: Option<String>,
     pub upstream: String,
+    pub rate_limit: Option<RawRateLimit>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub api_keys: Option<RawApiKeys>,
+    /// `10MB`, `512KB`, `1GB` or a number of bytes.
+    pub max_body: Option<serde_yaml::Value>,
+    pub cors: Option<RawCors>,
+}
+
+/// `routes[].cors`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCors {
+    pub origins: Vec<String>,
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<Vec<String>>,
+    #[serde(default)]
+    pub credentials: bool,
+    pub max_age: Option<String>,
+}
+
+/// `routes[].api_keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    /// One hex SHA-256 digest of a key per line; `#` comments.
+    pub file: String,
+    pub header: Option<String>,
+    pub upstream_key_file: Option<String>,
+}
+
+/// `routes[].rate_limit`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateLimit {
+    /// `client_ip` or `header:NAME`.
+    pub key: Option<String>,
+    /// `N/s`, `N/m` or `N/h`.
+    pub rate: String,
+    pub burst: Option<u32>,
 }
 
 /// One of `upstreams`.

@@ -2,6 +2,7 @@
 //! the semantic checks and collects every error (file, line, column, key path) before giving up.
 
 mod acme;
+mod api_keys;
 mod balancing;
 mod decode;
 mod hosts;
@@ -9,6 +10,7 @@ mod listeners;
 mod not_yet;
 mod observe;
 mod routes;
+mod security;
 mod tls;
 mod upstreams;
 
@@ -20,6 +22,8 @@ mod tests_acme;
 mod tests_balancing;
 #[cfg(test)]
 mod tests_elements;
+#[cfg(test)]
+mod tests_security;
 
 use std::path::{Path, PathBuf};
 
@@ -78,6 +82,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
     );
     let shutdown_grace = checker.shutdown_grace(section("shutdown"));
     let log = checker.log(section("log"));
+    let trusted_proxies = checker.trusted_proxies(section("trusted_proxies"));
     let upstreams = upstreams::check(&mut checker, section("upstreams"));
     let routes = routes::check(
         &mut checker,
@@ -101,6 +106,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         upstreams: upstreams.upstreams,
         shutdown_grace,
         log,
+        trusted_proxies,
     })
 }
 

@@ -7,7 +7,7 @@
 //! and listener names) and are capped by [`LabelBudget`]; paths and client addresses never appear.
 //!
 //! Functions other modules call: [`reload_result`], [`config_generation`], [`certificate_expiry`],
-//! [`forget_certificate`], [`acme_result`], [`queue_depth`], [`queue_rejected`], [`render`].
+//! [`forget_certificate`], [`acme_result`], [`queue_depth`], [`queue_rejected`], [`security_rejected`], [`proxy_protocol_refused`], [`render`].
 
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex};
@@ -51,6 +51,8 @@ pub struct Metrics {
     queue_depth: IntGaugeVec,
     server_usable: IntGaugeVec,
     queue_rejections: IntCounterVec,
+    security_rejections: IntCounterVec,
+    proxy_protocol_refusals: IntCounterVec,
     /// Certificate name → not-after (Unix seconds), for the seconds-left gauge at scrape time.
     certificates: Mutex<BTreeMap<String, i64>>,
     routes: LabelBudget,
@@ -174,6 +176,12 @@ impl Metrics {
                 "Requests waiting for a server of an upstream.", &["upstream"])?,
             queue_rejections: counter(&r, "ferrogate_queue_rejections_total",
                 "Requests refused because an upstream's queue was full.", &["upstream"])?,
+            security_rejections: counter(&r, "ferrogate_security_rejections_total",
+                "Requests refused at the edge by a route's access lists or rate limit.",
+                &["route", "reason"])?,
+            proxy_protocol_refusals: counter(&r, "ferrogate_proxy_protocol_refusals_total",
+                "Connections closed because their PROXY protocol header was refused.",
+                &["reason"])?,
             registry: r,
             certificates: Mutex::new(BTreeMap::new()),
             routes: LabelBudget::new(DEFAULT_LABEL_BUDGET),
@@ -372,6 +380,24 @@ pub fn queue_depth(upstream: &str, depth: i64) {
         m.queue_depth
             .with_label_values(&[upstream.as_str()])
             .set(depth);
+    }
+}
+
+/// Counts a request the edge checks of `route` refused (`reason`: `access`, `rate_limit`).
+pub fn security_rejected(route: &str, reason: &'static str) {
+    if let Some(m) = metrics() {
+        let route = m.routes.admit(route);
+        m.security_rejections
+            .with_label_values(&[route.as_str(), reason])
+            .inc();
+    }
+}
+
+/// Counts a connection refused by a listener's PROXY protocol policy (`reason`:
+/// `untrusted_peer`, `invalid`, `timeout`).
+pub fn proxy_protocol_refused(reason: &'static str) {
+    if let Some(m) = metrics() {
+        m.proxy_protocol_refusals.with_label_values(&[reason]).inc();
     }
 }
 

@@ -1,5 +1,6 @@
-//! The forwarding headers a backend sees: X-Forwarded-For (appended), X-Forwarded-Proto,
-//! X-Forwarded-Host, X-Real-IP and X-Client-IP (as OpenWebUI's HAProxy example sets them).
+//! The forwarding headers a backend sees: X-Forwarded-For (appended to when the peer is a trusted
+//! proxy, else replaced by the peer alone), X-Forwarded-Proto, X-Forwarded-Host, X-Real-IP and
+//! X-Client-IP (the resolved client, as OpenWebUI's HAProxy example sets them).
 
 use std::net::IpAddr;
 
@@ -20,30 +21,38 @@ pub struct Forwarded {
     pub client_ip: HeaderValue,
 }
 
-/// Computes the forwarding headers from the incoming ones, the client address, whether the
-/// request came over TLS and the original host.
-pub fn forwarded(
-    incoming: &HeaderMap,
-    client: Option<IpAddr>,
-    tls: bool,
-    host: Option<&str>,
-) -> Forwarded {
-    let ip = client
-        .map(|ip| ip.to_string())
-        .unwrap_or_else(|| "unknown".into());
-    let previous: Vec<&str> = incoming
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .filter(|v| !v.is_empty())
-        .collect();
-    let chain = if previous.is_empty() {
-        ip.clone()
+/// The connection's peer and the client it stands for ([`crate::security::client::resolve`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    pub peer: Option<IpAddr>,
+    pub client: Option<IpAddr>,
+    /// The peer is a trusted proxy: its X-Forwarded-For chain is kept.
+    pub keep_chain: bool,
+}
+
+/// Computes the forwarding headers from the incoming ones, the peer and client addresses,
+/// whether the request came over TLS and the original host.
+pub fn forwarded(incoming: &HeaderMap, hop: Hop, tls: bool, host: Option<&str>) -> Forwarded {
+    let text = |ip: Option<IpAddr>| ip.map_or_else(|| "unknown".into(), |ip| ip.to_string());
+    let peer = text(hop.peer);
+    let previous: Vec<&str> = if hop.keep_chain {
+        incoming
+            .get_all(X_FORWARDED_FOR)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect()
     } else {
-        format!("{}, {ip}", previous.join(", "))
+        Vec::new()
     };
-    let client_ip = HeaderValue::from_str(&ip).unwrap_or(HeaderValue::from_static("unknown"));
+    let chain = if previous.is_empty() {
+        peer.clone()
+    } else {
+        format!("{}, {peer}", previous.join(", "))
+    };
+    let client_ip =
+        HeaderValue::from_str(&text(hop.client)).unwrap_or(HeaderValue::from_static("unknown"));
     Forwarded {
         forwarded_for: HeaderValue::from_str(&chain).unwrap_or_else(|_| client_ip.clone()),
         proto: HeaderValue::from_static(if tls { "https" } else { "http" }),
@@ -56,31 +65,38 @@ pub fn forwarded(
 mod tests {
     use super::*;
 
+    fn hop(peer: &str, client: &str, keep_chain: bool) -> Hop {
+        Hop {
+            peer: Some(peer.parse().expect("ip")),
+            client: Some(client.parse().expect("ip")),
+            keep_chain,
+        }
+    }
+
     #[test]
-    fn appends_to_existing_chain() {
+    fn a_trusted_peer_s_chain_is_appended_to() {
         let mut h = HeaderMap::new();
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.1.1.1"));
         h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.2.2.2 "));
-        let f = forwarded(
-            &h,
-            Some("127.0.0.9".parse().expect("ip")),
-            true,
-            Some("a.test"),
-        );
+        let f = forwarded(&h, hop("127.0.0.9", "10.2.2.2", true), true, Some("a.test"));
         assert_eq!(f.forwarded_for, "10.1.1.1, 10.2.2.2, 127.0.0.9");
         assert_eq!(f.proto, "https");
         assert_eq!(f.host, Some(HeaderValue::from_static("a.test")));
-        assert_eq!(f.client_ip, "127.0.0.9");
+        assert_eq!(f.client_ip, "10.2.2.2");
+    }
+
+    #[test]
+    fn an_untrusted_peer_s_chain_is_replaced() {
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        let f = forwarded(&h, hop("203.0.113.1", "203.0.113.1", false), true, None);
+        assert_eq!(f.forwarded_for, "203.0.113.1");
+        assert_eq!(f.client_ip, "203.0.113.1");
     }
 
     #[test]
     fn starts_a_chain_and_marks_plain_http() {
-        let f = forwarded(
-            &HeaderMap::new(),
-            Some("::1".parse().expect("ip")),
-            false,
-            None,
-        );
+        let f = forwarded(&HeaderMap::new(), hop("::1", "::1", false), false, None);
         assert_eq!(f.forwarded_for, "::1");
         assert_eq!(f.proto, "http");
         assert_eq!(f.host, None);

@@ -26,6 +26,7 @@ use crate::observe::{Finish, RequestObs};
 use crate::pool::Pick;
 use crate::routing::{normalize_host, strip_path_prefix};
 use crate::runtime::{RouteTarget, SnapshotStore};
+use crate::security;
 use balancing::RetryFacts;
 use respond::LocalResponse;
 
@@ -79,6 +80,14 @@ pub struct RequestCtx {
     hsts: Option<HeaderValue>,
     /// Attempts made so far (for retrying on another server).
     attempts: usize,
+    /// The client address (the peer, or what a trusted proxy's X-Forwarded-For names).
+    client: security::client::ClientAddr,
+    /// CORS headers to add to the response (an allowed Origin on a route with `cors`).
+    cors: security::cors::CorsHeaders,
+    /// Request body bytes seen so far (for `max_body` on bodies without Content-Length).
+    body_bytes: u64,
+    /// Why the edge checks ([`crate::security`]) refused the request, if they did.
+    refusal: Option<security::Refusal>,
     /// Request id, metrics and access log state.
     obs: RequestObs,
     /// Counts this request as in flight (graceful stop waits for it) until the context drops.
@@ -157,8 +166,64 @@ impl Proxy {
         };
         ctx.target = Some(rule.target.clone());
         ctx.host = Some(host);
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        ctx.client =
+            security::client::resolve(peer, &session.req_header().headers, &view.trusted_proxies);
         ctx.hsts = view.hsts.clone();
         Decision::Proxy
+    }
+}
+
+impl Proxy {
+    /// Applies the route's CORS policy: true for a preflight (to answer now, headers in
+    /// `ctx.cors`); otherwise `ctx.cors` holds the headers for the eventual response.
+    fn cors(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
+        let Some(cors) = ctx
+            .target
+            .as_ref()
+            .and_then(|t| t.guard.as_ref())
+            .and_then(|g| g.cors())
+        else {
+            return false;
+        };
+        let req = session.req_header();
+        let header = |name: &str| req.headers.get(name).and_then(|v| v.to_str().ok());
+        let Some(origin) = header("origin") else {
+            return false;
+        };
+        let preflight_method = header("access-control-request-method");
+        match preflight_method {
+            Some(method) if req.method == http::Method::OPTIONS => {
+                let requested = header("access-control-request-headers");
+                ctx.cors = security::cors::preflight(cors, origin, method, requested);
+                true
+            }
+            _ => {
+                ctx.cors = security::cors::actual(cors, origin);
+                false
+            }
+        }
+    }
+
+    /// Runs the route's access lists and rate limit; true (and `ctx.refusal` set) when refused.
+    fn refused(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
+        let Some(target) = &ctx.target else {
+            return false;
+        };
+        let Some(guard) = &target.guard else {
+            return false;
+        };
+        match guard.check(ctx.client.ip, &session.req_header().headers, Instant::now()) {
+            Ok(()) => false,
+            Err(refusal) => {
+                crate::observe::metrics::security_rejected(&target.name, refusal.reason());
+                ctx.refusal = Some(refusal);
+                true
+            }
+        }
     }
 }
 
@@ -185,6 +250,13 @@ impl ProxyHttp for Proxy {
             host: None,
             upgrade: false,
             hsts: None,
+            refusal: None,
+            body_bytes: 0,
+            cors: Vec::new(),
+            client: security::client::ClientAddr {
+                ip: None,
+                peer_trusted: false,
+            },
             attempts: 0,
             obs: RequestObs::default(),
             _active: self.active.enter(),
@@ -214,6 +286,29 @@ impl ProxyHttp for Proxy {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Self::CTX) -> Result<bool> {
         ctx.obs.begin(session.req_header_mut());
         match self.decide(session, ctx) {
+            Decision::Proxy if self.cors(session, ctx) => {
+                // A preflight, answered here (before API keys: browsers send none on it).
+                let mut header = ResponseHeader::build(204, Some(6))?;
+                for (name, value) in ctx.cors.drain(..) {
+                    header.insert_header(name, value)?;
+                }
+                header.insert_header(http::header::CONTENT_LENGTH, "0")?;
+                session
+                    .write_response_header(Box::new(header), true)
+                    .await?;
+                Ok(true)
+            }
+            Decision::Proxy if self.refused(session, ctx) => {
+                let refusal = ctx.refusal.take();
+                let api = ctx
+                    .target
+                    .as_ref()
+                    .and_then(|t| t.guard.as_ref())
+                    .is_some_and(|g| g.is_api());
+                let response = respond::refusal(refusal, api);
+                respond::send(session, &response).await?;
+                Ok(true)
+            }
             Decision::Proxy => {
                 if session.is_upgrade_req() {
                     ctx.upgrade = true;
@@ -241,6 +336,27 @@ impl ProxyHttp for Proxy {
                 Ok(true)
             }
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<()> {
+        let limit = ctx
+            .target
+            .as_ref()
+            .and_then(|t| t.guard.as_ref())
+            .and_then(|g| g.max_body());
+        if let (Some(limit), Some(chunk)) = (limit, body.as_ref()) {
+            ctx.body_bytes += chunk.len() as u64;
+            if ctx.body_bytes > limit {
+                return Error::e_explain(ErrorType::HTTPStatus(413), "request body over max_body");
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(
@@ -300,6 +416,14 @@ impl ProxyHttp for Proxy {
                 upstream_request.set_uri(uri);
             }
             balancing::strip_sticky_cookie(&target.upstream, upstream_request)?;
+            // GPU nodes never see a client's API key: it is removed or replaced by ours.
+            if let Some((header, replacement)) = target.guard.as_ref().and_then(|g| g.key_rewrite())
+            {
+                upstream_request.remove_header(header);
+                if let Some(value) = replacement {
+                    upstream_request.insert_header(http::header::AUTHORIZATION, value.clone())?;
+                }
+            }
         }
         if !upstream_request.headers.contains_key(HOST) {
             if let Some(authority) = session.req_header().uri.authority() {
@@ -307,13 +431,18 @@ impl ProxyHttp for Proxy {
                 upstream_request.insert_header(HOST, value)?;
             }
         }
-        let client = session
+        let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
+        let hop = forwarded::Hop {
+            peer,
+            client: ctx.client.ip.or(peer),
+            keep_chain: ctx.client.peer_trusted,
+        };
         let fwd = forwarded::forwarded(
             &upstream_request.headers,
-            client,
+            hop,
             self.tls,
             ctx.host.as_deref(),
         );
@@ -349,6 +478,13 @@ impl ProxyHttp for Proxy {
             balancing::insert_sticky_cookie(&target.upstream, pick, self.tls, upstream_response)?;
         }
         ctx.obs.respond(upstream_response)?;
+        for (name, value) in ctx.cors.drain(..) {
+            if name == "vary" {
+                upstream_response.append_header(name, value)?;
+            } else {
+                upstream_response.insert_header(name, value)?;
+            }
+        }
         if let Some(hsts) = &ctx.hsts {
             if !upstream_response
                 .headers

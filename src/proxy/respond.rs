@@ -7,6 +7,7 @@ use pingora::prelude::*;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::observe::request_id::{self, REQUEST_ID_HEADER};
+use crate::security::Refusal;
 
 /// A response made by the proxy itself (not relayed from a backend).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +19,8 @@ pub struct LocalResponse {
     pub close: bool,
     /// `Retry-After` seconds (overload refusals).
     pub retry_after: Option<u64>,
+    /// The body is JSON (OpenAI's error format on API routes), not text.
+    pub json: bool,
 }
 
 impl LocalResponse {
@@ -27,8 +30,9 @@ impl LocalResponse {
             status,
             body: body_for(status),
             location: None,
-            close: status == 400 || status == 431,
+            close: status == 400 || status == 413 || status == 431,
             retry_after: None,
+            json: false,
         }
     }
 
@@ -46,7 +50,36 @@ impl LocalResponse {
             location: Some(location),
             close: false,
             retry_after: None,
+            json: false,
         }
+    }
+}
+
+/// The answer to a request the edge checks refused: 401 (API key), 403 (access lists), 429 (rate
+/// limit). On API routes (`api_keys`) the body is OpenAI's error JSON, which SDKs parse.
+pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
+    let mut response = match refusal {
+        Some(Refusal::RateLimited { retry_after }) => {
+            LocalResponse::status(429).with_retry_after(Some(retry_after))
+        }
+        Some(Refusal::Unauthorized) => LocalResponse::status(401),
+        Some(Refusal::TooLarge) => LocalResponse::status(413),
+        Some(Refusal::Forbidden) | None => LocalResponse::status(403),
+    };
+    if api {
+        response.json = true;
+        response.body = openai_error_body(response.status);
+    }
+    response
+}
+
+/// OpenAI's error object for a refusal status.
+pub fn openai_error_body(status: u16) -> &'static str {
+    match status {
+        401 => "{\"error\":{\"message\":\"Incorrect or missing API key.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}\n",
+        413 => "{\"error\":{\"message\":\"The request body is too large.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"request_too_large\"}}\n",
+        429 => "{\"error\":{\"message\":\"Rate limit reached; retry after the time in the Retry-After header.\",\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n",
+        _ => "{\"error\":{\"message\":\"Access to this endpoint is not allowed from your address.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"forbidden\"}}\n",
     }
 }
 
@@ -55,10 +88,13 @@ pub fn body_for(status: u16) -> &'static str {
     match status {
         308 => "Permanent Redirect\n",
         400 => "Bad Request\n",
+        401 => "Unauthorized\n",
+        403 => "Forbidden\n",
         404 => "Not Found: no route for this request\n",
         408 => "Request Timeout\n",
         413 => "Payload Too Large\n",
         421 => "Misdirected Request\n",
+        429 => "Too Many Requests\n",
         431 => "Request Header Fields Too Large\n",
         502 => "Bad Gateway: the backend could not be reached\n",
         503 => "Service Unavailable: no backend available\n",
@@ -89,7 +125,15 @@ pub fn status_for_error(e: &Error) -> u16 {
 pub async fn send(session: &mut Session, response: &LocalResponse) -> Result<()> {
     let body = Bytes::from_static(response.body.as_bytes());
     let mut header = ResponseHeader::build(response.status, Some(5))?;
-    header.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    let content_type = if response.json {
+        "application/json"
+    } else {
+        "text/plain; charset=utf-8"
+    };
+    header.insert_header(http::header::CONTENT_TYPE, content_type)?;
+    if response.status == 401 {
+        header.insert_header(http::header::WWW_AUTHENTICATE, "Bearer")?;
+    }
     header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
     // The request id (set on the request by the request filter), when it is a sane one.
@@ -171,7 +215,7 @@ mod tests {
 
     #[test]
     fn bodies_leak_nothing_internal() {
-        for code in [400, 404, 408, 431, 502, 503, 504, 599] {
+        for code in [400, 401, 403, 404, 408, 429, 431, 502, 503, 504, 599] {
             let body = body_for(code);
             assert!(!body.contains("127.0.0.1") && !body.contains("Error:") && body.len() < 80);
         }

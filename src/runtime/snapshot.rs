@@ -9,12 +9,14 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::config::model::{
-    Balance, Config, Discovery, Health, Queue, Sticky, Timeouts, LISTENER_HTTP, LISTENER_HTTPS,
+    Balance, Cidr, Config, Discovery, Health, Queue, Sticky, Timeouts, LISTENER_HTTP,
+    LISTENER_HTTPS,
 };
 use crate::observe::RouteObserver;
 use crate::pool::select::Rules;
 use crate::pool::{Registry, UpstreamPool, UpstreamStatus};
 use crate::routing::Router;
+use crate::security::{limiters, RouteGuard};
 
 /// Everything the proxy hooks read for one configuration generation.
 #[derive(Debug)]
@@ -36,6 +38,8 @@ pub struct ListenerView {
     /// `Strict-Transport-Security` value for responses on this (TLS) listener.
     pub hsts: Option<HeaderValue>,
     pub router: Router<Arc<RouteTarget>>,
+    /// `trusted_proxies`: peers whose X-Forwarded-For names the client.
+    pub trusted_proxies: Arc<[Cidr]>,
 }
 
 /// The routing decision's result: which route matched and where it sends the request.
@@ -47,6 +51,8 @@ pub struct RouteTarget {
     pub upstream: Arc<UpstreamRuntime>,
     /// Metric handles and server counters for this route, resolved once here.
     pub observer: Arc<RouteObserver>,
+    /// Access lists and rate limit; `None` when the route sets neither.
+    pub guard: Option<Arc<RouteGuard>>,
 }
 
 /// A compiled upstream: its settings for this generation and its long-lived pool.
@@ -88,6 +94,7 @@ impl Snapshot {
     /// cannot fail on user input. Start-up and reload both call this.
     pub fn compile(config: &Config, generation: u64, registry: &Registry) -> Self {
         registry.retain(config);
+        limiters::retain(&config.routes.iter().map(|r| r.name.as_str()).collect());
         let upstreams: HashMap<&str, Arc<UpstreamRuntime>> = config
             .upstreams
             .values()
@@ -118,6 +125,7 @@ impl Snapshot {
             .hsts
             .and_then(|d| HeaderValue::from_str(&format!("max-age={}", d.as_secs())).ok());
 
+        let trusted_proxies: Arc<[Cidr]> = config.trusted_proxies.as_slice().into();
         let listeners = config
             .listeners
             .iter()
@@ -143,6 +151,7 @@ impl Snapshot {
                                 &upstream.name,
                                 upstream.pool.members().iter().map(|m| &m.address),
                             )),
+                            guard: RouteGuard::compile(&route.name, &route.security),
                         });
                         router.insert(&route.hosts, &route.path_prefix, target);
                     }
@@ -157,6 +166,7 @@ impl Snapshot {
                     },
                     hsts: if l.tls { hsts.clone() } else { None },
                     router,
+                    trusted_proxies: trusted_proxies.clone(),
                 }
             })
             .collect();
@@ -196,6 +206,7 @@ mod tests {
             address: SocketAddr::from(([127, 0, 0, 1], port)),
             tls,
             redirect_to_https: redirect,
+            proxy_protocol: None,
         }
     }
 
@@ -207,6 +218,7 @@ mod tests {
             strip_prefix: false,
             listener: listener.map(str::to_string),
             upstream: upstream.into(),
+            security: Default::default(),
         }
     }
 
@@ -253,6 +265,7 @@ mod tests {
             upstreams: BTreeMap::from([("u".to_string(), upstream)]),
             shutdown_grace: std::time::Duration::from_secs(1),
             log: Default::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 

@@ -182,6 +182,15 @@ impl ServerCertVerifier for AcceptAnyCert {
 
 /// Connects over TLS and completes the handshake.
 pub async fn tls_connect(addr: SocketAddr, opts: &TlsOptions) -> (TlsStream<TcpStream>, TlsInfo) {
+    let tcp = TcpStream::connect(addr).await.expect("tcp connect");
+    tls_connect_over(tcp, opts).await
+}
+
+/// A TLS handshake over an already connected socket (after a PROXY header, say).
+pub async fn tls_connect_over(
+    tcp: TcpStream,
+    opts: &TlsOptions,
+) -> (TlsStream<TcpStream>, TlsInfo) {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone());
     let builder = match opts.version {
@@ -200,7 +209,6 @@ pub async fn tls_connect(addr: SocketAddr, opts: &TlsOptions) -> (TlsStream<TcpS
         // rustls never sends an IP address as SNI.
         None => ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
     };
-    let tcp = TcpStream::connect(addr).await.expect("tcp connect");
     let stream = tokio::time::timeout(
         DEFAULT_RESPONSE_TIMEOUT,
         TlsConnector::from(Arc::new(config)).connect(name, tcp),

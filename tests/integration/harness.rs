@@ -74,7 +74,8 @@ pub struct DaemonBuilder {
     dir: TempDir,
     http: SocketAddr,
     https: SocketAddr,
-    extra: Vec<(String, SocketAddr, bool)>,
+    /// name, address, tls, further keys of its flow mapping (`, key: value`).
+    extra: Vec<(String, SocketAddr, bool, String)>,
     hsts: Option<String>,
     certs: Vec<CertFiles>,
     routes: Vec<String>,
@@ -172,7 +173,15 @@ impl DaemonBuilder {
 
     /// Adds an entry to `listeners.extra`.
     pub fn extra_listener(mut self, name: &str, tls: bool) -> Self {
-        self.extra.push((name.to_string(), free_addr(), tls));
+        self.extra
+            .push((name.to_string(), free_addr(), tls, String::new()));
+        self
+    }
+
+    /// Adds an entry to `listeners.extra` with more keys, e.g. `proxy_protocol: true`.
+    pub fn extra_listener_with(mut self, name: &str, tls: bool, keys: &str) -> Self {
+        self.extra
+            .push((name.to_string(), free_addr(), tls, format!(", {keys}")));
         self
     }
 
@@ -223,8 +232,12 @@ impl DaemonBuilder {
         writeln!(y, "  https: {}", self.https).expect("fmt");
         if !self.extra.is_empty() {
             writeln!(y, "  extra:").expect("fmt");
-            for (name, addr, tls) in &self.extra {
-                writeln!(y, "    - {{ name: {name}, address: {addr}, tls: {tls} }}").expect("fmt");
+            for (name, addr, tls, keys) in &self.extra {
+                writeln!(
+                    y,
+                    "    - {{ name: {name}, address: {addr}, tls: {tls}{keys} }}"
+                )
+                .expect("fmt");
             }
         }
         writeln!(y, "tls:").expect("fmt");
@@ -296,13 +309,17 @@ impl DaemonBuilder {
             .spawn()
             .expect("spawn ferrogate");
         let mut listeners = vec![self.http, self.https];
-        listeners.extend(self.extra.iter().map(|(_, a, _)| *a));
+        listeners.extend(self.extra.iter().map(|(_, a, _, _)| *a));
         listeners.extend(self.admin);
         let mut daemon = Daemon {
             child,
             http: self.http,
             https: self.https,
-            extra: self.extra.iter().map(|(n, a, _)| (n.clone(), *a)).collect(),
+            extra: self
+                .extra
+                .iter()
+                .map(|(n, a, _, _)| (n.clone(), *a))
+                .collect(),
             certs: self.certs,
             config_yaml: yaml,
             log_path,

@@ -49,6 +49,7 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
             address,
             tls: false,
             redirect_to_https: has_https,
+            proxy_protocol: None,
         });
     }
     if let Some(address) = raw.https {
@@ -58,6 +59,7 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
             address,
             tls: true,
             redirect_to_https: false,
+            proxy_protocol: None,
         });
     }
     let mut names = declared.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
@@ -79,12 +81,33 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
             );
         }
         names.push(extra.name.clone());
+        let from_path = format!("{path}.proxy_protocol_from");
+        let from = checker.cidr_list(&from_path, extra.proxy_protocol_from.as_deref());
+        let proxy_protocol = match (extra.proxy_protocol, extra.proxy_protocol_from.is_some()) {
+            (true, true) => Some(from),
+            (true, false) => {
+                checker.at_key(
+                    &format!("{path}.proxy_protocol"),
+                    "proxy_protocol needs `proxy_protocol_from: [CIDR, ...]` naming the balancers allowed to send PROXY headers",
+                );
+                None
+            }
+            (false, true) => {
+                checker.at_key(
+                    &from_path,
+                    "proxy_protocol_from has no effect without `proxy_protocol: true`",
+                );
+                None
+            }
+            (false, false) => None,
+        };
         declared.push(Declared {
             name: extra.name,
             path: format!("{path}.address"),
             address: extra.address,
             tls: extra.tls,
             redirect_to_https: false,
+            proxy_protocol,
         });
     }
 
@@ -108,6 +131,7 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
             address,
             tls: declared.tls,
             redirect_to_https: declared.redirect_to_https,
+            proxy_protocol: declared.proxy_protocol,
         });
     }
     if names.is_empty() {
@@ -133,4 +157,5 @@ struct Declared {
     address: String,
     tls: bool,
     redirect_to_https: bool,
+    proxy_protocol: Option<Vec<crate::config::model::Cidr>>,
 }

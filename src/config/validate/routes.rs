@@ -112,6 +112,8 @@ pub(super) fn check(
             }
         }
 
+        let security = checker.route_security(&path, &raw);
+
         if checker.errors.len() == errors_before {
             routes.push(Route {
                 name: raw.name,
@@ -120,6 +122,7 @@ pub(super) fn check(
                 strip_prefix: raw.strip_prefix,
                 listener: raw.listener,
                 upstream: raw.upstream,
+                security,
             });
         }
     }
