@@ -7,6 +7,7 @@ pub mod access;
 pub mod bucket;
 pub mod client;
 pub mod cors;
+pub mod fuzz_bodies;
 pub mod limiters;
 pub mod proxy_header;
 pub mod proxy_protocol;
