@@ -6,6 +6,7 @@
 pub mod access;
 pub mod bucket;
 pub mod client;
+pub mod connections;
 pub mod cors;
 pub mod fuzz_bodies;
 pub mod limiters;
