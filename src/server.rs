@@ -110,7 +110,9 @@ pub fn build(
         // PROXY protocol: before TLS on TLS listeners, before HTTP parsing on plain ones.
         let policy = listener.proxy_protocol.as_deref().map(ProxyProtocol::new);
         let plain_policy = if listener.tls { None } else { policy.clone() };
-        let mut service = Service::new(name, ProxyProtocolApp::new(plain_policy, counted));
+        let gate = ProxyProtocolApp::new(plain_policy, counted)
+            .with_connections_per_ip(config.max_connections_per_ip);
+        let mut service = Service::new(name, gate);
         let address = listener.address.to_string();
         if let (true, Some(policy)) = (listener.tls, policy) {
             service.endpoints().set_pre_tls_callback(Arc::new(policy));

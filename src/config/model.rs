@@ -61,6 +61,8 @@ pub struct Config {
     pub log: Log,
     /// Peers whose X-Forwarded-For is believed (`trusted_proxies`); empty = nobody's.
     pub trusted_proxies: Vec<Cidr>,
+    /// Concurrent connections per client address on each proxy listener; `None` = unlimited.
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// A listening socket: `http`, `https` or one of `listeners.extra`.

@@ -19,6 +19,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "shutdown",
     "log",
     "trusted_proxies",
+    "max_connections_per_ip",
 ];
 
 /// Keys of the `tls` section.

@@ -83,6 +83,14 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
     let shutdown_grace = checker.shutdown_grace(section("shutdown"));
     let log = checker.log(section("log"));
     let trusted_proxies = checker.trusted_proxies(section("trusted_proxies"));
+    let max_connections_per_ip =
+        match checker.decode::<u32>(section("max_connections_per_ip"), "max_connections_per_ip") {
+            Some(0) => {
+                checker.at_value("max_connections_per_ip", "must be at least 1");
+                None
+            }
+            other => other,
+        };
     let upstreams = upstreams::check(&mut checker, section("upstreams"));
     let routes = routes::check(
         &mut checker,
@@ -107,6 +115,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         shutdown_grace,
         log,
         trusted_proxies,
+        max_connections_per_ip,
     })
 }
 

@@ -179,8 +179,8 @@ impl Metrics {
             security_rejections: counter(&r, "ferrogate_security_rejections_total",
                 "Requests refused at the edge by a route's access lists or rate limit.",
                 &["route", "reason"])?,
-            proxy_protocol_refusals: counter(&r, "ferrogate_proxy_protocol_refusals_total",
-                "Connections closed because their PROXY protocol header was refused.",
+            proxy_protocol_refusals: counter(&r, "ferrogate_connection_refusals_total",
+                "Connections closed before any request: PROXY protocol refused, or too many from one client address.",
                 &["reason"])?,
             registry: r,
             certificates: Mutex::new(BTreeMap::new()),
@@ -398,6 +398,15 @@ pub fn security_rejected(route: &str, reason: &'static str) {
 pub fn proxy_protocol_refused(reason: &'static str) {
     if let Some(m) = metrics() {
         m.proxy_protocol_refusals.with_label_values(&[reason]).inc();
+    }
+}
+
+/// Counts a connection closed because its client address had `max_connections_per_ip` open.
+pub fn connection_refused_per_ip() {
+    if let Some(m) = metrics() {
+        m.proxy_protocol_refusals
+            .with_label_values(&["connections_per_ip"])
+            .inc();
     }
 }
 

@@ -1,6 +1,7 @@
 //! Request-head checks that pingora's parser leaves to us: an oversized head (431) and a request
-//! carrying both Content-Length and Transfer-Encoding (400, a smuggling vector that we refuse
-//! instead of repairing). Pure functions over the raw head bytes.
+//! carrying both Content-Length and Transfer-Encoding, or Content-Length twice (400: smuggling
+//! vectors that we refuse instead of repairing; RFC 9112 allows either, and forwarding two equal
+//! values leaves the backend to decide). Pure functions over the raw head bytes.
 
 /// Largest request head (request line + headers) accepted, like HAProxy's 16k buffer with room
 /// for large cookies.
@@ -13,13 +14,15 @@ pub enum FramingViolation {
     HeadTooLarge,
     /// 400: both Content-Length and Transfer-Encoding.
     ContentLengthWithTransferEncoding,
+    /// 400: more than one Content-Length header line (even with equal values).
+    DuplicateContentLength,
 }
 
 impl FramingViolation {
     pub fn status(self) -> u16 {
         match self {
             Self::HeadTooLarge => 431,
-            Self::ContentLengthWithTransferEncoding => 400,
+            Self::ContentLengthWithTransferEncoding | Self::DuplicateContentLength => 400,
         }
     }
 }
@@ -35,24 +38,40 @@ pub fn check_head(
     if raw.len() > max_bytes {
         return Err(FramingViolation::HeadTooLarge);
     }
-    if has_transfer_encoding && has_header(raw, b"content-length") {
+    let content_lengths = count_header(raw, b"content-length");
+    if has_transfer_encoding && content_lengths > 0 {
         return Err(FramingViolation::ContentLengthWithTransferEncoding);
+    }
+    if content_lengths > 1 {
+        return Err(FramingViolation::DuplicateContentLength);
     }
     Ok(())
 }
 
-/// Whether a header line with this (lowercase) name is present in a raw head.
-fn has_header(raw: &[u8], lowercase_name: &[u8]) -> bool {
-    raw.split(|b| *b == b'\n').skip(1).any(|line| {
-        line.len() > lowercase_name.len()
-            && line[..lowercase_name.len()].eq_ignore_ascii_case(lowercase_name)
-            && matches!(line[lowercase_name.len()], b':' | b' ' | b'\t')
-    })
+/// How many header lines with this (lowercase) name a raw head holds.
+fn count_header(raw: &[u8], lowercase_name: &[u8]) -> usize {
+    raw.split(|b| *b == b'\n')
+        .skip(1)
+        .filter(|line| {
+            line.len() > lowercase_name.len()
+                && line[..lowercase_name.len()].eq_ignore_ascii_case(lowercase_name)
+                && matches!(line[lowercase_name.len()], b':' | b' ' | b'\t')
+        })
+        .count()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_content_length_twice() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n";
+        assert_eq!(
+            check_head(raw, false, 1024),
+            Err(FramingViolation::DuplicateContentLength)
+        );
+    }
 
     #[test]
     fn accepts_ordinary_heads() {

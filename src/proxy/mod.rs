@@ -478,6 +478,8 @@ impl ProxyHttp for Proxy {
             balancing::insert_sticky_cookie(&target.upstream, pick, self.tls, upstream_response)?;
         }
         ctx.obs.respond(upstream_response)?;
+        // The backend's software and version are nobody's business at the edge.
+        upstream_response.remove_header(&http::header::SERVER);
         for (name, value) in ctx.cors.drain(..) {
             if name == "vary" {
                 upstream_response.append_header(name, value)?;

@@ -266,6 +266,7 @@ mod tests {
             shutdown_grace: std::time::Duration::from_secs(1),
             log: Default::default(),
             trusted_proxies: Vec::new(),
+            max_connections_per_ip: None,
         }
     }
 

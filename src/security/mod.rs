@@ -6,7 +6,9 @@
 pub mod access;
 pub mod bucket;
 pub mod client;
+pub mod connections;
 pub mod cors;
+pub mod fuzz_bodies;
 pub mod limiters;
 pub mod proxy_header;
 pub mod proxy_protocol;

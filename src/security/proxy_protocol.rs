@@ -18,6 +18,7 @@ use pingora::server::ShutdownWatch;
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::connections::PerIpLimit;
 use super::proxy_header::{parse, ProxyError, ProxyHeader, Step, V1_MAX_LEN};
 use crate::config::model::Cidr;
 
@@ -118,10 +119,12 @@ impl PreTlsProcess for ProxyProtocol {
     }
 }
 
-/// Wraps a plain listener's application: reads the PROXY header first when `policy` is set.
+/// Wraps a listener's application: reads the PROXY header first when `policy` is set (plain
+/// listeners), then holds a per-client-address connection slot when `per_ip` is set.
 pub struct ProxyProtocolApp<A> {
     inner: Arc<A>,
     policy: Option<ProxyProtocol>,
+    per_ip: Option<Arc<PerIpLimit>>,
 }
 
 impl<A> ProxyProtocolApp<A> {
@@ -129,7 +132,14 @@ impl<A> ProxyProtocolApp<A> {
         Self {
             inner: Arc::new(inner),
             policy,
+            per_ip: None,
         }
+    }
+
+    /// Limits concurrent connections per client address to `max`.
+    pub fn with_connections_per_ip(mut self, max: Option<u32>) -> Self {
+        self.per_ip = max.map(PerIpLimit::new);
+        self
     }
 }
 
@@ -147,7 +157,30 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
                 return None;
             }
         }
-        self.inner.process_new(stream, shutdown).await
+        let _slot = match &self.per_ip {
+            Some(limit) => {
+                let client = stream
+                    .get_socket_digest()
+                    .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+                match client.and_then(|ip| limit.acquire(ip)) {
+                    Some(slot) => Some(slot),
+                    None => {
+                        crate::observe::metrics::connection_refused_per_ip();
+                        return None;
+                    }
+                }
+            }
+            None => None,
+        };
+        // Serve every keep-alive request here so the slot covers the connection's whole life.
+        let mut next = self.inner.process_new(stream, shutdown).await;
+        for _ in 0..u32::MAX {
+            let Some(stream) = next else {
+                break;
+            };
+            next = self.inner.process_new(stream, shutdown).await;
+        }
+        None
     }
 
     async fn cleanup(&self) {

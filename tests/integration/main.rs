@@ -28,6 +28,7 @@ mod reload;
 mod routing;
 mod security;
 mod security_limits;
+mod security_malformed;
 mod security_proxy;
 mod sticky;
 mod streaming;

@@ -100,3 +100,42 @@ async fn bodies_over_max_body_get_413() {
     // The backend never got a complete 2 KiB body.
     assert!(backend.requests().iter().all(|r| r.body.len() <= 1024));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_per_client_address_are_capped() {
+    let backend = EchoBackend::start("a").await;
+    let d = DaemonBuilder::new()
+        .yaml("max_connections_per_ip: 2")
+        .extra_listener("plain", false)
+        .route("{ name: plain, listener: plain, upstream: a }")
+        .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+    let plain = d.extra("plain");
+    let req = Request::get("a.test", "/");
+    // Two keep-alive connections, each proven live by a served request.
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut tcp = TcpStream::connect(plain).await.unwrap();
+        assert_eq!(crate::client::exchange(&mut tcp, &req).await.status, 200);
+        held.push(tcp);
+    }
+    // A third is closed without an answer.
+    let mut third = TcpStream::connect(plain).await.unwrap();
+    let answer = crate::client::raw_exchange(&mut third, &req.to_bytes()).await;
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(backend.count(), 2);
+    // Closing one frees its slot (the server notices the close; bounded retries).
+    drop(held.pop());
+    let mut served = false;
+    for _ in 0..100 {
+        let mut tcp = TcpStream::connect(plain).await.unwrap();
+        let answer = crate::client::raw_exchange(&mut tcp, &req.to_bytes()).await;
+        if crate::client::raw_status(&answer) == Some(200) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(served, "a slot was given back when a connection closed");
+}

@@ -1,0 +1,89 @@
+//! Concurrent connections per client address (`max_connections_per_ip`): a count per address,
+//! taken when a connection starts serving and given back when it ends. The table holds only
+//! addresses with a live connection, so it is bounded by the open connections.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+/// The live-connection counts of one listener.
+#[derive(Debug)]
+pub struct PerIpLimit {
+    max: u32,
+    counts: Mutex<HashMap<IpAddr, u32>>,
+}
+
+/// One counted connection; dropping it gives the slot back.
+#[derive(Debug)]
+pub struct Slot {
+    limit: Arc<PerIpLimit>,
+    ip: IpAddr,
+}
+
+impl PerIpLimit {
+    pub fn new(max: u32) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u32>> {
+        match self.counts.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// A slot for `ip`, or `None` when it already holds `max` connections.
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let ip = ip.to_canonical();
+        let mut counts = self.lock();
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.max {
+            return None;
+        }
+        *count += 1;
+        Some(Slot {
+            limit: self.clone(),
+            ip,
+        })
+    }
+
+    /// Addresses with live connections (for tests).
+    pub fn tracked(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.limit.lock();
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_per_address_and_forgets_idle_ones() {
+        let limit = PerIpLimit::new(2);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let first = limit.acquire(a).unwrap();
+        let second = limit.acquire(mapped).unwrap();
+        assert!(limit.acquire(a).is_none(), "a third connection is refused");
+        assert!(limit.acquire("10.0.0.2".parse().unwrap()).is_some());
+        drop(first);
+        let third = limit.acquire(a).unwrap();
+        drop((second, third));
+        assert_eq!(limit.tracked(), 0);
+    }
+}
