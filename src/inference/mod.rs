@@ -1,0 +1,8 @@
+//! Inference-aware balancing for OpenAI-compatible GPU upstreams (issue 8): pure building blocks.
+//!
+//! [`openai`] parses request bodies (model, prompt text) and builds OpenAI error JSON; [`prefix`]
+//! is the approximate prefix index behind the `cache_aware` policy (chained block hashes of the
+//! normalized prompt, no tokenizer, bounded load). Wiring into the proxy hooks comes later.
+
+pub mod openai;
+pub mod prefix;
