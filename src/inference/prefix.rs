@@ -3,9 +3,9 @@
 //! depth i implies the whole prefix matched. Each (block hash, server) pair remembers when it was
 //! last routed; the index holds at most `capacity` pairs and evicts the least recently used.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{Hash, Hasher};
+
+use crate::balance::hashing::stable_hash;
 
 /// Characters per block (~64 tokens of English text).
 pub const BLOCK_CHARS: usize = 256;
@@ -17,17 +17,17 @@ pub fn normalize(prompt: &str) -> String {
     prompt.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Chained block hashes of a normalized prompt (a trailing partial block is ignored: engines
+/// Chained block hashes (stable across processes) of a normalized prompt (a trailing partial block is ignored: engines
 /// cache whole blocks only).
 pub fn block_hashes(normalized: &str) -> Vec<u64> {
     let chars: Vec<char> = normalized.chars().collect();
     let mut out = Vec::new();
     let mut prev = 0u64;
+    let mut buf = String::with_capacity(BLOCK_CHARS * 4);
     for chunk in chars.chunks_exact(BLOCK_CHARS).take(MAX_BLOCKS) {
-        let mut h = DefaultHasher::new();
-        prev.hash(&mut h);
-        chunk.hash(&mut h);
-        prev = h.finish();
+        buf.clear();
+        buf.extend(chunk.iter());
+        prev = stable_hash(&[&prev.to_le_bytes(), buf.as_bytes()]);
         out.push(prev);
     }
     out
