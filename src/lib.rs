@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod discovery;
 pub mod health;
+pub mod inference;
 pub mod lifecycle;
 pub mod observe;
 pub mod pool;
