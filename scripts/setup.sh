@@ -3,12 +3,16 @@
 # Rust toolchain: cmake (pingora's zlib-ng build) and the tools the tests use (chromium renders the
 # status page; systemd-analyze verifies the unit file; for the ACME tests Pebble +
 # pebble-challtestsrv, bind9's named, dig, openssl and curl). Safe to run again; installs only what
-# is missing.
+# is missing. `scripts/setup.sh --build` installs only what building needs (for the demo).
 set -euo pipefail
+
+build_only=false
+[ "${1:-}" = "--build" ] && build_only=true
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+if [ "$build_only" = false ]; then
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # unit file verification test
 command -v pebble >/dev/null 2>&1 || need+=(pebble)              # ACME CA (+ pebble-challtestsrv)
@@ -16,6 +20,7 @@ command -v pebble >/dev/null 2>&1 || need+=(pebble)              # ACME CA (+ pe
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+fi
 
 if [ "${#need[@]}" -gt 0 ]; then
   sudo_cmd=()
