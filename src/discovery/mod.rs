@@ -3,10 +3,9 @@
 //! long-lived pool, which adds and removes servers without a reload. A failed lookup keeps the
 //! last known servers.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use hickory_resolver::config::{NameServerConfigGroup, ResolverConfig, ResolverOpts};
@@ -16,7 +15,7 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
 use crate::config::model::Discovery;
-use crate::runtime::{SnapshotStore, UpstreamRuntime};
+use crate::runtime::{periodic, SnapshotStore, UpstreamRuntime};
 
 /// Longest sleep between two looks at the snapshot.
 pub const DISCOVERY_TICK: Duration = Duration::from_millis(250);
@@ -30,38 +29,19 @@ impl DnsDiscovery {
     pub fn new(snapshots: Arc<SnapshotStore>) -> Self {
         Self { snapshots }
     }
-
-    fn run_due(&self, next_due: &mut HashMap<Arc<str>, Instant>) -> Duration {
-        let snapshot = self.snapshots.load();
-        let now = Instant::now();
-        let mut sleep = DISCOVERY_TICK;
-        for upstream in snapshot.upstreams() {
-            let Some(discovery) = &upstream.discovery else {
-                continue;
-            };
-            let due = next_due.entry(upstream.name.clone()).or_insert(now);
-            if *due <= now {
-                *due = now + discovery.refresh;
-                tokio::spawn(refresh(upstream.clone()));
-            }
-            sleep = sleep.min(due.saturating_duration_since(now));
-        }
-        next_due.retain(|name, _| snapshot.upstreams().iter().any(|u| u.name == *name));
-        sleep
-    }
 }
 
 #[async_trait]
 impl BackgroundService for DnsDiscovery {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut next_due = HashMap::new();
-        loop {
-            let sleep = self.run_due(&mut next_due);
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+    async fn start(&self, shutdown: ShutdownWatch) {
+        periodic::every_upstream(
+            &self.snapshots,
+            DISCOVERY_TICK,
+            shutdown,
+            |u| u.discovery.as_ref().map(|d| d.refresh),
+            |u| drop(tokio::spawn(refresh(u.clone()))),
+        )
+        .await;
     }
 }
 

@@ -3,7 +3,6 @@
 //! recorded into the server's long-lived state. Reads the snapshot afresh each round, so a reload
 //! changes what is checked without restarting anything.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::model::ActiveHealth;
-use crate::runtime::{SnapshotStore, UpstreamRuntime};
+use crate::runtime::{periodic, SnapshotStore, UpstreamRuntime};
 
 /// Longest sleep between two looks at the snapshot (so new upstreams are noticed soon).
 pub const CHECKER_TICK: Duration = Duration::from_millis(250);
@@ -31,39 +30,23 @@ impl HealthChecker {
     pub fn new(snapshots: Arc<SnapshotStore>) -> Self {
         Self { snapshots }
     }
-
-    /// Starts the checks that are due; returns how long until the next one.
-    fn run_due(&self, next_due: &mut HashMap<Arc<str>, Instant>) -> Duration {
-        let snapshot = self.snapshots.load();
-        let now = Instant::now();
-        let mut sleep = CHECKER_TICK;
-        for upstream in snapshot.upstreams() {
-            let Some(active) = &upstream.health.active else {
-                continue;
-            };
-            let due = next_due.entry(upstream.name.clone()).or_insert(now);
-            if *due <= now {
-                *due = now + active.interval;
-                check_upstream(upstream, active);
-            }
-            sleep = sleep.min(due.saturating_duration_since(now));
-        }
-        next_due.retain(|name, _| snapshot.upstreams().iter().any(|u| u.name == *name));
-        sleep
-    }
 }
 
 #[async_trait]
 impl BackgroundService for HealthChecker {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut next_due = HashMap::new();
-        loop {
-            let sleep = self.run_due(&mut next_due);
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => return,
-            }
-        }
+    async fn start(&self, shutdown: ShutdownWatch) {
+        periodic::every_upstream(
+            &self.snapshots,
+            CHECKER_TICK,
+            shutdown,
+            |u| u.health.active.as_ref().map(|a| a.interval),
+            |u| {
+                if let Some(active) = &u.health.active {
+                    check_upstream(u, active);
+                }
+            },
+        )
+        .await;
     }
 }
 

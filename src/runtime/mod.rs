@@ -1,6 +1,7 @@
 //! The compiled, immutable world the proxy reads ([`Snapshot`]) and the one place it is swapped
 //! ([`SnapshotStore`]).
 
+pub mod periodic;
 pub mod snapshot;
 pub mod store;
 
