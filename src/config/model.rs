@@ -12,9 +12,11 @@ use std::time::Duration;
 use rustls::sign::CertifiedKey;
 
 mod balancing;
+mod inference;
 mod security;
 pub use super::cidr::Cidr;
 pub use balancing::*;
+pub use inference::*;
 pub use security::*;
 
 /// Default state directory (ACME account, issued and self-signed certificates).
@@ -331,6 +333,8 @@ pub struct Upstream {
     pub retries: u32,
     pub queue: Queue,
     pub discovery: Option<Discovery>,
+    /// OpenAI-aware routing (`inference:`): model routing, node signals, body inspection.
+    pub inference: Option<Inference>,
 }
 
 /// One backend server.
@@ -345,6 +349,8 @@ pub struct Server {
     pub max_inflight: Option<u32>,
     /// No new sessions; sticky clients already on it stay.
     pub drain: bool,
+    /// Models this server serves (inference upstreams), overriding the upstream's list.
+    pub models: Option<Vec<String>>,
 }
 
 /// Upstream timeouts.

@@ -266,6 +266,8 @@ pub struct RawServer {
     pub weight: Option<u32>,
     pub max_inflight: Option<u32>,
     pub drain: Option<bool>,
+    /// Models this server serves (inference upstreams).
+    pub models: Option<Vec<String>>,
 }
 
 /// `upstreams.NAME.balance`.
@@ -276,20 +278,8 @@ pub enum RawBalance {
     LeastInflight,
     P2c,
     Hash,
+    Metrics,
     CacheAware,
-}
-
-impl RawBalance {
-    /// The name as written in the file.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::RoundRobin => "round_robin",
-            Self::LeastInflight => "least_inflight",
-            Self::P2c => "p2c",
-            Self::Hash => "hash",
-            Self::CacheAware => "cache_aware",
-        }
-    }
 }
 
 /// `upstreams.NAME.sticky`.
@@ -347,23 +337,20 @@ pub struct RawDiscovery {
 }
 
 /// `upstreams.NAME.inference`.
-#[allow(
-    dead_code,
-    reason = "parsed to check the contract; read once the feature lands"
-)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawInference {
     /// vllm, sglang, ray, llamacpp, ollama, openai…
     pub engine: String,
     pub models: Option<RawModels>,
+    pub refresh: Option<String>,
+    /// A size: bytes as a number, or text such as `16MB`.
+    pub max_body: Option<serde_yaml::Value>,
+    pub affinity: Option<bool>,
+    pub signal_max_age: Option<String>,
 }
 
 /// `inference.models`: `discover` or an explicit list.
-#[allow(
-    dead_code,
-    reason = "parsed to check the contract; read once the feature lands"
-)]
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
 pub enum RawModels {

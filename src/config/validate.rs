@@ -6,8 +6,8 @@ mod api_keys;
 mod balancing;
 mod decode;
 mod hosts;
+mod inference;
 mod listeners;
-mod not_yet;
 mod observe;
 mod routes;
 mod security;
@@ -34,7 +34,6 @@ use super::error::{ConfigError, ConfigErrors};
 use super::model::{Config, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATE_DIR};
 use super::raw::{RawShutdown, TOP_LEVEL_KEYS};
 use super::spans::{Position, SpanIndex};
-use not_yet::NotYet;
 
 /// Validates `source`, read from `file` (used in messages and to resolve relative paths).
 pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
@@ -190,11 +189,6 @@ impl Checker {
     pub(super) fn at_value(&mut self, path: &str, message: impl Into<String>) {
         let position = self.spans.value_position(path);
         self.push(path, position, message.into());
-    }
-
-    /// Records that the feature at `path` is accepted by the parser but not implemented yet.
-    pub(super) fn not_yet(&mut self, path: &str, feature: NotYet) {
-        self.at_key(path, feature.message());
     }
 
     /// The line of the value at `path`, for "first defined at line N" hints.

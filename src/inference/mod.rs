@@ -8,3 +8,4 @@
 pub mod affinity;
 pub mod openai;
 pub mod prefix;
+pub mod signals;

@@ -34,12 +34,25 @@ pub struct Member {
     pub max_inflight: Option<u32>,
     pub drain: bool,
     pub discovered: bool,
+    /// Models the configuration says this server serves (inference upstreams); `None` leaves it
+    /// to discovery.
+    pub models: Option<Arc<[String]>>,
     pub state: Arc<ServerState>,
+}
+
+impl Member {
+    /// The models this server serves: the configured list, else what it last listed itself;
+    /// `None` while unknown.
+    pub fn served_models(&self) -> Option<Arc<[String]>> {
+        self.models.clone().or_else(|| self.state.signals.models())
+    }
 }
 
 #[derive(Debug, Default)]
 struct Inputs {
     configured: Vec<Server>,
+    /// The upstream's `inference.models` list, for servers without their own.
+    models: Option<Arc<[String]>>,
     /// `None` until discovery has answered once.
     discovered: Option<Vec<SocketAddr>>,
 }
@@ -85,9 +98,10 @@ impl UpstreamPool {
     }
 
     /// Sets the configured servers (start-up and reload).
-    pub fn set_configured(&self, servers: &[Server], discovery: bool) {
+    pub fn set_configured(&self, servers: &[Server], discovery: bool, models: Option<&[String]>) {
         let mut inputs = lock(&self.inputs);
         inputs.configured = servers.to_vec();
+        inputs.models = models.map(Arc::from);
         if !discovery {
             inputs.discovered = None;
         }
@@ -112,7 +126,13 @@ impl UpstreamPool {
         let old = self.members.load();
         let previous: HashMap<&str, &Arc<Member>> = old.iter().map(|m| (&*m.address, m)).collect();
         let mut next: Vec<Arc<Member>> = Vec::new();
-        let mut add = |address: String, socket, weight, max_inflight, drain, discovered| {
+        let mut add = |address: String,
+                       socket,
+                       weight,
+                       max_inflight,
+                       drain,
+                       discovered,
+                       models: Option<Arc<[String]>>| {
             if next.iter().any(|m: &Arc<Member>| *m.address == *address) {
                 return;
             }
@@ -128,6 +148,7 @@ impl UpstreamPool {
                 max_inflight,
                 drain,
                 discovered,
+                models,
                 state,
             }));
         };
@@ -139,6 +160,10 @@ impl UpstreamPool {
                 s.max_inflight,
                 s.drain,
                 false,
+                s.models
+                    .as_deref()
+                    .map(Arc::from)
+                    .or_else(|| inputs.models.clone()),
             );
         }
         for socket in inputs.discovered.iter().flatten() {
@@ -149,6 +174,7 @@ impl UpstreamPool {
                 None,
                 false,
                 true,
+                inputs.models.clone(),
             );
         }
         self.members.store(Arc::new(next));
@@ -166,15 +192,24 @@ mod tests {
             weight,
             max_inflight: None,
             drain: false,
+            models: None,
         }
     }
 
     #[test]
     fn rebuild_keeps_state_by_address() {
         let pool = UpstreamPool::new("u");
-        pool.set_configured(&[server("127.0.0.1:1", 1), server("127.0.0.1:2", 1)], true);
+        pool.set_configured(
+            &[server("127.0.0.1:1", 1), server("127.0.0.1:2", 1)],
+            true,
+            None,
+        );
         let before = pool.members();
-        pool.set_configured(&[server("127.0.0.1:2", 5), server("127.0.0.1:3", 1)], true);
+        pool.set_configured(
+            &[server("127.0.0.1:2", 5), server("127.0.0.1:3", 1)],
+            true,
+            None,
+        );
         let after = pool.members();
         assert_eq!(after.len(), 2);
         assert!(Arc::ptr_eq(&before[1].state, &after[0].state));
@@ -186,7 +221,7 @@ mod tests {
     #[test]
     fn discovered_members_come_and_go() {
         let pool = UpstreamPool::new("u");
-        pool.set_configured(&[server("127.0.0.1:1", 1)], true);
+        pool.set_configured(&[server("127.0.0.1:1", 1)], true, None);
         let a: SocketAddr = "10.0.0.1:80".parse().expect("a");
         let b: SocketAddr = "10.0.0.2:80".parse().expect("b");
         assert!(pool.set_discovered(vec![b, a, a]));
@@ -198,9 +233,9 @@ mod tests {
         assert_eq!(members.len(), 2);
         assert!(members[1].discovered && Arc::ptr_eq(&members[1].state, &kept));
         // A reload keeps what discovery found.
-        pool.set_configured(&[server("127.0.0.1:1", 2)], true);
+        pool.set_configured(&[server("127.0.0.1:1", 2)], true, None);
         assert_eq!(pool.members().len(), 2);
-        pool.set_configured(&[server("127.0.0.1:1", 2)], false);
+        pool.set_configured(&[server("127.0.0.1:1", 2)], false, None);
         assert_eq!(pool.members().len(), 1);
     }
 }

@@ -35,7 +35,11 @@ impl Registry {
             .entry(upstream.name.clone())
             .or_insert_with(|| Arc::new(UpstreamPool::new(&upstream.name)))
             .clone();
-        pool.set_configured(&upstream.servers, upstream.discovery.is_some());
+        let models = upstream.inference.as_ref().and_then(|i| match &i.models {
+            crate::config::model::Models::List(list) => Some(list.as_slice()),
+            crate::config::model::Models::Discover => None,
+        });
+        pool.set_configured(&upstream.servers, upstream.discovery.is_some(), models);
         pool
     }
 

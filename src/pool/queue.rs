@@ -102,8 +102,10 @@ mod tests {
                 weight: 1,
                 max_inflight: Some(1),
                 drain: false,
+                models: None,
             }],
             false,
+            None,
         );
         Arc::new(pool)
     }

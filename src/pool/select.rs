@@ -225,7 +225,7 @@ impl UpstreamPool {
                 }
                 Some(index)
             }
-            Balance::LeastInflight => {
+            Balance::LeastInflight | Balance::Metrics | Balance::CacheAware => {
                 let ticket = self.ticket.fetch_add(1, Ordering::Relaxed);
                 policy::least_inflight(candidates, ticket)
             }

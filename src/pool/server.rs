@@ -44,6 +44,8 @@ pub struct ServerState {
     recent: Mutex<VecDeque<RecentError>>,
     /// An active check is running (a slow check is never overlapped by the next one).
     checking: AtomicBool,
+    /// What an inference server reports about itself (models, queue, KV-cache use).
+    pub signals: crate::inference::signals::NodeSignals,
 }
 
 impl ServerState {

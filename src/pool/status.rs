@@ -175,8 +175,10 @@ mod tests {
                 weight: 2,
                 max_inflight: Some(4),
                 drain: true,
+                models: None,
             }],
             false,
+            None,
         );
         let status = pool.status("round_robin", None);
         let json = to_json(3, &[status]);

@@ -232,6 +232,7 @@ mod tests {
                     weight: 1,
                     max_inflight: None,
                     drain: false,
+                    models: None,
                 },
                 Server {
                     address: "127.0.0.1:2".into(),
@@ -239,6 +240,7 @@ mod tests {
                     weight: 1,
                     max_inflight: None,
                     drain: false,
+                    models: None,
                 },
             ],
             balance: Default::default(),
@@ -248,6 +250,7 @@ mod tests {
             retries: 2,
             queue: Queue::default(),
             discovery: None,
+            inference: None,
         };
         Config {
             source: PathBuf::from("test.yaml"),

@@ -43,6 +43,10 @@ pub enum Balance {
     P2c,
     /// Weighted rendezvous hashing of a request key.
     Hash(HashKey),
+    /// Inference upstreams: scraped queue depth and KV-cache use blended with in-flight counts.
+    Metrics,
+    /// Inference upstreams: predicted queue wait plus uncached prompt prefix, with bounded load.
+    CacheAware,
 }
 
 impl Balance {
@@ -52,6 +56,8 @@ impl Balance {
             Self::LeastInflight => "least_inflight",
             Self::P2c => "p2c",
             Self::Hash(_) => "hash",
+            Self::Metrics => "metrics",
+            Self::CacheAware => "cache_aware",
         }
     }
 }

@@ -4,7 +4,6 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::not_yet::NotYet;
 use super::Checker;
 use crate::config::duration::parse_duration;
 use crate::config::model::{
@@ -95,10 +94,8 @@ pub(super) fn balance(
             };
             return Balance::Hash(key);
         }
-        Some(other) => {
-            checker.not_yet(&format!("{path}.balance"), NotYet::Balance(other.name()));
-            Balance::RoundRobin
-        }
+        Some(RawBalance::Metrics) => Balance::Metrics,
+        Some(RawBalance::CacheAware) => Balance::CacheAware,
     };
     if hash_key.is_some() {
         checker.at_key(&key_path, "`hash_key` only applies to `balance: hash`");

@@ -249,19 +249,49 @@ fn upstream_timeouts() {
 }
 
 #[test]
-fn unimplemented_upstream_features_are_rejected_at_their_key() {
+fn inference_upstreams_are_checked_at_their_keys() {
     let base = "listeners: { http: 0.0.0.0:80 }\nupstreams:\n  u:\n    servers: [ { address: 10.0.0.1:80 } ]\n";
     one_error(
         &format!("{base}    balance: cache_aware\n"),
         5,
         "upstreams.u.balance",
-        "balance `cache_aware`",
+        "needs `inference:`",
     );
     one_error(
-        &format!("{base}    inference: {{ engine: vllm, models: discover }}\n"),
+        &format!("{base}    inference: {{ engine: tgi }}\n"),
         5,
-        "upstreams.u.inference",
-        "not supported yet",
+        "upstreams.u.inference.engine",
+        "unknown engine `tgi`",
+    );
+    one_error(
+        &format!("{base}    inference: {{ engine: vllm, models: everything }}\n"),
+        5,
+        "upstreams.u.inference.models",
+        "expected `discover`",
+    );
+    one_error(
+        &format!("{base}    inference: {{ engine: vllm, models: [a, a] }}\n"),
+        5,
+        "upstreams.u.inference.models[1]",
+        "duplicate model `a`",
+    );
+    one_error(
+        &format!("{base}    inference: {{ engine: vllm, max_body: 0 }}\n"),
+        5,
+        "upstreams.u.inference.max_body",
+        "greater than zero",
+    );
+    one_error(
+        &format!("{base}    inference: {{ engine: vllm, refresh: 10ms }}\n"),
+        5,
+        "upstreams.u.inference.refresh",
+        "at least 100ms",
+    );
+    one_error(
+        "listeners: { http: 0.0.0.0:80 }\nupstreams:\n  u:\n    servers: [ { address: 10.0.0.1:80, models: [m] } ]\n",
+        4,
+        "upstreams.u.servers[0].models",
+        "needs `inference:`",
     );
     one_error(
         &format!("{base}    balance: fastest\n"),
@@ -269,6 +299,25 @@ fn unimplemented_upstream_features_are_rejected_at_their_key() {
         "upstreams.u.balance",
         "unknown variant",
     );
+    let config = ok(&format!(
+        "{base}    balance: cache_aware\n    inference: {{ engine: sglang, models: [a, b], refresh: 2s, max_body: 4MB, affinity: false }}\n"
+    ));
+    let u = &config.upstreams["u"];
+    assert_eq!(u.balance, crate::config::model::Balance::CacheAware);
+    let inference = u.inference.as_ref().unwrap();
+    assert_eq!(inference.engine, crate::config::model::Engine::Sglang);
+    assert_eq!(
+        inference.models,
+        crate::config::model::Models::List(vec!["a".into(), "b".into()])
+    );
+    assert_eq!(inference.max_body, 4 << 20);
+    assert!(!inference.affinity);
+    let config = ok(&format!(
+        "{base}    balance: metrics\n    inference: {{ engine: vllm }}\n"
+    ));
+    let inference = config.upstreams["u"].inference.clone().unwrap();
+    assert_eq!(inference.models, crate::config::model::Models::Discover);
+    assert!(inference.affinity);
 }
 
 /// A self-signed certificate and key written to `dir`, named `name.pem` and `name.key`.

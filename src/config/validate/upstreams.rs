@@ -8,7 +8,6 @@ use std::time::Duration;
 use serde_yaml::Value;
 
 use super::balancing;
-use super::not_yet::NotYet;
 use super::Checker;
 use crate::config::duration::parse_duration;
 use crate::config::model::{Server, Timeouts, Upstream, DEFAULT_RETRIES, DEFAULT_WEIGHT};
@@ -59,6 +58,9 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
     for (index, raw_server) in raw_servers.into_iter().enumerate() {
         let server_path = format!("{servers_path}[{index}]");
         let address_path = format!("{server_path}.address");
+        if let Some(models) = &raw_server.models {
+            checker.model_list(&format!("{server_path}.models"), models);
+        }
         if raw_server.max_inflight == Some(0) {
             checker.at_value(&format!("{server_path}.max_inflight"), "must be at least 1");
         }
@@ -83,14 +85,25 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
                 weight,
                 max_inflight: raw_server.max_inflight.filter(|m| *m > 0),
                 drain: raw_server.drain.unwrap_or(false),
+                models: raw_server.models,
             }),
             Err(message) => checker.at_value(&address_path, message),
         }
     }
 
     let balance = balancing::balance(checker, path, raw.balance, raw.hash_key);
-    if raw.inference.is_some() {
-        checker.not_yet(&format!("{path}.inference"), NotYet::Inference);
+    let has_inference = raw.inference.is_some();
+    checker.inference_policy(path, &balance, has_inference);
+    let inference = raw
+        .inference
+        .and_then(|i| checker.inference(&format!("{path}.inference"), i));
+    for (index, server) in servers.iter().enumerate() {
+        if server.models.is_some() && !has_inference {
+            checker.at_key(
+                &format!("{servers_path}[{index}].models"),
+                "`models` on a server needs `inference:` on its upstream",
+            );
+        }
     }
     let sticky = raw
         .sticky
@@ -115,6 +128,7 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
         retries,
         queue,
         discovery,
+        inference,
     }
 }
 

@@ -15,12 +15,13 @@ fn server(port: u16, weight: u32) -> Server {
         weight,
         max_inflight: None,
         drain: false,
+        models: None,
     }
 }
 
 fn pool(servers: &[Server]) -> UpstreamPool {
     let pool = UpstreamPool::new("u");
-    pool.set_configured(servers, false);
+    pool.set_configured(servers, false, None);
     pool
 }
 
@@ -132,7 +133,7 @@ fn client_ip_table_pins_and_draining_keeps_sticky_clients() {
     }
     // Drain a's server: its client stays, a new client never lands there.
     servers[usize::from(a - 1)].drain = true;
-    pool.set_configured(&servers, false);
+    pool.set_configured(&servers, false, None);
     assert_eq!(port(&pick(&pool, &r, &ip(1))), a);
     for last in 3..10 {
         assert_eq!(port(&pick(&pool, &r, &ip(last))), b);

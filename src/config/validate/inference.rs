@@ -1,0 +1,146 @@
+//! `upstreams.NAME.inference` and the keys that only make sense with it (`balance: metrics |
+//! cache_aware`, a server's `models`).
+
+use std::time::Duration;
+
+use super::security::parse_size;
+use super::Checker;
+use crate::config::duration::parse_duration;
+use crate::config::model::{
+    Balance, Engine, Inference, Models, DEFAULT_INFERENCE_MAX_BODY, DEFAULT_INFERENCE_REFRESH,
+    DEFAULT_SIGNAL_MAX_AGE,
+};
+use crate::config::raw::{RawInference, RawModels};
+
+/// Shortest `refresh` accepted: scraping GPU nodes faster than this only adds load.
+const MIN_REFRESH: Duration = Duration::from_millis(100);
+
+impl Checker {
+    /// The checked `inference` block at `path`.
+    pub(super) fn inference(&mut self, path: &str, raw: RawInference) -> Option<Inference> {
+        let errors_before = self.errors.len();
+        let engine = Engine::parse(&raw.engine);
+        if engine.is_none() {
+            self.at_value(
+                &format!("{path}.engine"),
+                format!(
+                    "unknown engine `{}`: expected vllm, sglang, llamacpp, ray, ollama or openai",
+                    raw.engine
+                ),
+            );
+        }
+        let models = match raw.models {
+            None => Models::Discover,
+            Some(RawModels::Keyword(word)) if word == "discover" => Models::Discover,
+            Some(RawModels::Keyword(word)) => {
+                self.at_value(
+                    &format!("{path}.models"),
+                    format!("expected `discover` or a list of model names, got `{word}`"),
+                );
+                Models::Discover
+            }
+            Some(RawModels::List(list)) => {
+                self.model_list(&format!("{path}.models"), &list);
+                Models::List(list)
+            }
+        };
+        let refresh = self.positive_duration(
+            &format!("{path}.refresh"),
+            raw.refresh,
+            DEFAULT_INFERENCE_REFRESH,
+        );
+        if refresh < MIN_REFRESH {
+            self.at_value(&format!("{path}.refresh"), "must be at least 100ms");
+        }
+        let signal_max_age = self.positive_duration(
+            &format!("{path}.signal_max_age"),
+            raw.signal_max_age,
+            DEFAULT_SIGNAL_MAX_AGE,
+        );
+        let max_body = match raw.max_body {
+            None => DEFAULT_INFERENCE_MAX_BODY,
+            Some(value) => {
+                let text = match value {
+                    serde_yaml::Value::Number(n) => n.to_string(),
+                    serde_yaml::Value::String(s) => s,
+                    _ => String::new(),
+                };
+                match parse_size(&text) {
+                    Ok(0) => {
+                        self.at_value(&format!("{path}.max_body"), "must be greater than zero");
+                        DEFAULT_INFERENCE_MAX_BODY
+                    }
+                    Ok(size) => size,
+                    Err(message) => {
+                        self.at_value(&format!("{path}.max_body"), message);
+                        DEFAULT_INFERENCE_MAX_BODY
+                    }
+                }
+            }
+        };
+        if self.errors.len() != errors_before {
+            return None;
+        }
+        Some(Inference {
+            engine: engine?,
+            models,
+            refresh,
+            max_body,
+            affinity: raw.affinity.unwrap_or(true),
+            signal_max_age,
+        })
+    }
+
+    /// A non-empty list of non-empty, distinct model names.
+    pub(super) fn model_list(&mut self, path: &str, list: &[String]) {
+        if list.is_empty() {
+            self.at_value(path, "must name at least one model");
+        }
+        for (i, model) in list.iter().enumerate() {
+            if model.trim().is_empty() {
+                self.at_value(&format!("{path}[{i}]"), "a model name must not be empty");
+            } else if list[..i].contains(model) {
+                self.at_value(
+                    &format!("{path}[{i}]"),
+                    format!("duplicate model `{model}`"),
+                );
+            }
+        }
+    }
+
+    /// A duration greater than zero, or `default` when absent.
+    fn positive_duration(
+        &mut self,
+        path: &str,
+        text: Option<String>,
+        default: Duration,
+    ) -> Duration {
+        let Some(text) = text else {
+            return default;
+        };
+        match parse_duration(&text) {
+            Ok(d) if d.is_zero() => {
+                self.at_value(path, "must be greater than zero");
+                default
+            }
+            Ok(d) => d,
+            Err(message) => {
+                self.at_value(path, message);
+                default
+            }
+        }
+    }
+
+    /// Inference-only policies need `inference:`.
+    pub(super) fn inference_policy(&mut self, path: &str, balance: &Balance, has_inference: bool) {
+        if matches!(balance, Balance::Metrics | Balance::CacheAware) && !has_inference {
+            self.at_value(
+                &format!("{path}.balance"),
+                format!(
+                    "balance `{}` needs `inference:` on this upstream (it reads OpenAI request bodies and GPU node metrics)",
+                    balance.name()
+                ),
+            );
+        }
+    }
+}
