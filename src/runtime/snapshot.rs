@@ -9,7 +9,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::config::model::{
-    Balance, Cidr, Config, Discovery, Health, Queue, Sticky, Timeouts, LISTENER_HTTP,
+    Balance, Cidr, Config, Discovery, Health, Inference, Queue, Sticky, Timeouts, LISTENER_HTTP,
     LISTENER_HTTPS,
 };
 use crate::observe::RouteObserver;
@@ -67,6 +67,8 @@ pub struct UpstreamRuntime {
     pub queue: Queue,
     pub discovery: Option<Discovery>,
     pub timeouts: Timeouts,
+    /// OpenAI-aware routing settings, when the upstream is a pool of inference servers.
+    pub inference: Option<Inference>,
     pub pool: Arc<UpstreamPool>,
 }
 
@@ -108,6 +110,7 @@ impl Snapshot {
                     queue: u.queue,
                     discovery: u.discovery.clone(),
                     timeouts: u.timeouts,
+                    inference: u.inference.clone(),
                     pool: registry.attach(u),
                 };
                 (u.name.as_str(), Arc::new(compiled))
