@@ -8,4 +8,5 @@
 pub mod affinity;
 pub mod openai;
 pub mod prefix;
+pub mod scan;
 pub mod signals;

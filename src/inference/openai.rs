@@ -3,6 +3,8 @@
 
 use serde_json::{json, Value};
 
+use super::scan;
+
 /// Why a request body could not be routed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BodyError {
@@ -23,50 +25,35 @@ pub struct InferenceRequest {
     pub stream: bool,
 }
 
-/// Parses an OpenAI request body; the bytes themselves are forwarded untouched by the caller.
+/// Parses a whole OpenAI request body (checked to be JSON); the bytes themselves are forwarded
+/// untouched by the caller.
 pub fn parse_request(body: &[u8]) -> Result<InferenceRequest, BodyError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| BodyError::Malformed("request body must be a JSON object".into()))?;
-    let model = obj
-        .get("model")
-        .and_then(Value::as_str)
-        .ok_or(BodyError::MissingModel)?
-        .to_string();
-    let mut prompt = String::new();
-    if let Some(messages) = obj.get("messages").and_then(Value::as_array) {
-        for m in messages {
-            append_content(&mut prompt, m.get("content"));
-            prompt.push('\n');
-        }
-    } else {
-        append_content(&mut prompt, obj.get("prompt").or_else(|| obj.get("input")));
+    if !value.is_object() {
+        return Err(BodyError::Malformed("request body must be a JSON object".into()));
     }
-    Ok(InferenceRequest {
-        model,
-        prompt,
-        user: obj.get("user").and_then(Value::as_str).map(str::to_string),
-        stream: obj.get("stream").and_then(Value::as_bool).unwrap_or(false),
-    })
+    let scanned =
+        scan::scan(body).map_err(|()| BodyError::Malformed("not a JSON object".into()))?;
+    from_scan(scanned)
 }
 
-/// Appends the text of a content value: a string, or an array of strings / `{type:text,text}` parts.
-fn append_content(out: &mut String, content: Option<&Value>) {
-    match content {
-        Some(Value::String(s)) => out.push_str(s),
-        Some(Value::Array(parts)) => {
-            for p in parts {
-                if let Some(s) = p.as_str() {
-                    out.push_str(s);
-                } else if let Some(s) = p.get("text").and_then(Value::as_str) {
-                    out.push_str(s);
-                }
-            }
-        }
-        _ => {}
-    }
+/// Parses the first bytes of a body too large to hold: the rest is not seen, so only what is
+/// there is checked.
+pub fn parse_prefix(prefix: &[u8]) -> Result<InferenceRequest, BodyError> {
+    let scanned = scan::scan(prefix).map_err(|()| {
+        BodyError::Malformed("the request body is not a JSON object".into())
+    })?;
+    from_scan(scanned)
+}
+
+fn from_scan(scanned: scan::Scanned) -> Result<InferenceRequest, BodyError> {
+    Ok(InferenceRequest {
+        model: scanned.model.ok_or(BodyError::MissingModel)?,
+        prompt: scanned.prompt,
+        user: scanned.user,
+        stream: scanned.stream.unwrap_or(false),
+    })
 }
 
 /// OpenAI error JSON, e.g. `error_json("model `x` does not exist", "invalid_request_error",
