@@ -18,24 +18,38 @@ pub fn session_key<'a>(
 
 /// Picks the highest-ranked server for `key` whose `load + 1` stays within `bound`; `servers` are
 /// (stable id, load). Falls back to the least-loaded server when every one is over the bound.
-pub fn rendezvous(key: &str, servers: &[(&str, usize)], bound: usize) -> Option<usize> {
+/// Returns the index and whether it is the key's first choice.
+pub fn rendezvous(key: &str, servers: &[(u64, f64)], bound: f64) -> Option<(usize, bool)> {
     let mut ranked: Vec<(u64, usize)> = servers
         .iter()
         .enumerate()
-        .map(|(i, (id, _))| (stable_hash(&[key.as_bytes(), id.as_bytes()]), i))
+        .map(|(i, (id, _))| (stable_hash(&[key.as_bytes(), &id.to_le_bytes()]), i))
         .collect();
     ranked.sort_unstable_by_key(|r| std::cmp::Reverse(r.0));
+    let first = ranked.first().map(|r| r.1);
     ranked
         .iter()
         .map(|(_, i)| *i)
-        .find(|i| servers[*i].1 < bound)
+        .find(|i| servers[*i].1 + 1.0 <= bound)
         .or_else(|| {
             servers
                 .iter()
                 .enumerate()
-                .min_by_key(|(_, s)| s.1)
+                .min_by(|a, b| a.1 .1.total_cmp(&b.1 .1))
                 .map(|(i, _)| i)
         })
+        .map(|i| (i, Some(i) == first))
+}
+
+/// The load bound for affinity: a server may take a session's request while its load stays
+/// within `factor × mean` (and at least one over the mean).
+pub fn load_bound(loads: impl Iterator<Item = f64>, factor: f64) -> f64 {
+    let (sum, n) = loads.fold((0.0, 0usize), |(s, n), l| (s + l, n + 1));
+    if n == 0 {
+        return f64::INFINITY;
+    }
+    let mean = (sum + 1.0) / n as f64;
+    (mean * factor).max(mean + 1.0)
 }
 
 #[cfg(test)]
@@ -52,26 +66,28 @@ mod tests {
 
     #[test]
     fn stable_and_overflows() {
-        let s = [("a:1", 0), ("b:1", 0), ("c:1", 0)];
-        let first = rendezvous("chat-42", &s, 10);
-        assert!(first.is_some());
-        assert_eq!(rendezvous("chat-42", &s, 10), first);
+        let s = [(1, 0.0), (2, 0.0), (3, 0.0)];
+        let first = rendezvous("chat-42", &s, 10.0);
+        assert!(matches!(first, Some((_, true))));
+        assert_eq!(rendezvous("chat-42", &s, 10.0), first);
         let mut loaded = s;
-        let f = first.unwrap_or(0);
-        loaded[f].1 = 10;
-        let spill = rendezvous("chat-42", &loaded, 10);
-        assert!(spill.is_some() && spill != first);
-        assert_eq!(rendezvous("x", &[], 1), None);
+        let f = first.map_or(0, |f| f.0);
+        loaded[f].1 = 10.0;
+        let spill = rendezvous("chat-42", &loaded, 10.0);
+        assert!(matches!(spill, Some((i, false)) if i != f));
+        assert_eq!(rendezvous("x", &[], 1.0), None);
+        assert!((load_bound([0.0, 0.0, 2.0].into_iter(), 1.25) - 2.0).abs() < 1e-9);
     }
 
     #[test]
     fn adding_a_node_moves_about_one_nth() {
-        let three = [("a", 0), ("b", 0), ("c", 0)];
-        let four = [("a", 0), ("b", 0), ("c", 0), ("d", 0)];
+        let three = [(1, 0.0), (2, 0.0), (3, 0.0)];
+        let four = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 0.0)];
         let moved = (0..1000)
             .filter(|i| {
                 let k = format!("s{i}");
-                rendezvous(&k, &three, 99) != rendezvous(&k, &four, 99)
+                rendezvous(&k, &three, 99.0).map(|r| r.0)
+                    != rendezvous(&k, &four, 99.0).map(|r| r.0)
             })
             .count();
         assert!((150..350).contains(&moved), "moved {moved} of 1000");

@@ -1,12 +1,14 @@
-//! Inference-aware balancing for OpenAI-compatible GPU upstreams (issue 8): pure building blocks.
+//! Inference-aware balancing for OpenAI-compatible GPU upstreams: the request-side pieces.
 //!
 //! [`openai`] parses request bodies (model, prompt text) and builds OpenAI error JSON;
 //! [`affinity`] ranks servers by rendezvous hash of a session key; [`prefix`] is the approximate
 //! prefix index behind the `cache_aware` policy (chained block hashes of the normalized prompt, no
-//! tokenizer, bounded load). Wiring into the proxy hooks comes later.
+//! tokenizer, bounded load); [`scan`] reads a body prefix; [`request`] classifies endpoints and
+//! holds a request's routing facts; [`signals`] keeps what each server reports about itself.
 
 pub mod affinity;
 pub mod openai;
 pub mod prefix;
+pub mod request;
 pub mod scan;
 pub mod signals;

@@ -38,8 +38,8 @@ pub fn block_hashes(normalized: &str) -> Vec<u64> {
 pub struct PrefixIndex {
     capacity: usize,
     tick: u64,
-    entries: HashMap<(u64, usize), u64>,
-    lru: BTreeMap<u64, (u64, usize)>,
+    entries: HashMap<(u64, u64), u64>,
+    lru: BTreeMap<u64, (u64, u64)>,
 }
 
 impl PrefixIndex {
@@ -61,7 +61,7 @@ impl PrefixIndex {
     }
 
     /// How many leading blocks of `hashes` the index believes `server` holds.
-    pub fn matched(&self, hashes: &[u64], server: usize) -> usize {
+    pub fn matched(&self, hashes: &[u64], server: u64) -> usize {
         hashes
             .iter()
             .take_while(|h| self.entries.contains_key(&(**h, server)))
@@ -69,7 +69,7 @@ impl PrefixIndex {
     }
 
     /// Records that `hashes` were sent to `server`, evicting the oldest pairs past capacity.
-    pub fn insert(&mut self, hashes: &[u64], server: usize) {
+    pub fn insert(&mut self, hashes: &[u64], server: u64) {
         for h in hashes {
             self.tick += 1;
             if let Some(old) = self.entries.insert((*h, server), self.tick) {
@@ -88,7 +88,7 @@ impl PrefixIndex {
     }
 
     /// Forgets everything about a server (removed from the pool).
-    pub fn remove_server(&mut self, server: usize) {
+    pub fn remove_server(&mut self, server: u64) {
         self.entries.retain(|(_, s), _| *s != server);
         self.lru.retain(|_, (_, s)| *s != server);
     }
@@ -117,8 +117,10 @@ impl Default for CostModel {
 /// One eligible server as the policy sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Candidate {
-    pub server: usize,
-    pub load: usize,
+    /// The server's stable id.
+    pub server: u64,
+    /// Requests ahead of this one on the server (router in-flight, blended with scraped queue).
+    pub load: f64,
 }
 
 /// Picks the cheapest candidate: cost = load × wait + uncached blocks × prefill, among those
@@ -129,22 +131,21 @@ pub fn choose(
     hashes: &[u64],
     candidates: &[Candidate],
     cost: &CostModel,
-) -> Option<(usize, usize)> {
+) -> Option<(u64, usize)> {
     if candidates.is_empty() {
         return None;
     }
-    let total: usize = candidates.iter().map(|c| c.load).sum::<usize>() + 1;
-    let mean = total as f64 / candidates.len() as f64;
+    let total: f64 = candidates.iter().map(|c| c.load).sum::<f64>() + 1.0;
+    let mean = total / candidates.len() as f64;
     let bound = (mean * cost.balance_factor).max(mean + 1.0);
-    let mut best: Option<(f64, usize, usize, usize)> = None;
+    let mut best: Option<(f64, f64, u64, usize)> = None;
     for c in candidates {
-        if (c.load + 1) as f64 > bound {
+        if c.load + 1.0 > bound {
             continue;
         }
         let matched = index.matched(hashes, c.server);
         let uncached = hashes.len() - matched;
-        let score =
-            c.load as f64 * cost.wait_per_request + uncached as f64 * cost.prefill_per_block;
+        let score = c.load * cost.wait_per_request + uncached as f64 * cost.prefill_per_block;
         let better = match best {
             None => true,
             Some((s, load, _, _)) => score < s || (score == s && c.load < load),
@@ -157,7 +158,7 @@ pub fn choose(
         .or_else(|| {
             candidates
                 .iter()
-                .min_by_key(|c| c.load)
+                .min_by(|a, b| a.load.total_cmp(&b.load))
                 .map(|c| (c.server, index.matched(hashes, c.server)))
         })
 }
@@ -171,7 +172,9 @@ mod tests {
     }
 
     fn idle(n: usize) -> Vec<Candidate> {
-        (0..n).map(|server| Candidate { server, load: 0 }).collect()
+        (0..n as u64)
+            .map(|server| Candidate { server, load: 0.0 })
+            .collect()
     }
 
     #[test]
@@ -236,16 +239,34 @@ mod tests {
         let cost = CostModel::default();
         // Holder is moderately loaded: the cache hit still wins.
         let c = [
-            Candidate { server: 0, load: 1 },
-            Candidate { server: 1, load: 1 },
-            Candidate { server: 2, load: 0 },
+            Candidate {
+                server: 0,
+                load: 1.0,
+            },
+            Candidate {
+                server: 1,
+                load: 1.0,
+            },
+            Candidate {
+                server: 2,
+                load: 0.0,
+            },
         ];
         assert_eq!(choose(&idx, &hot, &c, &cost).map(|x| x.0), Some(0));
         // Holder far above 1.25 × mean: spill to the least-cost other server.
         let c = [
-            Candidate { server: 0, load: 9 },
-            Candidate { server: 1, load: 2 },
-            Candidate { server: 2, load: 1 },
+            Candidate {
+                server: 0,
+                load: 9.0,
+            },
+            Candidate {
+                server: 1,
+                load: 2.0,
+            },
+            Candidate {
+                server: 2,
+                load: 1.0,
+            },
         ];
         assert_eq!(choose(&idx, &hot, &c, &cost), Some((2, 0)));
     }
@@ -256,8 +277,14 @@ mod tests {
         let p = prompt('p', 1);
         idx.insert(&p, 0);
         let c = [
-            Candidate { server: 0, load: 3 },
-            Candidate { server: 1, load: 2 },
+            Candidate {
+                server: 0,
+                load: 3.0,
+            },
+            Candidate {
+                server: 1,
+                load: 2.0,
+            },
         ];
         // 3×0.05 = 0.15 vs 2×0.05 + 0.02 = 0.12.
         assert_eq!(choose(&idx, &p, &c, &CostModel::default()), Some((1, 0)));

@@ -52,8 +52,12 @@ struct Walker<'a> {
     partial: String,
 }
 
-/// Scans `bytes`, which may be a prefix of the body. `Err(())` when what is there is not JSON.
-pub fn scan(bytes: &[u8]) -> Result<Scanned, ()> {
+/// The bytes are not a JSON object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotJson;
+
+/// Scans `bytes`, which may be a prefix of the body.
+pub fn scan(bytes: &[u8]) -> Result<Scanned, NotJson> {
     let mut walker = Walker {
         bytes,
         at: 0,
@@ -75,7 +79,7 @@ pub fn scan(bytes: &[u8]) -> Result<Scanned, ()> {
             Ok(out)
         }
         Err(Stop::End) => Ok(out),
-        Err(Stop::Bad) => Err(()),
+        Err(Stop::Bad) => Err(NotJson),
     }
 }
 
@@ -392,7 +396,11 @@ mod tests {
         for cut in 0..CHAT.len() {
             let s = scan(&CHAT.as_bytes()[..cut]).unwrap_or_else(|_| panic!("cut at {cut}"));
             assert!(!s.complete || cut == CHAT.len());
-            assert!(whole.prompt.starts_with(&s.prompt), "cut at {cut}: {:?}", s.prompt);
+            assert!(
+                whole.prompt.starts_with(&s.prompt),
+                "cut at {cut}: {:?}",
+                s.prompt
+            );
             if let Some(m) = &s.model {
                 assert_eq!(m, "llama-3");
             }

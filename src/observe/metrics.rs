@@ -53,6 +53,12 @@ pub struct Metrics {
     queue_rejections: IntCounterVec,
     security_rejections: IntCounterVec,
     proxy_protocol_refusals: IntCounterVec,
+    inference_decisions: IntCounterVec,
+    inference_ttft: HistogramVec,
+    inference_inter_chunk: HistogramVec,
+    inference_predicted_prefix: IntCounterVec,
+    inference_rejections: IntCounterVec,
+    models: LabelBudget,
     /// Certificate name → not-after (Unix seconds), for the seconds-left gauge at scrape time.
     certificates: Mutex<BTreeMap<String, i64>>,
     routes: LabelBudget,
@@ -182,6 +188,22 @@ impl Metrics {
             proxy_protocol_refusals: counter(&r, "ferrogate_connection_refusals_total",
                 "Connections closed before any request: PROXY protocol refused, or too many from one client address.",
                 &["reason"])?,
+            inference_decisions: counter(&r, "ferrogate_inference_decisions_total",
+                "Inference requests routed, by upstream, policy and reason (affinity, affinity_overflow, prefix_hit, least_cost, least_load).",
+                &["upstream", "policy", "reason"])?,
+            inference_ttft: histogram(&r, "ferrogate_inference_ttft_seconds",
+                "Time from sending an inference request to a server to its first response body bytes (time to first token), by upstream, server and model.",
+                &["upstream", "server", "model"])?,
+            inference_inter_chunk: histogram(&r, "ferrogate_inference_inter_token_seconds",
+                "Gaps between streamed response chunks (inter-token latency), by upstream, server and model.",
+                &["upstream", "server", "model"])?,
+            inference_predicted_prefix: counter(&r, "ferrogate_inference_predicted_prefix_tokens_total",
+                "Prompt tokens the cache_aware index predicted the chosen server holds (blocks × about 64 tokens).",
+                &["upstream", "server"])?,
+            inference_rejections: counter(&r, "ferrogate_inference_rejections_total",
+                "Inference requests answered at the edge, by upstream and reason (bad_request, model_not_found, too_large, length_required).",
+                &["upstream", "reason"])?,
+            models: LabelBudget::new(DEFAULT_LABEL_BUDGET),
             registry: r,
             certificates: Mutex::new(BTreeMap::new()),
             routes: LabelBudget::new(DEFAULT_LABEL_BUDGET),
@@ -436,6 +458,64 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         Ok(guard) => guard,
         Err(poisoned) => poisoned.into_inner(),
     }
+}
+
+/// Per-request inference metric children, resolved once per request.
+pub struct InferenceHandles {
+    pub ttft: Histogram,
+    pub inter_chunk: Histogram,
+}
+
+/// Counts one routing decision and the prefix tokens it predicted cached.
+pub fn inference_decision(upstream: &str, server: &str, policy: &str, reason: &str, tokens: u64) {
+    let Some(m) = metrics() else { return };
+    let upstream = m.upstreams.admit(upstream);
+    if let Ok(c) =
+        m.inference_decisions
+            .get_metric_with_label_values(&[upstream.as_str(), policy, reason])
+    {
+        c.inc();
+    }
+    if tokens > 0 {
+        let server = m.servers.admit(server);
+        if let Ok(c) = m
+            .inference_predicted_prefix
+            .get_metric_with_label_values(&[upstream.as_str(), server.as_str()])
+        {
+            c.inc_by(tokens);
+        }
+    }
+}
+
+/// Counts an inference request answered at the edge.
+pub fn inference_rejected(upstream: &str, reason: &'static str) {
+    let Some(m) = metrics() else { return };
+    let upstream = m.upstreams.admit(upstream);
+    if let Ok(c) = m
+        .inference_rejections
+        .get_metric_with_label_values(&[upstream.as_str(), reason])
+    {
+        c.inc();
+    }
+}
+
+/// The TTFT and inter-token histograms of one (upstream, server, model).
+pub fn inference_handles(upstream: &str, server: &str, model: &str) -> Option<InferenceHandles> {
+    let m = metrics()?;
+    let upstream = m.upstreams.admit(upstream);
+    let server = m.servers.admit(server);
+    let model = m.models.admit(model);
+    let labels = [upstream.as_str(), server.as_str(), model.as_str()];
+    Some(InferenceHandles {
+        ttft: m
+            .inference_ttft
+            .get_metric_with_label_values(&labels)
+            .ok()?,
+        inter_chunk: m
+            .inference_inter_chunk
+            .get_metric_with_label_values(&labels)
+            .ok()?,
+    })
 }
 
 /// The Prometheus text exposition of every metric, with the derived gauges brought up to date.

@@ -14,6 +14,11 @@ use super::server::{lock, ServerState};
 use crate::balance::hashing::stable_hash;
 use crate::balance::table::{StickyTable, DEFAULT_STICKY_TABLE_CAPACITY};
 use crate::config::model::{Server, DEFAULT_WEIGHT};
+use crate::inference::prefix::PrefixIndex;
+
+/// (prefix block, server) pairs the `cache_aware` index remembers per upstream (about 100 bytes
+/// each).
+pub const DEFAULT_PREFIX_INDEX_CAPACITY: usize = 262_144;
 
 /// What a sticky table is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -71,6 +76,8 @@ pub struct UpstreamPool {
     pub(super) queued: AtomicU32,
     /// Rotates ties between equally loaded servers.
     pub(super) ticket: AtomicU64,
+    /// Which prompt prefixes were sent to which server (`cache_aware`).
+    pub(super) prefix: Mutex<PrefixIndex>,
 }
 
 impl UpstreamPool {
@@ -84,6 +91,7 @@ impl UpstreamPool {
             released: Arc::new(Notify::new()),
             queued: AtomicU32::new(0),
             ticket: AtomicU64::new(0),
+            prefix: Mutex::new(PrefixIndex::new(DEFAULT_PREFIX_INDEX_CAPACITY)),
         }
     }
 

@@ -118,12 +118,14 @@ mod tests {
             balance: &balance,
             sticky: None,
             slow_start: None,
+            inference: None,
         };
         let headers = HeaderMap::new();
         let req = RequestInfo {
             client_ip: None,
             headers: &headers,
             tried: &[],
+            inference: None,
         };
         let queue = Queue {
             size: 1,
@@ -138,12 +140,14 @@ mod tests {
                     balance: &balance,
                     sticky: None,
                     slow_start: None,
+                    inference: None,
                 };
                 let headers = HeaderMap::new();
                 let req = RequestInfo {
                     client_ip: None,
                     headers: &headers,
                     tried: &[],
+                    inference: None,
                 };
                 pool.acquire(&rules, &req, &queue)
                     .await
@@ -175,12 +179,14 @@ mod tests {
             balance: &balance,
             sticky: None,
             slow_start: None,
+            inference: None,
         };
         let headers = HeaderMap::new();
         let req = RequestInfo {
             client_ip: None,
             headers: &headers,
             tried: &[],
+            inference: None,
         };
         let queue = Queue {
             size: 4,

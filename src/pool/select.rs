@@ -14,7 +14,10 @@ use super::members::{Member, StickyKey, UpstreamPool};
 use super::server::{lock, InflightGuard};
 use crate::balance::policy::{self, Candidate, WEIGHT_SCALE};
 use crate::balance::sticky::{find_cookie, parse_id};
-use crate::config::model::{Balance, HashKey, Sticky, StickyMode};
+use crate::config::model::{Balance, HashKey, Inference, Sticky, StickyMode};
+use crate::inference::request::InferenceFacts;
+
+pub mod inference;
 
 /// The request facts selection uses.
 #[derive(Debug, Clone, Copy)]
@@ -23,6 +26,8 @@ pub struct RequestInfo<'a> {
     pub headers: &'a HeaderMap,
     /// Server ids this request already failed on.
     pub tried: &'a [u64],
+    /// Model, prompt prefix and session of an inference request.
+    pub inference: Option<&'a InferenceFacts>,
 }
 
 /// The upstream settings selection follows.
@@ -31,6 +36,8 @@ pub struct Rules<'a> {
     pub balance: &'a Balance,
     pub sticky: Option<&'a Sticky>,
     pub slow_start: Option<Duration>,
+    /// The upstream's `inference` settings.
+    pub inference: Option<&'a Inference>,
 }
 
 /// A chosen server with its in-flight slot.
@@ -40,6 +47,8 @@ pub struct Pick {
     pub guard: InflightGuard,
     /// The client must be (re)pinned with a cookie naming this member.
     pub set_cookie: bool,
+    /// How an inference request's server was chosen.
+    pub choice: Option<inference::Choice>,
 }
 
 /// The result of one selection attempt.
@@ -132,6 +141,7 @@ impl UpstreamPool {
                             member: member.clone(),
                             guard,
                             set_cookie: false,
+                            choice: None,
                         })
                     }
                     None => Outcome::Full,
@@ -147,6 +157,9 @@ impl UpstreamPool {
         if eligible.is_empty() && !members.iter().any(|m| !m.drain && m.state.available(now)) {
             // Panic mode: every server is marked bad; trying one beats refusing everyone.
             eligible = members.iter().filter(untried).collect();
+        }
+        if let Some(facts) = req.inference {
+            eligible.retain(|m| inference::serves(m, &facts.model));
         }
         if eligible.is_empty() {
             return Outcome::Unavailable;
@@ -169,7 +182,17 @@ impl UpstreamPool {
                 }
             })
             .collect();
-        let Some(index) = self.choose(rules, req, &eligible, &candidates) else {
+        let mut choice = None;
+        let index = match (req.inference, rules.inference) {
+            (Some(facts), Some(settings)) if !matches!(rules.balance, Balance::Hash(_)) => {
+                let ticket = self.ticket.fetch_add(1, Ordering::Relaxed);
+                choice =
+                    inference::choose(self, rules.balance, settings, facts, &eligible, ticket, now);
+                choice.map(|c| c.index)
+            }
+            _ => self.choose(rules, req, &eligible, &candidates),
+        };
+        let Some(index) = index else {
             return Outcome::Unavailable;
         };
         let member = eligible[index];
@@ -187,6 +210,7 @@ impl UpstreamPool {
                 rules.sticky.map(|s| &s.mode),
                 Some(StickyMode::Cookie { .. })
             ) && pinned != Some(member.id),
+            choice,
         })
     }
 

@@ -12,6 +12,7 @@ use pingora::{Error, ErrorType};
 
 use crate::balance::sticky::{private_cache_control, set_cookie, strip_cookie};
 use crate::config::model::StickyMode;
+use crate::inference::request::InferenceFacts;
 use crate::pool::{Pick, Refusal, RequestInfo};
 use crate::runtime::UpstreamRuntime;
 
@@ -52,6 +53,7 @@ pub async fn choose(
     upstream: &UpstreamRuntime,
     session: &Session,
     tried: &[u64],
+    inference: Option<&InferenceFacts>,
 ) -> std::result::Result<Pick, Refusal> {
     let client_ip: Option<IpAddr> = session
         .client_addr()
@@ -61,6 +63,7 @@ pub async fn choose(
         client_ip,
         headers: &session.req_header().headers,
         tried,
+        inference,
     };
     upstream
         .pool

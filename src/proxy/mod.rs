@@ -6,6 +6,7 @@
 pub mod balancing;
 pub mod forwarded;
 pub mod framing;
+pub mod inference;
 pub mod respond;
 
 use std::sync::Arc;
@@ -90,6 +91,8 @@ pub struct RequestCtx {
     refusal: Option<security::Refusal>,
     /// Request id, metrics and access log state.
     obs: RequestObs,
+    /// Body-based routing and token timing on inference upstreams.
+    inference: inference::InferenceCtx,
     /// Counts this request as in flight (graceful stop waits for it) until the context drops.
     _active: ActiveGuard,
 }
@@ -107,8 +110,11 @@ impl RequestCtx {
             retries: self.target.as_ref().map_or(0, |t| t.upstream.retries),
             untried,
             sent,
-            idempotent: balancing::idempotent(&session.req_header().method),
-            body_truncated: session.as_ref().retry_buffer_truncated(),
+            // Generating tokens changes nothing on the server: an inference request may go to
+            // another server as long as no response byte reached the client.
+            idempotent: balancing::idempotent(&session.req_header().method)
+                || self.inference.facts.is_some(),
+            body_truncated: session.as_ref().retry_buffer_truncated() || self.inference.prefix_sent,
             responded: session.response_written().is_some(),
         }
     }
@@ -227,6 +233,34 @@ impl Proxy {
     }
 }
 
+impl Proxy {
+    /// On an inference upstream: reads the body and routes by model, or answers at the edge
+    /// (`GET /v1/models`, OpenAI errors for bad bodies and unknown models).
+    async fn inspect_inference(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<LocalResponse>> {
+        let Some(target) = ctx.target.clone() else {
+            return Ok(None);
+        };
+        let Some(settings) = &target.upstream.inference else {
+            return Ok(None);
+        };
+        let route_cap = target.guard.as_ref().and_then(|g| g.max_body());
+        let cap = route_cap.map_or(settings.max_body, |c| c.min(settings.max_body));
+        match inference::prepare(session, &target.upstream, cap, &mut ctx.inference).await? {
+            inference::Prepared::Proxy => Ok(None),
+            inference::Prepared::Answer(response) => Ok(Some(response)),
+        }
+    }
+}
+
+/// Routes whose clients speak the OpenAI API: edge errors go out in its JSON error format.
+fn is_api(target: &RouteTarget) -> bool {
+    target.upstream.inference.is_some() || target.guard.as_ref().is_some_and(|g| g.is_api())
+}
+
 /// `https://host[:port]/path?query` for the port-80 redirect.
 fn https_location(host: &str, port: u16, path_and_query: &str) -> String {
     if port == 443 {
@@ -259,6 +293,7 @@ impl ProxyHttp for Proxy {
             },
             attempts: 0,
             obs: RequestObs::default(),
+            inference: inference::InferenceCtx::default(),
             _active: self.active.enter(),
         }
     }
@@ -300,16 +335,16 @@ impl ProxyHttp for Proxy {
             }
             Decision::Proxy if self.refused(session, ctx) => {
                 let refusal = ctx.refusal.take();
-                let api = ctx
-                    .target
-                    .as_ref()
-                    .and_then(|t| t.guard.as_ref())
-                    .is_some_and(|g| g.is_api());
+                let api = ctx.target.as_ref().is_some_and(|t| is_api(t));
                 let response = respond::refusal(refusal, api);
                 respond::send(session, &response).await?;
                 Ok(true)
             }
             Decision::Proxy => {
+                if let Some(response) = self.inspect_inference(session, ctx).await? {
+                    respond::send(session, &response).await?;
+                    return Ok(true);
+                }
                 if session.is_upgrade_req() {
                     ctx.upgrade = true;
                     if let Some(target) = &ctx.target {
@@ -345,6 +380,7 @@ impl ProxyHttp for Proxy {
         _end_of_stream: bool,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
+        ctx.inference.body_chunk(body);
         let limit = ctx
             .target
             .as_ref()
@@ -372,7 +408,8 @@ impl ProxyHttp for Proxy {
         if let Some(failed) = ctx.pick.take() {
             ctx.tried.push(failed.member.id);
         }
-        let pick = match balancing::choose(upstream, session, &ctx.tried).await {
+        let facts = ctx.inference.facts.as_ref();
+        let pick = match balancing::choose(upstream, session, &ctx.tried, facts).await {
             Ok(pick) => pick,
             Err(refusal) => {
                 let (error, retry_after) = balancing::refusal_error(refusal);
@@ -391,6 +428,7 @@ impl ProxyHttp for Proxy {
         peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
         ctx.obs
             .server_chosen(&target.observer, &pick.member.address);
+        ctx.inference.chosen(upstream, &pick);
         ctx.pick = Some(pick);
         ctx.attempts += 1;
         Ok(Box::new(peer))
@@ -543,7 +581,11 @@ impl ProxyHttp for Proxy {
         let status = respond::status_for_error(e);
         let can_answer = status > 0 && session.response_written().is_none();
         if can_answer {
-            let response = LocalResponse::status(status).with_retry_after(ctx.retry_after);
+            let mut response = LocalResponse::status(status).with_retry_after(ctx.retry_after);
+            if ctx.target.as_ref().is_some_and(|t| is_api(t)) {
+                response.json = true;
+                response.body = std::borrow::Cow::Borrowed(respond::openai_error_body(status));
+            }
             if let Err(write_error) = respond::send(session, &response).await {
                 tracing::debug!(error = %write_error, "could not send the error response");
             }
@@ -552,6 +594,19 @@ impl ProxyHttp for Proxy {
             error_code: status,
             can_reuse_downstream: false,
         }
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        if let Some(chunk) = body.as_ref() {
+            ctx.inference.response_chunk(chunk.len());
+        }
+        Ok(None)
     }
 
     fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {

@@ -1,6 +1,8 @@
 //! The one place that turns a refusal or a failure into an HTTP response: status code, a short
 //! body that never carries internal detail, and the headers every such answer gets.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
@@ -13,7 +15,7 @@ use crate::security::Refusal;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {
     pub status: u16,
-    pub body: &'static str,
+    pub body: Cow<'static, str>,
     pub location: Option<String>,
     /// Close the client connection after answering (framing errors).
     pub close: bool,
@@ -28,7 +30,7 @@ impl LocalResponse {
     pub fn status(status: u16) -> Self {
         Self {
             status,
-            body: body_for(status),
+            body: Cow::Borrowed(body_for(status)),
             location: None,
             close: status == 400 || status == 413 || status == 431,
             retry_after: None,
@@ -43,10 +45,22 @@ impl LocalResponse {
     }
 
     /// A permanent redirect keeping the method (308).
+    /// A JSON answer (OpenAI error bodies, the merged model list).
+    pub fn json(status: u16, body: String) -> Self {
+        Self {
+            status,
+            body: Cow::Owned(body),
+            location: None,
+            close: status == 400 || status == 413 || status == 411,
+            retry_after: None,
+            json: true,
+        }
+    }
+
     pub fn redirect(location: String) -> Self {
         Self {
             status: 308,
-            body: body_for(308),
+            body: Cow::Borrowed(body_for(308)),
             location: Some(location),
             close: false,
             retry_after: None,
@@ -68,7 +82,7 @@ pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
     };
     if api {
         response.json = true;
-        response.body = openai_error_body(response.status);
+        response.body = Cow::Borrowed(openai_error_body(response.status));
     }
     response
 }
@@ -79,6 +93,11 @@ pub fn openai_error_body(status: u16) -> &'static str {
         401 => "{\"error\":{\"message\":\"Incorrect or missing API key.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}\n",
         413 => "{\"error\":{\"message\":\"The request body is too large.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"request_too_large\"}}\n",
         429 => "{\"error\":{\"message\":\"Rate limit reached; retry after the time in the Retry-After header.\",\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n",
+        400 => "{\"error\":{\"message\":\"The request could not be read.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}\n",
+        411 => "{\"error\":{\"message\":\"Request bodies over 64 KiB must carry a Content-Length header.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"length_required\"}}\n",
+        502 => "{\"error\":{\"message\":\"The inference server could not be reached.\",\"type\":\"server_error\",\"param\":null,\"code\":\"bad_gateway\"}}\n",
+        503 => "{\"error\":{\"message\":\"Every server for this model is busy or unavailable; retry after the time in the Retry-After header.\",\"type\":\"server_error\",\"param\":null,\"code\":\"overloaded\"}}\n",
+        504 => "{\"error\":{\"message\":\"The inference server did not answer in time.\",\"type\":\"server_error\",\"param\":null,\"code\":\"timeout\"}}\n",
         _ => "{\"error\":{\"message\":\"Access to this endpoint is not allowed from your address.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"forbidden\"}}\n",
     }
 }
@@ -123,7 +142,10 @@ pub fn status_for_error(e: &Error) -> u16 {
 
 /// Writes a local response. Errors writing to a vanished client are returned to the caller.
 pub async fn send(session: &mut Session, response: &LocalResponse) -> Result<()> {
-    let body = Bytes::from_static(response.body.as_bytes());
+    let body = match &response.body {
+        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
+        Cow::Owned(text) => Bytes::from(text.clone()),
+    };
     let mut header = ResponseHeader::build(response.status, Some(5))?;
     let content_type = if response.json {
         "application/json"

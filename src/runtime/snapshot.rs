@@ -79,6 +79,7 @@ impl UpstreamRuntime {
             balance: &self.balance,
             sticky: self.sticky.as_ref(),
             slow_start: self.health.slow_start,
+            inference: self.inference.as_ref(),
         }
     }
 
@@ -335,6 +336,7 @@ mod tests {
             client_ip: None,
             headers: &headers,
             tried: &[],
+            inference: None,
         };
         let Outcome::Picked(held) =
             upstream

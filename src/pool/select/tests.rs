@@ -30,6 +30,7 @@ fn rules<'a>(balance: &'a Balance, sticky: Option<&'a Sticky>) -> Rules<'a> {
         balance,
         sticky,
         slow_start: None,
+        inference: None,
     }
 }
 
@@ -52,6 +53,7 @@ fn round_robin_follows_weights() {
         client_ip: None,
         headers: &headers,
         tried: &[],
+        inference: None,
     };
     let balance = Balance::RoundRobin;
     let ports: Vec<u16> = (0..8)
@@ -77,6 +79,7 @@ fn cookie_stickiness_pins_and_redispatches_once() {
             client_ip: None,
             headers: &none,
             tried: &[],
+            inference: None,
         },
     );
     assert!(first.set_cookie);
@@ -87,6 +90,7 @@ fn cookie_stickiness_pins_and_redispatches_once() {
         client_ip: None,
         headers: &headers,
         tried: &[],
+        inference: None,
     };
     for _ in 0..50 {
         let p = pick(&pool, &r, &req);
@@ -123,6 +127,7 @@ fn client_ip_table_pins_and_draining_keeps_sticky_clients() {
         client_ip: Some(IpAddr::from([10, 0, 0, last])),
         headers: &headers,
         tried: &[],
+        inference: None,
     };
     let a = port(&pick(&pool, &r, &ip(1)));
     let b = port(&pick(&pool, &r, &ip(2)));
@@ -152,6 +157,7 @@ fn retries_skip_tried_servers() {
             client_ip: None,
             headers: &headers,
             tried: &[],
+            inference: None,
         },
     );
     let tried = [first.member.id];
@@ -163,6 +169,7 @@ fn retries_skip_tried_servers() {
                 client_ip: None,
                 headers: &headers,
                 tried: &tried,
+                inference: None,
             },
         );
         assert_ne!(p.member.id, first.member.id);
@@ -174,6 +181,7 @@ fn retries_skip_tried_servers() {
             client_ip: None,
             headers: &headers,
             tried: &all,
+            inference: None,
         },
         Instant::now(),
     );
@@ -190,6 +198,7 @@ fn full_servers_report_full_and_release_on_drop() {
         client_ip: None,
         headers: &headers,
         tried: &[],
+        inference: None,
     };
     for balance in [Balance::RoundRobin, Balance::LeastInflight, Balance::P2c] {
         let a = pick(&pool, &rules(&balance, None), &req);
@@ -213,6 +222,7 @@ fn least_inflight_and_hash_policies() {
         client_ip: Some(IpAddr::from([192, 168, 1, 1])),
         headers: &headers,
         tried: &[],
+        inference: None,
     };
     let least = Balance::LeastInflight;
     let held: Vec<Pick> = (0..6)
@@ -244,6 +254,7 @@ fn panic_mode_when_every_server_is_down() {
         client_ip: None,
         headers: &headers,
         tried: &[],
+        inference: None,
     };
     let balance = Balance::RoundRobin;
     assert_eq!(port(&pick(&pool, &rules(&balance, None), &req)), 1);
