@@ -35,16 +35,17 @@ pub fn parse_request(body: &[u8]) -> Result<InferenceRequest, BodyError> {
             "request body must be a JSON object".into(),
         ));
     }
-    let scanned =
-        scan::scan(body).map_err(|scan::NotJson| BodyError::Malformed("not a JSON object".into()))?;
+    let scanned = scan::scan(body)
+        .map_err(|scan::NotJson| BodyError::Malformed("not a JSON object".into()))?;
     from_scan(scanned)
 }
 
 /// Parses the first bytes of a body too large to hold: the rest is not seen, so only what is
 /// there is checked.
 pub fn parse_prefix(prefix: &[u8]) -> Result<InferenceRequest, BodyError> {
-    let scanned = scan::scan(prefix)
-        .map_err(|scan::NotJson| BodyError::Malformed("the request body is not a JSON object".into()))?;
+    let scanned = scan::scan(prefix).map_err(|scan::NotJson| {
+        BodyError::Malformed("the request body is not a JSON object".into())
+    })?;
     from_scan(scanned)
 }
 

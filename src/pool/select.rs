@@ -270,3 +270,6 @@ impl UpstreamPool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_inference;

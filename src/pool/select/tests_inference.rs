@@ -1,0 +1,204 @@
+//! Inference selection over real pools: model filtering, affinity with overflow, `metrics`
+//! reading scraped load, `cache_aware` following prefixes and spilling hot ones.
+
+use std::time::{Duration, Instant};
+
+use http::HeaderMap;
+
+use super::*;
+use crate::config::model::{Engine, Inference, Models, Server};
+use crate::inference::signals::Load;
+
+fn server(port: u16, models: Option<&[&str]>) -> Server {
+    Server {
+        address: format!("127.0.0.1:{port}"),
+        socket: ([127, 0, 0, 1], port).into(),
+        weight: 1,
+        max_inflight: None,
+        drain: false,
+        models: models.map(|m| m.iter().map(|s| s.to_string()).collect()),
+    }
+}
+
+fn settings(affinity: bool) -> Inference {
+    Inference {
+        engine: Engine::Vllm,
+        models: Models::Discover,
+        refresh: Duration::from_secs(10),
+        max_body: 1 << 20,
+        affinity,
+        signal_max_age: Duration::from_secs(30),
+    }
+}
+
+fn facts(model: &str, prompt: &str, session: Option<&str>) -> InferenceFacts {
+    InferenceFacts {
+        model: model.into(),
+        hashes: crate::inference::prefix::block_hashes(&crate::inference::prefix::normalize(
+            prompt,
+        )),
+        session: session.map(str::to_string),
+        stream: true,
+    }
+}
+
+fn choose(pool: &UpstreamPool, balance: &Balance, s: &Inference, f: &InferenceFacts) -> Pick {
+    let headers = HeaderMap::new();
+    let req = RequestInfo {
+        client_ip: None,
+        headers: &headers,
+        tried: &[],
+        inference: Some(f),
+    };
+    let rules = Rules {
+        balance,
+        sticky: None,
+        slow_start: None,
+        inference: Some(s),
+    };
+    match pool.select(&rules, &req, Instant::now()) {
+        Outcome::Picked(p) => p,
+        other => panic!("expected a pick, got {other:?}"),
+    }
+}
+
+#[test]
+fn only_servers_of_the_model_are_chosen() {
+    let pool = UpstreamPool::new("gpu");
+    pool.set_configured(
+        &[
+            server(1, Some(&["a"])),
+            server(2, Some(&["b"])),
+            server(3, None),
+        ],
+        false,
+        None,
+    );
+    // Server 3's list is unknown until discovery answers: it may serve anything.
+    pool.members()[2]
+        .state
+        .signals
+        .set_models(vec!["b".into()], Instant::now());
+    let s = settings(false);
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let p = choose(&pool, &Balance::LeastInflight, &s, &facts("b", "", None));
+        assert_ne!(p.member.socket.port(), 1);
+        held.push(p);
+    }
+    let p = choose(&pool, &Balance::LeastInflight, &s, &facts("a", "", None));
+    assert_eq!(p.member.socket.port(), 1);
+}
+
+#[test]
+fn affinity_keeps_a_chat_on_one_server_until_it_is_overloaded() {
+    let pool = UpstreamPool::new("gpu");
+    pool.set_configured(
+        &[server(1, None), server(2, None), server(3, None)],
+        false,
+        None,
+    );
+    let s = settings(true);
+    let f = facts("m", "", Some("chat-42"));
+    let first = choose(&pool, &Balance::LeastInflight, &s, &f);
+    assert_eq!(
+        first.choice.map(|c| c.reason),
+        Some(inference::Reason::Affinity)
+    );
+    let home = first.member.id;
+    drop(first);
+    for _ in 0..5 {
+        let p = choose(&pool, &Balance::LeastInflight, &s, &f);
+        assert_eq!(p.member.id, home);
+    }
+    // Pile requests on the home server: past 1.25 × mean load the chat overflows.
+    let mut held = Vec::new();
+    let mut overflowed = false;
+    for _ in 0..10 {
+        let p = choose(&pool, &Balance::LeastInflight, &s, &f);
+        if p.member.id != home {
+            assert_eq!(
+                p.choice.map(|c| c.reason),
+                Some(inference::Reason::AffinityOverflow)
+            );
+            overflowed = true;
+        }
+        held.push(p);
+    }
+    assert!(overflowed);
+    let on_home = held.iter().filter(|p| p.member.id == home).count();
+    assert!(on_home < 10 && on_home >= 3, "{on_home}");
+}
+
+#[test]
+fn metrics_policy_avoids_the_server_with_a_long_queue() {
+    let pool = UpstreamPool::new("gpu");
+    pool.set_configured(&[server(1, None), server(2, None)], false, None);
+    let now = Instant::now();
+    let busy = Load {
+        waiting: 12.0,
+        running: 8.0,
+        kv_usage: Some(0.95),
+        prefix_hit_tokens: None,
+        prefix_query_tokens: None,
+    };
+    pool.members()[0].state.signals.set_load(busy, now);
+    let s = settings(false);
+    for _ in 0..5 {
+        let p = choose(&pool, &Balance::Metrics, &s, &facts("m", "", None));
+        assert_eq!(p.member.socket.port(), 2);
+    }
+    // least_inflight ignores scraped load: both servers are idle for the router.
+    let ports: std::collections::BTreeSet<u16> = (0..4)
+        .map(|_| {
+            choose(&pool, &Balance::LeastInflight, &s, &facts("m", "", None))
+                .member
+                .socket
+                .port()
+        })
+        .collect();
+    assert_eq!(ports.len(), 2);
+}
+
+#[test]
+fn cache_aware_follows_the_prefix_and_spills_a_hot_one() {
+    let pool = UpstreamPool::new("gpu");
+    pool.set_configured(
+        &[server(1, None), server(2, None), server(3, None)],
+        false,
+        None,
+    );
+    let s = settings(true);
+    let tenant = "You are the support bot of tenant 7. ".repeat(100);
+    let first = choose(&pool, &Balance::CacheAware, &s, &facts("m", &tenant, None));
+    assert_eq!(
+        first.choice.map(|c| c.reason),
+        Some(inference::Reason::LeastCost)
+    );
+    let home = first.member.id;
+    drop(first);
+    let again = choose(
+        &pool,
+        &Balance::CacheAware,
+        &s,
+        &facts("m", &format!("{tenant} question two"), None),
+    );
+    assert_eq!(again.member.id, home);
+    let choice = again.choice.expect("choice");
+    assert_eq!(choice.reason, inference::Reason::PrefixHit);
+    assert!(choice.matched_blocks >= 10);
+    drop(again);
+    // Hold many requests of the same prefix: the holder fills up, later ones spill elsewhere.
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        held.push(choose(
+            &pool,
+            &Balance::CacheAware,
+            &s,
+            &facts("m", &tenant, None),
+        ));
+    }
+    let on_home = held.iter().filter(|p| p.member.id == home).count();
+    assert!(on_home < 12, "a hot prefix must spill");
+    assert!(on_home >= 4, "the holder keeps its share: {on_home}");
+}
