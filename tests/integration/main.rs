@@ -17,6 +17,7 @@ mod errors;
 mod health;
 mod health_active;
 mod health_inflight;
+mod inference;
 mod http_listener;
 mod lifecycle;
 mod malformed;
