@@ -1,0 +1,233 @@
+//! The node's HTTP surface: one hyper service routing the OpenAI endpoints (`/v1/models`,
+//! `/v1/chat/completions`, `/v1/completions`), `/health`, `/metrics`, and the simulator's own
+//! `/sim/stats` and `/sim/faults`. Every refusal is an OpenAI error JSON.
+
+use std::convert::Infallible;
+use std::io;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited, StreamBody};
+use hyper::body::{Frame, Incoming};
+
+use crate::inference::openai::{bad_request, error_json, model_not_found, models_list};
+
+use super::faults::Faults;
+use super::generate::Generation;
+use super::metrics::{render, MetricsInput};
+use super::node::Node;
+use super::openai::{injected_error, overloaded};
+use super::request::{parse_completion, Endpoint};
+
+/// Largest request body read.
+pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// `Retry-After` seconds on a 503.
+const RETRY_AFTER_SECS: &str = "1";
+
+/// Every response body the node sends.
+pub type Body = UnsyncBoxBody<Bytes, io::Error>;
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    if let Ok(value) = header::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    respond(status, "application/json", body)
+}
+
+fn unavailable(body: String) -> Response<Body> {
+    let mut response = json(StatusCode::SERVICE_UNAVAILABLE, body);
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(RETRY_AFTER_SECS),
+    );
+    response
+}
+
+fn invalid(message: &str) -> Response<Body> {
+    json(
+        StatusCode::BAD_REQUEST,
+        error_json(message, "invalid_request_error", None, None),
+    )
+}
+
+/// Serves one request.
+pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_string();
+    let response = match (req.method().clone(), path.as_str()) {
+        (Method::GET, "/v1/models") => json(StatusCode::OK, models_body(&node)),
+        (Method::POST, "/v1/chat/completions") => completion(node, Endpoint::Chat, req).await,
+        (Method::POST, "/v1/completions") => completion(node, Endpoint::Text, req).await,
+        (Method::GET, "/health") => {
+            if node.faults().unhealthy {
+                respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "unhealthy\n")
+            } else {
+                respond(StatusCode::OK, "text/plain", "")
+            }
+        }
+        (Method::GET, "/metrics") => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics_text(&node),
+        ),
+        (Method::GET, "/sim/stats") => json(StatusCode::OK, stats_body(&node)),
+        (Method::GET, "/sim/faults") => json(StatusCode::OK, faults_body(&node.faults())),
+        (Method::POST, "/sim/faults") => set_faults(&node, req).await,
+        (
+            _,
+            "/v1/models"
+            | "/v1/chat/completions"
+            | "/v1/completions"
+            | "/health"
+            | "/metrics"
+            | "/sim/stats"
+            | "/sim/faults",
+        ) => json(
+            StatusCode::METHOD_NOT_ALLOWED,
+            error_json("Method not allowed", "invalid_request_error", None, None),
+        ),
+        _ => json(
+            StatusCode::NOT_FOUND,
+            error_json(
+                &format!("No route for {path}"),
+                "invalid_request_error",
+                None,
+                None,
+            ),
+        ),
+    };
+    Ok(response)
+}
+
+fn models_body(node: &Node) -> String {
+    let mut list: serde_json::Value = serde_json::from_str(&models_list(&node.cfg.models))
+        .unwrap_or_else(|_| serde_json::json!({"object": "list", "data": []}));
+    if let Some(data) = list.get_mut("data").and_then(|d| d.as_array_mut()) {
+        for entry in data {
+            entry["owned_by"] = "ferrogate-sim".into();
+            entry["created"] = 0.into();
+            entry["max_model_len"] = 32768.into();
+        }
+    }
+    list.to_string()
+}
+
+/// The metrics page for the node's engine.
+pub fn metrics_text(node: &Node) -> String {
+    let counters = node.counters();
+    let (usage, _) = node.cache_usage();
+    render(&MetricsInput {
+        engine: node.cfg.engine,
+        counters: &counters,
+        kv_cache_usage: usage,
+        block_tokens: node.cfg.block_tokens,
+        cache_blocks: node.cfg.cache_blocks,
+    })
+}
+
+fn stats_body(node: &Node) -> String {
+    serde_json::to_string(&node.stats()).unwrap_or_else(|_| "{}".into())
+}
+
+fn faults_body(faults: &Faults) -> String {
+    serde_json::to_string(faults).unwrap_or_else(|_| "{}".into())
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, String> {
+    Limited::new(req.into_body(), MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map(|collected| collected.to_bytes())
+        .map_err(|e| format!("cannot read the request body: {e}"))
+}
+
+async fn set_faults(node: &Node, req: Request<Incoming>) -> Response<Body> {
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(e) => return invalid(&e),
+    };
+    match Faults::parse(&body) {
+        Ok(faults) => {
+            let text = faults_body(&faults);
+            node.set_faults(faults);
+            json(StatusCode::OK, text)
+        }
+        Err(e) => invalid(&format!("invalid faults: {e}")),
+    }
+}
+
+async fn completion(node: Arc<Node>, endpoint: Endpoint, req: Request<Incoming>) -> Response<Body> {
+    node.record_request(req.headers());
+    let body = match read_body(req).await {
+        Ok(body) => body,
+        Err(e) => {
+            node.count_bad_request();
+            return invalid(&e);
+        }
+    };
+    let parsed = match parse_completion(endpoint, &body) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            node.count_bad_request();
+            return json(StatusCode::BAD_REQUEST, bad_request(&e));
+        }
+    };
+    if !node.serves(&parsed.model) {
+        node.count_bad_request();
+        return json(StatusCode::NOT_FOUND, model_not_found(&parsed.model));
+    }
+    node.record_model_request(&parsed.model);
+    if node.faults().injects_error(fastrand::f64()) {
+        node.count_injected_error();
+        return unavailable(injected_error());
+    }
+    let Ok(queued) = node.enqueue(&parsed.model) else {
+        return unavailable(overloaded());
+    };
+    let stream = parsed.stream;
+    let generation = Generation::new(Arc::clone(&node), parsed, queued);
+    if stream {
+        let mut response = Response::new(StreamBody::new(generation.into_sse()).boxed_unsync());
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/event-stream"),
+        );
+        headers.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-cache"),
+        );
+        return response;
+    }
+    match generation.run_whole().await {
+        Ok(whole) => json(StatusCode::OK, whole.to_string()),
+        Err(_) => {
+            // The kill fault: headers go out, then the connection drops with no body.
+            let aborted = futures_util::stream::once(async {
+                Err::<Frame<Bytes>, io::Error>(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "simulated node dropped the response",
+                ))
+            });
+            let mut response = Response::new(StreamBody::new(aborted).boxed_unsync());
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            response
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! One node's shared state: configuration, faults, prefix cache, batch slots and counters. The
+//! batch is a fair (FIFO) semaphore of `max_num_seqs` permits; a request holds a [`Slot`] while it
+//! runs and a [`WaitTicket`] while it queues, and both give their gauges back when dropped, so a
+//! request abandoned at any point leaves no trace in `running` or `waiting`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use http::HeaderMap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::config::SimConfig;
+use super::faults::Faults;
+use super::prefix_cache::{block_hashes, PrefixCache};
+use super::stats::{Counters, SimStats};
+
+/// Locks a mutex, ignoring poisoning (every critical section leaves the data consistent).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Shared state of one simulated node.
+#[derive(Debug)]
+pub struct Node {
+    pub cfg: SimConfig,
+    faults: Mutex<Faults>,
+    cache: Mutex<PrefixCache>,
+    slots: Arc<Semaphore>,
+    counters: Mutex<Counters>,
+    serial: AtomicU64,
+}
+
+/// Why a request was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueFull;
+
+/// How a finished request ended, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Served { completion_tokens: u32 },
+    Cancelled,
+    Killed,
+}
+
+impl Node {
+    pub fn new(cfg: SimConfig) -> Arc<Self> {
+        Arc::new(Node {
+            faults: Mutex::new(cfg.faults.clone()),
+            cache: Mutex::new(PrefixCache::new(cfg.cache_blocks)),
+            slots: Arc::new(Semaphore::new(cfg.max_num_seqs)),
+            counters: Mutex::new(Counters::new(&cfg.models)),
+            serial: AtomicU64::new(0),
+            cfg,
+        })
+    }
+
+    pub fn serves(&self, model: &str) -> bool {
+        self.cfg.models.iter().any(|m| m == model)
+    }
+
+    pub fn faults(&self) -> Faults {
+        lock(&self.faults).clone()
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *lock(&self.faults) = faults;
+    }
+
+    /// A number unique to this node, for response ids.
+    pub fn next_serial(&self) -> u64 {
+        self.serial.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Counts a completion request (before its body is read) and remembers its headers.
+    pub fn record_request(&self, headers: &HeaderMap) {
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (name, value) in headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            seen.entry(name.as_str().to_string())
+                .and_modify(|v| {
+                    v.push_str(", ");
+                    v.push_str(&value);
+                })
+                .or_insert(value);
+        }
+        let mut c = lock(&self.counters);
+        c.totals.requests += 1;
+        c.last_request_headers = seen;
+    }
+
+    /// Counts a completion request for a model this node serves.
+    pub fn record_model_request(&self, model: &str) {
+        lock(&self.counters).model(model).requests += 1;
+    }
+
+    pub fn count_bad_request(&self) {
+        lock(&self.counters).totals.bad_requests += 1;
+    }
+
+    pub fn count_injected_error(&self) {
+        lock(&self.counters).totals.injected_errors += 1;
+    }
+
+    /// Takes a batch slot now if one is free, else a place in the queue, else (queue at
+    /// `max_waiting`) refuses and counts the rejection.
+    pub fn enqueue(self: &Arc<Self>, model: &str) -> Result<Queued, QueueFull> {
+        let mut c = lock(&self.counters);
+        if let Ok(permit) = Arc::clone(&self.slots).try_acquire_owned() {
+            c.model(model).running += 1;
+            return Ok(Queued::Ready(self.slot(model, permit)));
+        }
+        if self.cfg.max_waiting.is_some_and(|max| c.waiting() >= max) {
+            c.totals.rejected += 1;
+            return Err(QueueFull);
+        }
+        c.model(model).waiting += 1;
+        Ok(Queued::Waiting(WaitTicket {
+            node: Arc::clone(self),
+            model: model.to_string(),
+            queued: true,
+        }))
+    }
+
+    fn slot(self: &Arc<Self>, model: &str, permit: OwnedSemaphorePermit) -> Slot {
+        Slot {
+            node: Arc::clone(self),
+            model: model.to_string(),
+            _permit: permit,
+            held_blocks: Vec::new(),
+        }
+    }
+
+    /// Requests holding a slot now (the batch size that slows decoding).
+    pub fn running(&self) -> usize {
+        lock(&self.counters).running()
+    }
+
+    pub fn observe_ttft(&self, model: &str, seconds: f64) {
+        lock(&self.counters).model(model).ttft.observe(seconds);
+    }
+
+    pub fn finish(&self, model: &str, prompt_tokens: u32, outcome: Outcome) {
+        let mut c = lock(&self.counters);
+        match outcome {
+            Outcome::Served { completion_tokens } => {
+                c.totals.served += 1;
+                let m = c.model(model);
+                m.success += 1;
+                m.prompt_tokens += u64::from(prompt_tokens);
+                m.generation_tokens += u64::from(completion_tokens);
+            }
+            Outcome::Cancelled => c.totals.cancelled += 1,
+            Outcome::Killed => c.totals.killed += 1,
+        }
+    }
+
+    /// KV cache usage (referenced blocks over capacity) and resident blocks.
+    pub fn cache_usage(&self) -> (f64, usize) {
+        let cache = lock(&self.cache);
+        let usage = if cache.capacity() == 0 {
+            0.0
+        } else {
+            cache.referenced() as f64 / cache.capacity() as f64
+        };
+        (usage, cache.len())
+    }
+
+    pub fn stats(&self) -> SimStats {
+        let (usage, resident) = self.cache_usage();
+        SimStats::build(&lock(&self.counters), usage, resident)
+    }
+
+    /// A copy of the counters (for `/metrics`).
+    pub fn counters(&self) -> Counters {
+        lock(&self.counters).clone()
+    }
+}
+
+/// Where [`Node::enqueue`] put a request.
+#[derive(Debug)]
+pub enum Queued {
+    Ready(Slot),
+    Waiting(WaitTicket),
+}
+
+impl Queued {
+    /// Waits (FIFO) for a batch slot.
+    pub async fn slot(self) -> Option<Slot> {
+        match self {
+            Queued::Ready(slot) => Some(slot),
+            Queued::Waiting(mut ticket) => {
+                let permit = Arc::clone(&ticket.node.slots).acquire_owned().await.ok()?;
+                {
+                    let mut c = lock(&ticket.node.counters);
+                    let m = c.model(&ticket.model);
+                    m.waiting = m.waiting.saturating_sub(1);
+                    m.running += 1;
+                }
+                ticket.queued = false;
+                Some(ticket.node.slot(&ticket.model, permit))
+            }
+        }
+    }
+}
+
+/// A place in the queue; leaving it (dropped) takes the request out of `waiting`.
+#[derive(Debug)]
+pub struct WaitTicket {
+    node: Arc<Node>,
+    model: String,
+    /// Still counted in `waiting`.
+    queued: bool,
+}
+
+impl Drop for WaitTicket {
+    fn drop(&mut self) {
+        if !self.queued {
+            return;
+        }
+        let mut c = lock(&self.node.counters);
+        let m = c.model(&self.model);
+        m.waiting = m.waiting.saturating_sub(1);
+    }
+}
+
+/// A batch slot; dropping it frees the slot and the request's cache blocks.
+#[derive(Debug)]
+pub struct Slot {
+    node: Arc<Node>,
+    model: String,
+    _permit: OwnedSemaphorePermit,
+    held_blocks: Vec<u64>,
+}
+
+impl Slot {
+    /// Looks the prompt up in the prefix cache, references its blocks for as long as the slot
+    /// lives, counts hits and queries (in tokens, like vLLM), and returns the cached tokens.
+    pub fn lookup_prefix(&mut self, prompt: &str, prompt_tokens: u32) -> u32 {
+        let block_tokens = self.node.cfg.block_tokens;
+        let hashes = block_hashes(prompt, block_tokens);
+        let lease = lock(&self.node.cache).acquire(&hashes);
+        let hit = u32::try_from(lease.hit_blocks * block_tokens)
+            .unwrap_or(u32::MAX)
+            .min(prompt_tokens);
+        self.held_blocks = lease.held;
+        let mut c = lock(&self.node.counters);
+        let m = c.model(&self.model);
+        m.prefix_hit_tokens += u64::from(hit);
+        m.prefix_query_tokens += u64::from(prompt_tokens);
+        hit
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.node.cache).release(&self.held_blocks);
+        let mut c = lock(&self.node.counters);
+        let m = c.model(&self.model);
+        m.running = m.running.saturating_sub(1);
+        // The permit drops after this, handing the slot to the next waiter.
+    }
+}
