@@ -59,6 +59,18 @@ async fn post(addr: SocketAddr, path: &str, body: Vec<u8>, headers: &[(&str, &st
     http_request(addr, &req).await
 }
 
+/// Sends a request and reads until the daemon closes or ends the response; never panics on a
+/// cut stream (returns what arrived).
+async fn post_raw(addr: SocketAddr, body: Vec<u8>) -> String {
+    let mut req = Request::post("lb.test", "/v1/chat/completions").header("Connection", "close");
+    req.body = body;
+    let mut tcp = TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(&req.to_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn json_of(r: &Response) -> Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|_| panic!("not JSON: {}", r.text()))
 }
@@ -69,7 +81,11 @@ fn served(n: &SimHandle) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_by_model_and_merges_the_model_lists() {
-    let (a, b, c) = (node(&["llama"]).await, node(&["qwen"]).await, node(&["llama", "qwen"]).await);
+    let (a, b, c) = (
+        node(&["llama"]).await,
+        node(&["qwen"]).await,
+        node(&["llama", "qwen"]).await,
+    );
     let d = daemon(
         &[
             (a.addr(), "models: [llama]"),
@@ -90,13 +106,22 @@ async fn routes_by_model_and_merges_the_model_lists() {
         .collect();
     assert_eq!(ids, ["llama", "qwen"]);
     for i in 0..12 {
-        let r = post(lb, "/v1/chat/completions", chat("llama", &format!("q{i}"), false), &[]).await;
+        let r = post(
+            lb,
+            "/v1/chat/completions",
+            chat("llama", &format!("q{i}"), false),
+            &[],
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(json_of(&r)["model"], "llama");
     }
     assert_eq!(served(&b), 0, "qwen-only node got llama requests");
     assert_eq!(served(&a) + served(&c), 12);
-    assert!(served(&a) > 0 && served(&c) > 0, "least_inflight spreads over both");
+    assert!(
+        served(&a) > 0 && served(&c) > 0,
+        "least_inflight spreads over both"
+    );
 
     let r = post(lb, "/v1/chat/completions", chat("mistral", "x", false), &[]).await;
     assert_eq!(r.status, 404, "{}", r.text());
@@ -105,10 +130,22 @@ async fn routes_by_model_and_merges_the_model_lists() {
     assert_eq!(e["error"]["code"], "model_not_found");
     assert_eq!(e["error"]["param"], "model");
 
-    let r = post(lb, "/v1/chat/completions", b"{\"model\": \"llama\", ".to_vec(), &[]).await;
+    let r = post(
+        lb,
+        "/v1/chat/completions",
+        b"{\"model\": \"llama\", ".to_vec(),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 400, "{}", r.text());
     assert_eq!(json_of(&r)["error"]["type"], "invalid_request_error");
-    let r = post(lb, "/v1/chat/completions", b"{\"messages\": []}".to_vec(), &[]).await;
+    let r = post(
+        lb,
+        "/v1/chat/completions",
+        b"{\"messages\": []}".to_vec(),
+        &[],
+    )
+    .await;
     assert_eq!(r.status, 400);
     assert_eq!(json_of(&r)["error"]["param"], "model");
     let total: u64 = [&a, &b, &c].iter().map(|n| served(n)).sum();
@@ -127,21 +164,34 @@ async fn large_bodies_reach_the_node_byte_for_byte() {
     // 40 KiB (read whole), 100 KiB and 1 MiB (routed on a prefix, the rest streamed).
     for size in [40 << 10, 100 << 10, 1 << 20] {
         let prompt = "All work and no play makes Jack a dull boy. ".repeat(size / 44);
-        let body = chat("qwen", &prompt, false);
+        // `model` first, as OpenWebUI sends it: a prefix of the body is enough to route.
+        let body = format!(
+            "{{\"model\":\"qwen\",\"messages\":[{{\"role\":\"user\",\"content\":\"{prompt}\"}}]}}"
+        )
+        .into_bytes();
         let r = post(lb, "/v1/chat/completions", body.clone(), &[]).await;
         assert_eq!(r.status, 200, "{size}: {}", r.text());
         let usage = json_of(&r)["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
-        assert!(usage as usize >= prompt.len() / 4 - 8, "{size}: the node saw {usage} tokens");
+        assert!(
+            usage as usize >= prompt.len() / 4 - 8,
+            "{size}: the node saw {usage} tokens"
+        );
     }
     assert_eq!(served(&a), 0);
     assert_eq!(served(&b), 3);
     // The model after a long prompt: not in the prefix read, so balanced without it; the node
     // still gets the whole body (it would answer 400 to a cut one).
     let prompt = "z".repeat(600 << 10);
-    let body = format!("{{\"messages\":[{{\"role\":\"user\",\"content\":\"{prompt}\"}}],\"model\":\"qwen\"}}");
+    let body = format!(
+        "{{\"messages\":[{{\"role\":\"user\",\"content\":\"{prompt}\"}}],\"model\":\"qwen\"}}"
+    );
     let r = post(lb, "/v1/chat/completions", body.into_bytes(), &[]).await;
+    // 200 from the qwen node, or the llama node's own 404 for `qwen`: either way the node
+    // parsed the whole JSON (a cut body would get 400).
     assert!(r.status == 200 || r.status == 404, "{}", r.text());
-    assert_eq!(a.stats().totals.bad_requests + b.stats().totals.bad_requests, 0);
+    if r.status == 404 {
+        assert_eq!(json_of(&r)["error"]["code"], "model_not_found");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +228,10 @@ async fn a_chat_stays_on_its_node_and_chats_spread() {
         assert_eq!(r.status, 200);
     }
     let counts: Vec<u64> = nodes.iter().map(served).collect();
-    assert!(counts.iter().all(|c| *c >= 3), "sessions spread by hash: {counts:?}");
+    assert!(
+        counts.iter().all(|c| *c >= 3),
+        "sessions spread by hash: {counts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +271,10 @@ async fn cache_aware_sends_a_shared_prefix_where_it_is_cached() {
         text.contains("ferrogate_inference_decisions_total{policy=\"cache_aware\",reason=\"prefix_hit\",upstream=\"app\"} 5"),
         "{text}"
     );
-    assert!(text.contains("ferrogate_inference_ttft_seconds_count"), "{text}");
+    assert!(
+        text.contains("ferrogate_inference_ttft_seconds_count"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +288,13 @@ async fn a_dead_node_is_skipped_before_the_first_byte_but_a_started_stream_is_no
     .await;
     let lb = d.extra("lb");
     for i in 0..6 {
-        let r = post(lb, "/v1/chat/completions", chat("m", &format!("{i}"), true), &[]).await;
+        let r = post(
+            lb,
+            "/v1/chat/completions",
+            chat("m", &format!("{i}"), true),
+            &[],
+        )
+        .await;
         assert_eq!(r.status, 200, "{}", r.text());
         assert!(r.text().contains("data: [DONE]"));
     }
@@ -255,14 +317,19 @@ async fn a_dead_node_is_skipped_before_the_first_byte_but_a_started_stream_is_no
     let body = chat("m", "go", true);
     let mut cut = 0;
     for _ in 0..4 {
-        let r = post(lb2, "/v1/chat/completions", body.clone(), &[]).await;
-        if !r.text().contains("[DONE]") {
+        let text = post_raw(lb2, body.clone()).await;
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        if !text.contains("[DONE]") {
             cut += 1;
         }
     }
     assert_eq!(flaky.stats().totals.killed, cut);
     assert!(cut > 0);
-    assert_eq!(served(&other), 4 - cut, "no stream was replayed on the other node");
+    assert_eq!(
+        served(&other),
+        4 - cut,
+        "no stream was replayed on the other node"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,7 +339,11 @@ async fn a_client_that_goes_away_cancels_generation_on_the_node() {
         c.default_max_tokens = 500;
     })
     .await;
-    let d = daemon(&[(n.addr(), "")], "    inference: { engine: vllm, models: [m] }\n").await;
+    let d = daemon(
+        &[(n.addr(), "")],
+        "    inference: { engine: vllm, models: [m] }\n",
+    )
+    .await;
     let lb = d.extra("lb");
     let mut req = Request::post("lb.test", "/v1/chat/completions");
     req.body = chat("m", "tell me a long story", true);
@@ -288,7 +359,11 @@ async fn a_client_that_goes_away_cancels_generation_on_the_node() {
     drop(tcp);
     let deadline = Instant::now() + Duration::from_secs(10);
     while n.stats().totals.cancelled == 0 {
-        assert!(Instant::now() < deadline, "the node never saw the disconnect: {:?}", n.stats());
+        assert!(
+            Instant::now() < deadline,
+            "the node never saw the disconnect: {:?}",
+            n.stats()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(n.stats().totals.served, 0);
@@ -324,7 +399,11 @@ async fn a_full_node_queues_then_refuses_in_openai_format() {
     let timed_out = waiting.await.expect("waiter");
     assert_eq!(timed_out.status, 503, "{}", timed_out.text());
     assert_eq!(json_of(&timed_out)["error"]["code"], "overloaded");
-    assert_eq!(n.stats().totals.requests, 1, "only the holder reached the node");
+    assert_eq!(
+        n.stats().totals.requests,
+        1,
+        "only the holder reached the node"
+    );
     let st = status(&d).await;
     assert!(st.to_string().contains("\"app\""));
 }
