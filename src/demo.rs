@@ -15,6 +15,12 @@ use crate::config::{self, model::Config};
 pub const DEMO_CONFIG: &str = include_str!("../conf/demo.yaml");
 /// Where the demo backend listens (the address `conf/demo.yaml` routes to).
 pub const DEMO_BACKEND_ADDRESS: &str = "127.0.0.1:18080";
+/// Where the demo's simulated GPU nodes listen (the `gpu` upstream of `conf/demo.yaml`), and the
+/// models each serves.
+pub const DEMO_GPU_NODES: [(&str, &[&str]); 2] = [
+    ("127.0.0.1:18091", &["demo-llama"]),
+    ("127.0.0.1:18092", &["demo-llama", "demo-qwen"]),
+];
 /// SSE events sent per `/events` request.
 const SSE_EVENTS: u32 = 60;
 
@@ -77,6 +83,42 @@ pub fn spawn_backend(address: &'static str) {
         if let Err(message) = serve_backend_blocking(address) {
             tracing::error!("demo backend: {message}");
         }
+    });
+}
+
+/// Starts the demo's simulated GPU nodes on their own thread and runtime.
+pub fn spawn_gpu_nodes() {
+    std::thread::spawn(|| {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                tracing::error!(error = %e, "demo GPU nodes: cannot start a runtime");
+                return;
+            }
+        };
+        runtime.block_on(async {
+            let mut nodes = Vec::new();
+            for (address, models) in DEMO_GPU_NODES {
+                let config = crate::sim::SimConfig {
+                    models: models.iter().map(|m| m.to_string()).collect(),
+                    decode_ms: 30.0,
+                    ..crate::sim::SimConfig::default()
+                };
+                let started = match TcpListener::bind(address).await {
+                    Ok(listener) => crate::sim::serve(listener, config).await,
+                    Err(e) => Err(e),
+                };
+                match started {
+                    Ok(node) => nodes.push(node),
+                    Err(e) => tracing::error!(%address, error = %e, "demo GPU node not started"),
+                }
+            }
+            std::future::pending::<()>().await;
+            drop(nodes);
+        });
     });
 }
 

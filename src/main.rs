@@ -51,6 +51,7 @@ fn main() -> ExitCode {
             match demo::prepare(&state_dir) {
                 Ok((path, loaded)) => {
                     demo::spawn_backend(demo::DEMO_BACKEND_ADDRESS);
+                    demo::spawn_gpu_nodes();
                     demo::print_banner(&path, &loaded);
                     run(&path, loaded, false)
                 }

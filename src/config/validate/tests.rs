@@ -139,7 +139,8 @@ fn relative_state_dir_resolves_against_the_config_directory() {
 fn bundled_configs_are_valid() {
     let demo = include_str!("../../../conf/demo.yaml");
     let config = validate(demo, Path::new("conf/demo.yaml")).unwrap();
-    assert_eq!(config.routes.len(), 1);
+    assert_eq!(config.routes.len(), 2);
+    assert!(config.upstreams["gpu"].inference.is_some());
     let owui = include_str!("../../../conf/openwebui.yaml");
     let config = validate(owui, Path::new("conf/openwebui.yaml")).unwrap();
     assert_eq!(config.routes.len(), 4);
