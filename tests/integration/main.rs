@@ -18,6 +18,7 @@ mod health;
 mod health_active;
 mod health_inflight;
 mod http_listener;
+mod inference_scrape;
 mod lifecycle;
 mod malformed;
 mod observability;
