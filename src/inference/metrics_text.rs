@@ -4,7 +4,9 @@
 //!
 //! Counts are summed over every label set (a server may run several models or engines); the
 //! KV-cache fraction is averaged over them. Comments, `# HELP`/`# TYPE`, timestamps, exemplars
-//! and non-finite values are ignored; a counter matches with or without its `_total` suffix.
+//! and non-finite values are ignored; a counter matches with or without its `_total` suffix, and a
+//! name with the `ray_` prefix Ray's metrics agent adds (`ray_vllm:num_requests_running`) matches
+//! the engine's own.
 
 use std::collections::HashMap;
 
@@ -79,7 +81,8 @@ pub fn parse_load(engine: Engine, text: &str) -> Option<Load> {
     };
     let mut found: HashMap<&str, Acc> = HashMap::new();
     for (name, value) in samples(text) {
-        let base = name.strip_suffix("_total").unwrap_or(name);
+        let base = name.strip_prefix("ray_").unwrap_or(name);
+        let base = base.strip_suffix("_total").unwrap_or(base);
         if wanted(base) {
             let acc = found.entry(base).or_default();
             acc.sum += value;
@@ -200,6 +203,19 @@ vllm:cache_config_info{block_size="16",cache_dtype="auto",num_gpu_blocks="27000"
         assert_eq!(load.kv_usage, Some(0.9));
         assert_eq!(load.prefix_hit_tokens, Some(10.0));
         assert_eq!(load.prefix_query_tokens, None);
+    }
+
+    #[test]
+    fn reads_vllm_through_rays_metrics_agent() {
+        let text = "# TYPE ray_vllm:num_requests_running gauge\n\
+                    ray_vllm:num_requests_running{Component=\"core_worker\",NodeAddress=\"10.0.0.5\",SessionName=\"session_x\",WorkerId=\"ab\",model_name=\"m\",engine=\"0\"} 3.0\n\
+                    ray_vllm:num_requests_waiting{model_name=\"m\",engine=\"0\"} 1.0\n\
+                    ray_vllm:kv_cache_usage_perc{model_name=\"m\",engine=\"0\"} 0.4\n";
+        let load = parse_load(Engine::Ray, text).expect("load");
+        assert_eq!(
+            (load.waiting, load.running, load.kv_usage),
+            (1.0, 3.0, Some(0.4))
+        );
     }
 
     #[test]
