@@ -21,7 +21,7 @@ use pingora::services::background::BackgroundService;
 
 use super::metrics_text::parse_load;
 use super::openai::parse_models;
-use crate::config::model::Inference;
+use crate::config::model::{Engine, Inference};
 use crate::observe::metrics;
 use crate::pool::members::Member;
 use crate::pool::server::ServerState;
@@ -107,63 +107,70 @@ fn scrape_upstream(upstream: &Arc<UpstreamRuntime>, client: &HttpClient) {
             continue;
         }
         let claim = Claim(member.state.clone());
-        let member = member.clone();
-        let upstream = upstream.name.clone();
-        let engine = inference.engine;
-        let client = client.clone();
-        tokio::spawn(async move {
-            let _claim = claim;
-            let fetch = |path: &'static str| get(&client, &member, path, plan.timeout);
-            let (models, load) = tokio::join!(
-                async {
-                    match plan.models {
-                        true => Some(fetch("/v1/models").await),
-                        false => None,
-                    }
-                },
-                async {
-                    match plan.metrics {
-                        true => Some(fetch("/metrics").await),
-                        false => None,
-                    }
-                },
-            );
-            let now = Instant::now();
-            let signals = &member.state.signals;
-            if let Some(answer) = models {
-                match answer.and_then(|body| {
-                    parse_models(&body).ok_or_else(|| "not a model list".to_string())
-                }) {
-                    Ok(list) => signals.set_models(list, now),
-                    Err(error) => {
-                        metrics::inference_scrape_failed(&upstream, &member.address, "models");
-                        tracing::debug!(upstream = %upstream, server = %member.address, %error, "could not read the server's models; keeping the last list");
-                    }
-                }
+        tokio::spawn(scrape_member(
+            claim,
+            member.clone(),
+            upstream.name.clone(),
+            inference.engine,
+            plan,
+            client.clone(),
+        ));
+    }
+}
+
+/// Asks one server what `plan` says (both at once) and records the answers; a failed read keeps
+/// the last one.
+async fn scrape_member(
+    _claim: Claim,
+    member: Arc<Member>,
+    upstream: Arc<str>,
+    engine: Engine,
+    plan: Plan,
+    client: HttpClient,
+) {
+    let fetch = |wanted: bool, path: &'static str| {
+        let (client, member) = (&client, &member);
+        async move {
+            match wanted {
+                true => Some(get(client, member, path, plan.timeout).await),
+                false => None,
             }
-            if let Some(answer) = load {
-                match answer.and_then(|body| {
-                    let text = String::from_utf8_lossy(&body);
-                    parse_load(engine, &text)
-                        .ok_or_else(|| format!("no {} load metrics", engine.name()))
-                }) {
-                    Ok(reading) => {
-                        let previous = signals.last_load().map(|(load, _)| load);
-                        signals.set_load(reading, now);
-                        metrics::inference_reading(
-                            &upstream,
-                            &member.address,
-                            &reading,
-                            previous.as_ref(),
-                        );
-                    }
-                    Err(error) => {
-                        metrics::inference_scrape_failed(&upstream, &member.address, "metrics");
-                        tracing::debug!(upstream = %upstream, server = %member.address, %error, "could not read the server's metrics; keeping the last reading");
-                    }
-                }
+        }
+    };
+    let (models, load) = tokio::join!(
+        fetch(plan.models, "/v1/models"),
+        fetch(plan.metrics, "/metrics")
+    );
+    let now = Instant::now();
+    let signals = &member.state.signals;
+    let server = &*member.address;
+    if let Some(answer) = models {
+        let list = answer
+            .and_then(|body| parse_models(&body).ok_or_else(|| "not a model list".to_string()));
+        match list {
+            Ok(list) => signals.set_models(list, now),
+            Err(error) => {
+                metrics::inference_scrape_failed(&upstream, server, "models");
+                tracing::debug!(%upstream, server, %error, "could not read the server's models; keeping the last list");
             }
+        }
+    }
+    if let Some(answer) = load {
+        let reading = answer.and_then(|body| {
+            parse_load(engine, &String::from_utf8_lossy(&body))
+                .ok_or_else(|| format!("no {} load metrics in the answer", engine.name()))
         });
+        match reading {
+            Ok(reading) => {
+                let previous = signals.last_load().map(|(load, _)| load);
+                signals.set_load(reading, now);
+                metrics::inference_reading(&upstream, server, &reading, previous.as_ref());
+            }
+            Err(error) => {
+                metrics::inference_scrape_failed(&upstream, server, "metrics");
+                tracing::debug!(%upstream, server, %error, "could not read the server's metrics; keeping the last reading");
+            }
+        }
     }
 }
 
@@ -212,7 +219,7 @@ async fn get(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::{Engine, Models, Server};
+    use crate::config::model::{Models, Server};
     use crate::pool::members::UpstreamPool;
     use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
