@@ -20,6 +20,7 @@ use crate::admin::AdminApp;
 use crate::config::model::Config;
 use crate::discovery::DnsDiscovery;
 use crate::health::HealthChecker;
+use crate::inference::scrape::NodeScraper;
 use crate::lifecycle::probe::Endpoint;
 use crate::lifecycle::{ActiveRequests, ControlPlane, Readiness, Signals};
 use crate::observe::connections::CountedConnections;
@@ -133,6 +134,8 @@ pub fn build(
     server.add_service(background_service("health checker", checker));
     let discovery = DnsDiscovery::new(shared.snapshots.clone());
     server.add_service(background_service("dns discovery", discovery));
+    let scraper = NodeScraper::new(shared.snapshots.clone());
+    server.add_service(background_service("node scraper", scraper));
 
     if let Some(admin) = &config.admin {
         let mut service = Service::new(

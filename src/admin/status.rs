@@ -305,6 +305,8 @@ mod tests {
             sticky_entries: 2,
             discovered: false,
             recent_errors: Vec::new(),
+            models: None,
+            load: None,
         }
     }
 

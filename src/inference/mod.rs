@@ -4,11 +4,15 @@
 //! [`affinity`] ranks servers by rendezvous hash of a session key; [`prefix`] is the approximate
 //! prefix index behind the `cache_aware` policy (chained block hashes of the normalized prompt, no
 //! tokenizer, bounded load); [`scan`] reads a body prefix; [`request`] classifies endpoints and
-//! holds a request's routing facts; [`signals`] keeps what each server reports about itself.
+//! holds a request's routing facts; [`signals`] keeps what each server reports about itself,
+//! [`metrics_text`] reads an engine's Prometheus exposition into a load reading, and [`scrape`]
+//! is the background service that asks each server for its models and metrics.
 
 pub mod affinity;
+pub mod metrics_text;
 pub mod openai;
 pub mod prefix;
 pub mod request;
 pub mod scan;
+pub mod scrape;
 pub mod signals;

@@ -2,6 +2,7 @@
 //! `GET /v1/models` listed and the load its `/metrics` reported (queue, running, KV-cache use),
 //! each stamped with when it was read so stale readings fade out of balancing decisions.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,8 @@ struct Stamped<T> {
 pub struct NodeSignals {
     models: Mutex<Option<Stamped<Arc<[String]>>>>,
     load: Mutex<Option<Stamped<Load>>>,
+    /// A scrape of this server is running (a slow one is never overlapped by the next round).
+    scraping: AtomicBool,
 }
 
 impl NodeSignals {
@@ -71,6 +74,16 @@ impl NodeSignals {
         Some((stamped.value, weight))
     }
 
+    /// Claims the right to scrape this server; false while another scrape is still running.
+    pub fn begin_scrape(&self) -> bool {
+        !self.scraping.swap(true, Ordering::AcqRel)
+    }
+
+    /// Releases the claim taken by [`Self::begin_scrape`].
+    pub fn end_scrape(&self) {
+        self.scraping.store(false, Ordering::Release);
+    }
+
     /// The last metrics reading, whatever its age (for status and metrics).
     pub fn last_load(&self) -> Option<(Load, Instant)> {
         lock(&self.load).as_ref().map(|s| (s.value, s.at))
@@ -105,5 +118,14 @@ mod tests {
         assert!(signals.models().is_none());
         signals.set_models(vec!["m".into()], t0);
         assert_eq!(signals.models().as_deref(), Some(&["m".to_string()][..]));
+    }
+
+    #[test]
+    fn one_scrape_at_a_time() {
+        let signals = NodeSignals::default();
+        assert!(signals.begin_scrape());
+        assert!(!signals.begin_scrape());
+        signals.end_scrape();
+        assert!(signals.begin_scrape());
     }
 }

@@ -7,19 +7,22 @@
 //! and listener names) and are capped by [`LabelBudget`]; paths and client addresses never appear.
 //!
 //! Functions other modules call: [`reload_result`], [`config_generation`], [`certificate_expiry`],
-//! [`forget_certificate`], [`acme_result`], [`queue_depth`], [`queue_rejected`], [`security_rejected`], [`proxy_protocol_refused`], [`render`].
+//! [`forget_certificate`], [`acme_result`], [`queue_depth`], [`queue_rejected`], [`security_rejected`], [`proxy_protocol_refused`],
+//! [`inference_reading`], [`inference_scrape_failed`], [`inference_servers`], [`render`].
 
 use std::collections::BTreeMap;
 use std::sync::{LazyLock, Mutex};
+use std::time::Instant;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use super::clock::unix_secs;
 use super::labels::{LabelBudget, DEFAULT_LABEL_BUDGET, NONE, STATUS_CLASSES};
 use super::servers::{self, PassiveState};
+use crate::inference::signals::Load;
 
 /// Latency buckets (seconds): sub-millisecond proxying up to multi-minute token streams.
 pub const LATENCY_BUCKETS: &[f64] = &[
@@ -59,6 +62,15 @@ pub struct Metrics {
     inference_predicted_prefix: IntCounterVec,
     inference_rejections: IntCounterVec,
     models: LabelBudget,
+    inference_waiting: GaugeVec,
+    inference_running: GaugeVec,
+    inference_kv_usage: GaugeVec,
+    inference_signal_age: GaugeVec,
+    inference_scrape_failures: IntCounterVec,
+    observed_prefix_hits: IntCounterVec,
+    observed_prefix_queries: IntCounterVec,
+    /// (upstream, server) → when its metrics were last read, for the age gauge at scrape time.
+    inference_readings: Mutex<BTreeMap<(String, String), Instant>>,
     /// Certificate name → not-after (Unix seconds), for the seconds-left gauge at scrape time.
     certificates: Mutex<BTreeMap<String, i64>>,
     routes: LabelBudget,
@@ -93,6 +105,17 @@ fn counter(
 
 fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> prometheus::Result<IntGaugeVec> {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    r.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+fn float_gauge(
+    r: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<GaugeVec> {
+    let metric = GaugeVec::new(Opts::new(name, help), labels)?;
     r.register(Box::new(metric.clone()))?;
     Ok(metric)
 }
@@ -204,6 +227,28 @@ impl Metrics {
                 "Inference requests answered at the edge, by upstream and reason (bad_request, model_not_found, too_large, length_required).",
                 &["upstream", "reason"])?,
             models: LabelBudget::new(DEFAULT_LABEL_BUDGET),
+            inference_waiting: float_gauge(&r, "ferrogate_inference_requests_waiting",
+                "Requests waiting in an inference server's queue, as its /metrics last said.",
+                &["upstream", "server"])?,
+            inference_running: float_gauge(&r, "ferrogate_inference_requests_running",
+                "Requests an inference server was generating, as its /metrics last said.",
+                &["upstream", "server"])?,
+            inference_kv_usage: float_gauge(&r, "ferrogate_inference_kv_cache_usage_ratio",
+                "KV-cache use (0..1) an inference server last reported.",
+                &["upstream", "server"])?,
+            inference_signal_age: float_gauge(&r, "ferrogate_inference_signal_age_seconds",
+                "Seconds since an inference server's /metrics was last read successfully.",
+                &["upstream", "server"])?,
+            inference_scrape_failures: counter(&r, "ferrogate_inference_scrape_failures_total",
+                "Failed reads of an inference server's /v1/models (kind models) or /metrics (kind metrics).",
+                &["upstream", "server", "kind"])?,
+            observed_prefix_hits: counter(&r, "ferrogate_inference_observed_prefix_hit_tokens_total",
+                "Prefix-cache hit tokens inference servers reported (growth between readings).",
+                &["upstream", "server"])?,
+            observed_prefix_queries: counter(&r, "ferrogate_inference_observed_prefix_query_tokens_total",
+                "Prefix-cache query tokens inference servers reported (growth between readings).",
+                &["upstream", "server"])?,
+            inference_readings: Mutex::new(BTreeMap::new()),
             registry: r,
             certificates: Mutex::new(BTreeMap::new()),
             routes: LabelBudget::new(DEFAULT_LABEL_BUDGET),
@@ -453,6 +498,84 @@ pub fn queue_rejected(upstream: &str) {
     }
 }
 
+/// Publishes an inference server's metrics reading; `previous` is the reading before it, whose
+/// prefix-cache counters the new ones are compared with (a drop, e.g. a restart, adds nothing).
+pub fn inference_reading(upstream: &str, server: &str, load: &Load, previous: Option<&Load>) {
+    let Some(m) = metrics() else { return };
+    let labels = [m.upstreams.admit(upstream), m.servers.admit(server)];
+    m.inference_waiting
+        .with_label_values(&labels)
+        .set(load.waiting);
+    m.inference_running
+        .with_label_values(&labels)
+        .set(load.running);
+    match load.kv_usage {
+        Some(kv) => m.inference_kv_usage.with_label_values(&labels).set(kv),
+        None => drop(m.inference_kv_usage.remove_label_values(&labels)),
+    }
+    let grown = |now: Option<f64>, before: Option<f64>| counter_growth(before?, now?);
+    let previous = previous.copied();
+    if let Some(delta) = grown(
+        load.prefix_hit_tokens,
+        previous.and_then(|p| p.prefix_hit_tokens),
+    ) {
+        m.observed_prefix_hits
+            .with_label_values(&labels)
+            .inc_by(delta);
+    }
+    if let Some(delta) = grown(
+        load.prefix_query_tokens,
+        previous.and_then(|p| p.prefix_query_tokens),
+    ) {
+        m.observed_prefix_queries
+            .with_label_values(&labels)
+            .inc_by(delta);
+    }
+    m.inference_signal_age.with_label_values(&labels).set(0.0);
+    let [upstream, server] = labels;
+    lock(&m.inference_readings).insert((upstream, server), Instant::now());
+}
+
+/// How much a cumulative counter grew between two readings; `None` when it went down (the
+/// server restarted and counts from zero again) or a value is not a count.
+pub fn counter_growth(before: f64, now: f64) -> Option<u64> {
+    let delta = now - before;
+    (delta.is_finite() && delta >= 0.0 && delta < u64::MAX as f64).then(|| delta.round() as u64)
+}
+
+/// Counts a failed scrape of an inference server (`kind`: `models`, `metrics`).
+pub fn inference_scrape_failed(upstream: &str, server: &str, kind: &'static str) {
+    if let Some(m) = metrics() {
+        let labels = [m.upstreams.admit(upstream), m.servers.admit(server)];
+        m.inference_scrape_failures
+            .with_label_values(&[labels[0].as_str(), labels[1].as_str(), kind])
+            .inc();
+    }
+}
+
+/// Declares the servers `upstream` scrapes now: the readings (gauges) of any other server of it
+/// are removed, so a server gone from the pool does not stay on the dashboards.
+pub fn inference_servers(upstream: &str, servers: &[&str]) {
+    let Some(m) = metrics() else { return };
+    let upstream = m.upstreams.admit(upstream);
+    let keep: Vec<String> = servers.iter().map(|s| m.servers.admit(s)).collect();
+    lock(&m.inference_readings).retain(|(u, s), _| {
+        if *u != upstream || keep.contains(s) {
+            return true;
+        }
+        let labels = [u.as_str(), s.as_str()];
+        for family in [
+            &m.inference_waiting,
+            &m.inference_running,
+            &m.inference_kv_usage,
+            &m.inference_signal_age,
+        ] {
+            let _ = family.remove_label_values(&labels);
+        }
+        false
+    });
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match mutex.lock() {
         Ok(guard) => guard,
@@ -537,6 +660,11 @@ pub fn render() -> String {
             .with_label_values(&[name.as_str()])
             .set(not_after.saturating_sub(now));
     }
+    for ((upstream, server), at) in lock(&m.inference_readings).iter() {
+        m.inference_signal_age
+            .with_label_values(&[upstream.as_str(), server.as_str()])
+            .set(at.elapsed().as_secs_f64());
+    }
     let mut out = Vec::new();
     if let Err(error) = TextEncoder::new().encode(&m.registry.gather(), &mut out) {
         tracing::warn!(%error, "could not encode the metrics");
@@ -577,5 +705,39 @@ mod tests {
         }
         forget_certificate("unit-cert");
         assert!(!render().contains("unit-cert"));
+    }
+
+    #[test]
+    fn inference_readings_and_prefix_growth() {
+        let load = |hits, queries| Load {
+            waiting: 3.0,
+            running: 2.0,
+            kv_usage: Some(0.25),
+            prefix_hit_tokens: Some(hits),
+            prefix_query_tokens: Some(queries),
+        };
+        let (u, s) = ("unit-gpu", "10.9.9.8:8000");
+        inference_reading(u, s, &load(100.0, 400.0), None);
+        inference_reading(u, s, &load(150.0, 500.0), Some(&load(100.0, 400.0)));
+        // A restart: counters start again from zero, nothing is added.
+        inference_reading(u, s, &load(10.0, 20.0), Some(&load(150.0, 500.0)));
+        inference_scrape_failed(u, s, "models");
+        let text = render();
+        for needle in [
+            r#"ferrogate_inference_requests_waiting{server="10.9.9.8:8000",upstream="unit-gpu"} 3"#,
+            r#"ferrogate_inference_requests_running{server="10.9.9.8:8000",upstream="unit-gpu"} 2"#,
+            r#"ferrogate_inference_kv_cache_usage_ratio{server="10.9.9.8:8000",upstream="unit-gpu"} 0.25"#,
+            r#"ferrogate_inference_signal_age_seconds{server="10.9.9.8:8000",upstream="unit-gpu"} 0"#,
+            r#"ferrogate_inference_observed_prefix_hit_tokens_total{server="10.9.9.8:8000",upstream="unit-gpu"} 50"#,
+            r#"ferrogate_inference_observed_prefix_query_tokens_total{server="10.9.9.8:8000",upstream="unit-gpu"} 100"#,
+            r#"ferrogate_inference_scrape_failures_total{kind="models",server="10.9.9.8:8000",upstream="unit-gpu"} 1"#,
+        ] {
+            assert!(text.contains(needle), "missing {needle} in\n{text}");
+        }
+        inference_servers(u, &[]);
+        assert!(!render().contains("ferrogate_inference_requests_waiting{server=\"10.9.9.8:8000\""));
+        assert_eq!(counter_growth(5.0, 4.0), None);
+        assert_eq!(counter_growth(5.0, f64::NAN), None);
+        assert_eq!(counter_growth(5.0, 7.4), Some(2));
     }
 }

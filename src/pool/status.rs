@@ -1,13 +1,16 @@
-//! Per-server status as plain data (state, in-flight, sticky count, recent errors) for the admin
-//! listener and the observability work, and its minimal JSON rendering for `/status.json`.
+//! Per-server status as plain data (state, in-flight, sticky count, recent errors, what an
+//! inference server last said about itself) for the admin listener and the observability work,
+//! and its minimal JSON rendering for `/status.json`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::members::UpstreamPool;
 use super::server::{lock, RecentError};
 use crate::balance::sticky::format_id;
+use crate::inference::signals::Load;
 
 /// One upstream's status.
 #[derive(Debug, Clone)]
@@ -40,6 +43,10 @@ pub struct ServerStatus {
     pub sticky_entries: usize,
     pub discovered: bool,
     pub recent_errors: Vec<RecentError>,
+    /// The models the server serves (configured, else its last `/v1/models`); `None` while unknown.
+    pub models: Option<Arc<[String]>>,
+    /// Its last metrics reading (inference servers) and how old it is.
+    pub load: Option<(Load, Duration)>,
 }
 
 impl UpstreamPool {
@@ -71,6 +78,12 @@ impl UpstreamPool {
                     sticky_entries: entries.get(&m.id).copied().unwrap_or(0),
                     discovered: m.discovered,
                     recent_errors: m.state.recent_errors(),
+                    models: m.served_models(),
+                    load: m
+                        .state
+                        .signals
+                        .last_load()
+                        .map(|(load, at)| (load, now.saturating_duration_since(at))),
                 }
             })
             .collect();
@@ -135,7 +148,7 @@ fn server_json(out: &mut String, s: &ServerStatus) {
         .map_or_else(|| "null".to_string(), |m| m.to_string());
     let _ = write!(
         out,
-        ",\"state\":\"{}\",\"inflight\":{},\"max_inflight\":{max},\"weight\":{},\"effective_weight\":{:.3},\"requests\":{},\"failures\":{},\"checks\":{},\"sticky_hits\":{},\"sticky_entries\":{},\"discovered\":{},\"recent_errors\":[",
+        ",\"state\":\"{}\",\"inflight\":{},\"max_inflight\":{max},\"weight\":{},\"effective_weight\":{:.3},\"requests\":{},\"failures\":{},\"checks\":{},\"sticky_hits\":{},\"sticky_entries\":{},\"discovered\":{}",
         s.state,
         s.inflight,
         s.weight,
@@ -147,6 +160,8 @@ fn server_json(out: &mut String, s: &ServerStatus) {
         s.sticky_entries,
         s.discovered
     );
+    signals_json(out, s);
+    out.push_str(",\"recent_errors\":[");
     for (k, e) in s.recent_errors.iter().enumerate() {
         if k > 0 {
             out.push(',');
@@ -158,6 +173,41 @@ fn server_json(out: &mut String, s: &ServerStatus) {
         );
     }
     out.push_str("]}");
+}
+
+/// `,"models":[..],"waiting":N,"running":N,"kv_usage":F,"signal_age_ms":N`, each `null` when
+/// unknown.
+fn signals_json(out: &mut String, s: &ServerStatus) {
+    out.push_str(",\"models\":");
+    match &s.models {
+        Some(models) => {
+            out.push('[');
+            for (i, model) in models.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                quote(out, model);
+            }
+            out.push(']');
+        }
+        None => out.push_str("null"),
+    }
+    let load = s.load.as_ref();
+    let number = |v: Option<f64>| match v {
+        Some(v) if v.is_finite() => v.to_string(),
+        _ => "null".to_string(),
+    };
+    let _ = write!(
+        out,
+        ",\"waiting\":{},\"running\":{},\"kv_usage\":{},\"signal_age_ms\":{}",
+        number(load.map(|(l, _)| l.waiting)),
+        number(load.map(|(l, _)| l.running)),
+        number(load.and_then(|(l, _)| l.kv_usage)),
+        load.map_or_else(
+            || "null".to_string(),
+            |(_, age)| age.as_millis().to_string()
+        ),
+    );
 }
 
 #[cfg(test)]
@@ -188,5 +238,46 @@ mod tests {
         );
         assert!(json.contains("\"state\":\"draining\",\"inflight\":0,\"max_inflight\":4,\"weight\":2,\"effective_weight\":2.000"), "{json}");
         assert!(json.ends_with("\"recent_errors\":[]}]}]}\n"), "{json}");
+        assert!(json.contains("\"models\":null,\"waiting\":null,\"running\":null,\"kv_usage\":null,\"signal_age_ms\":null,"), "{json}");
+    }
+
+    #[test]
+    fn renders_inference_signals() {
+        let pool = UpstreamPool::new("gpu");
+        pool.set_configured(
+            &[Server {
+                address: "127.0.0.1:9".into(),
+                socket: ([127, 0, 0, 1], 9).into(),
+                weight: 1,
+                max_inflight: None,
+                drain: false,
+                models: None,
+            }],
+            false,
+            None,
+        );
+        let member = pool.members()[0].clone();
+        member
+            .state
+            .signals
+            .set_models(vec!["a\"b".into(), "c".into()], Instant::now());
+        let load = Load {
+            waiting: 3.0,
+            running: 1.5,
+            kv_usage: Some(0.25),
+            prefix_hit_tokens: None,
+            prefix_query_tokens: None,
+        };
+        member.state.signals.set_load(load, Instant::now());
+        let json = to_json(1, &[pool.status("least_inflight", None)]);
+        assert!(
+            json.contains("\"models\":[\"a\\\"b\",\"c\"],\"waiting\":3,\"running\":1.5,\"kv_usage\":0.25,\"signal_age_ms\":"),
+            "{json}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        let server = &parsed["upstreams"][0]["servers"][0];
+        assert_eq!(server["models"][0], "a\"b");
+        assert!(server["signal_age_ms"].as_u64().is_some());
+        assert_eq!(server["recent_errors"], serde_json::json!([]));
     }
 }

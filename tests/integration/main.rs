@@ -19,6 +19,7 @@ mod health_active;
 mod health_inflight;
 mod http_listener;
 mod inference;
+mod inference_scrape;
 mod lifecycle;
 mod malformed;
 mod observability;

@@ -1,0 +1,379 @@
+//! The node scraper, a background service: every `inference.refresh`, for every upstream with an
+//! `inference` section in the current snapshot, each server is asked for its models
+//! (`GET /v1/models`, when the models are discovered rather than configured) and its load
+//! (`GET /metrics`, when the engine exports metrics), and the answers are stored in the server's
+//! long-lived [`NodeSignals`](super::signals::NodeSignals). A failed read keeps the previous
+//! reading, which fades by age where it is used. A slow server is never asked twice at once.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, USER_AGENT};
+use http::Request;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use pingora::server::ShutdownWatch;
+use pingora::services::background::BackgroundService;
+
+use super::metrics_text::parse_load;
+use super::openai::parse_models;
+use crate::config::model::{Engine, Inference};
+use crate::observe::metrics;
+use crate::pool::members::Member;
+use crate::pool::server::ServerState;
+use crate::runtime::{periodic, SnapshotStore, UpstreamRuntime};
+
+/// Longest sleep between two looks at the snapshot (so new upstreams are noticed soon).
+pub const SCRAPER_TICK: Duration = Duration::from_millis(250);
+/// Longest wait for one answer (shorter when `refresh` is).
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest `/v1/models` or `/metrics` body read; a larger one is a failed scrape.
+pub const DEFAULT_SCRAPE_MAX_BODY: usize = 4 << 20;
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// The node scraper service.
+pub struct NodeScraper {
+    snapshots: Arc<SnapshotStore>,
+    client: HttpClient,
+}
+
+impl NodeScraper {
+    pub fn new(snapshots: Arc<SnapshotStore>) -> Self {
+        Self {
+            snapshots,
+            client: http_client(),
+        }
+    }
+}
+
+/// A plain HTTP/1.1 client that keeps no idle connections (each scrape asks `Connection: close`).
+fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(DEFAULT_SCRAPE_TIMEOUT));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector)
+}
+
+#[async_trait]
+impl BackgroundService for NodeScraper {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        periodic::every_upstream(
+            &self.snapshots,
+            SCRAPER_TICK,
+            shutdown,
+            |u| u.inference.as_ref().map(|i| i.refresh),
+            |u| scrape_upstream(u, &self.client),
+        )
+        .await;
+    }
+}
+
+/// What to ask one server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Plan {
+    models: bool,
+    metrics: bool,
+    timeout: Duration,
+}
+
+/// What a server of `inference` is asked: its models unless configured, its metrics if the
+/// engine has them.
+fn plan(inference: &Inference, member: &Member) -> Plan {
+    Plan {
+        models: member.models.is_none(),
+        metrics: inference.engine.has_metrics(),
+        timeout: inference.refresh.min(DEFAULT_SCRAPE_TIMEOUT),
+    }
+}
+
+/// One round for every member of `upstream`, each on its own task.
+fn scrape_upstream(upstream: &Arc<UpstreamRuntime>, client: &HttpClient) {
+    let Some(inference) = &upstream.inference else {
+        return;
+    };
+    let members = upstream.pool.members();
+    let addresses: Vec<&str> = members.iter().map(|m| &*m.address).collect();
+    metrics::inference_servers(&upstream.name, &addresses);
+    for member in members.iter() {
+        let plan = plan(inference, member);
+        if !(plan.models || plan.metrics) || !member.state.signals.begin_scrape() {
+            continue;
+        }
+        let claim = Claim(member.state.clone());
+        tokio::spawn(scrape_member(
+            claim,
+            member.clone(),
+            upstream.name.clone(),
+            inference.engine,
+            plan,
+            client.clone(),
+        ));
+    }
+}
+
+/// Asks one server what `plan` says (both at once) and records the answers; a failed read keeps
+/// the last one.
+async fn scrape_member(
+    _claim: Claim,
+    member: Arc<Member>,
+    upstream: Arc<str>,
+    engine: Engine,
+    plan: Plan,
+    client: HttpClient,
+) {
+    let fetch = |wanted: bool, path: &'static str| {
+        let (client, member) = (&client, &member);
+        async move {
+            match wanted {
+                true => Some(get(client, member, path, plan.timeout).await),
+                false => None,
+            }
+        }
+    };
+    let (models, load) = tokio::join!(
+        fetch(plan.models, "/v1/models"),
+        fetch(plan.metrics, "/metrics")
+    );
+    let now = Instant::now();
+    let signals = &member.state.signals;
+    let server = &*member.address;
+    if let Some(answer) = models {
+        let list = answer
+            .and_then(|body| parse_models(&body).ok_or_else(|| "not a model list".to_string()));
+        match list {
+            Ok(list) => signals.set_models(list, now),
+            Err(error) => {
+                metrics::inference_scrape_failed(&upstream, server, "models");
+                tracing::debug!(%upstream, server, %error, "could not read the server's models; keeping the last list");
+            }
+        }
+    }
+    if let Some(answer) = load {
+        let reading = answer.and_then(|body| {
+            parse_load(engine, &String::from_utf8_lossy(&body))
+                .ok_or_else(|| format!("no {} load metrics in the answer", engine.name()))
+        });
+        match reading {
+            Ok(reading) => {
+                let previous = signals.last_load().map(|(load, _)| load);
+                signals.set_load(reading, now);
+                metrics::inference_reading(&upstream, server, &reading, previous.as_ref());
+            }
+            Err(error) => {
+                metrics::inference_scrape_failed(&upstream, server, "metrics");
+                tracing::debug!(%upstream, server, %error, "could not read the server's metrics; keeping the last reading");
+            }
+        }
+    }
+}
+
+/// The scrape claim on one server, released when the scrape ends however it ends.
+struct Claim(Arc<ServerState>);
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.0.signals.end_scrape();
+    }
+}
+
+/// `GET path` on the member over a fresh HTTP/1.1 connection: the body of a 2xx answer.
+async fn get(
+    client: &HttpClient,
+    member: &Member,
+    path: &str,
+    timeout: Duration,
+) -> Result<Bytes, String> {
+    let request = Request::get(format!("http://{}{path}", member.socket))
+        .header(HOST, &*member.address)
+        .header(CONNECTION, "close")
+        .header(USER_AGENT, "ferrogate-scraper")
+        .body(Empty::new())
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    let exchange = async {
+        let response = client
+            .request(request)
+            .await
+            .map_err(|e| format!("GET {path}: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("GET {path}: status {}", status.as_u16()));
+        }
+        Limited::new(response.into_body(), DEFAULT_SCRAPE_MAX_BODY)
+            .collect()
+            .await
+            .map(|body| body.to_bytes())
+            .map_err(|e| format!("GET {path}: reading the body: {e}"))
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("GET {path}: no answer within {timeout:?}"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::model::{Models, Server};
+    use crate::pool::members::UpstreamPool;
+    use std::net::SocketAddr;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    fn inference(engine: Engine, models: Models) -> Inference {
+        Inference {
+            engine,
+            models,
+            refresh: Duration::from_millis(300),
+            max_body: 1024,
+            affinity: false,
+            signal_max_age: Duration::from_secs(30),
+        }
+    }
+
+    fn pool(
+        servers: &[(SocketAddr, Option<Vec<String>>)],
+        models: Option<&[String]>,
+    ) -> UpstreamPool {
+        let pool = UpstreamPool::new("gpu");
+        let servers: Vec<Server> = servers
+            .iter()
+            .map(|(socket, own)| Server {
+                address: format!("gpu.test:{}", socket.port()),
+                socket: *socket,
+                weight: 1,
+                max_inflight: None,
+                drain: false,
+                models: own.clone(),
+            })
+            .collect();
+        pool.set_configured(&servers, false, models);
+        pool
+    }
+
+    #[test]
+    fn plans_follow_engine_and_model_source() {
+        let socket: SocketAddr = ([127, 0, 0, 1], 9).into();
+        let other: SocketAddr = ([127, 0, 0, 1], 10).into();
+        let discover = pool(&[(socket, None), (other, Some(vec!["own".into()]))], None);
+        let members = discover.members();
+        let vllm = inference(Engine::Vllm, Models::Discover);
+        assert_eq!(
+            plan(&vllm, &members[0]),
+            Plan {
+                models: true,
+                metrics: true,
+                timeout: Duration::from_millis(300)
+            }
+        );
+        assert!(
+            !plan(&vllm, &members[1]).models,
+            "a server's own list is not asked for"
+        );
+        let listed = vec!["m".to_string()];
+        let configured = pool(&[(socket, None)], Some(&listed));
+        let ollama = inference(Engine::Ollama, Models::List(listed.clone()));
+        let p = plan(&ollama, &configured.members()[0]);
+        assert!(!p.models && !p.metrics);
+        let mut slow = inference(Engine::Sglang, Models::Discover);
+        slow.refresh = Duration::from_secs(60);
+        assert_eq!(plan(&slow, &members[0]).timeout, DEFAULT_SCRAPE_TIMEOUT);
+    }
+
+    /// A server answering every connection with `answer` after reading the request head; the
+    /// heads it saw are sent back on the channel.
+    async fn serve(answer: Vec<u8>) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+                let _ = socket.write_all(&answer).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        (addr, rx)
+    }
+
+    async fn fetch(answer: &[u8]) -> (Result<Bytes, String>, String) {
+        let (addr, mut heads) = serve(answer.to_vec()).await;
+        let pool = pool(&[(addr, None)], None);
+        let member = pool.members()[0].clone();
+        let result = get(&http_client(), &member, "/metrics", Duration::from_secs(5)).await;
+        let head = heads.recv().await.unwrap_or_default();
+        (result, head)
+    }
+
+    #[tokio::test]
+    async fn reads_every_body_framing() {
+        let (body, head) = fetch(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello").await;
+        assert_eq!(body.as_deref(), Ok(&b"hello"[..]));
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("get /metrics http/1.1\r\n"), "{head}");
+        assert!(head.contains("host: gpu.test:"), "{head}");
+        assert!(head.contains("connection: close"), "{head}");
+        let (body, _) = fetch(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+        )
+        .await;
+        assert_eq!(body.as_deref(), Ok(&b"abcde"[..]));
+        let (body, _) = fetch(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nto the end").await;
+        assert_eq!(body.as_deref(), Ok(&b"to the end"[..]));
+    }
+
+    #[tokio::test]
+    async fn refuses_errors_and_oversized_bodies() {
+        let (body, _) = fetch(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n").await;
+        assert!(body.is_err_and(|e| e.contains("503")));
+        let mut big = b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".to_vec();
+        big.resize(big.len() + DEFAULT_SCRAPE_MAX_BODY + 1, b'x');
+        let (body, _) = fetch(&big).await;
+        assert!(body.is_err(), "a body over the cap is a failed scrape");
+        let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = closed.local_addr().expect("addr");
+        drop(closed);
+        let pool = pool(&[(addr, None)], None);
+        let member = pool.members()[0].clone();
+        assert!(
+            get(&http_client(), &member, "/metrics", Duration::from_secs(5))
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_times_out() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let accepted = listener.accept().await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            drop(accepted);
+        });
+        let pool = pool(&[(addr, None)], None);
+        let member = pool.members()[0].clone();
+        let result = get(
+            &http_client(),
+            &member,
+            "/metrics",
+            Duration::from_millis(200),
+        )
+        .await;
+        assert!(result.is_err_and(|e| e.contains("no answer")));
+        held.abort();
+    }
+}
