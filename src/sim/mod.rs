@@ -44,7 +44,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use config::{Engine, SimConfig};
 pub use faults::Faults;
-pub use stats::{SimStats, Totals};
+pub use stats::SimStats;
 
 use node::Node;
 
