@@ -12,7 +12,7 @@
 //! let node = sim::start(SimConfig::with_model("llama")).await?;
 //! println!("node at {}", node.url());
 //! let stats = node.stats();
-//! assert_eq!(stats.cancelled, 0);
+//! assert_eq!(stats.totals.cancelled, 0);
 //! # Ok(()) }
 //! ```
 
@@ -44,7 +44,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use config::{Engine, SimConfig};
 pub use faults::Faults;
-pub use stats::SimStats;
+pub use stats::{SimStats, Totals};
 
 use node::Node;
 

@@ -285,7 +285,10 @@ mod tests {
         };
         assert_eq!(node.enqueue("m").err(), Some(QueueFull));
         let stats = node.stats();
-        assert_eq!((stats.running, stats.waiting, stats.rejected), (1, 1, 1));
+        assert_eq!(
+            (stats.running, stats.waiting, stats.totals.rejected),
+            (1, 1, 1)
+        );
         drop(first);
         let slot = second.slot().await.unwrap();
         let stats = node.stats();

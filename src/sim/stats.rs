@@ -63,13 +63,13 @@ pub struct ModelCounters {
 }
 
 /// Totals across models.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Totals {
     /// Completion requests received (any outcome).
     pub requests: u64,
     /// Completions delivered to the end.
     pub served: u64,
-    /// Client went away before the end.
+    /// Client went away before the end (mid-stream or while queued).
     pub cancelled: u64,
     /// Refused because the waiting queue was full.
     pub rejected: u64,
@@ -120,20 +120,9 @@ impl Counters {
 /// A snapshot of the node for tests and the demo (`GET /sim/stats` is its JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimStats {
-    /// Completion requests received (any outcome).
-    pub requests: u64,
-    /// Completions delivered to the end.
-    pub served: u64,
-    /// Client went away before the end (mid-stream or while queued).
-    pub cancelled: u64,
-    /// Refused because the waiting queue was full.
-    pub rejected: u64,
-    /// Refused by the `error_rate` fault.
-    pub injected_errors: u64,
-    /// Connection dropped by the `kill_after_tokens` fault.
-    pub killed: u64,
-    /// Answered 400 or 404 (bad JSON, unknown model).
-    pub bad_requests: u64,
+    /// Outcome counters (flattened into the JSON: `{"requests":..,"cancelled":..}`).
+    #[serde(flatten)]
+    pub totals: Totals,
     /// Requests holding a batch slot now.
     pub running: usize,
     /// Requests queued for a slot now.
@@ -151,15 +140,8 @@ pub struct SimStats {
 impl SimStats {
     pub fn build(counters: &Counters, kv_cache_usage: f64, cache_blocks_resident: usize) -> Self {
         let models = counters.models.values();
-        let t = counters.totals;
         SimStats {
-            requests: t.requests,
-            served: t.served,
-            cancelled: t.cancelled,
-            rejected: t.rejected,
-            injected_errors: t.injected_errors,
-            killed: t.killed,
-            bad_requests: t.bad_requests,
+            totals: counters.totals,
             running: counters.running(),
             waiting: counters.waiting(),
             prefix_cache_hit_tokens: models.clone().map(|m| m.prefix_hit_tokens).sum(),

@@ -84,7 +84,14 @@ async fn answers_a_whole_chat_completion_with_usage() {
     let words = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert_eq!(words.split_whitespace().count(), 5);
     let stats = node.stats();
-    assert_eq!((stats.requests, stats.served, stats.cancelled), (1, 1, 0));
+    assert_eq!(
+        (
+            stats.totals.requests,
+            stats.totals.served,
+            stats.totals.cancelled
+        ),
+        (1, 1, 0)
+    );
     assert_eq!(stats.requests_by_model["m"], 1);
 }
 
@@ -121,7 +128,7 @@ async fn streams_chat_chunks_with_usage_and_done_over_keep_alive() {
         assert_eq!(chunks[6]["usage"]["completion_tokens"], 4);
         assert_eq!(chunks[6]["usage"]["prompt_tokens"], 3);
     }
-    assert_eq!(node.stats().served, 2);
+    assert_eq!(node.stats().totals.served, 2);
 }
 
 #[tokio::test]
@@ -172,7 +179,11 @@ async fn refuses_unknown_models_and_bad_json_with_openai_errors() {
     assert_eq!(head.status, 404);
     let stats = node.stats();
     assert_eq!(
-        (stats.requests, stats.bad_requests, stats.served),
+        (
+            stats.totals.requests,
+            stats.totals.bad_requests,
+            stats.totals.served
+        ),
         (2, 2, 0)
     );
 }
@@ -271,7 +282,7 @@ async fn max_num_seqs_makes_extra_requests_wait_and_dropped_ones_leave() {
         s.running == 2 && s.waiting == 2
     })
     .await;
-    assert_eq!(stats.requests, 4);
+    assert_eq!(stats.totals.requests, 4);
     let (_, metrics) = request(node.addr(), "GET", "/metrics", "").await;
     assert_eq!(
         sample(&metrics, "vllm:num_requests_running", Some("m")),
@@ -290,15 +301,15 @@ async fn max_num_seqs_makes_extra_requests_wait_and_dropped_ones_leave() {
     // Leaving frees the slots: one waiting request moves up when a running one goes.
     drop(conns.remove(0));
     wait_until(&node, "a waiting request takes the freed slot", |s| {
-        s.cancelled == 1 && s.running == 2 && s.waiting == 1
+        s.totals.cancelled == 1 && s.running == 2 && s.waiting == 1
     })
     .await;
     drop(conns);
     let stats = wait_until(&node, "all gone", |s| {
-        s.cancelled == 4 && s.running == 0 && s.waiting == 0
+        s.totals.cancelled == 4 && s.running == 0 && s.waiting == 0
     })
     .await;
-    assert_eq!(stats.served, 0);
+    assert_eq!(stats.totals.served, 0);
 }
 
 #[tokio::test]
@@ -328,7 +339,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
     assert_eq!(head.header("retry-after"), Some("1"));
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["error"]["code"], "overloaded");
-    assert_eq!(node.stats().rejected, 1);
+    assert_eq!(node.stats().totals.rejected, 1);
 }
 
 #[tokio::test]
@@ -350,7 +361,7 @@ async fn faults_inject_errors_unhealthiness_and_mid_stream_kills() {
     assert_eq!(v["error"]["type"], "server_error");
     let (head, _) = request(node.addr(), "GET", "/health", "").await;
     assert_eq!(head.status, 503);
-    assert_eq!(node.stats().injected_errors, 1);
+    assert_eq!(node.stats().totals.injected_errors, 1);
 
     let (head, _) = request(node.addr(), "POST", "/sim/faults", r#"{"slow_factor":0}"#).await;
     assert_eq!(head.status, 400);
@@ -388,8 +399,11 @@ async fn faults_inject_errors_unhealthiness_and_mid_stream_kills() {
     assert_eq!(ended, "dropped");
     // The role chunk and three tokens.
     assert_eq!(events, 4);
-    let stats = wait_until(&node, "killed counted", |s| s.killed == 1).await;
-    assert_eq!((stats.cancelled, stats.served, stats.running), (0, 0, 0));
+    let stats = wait_until(&node, "killed counted", |s| s.totals.killed == 1).await;
+    assert_eq!(
+        (stats.totals.cancelled, stats.totals.served, stats.running),
+        (0, 0, 0)
+    );
 
     // Non-streamed: the connection drops with no response body.
     let mut conn = Conn::connect(node.addr()).await;
@@ -402,7 +416,7 @@ async fn faults_inject_errors_unhealthiness_and_mid_stream_kills() {
     .await;
     let received = String::from_utf8_lossy(&conn.read_to_end().await).into_owned();
     assert!(!received.contains("usage"), "{received}");
-    wait_until(&node, "second kill counted", |s| s.killed == 2).await;
+    wait_until(&node, "second kill counted", |s| s.totals.killed == 2).await;
 
     node.set_faults(Faults::default()).unwrap();
     let (head, _) = request(node.addr(), "POST", "/v1/chat/completions", &body).await;
@@ -425,8 +439,11 @@ async fn a_client_leaving_mid_stream_is_cancelled_and_frees_its_slot() {
     }
     assert_eq!(node.stats().running, 1);
     drop(conn);
-    let stats = wait_until(&node, "cancel seen", |s| s.cancelled == 1 && s.running == 0).await;
-    assert_eq!(stats.served, 0);
+    let stats = wait_until(&node, "cancel seen", |s| {
+        s.totals.cancelled == 1 && s.running == 0
+    })
+    .await;
+    assert_eq!(stats.totals.served, 0);
     let (_, stats) = request(node.addr(), "GET", "/sim/stats", "").await;
     let v: Value = serde_json::from_str(&stats).unwrap();
     assert_eq!(v["cancelled"], 1);
@@ -508,6 +525,9 @@ async fn a_client_leaving_a_non_streamed_request_is_cancelled() {
     conn.send("POST", "/v1/chat/completions", &[], &body).await;
     wait_until(&node, "running", |s| s.running == 1).await;
     drop(conn);
-    let stats = wait_until(&node, "cancel seen", |s| s.cancelled == 1 && s.running == 0).await;
-    assert_eq!(stats.served, 0);
+    let stats = wait_until(&node, "cancel seen", |s| {
+        s.totals.cancelled == 1 && s.running == 0
+    })
+    .await;
+    assert_eq!(stats.totals.served, 0);
 }
