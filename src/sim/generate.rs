@@ -122,10 +122,6 @@ impl Generation {
             return Ok(None);
         }
         let faults = self.node.faults();
-        if faults.kill_after_tokens.is_some_and(|n| self.emitted >= n) {
-            self.end(Outcome::Killed);
-            return Err(Killed);
-        }
         if self.emitted > 0 {
             let cfg = &self.node.cfg;
             let delay = inter_token_time(
@@ -139,6 +135,12 @@ impl Generation {
             } else {
                 tokio::time::sleep(delay).await;
             }
+        }
+        // The kill comes while the next token is being made, so the tokens before it have
+        // been flushed to the client.
+        if faults.kill_after_tokens.is_some_and(|n| self.emitted >= n) {
+            self.end(Outcome::Killed);
+            return Err(Killed);
         }
         let text = token_text(self.emitted);
         self.emitted += 1;

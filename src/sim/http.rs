@@ -12,7 +12,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 
-use crate::inference::openai::{bad_request, error_json, model_not_found, models_list};
+use crate::inference::openai::{bad_request, error_json, model_not_found};
 
 use super::faults::Faults;
 use super::generate::Generation;
@@ -112,17 +112,20 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Result<Response<
     Ok(response)
 }
 
+/// Largest context a listed model advertises (`max_model_len`, as vLLM lists it).
+const MAX_MODEL_LEN: u32 = 32768;
+
 fn models_body(node: &Node) -> String {
-    let mut list: serde_json::Value = serde_json::from_str(&models_list(&node.cfg.models))
-        .unwrap_or_else(|_| serde_json::json!({"object": "list", "data": []}));
-    if let Some(data) = list.get_mut("data").and_then(|d| d.as_array_mut()) {
-        for entry in data {
-            entry["owned_by"] = "ferrogate-sim".into();
-            entry["created"] = 0.into();
-            entry["max_model_len"] = 32768.into();
-        }
-    }
-    list.to_string()
+    let data: Vec<serde_json::Value> = node
+        .cfg
+        .models
+        .iter()
+        .map(|id| {
+            serde_json::json!({"id": id, "object": "model", "created": 0,
+                "owned_by": "ferrogate-sim", "max_model_len": MAX_MODEL_LEN})
+        })
+        .collect();
+    serde_json::json!({"object": "list", "data": data}).to_string()
 }
 
 /// The metrics page for the node's engine.

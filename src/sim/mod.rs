@@ -12,7 +12,7 @@
 //! let node = sim::start(SimConfig::with_model("llama")).await?;
 //! println!("node at {}", node.url());
 //! let stats = node.stats();
-//! assert_eq!(stats.cancelled, 0);
+//! assert_eq!(stats.totals.cancelled, 0);
 //! # Ok(()) }
 //! ```
 

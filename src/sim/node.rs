@@ -261,3 +261,73 @@ impl Drop for Slot {
         // The permit drops after this, handing the slot to the next waiter.
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(max_num_seqs: usize, max_waiting: Option<usize>) -> Arc<Node> {
+        Node::new(SimConfig {
+            max_num_seqs,
+            max_waiting,
+            ..SimConfig::with_model("m")
+        })
+    }
+
+    #[tokio::test]
+    async fn slots_queue_and_gauges_follow_the_guards() {
+        let node = node(1, Some(1));
+        let Ok(Queued::Ready(first)) = node.enqueue("m") else {
+            panic!("first request should run at once");
+        };
+        let Ok(second @ Queued::Waiting(_)) = node.enqueue("m") else {
+            panic!("second request should wait");
+        };
+        assert_eq!(node.enqueue("m").err(), Some(QueueFull));
+        let stats = node.stats();
+        assert_eq!(
+            (stats.running, stats.waiting, stats.totals.rejected),
+            (1, 1, 1)
+        );
+        drop(first);
+        let slot = second.slot().await.unwrap();
+        let stats = node.stats();
+        assert_eq!((stats.running, stats.waiting), (1, 0));
+        drop(slot);
+        assert_eq!(node.stats().running, 0);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_leaves_gives_back_its_place() {
+        let node = node(1, None);
+        let Ok(Queued::Ready(_running)) = node.enqueue("m") else {
+            panic!("first request should run at once");
+        };
+        let waiting = node.enqueue("m").unwrap();
+        assert_eq!(node.stats().waiting, 1);
+        drop(waiting);
+        assert_eq!(node.stats().waiting, 0);
+    }
+
+    #[tokio::test]
+    async fn a_slot_holds_its_prompt_blocks_until_dropped() {
+        let node = node(2, None);
+        let Ok(Queued::Ready(mut slot)) = node.enqueue("m") else {
+            panic!("should run at once");
+        };
+        let prompt = "x".repeat(64 * 4);
+        assert_eq!(slot.lookup_prefix(&prompt, 64), 0);
+        let (usage, resident) = node.cache_usage();
+        assert_eq!(resident, 4);
+        assert!((usage - 4.0 / 2048.0).abs() < 1e-12);
+        drop(slot);
+        assert_eq!(node.cache_usage(), (0.0, 4));
+        let Ok(Queued::Ready(mut again)) = node.enqueue("m") else {
+            panic!("should run at once");
+        };
+        assert_eq!(again.lookup_prefix(&prompt, 64), 64);
+        let stats = node.stats();
+        assert_eq!(stats.prefix_cache_hit_tokens, 64);
+        assert_eq!(stats.prefix_cache_query_tokens, 128);
+    }
+}

@@ -69,7 +69,7 @@ pub struct Totals {
     pub requests: u64,
     /// Completions delivered to the end.
     pub served: u64,
-    /// Client went away before the end.
+    /// Client went away before the end (mid-stream or while queued).
     pub cancelled: u64,
     /// Refused because the waiting queue was full.
     pub rejected: u64,
@@ -120,6 +120,7 @@ impl Counters {
 /// A snapshot of the node for tests and the demo (`GET /sim/stats` is its JSON).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimStats {
+    /// Outcome counters (flattened into the JSON: `{"requests":..,"cancelled":..}`).
     #[serde(flatten)]
     pub totals: Totals,
     /// Requests holding a batch slot now.
