@@ -407,3 +407,75 @@ async fn a_full_node_queues_then_refuses_in_openai_format() {
     let st = status(&d).await;
     assert!(st.to_string().contains("\"app\""));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovered_models_and_scraped_queues_steer_the_metrics_policy() {
+    let busy = node_with(&["llama"], |c| {
+        c.max_num_seqs = 1;
+        c.decode_ms = 50.0;
+        c.default_max_tokens = 400;
+    })
+    .await;
+    let idle = node(&["llama", "qwen"]).await;
+    let d = daemon(
+        &[(busy.addr(), ""), (idle.addr(), "")],
+        "    balance: metrics\n    inference: { engine: vllm, models: discover, refresh: 200ms }\n",
+    )
+    .await;
+    let lb = d.extra("lb");
+    // Other clients keep the busy node's only slot taken and three more queued.
+    let mut others = Vec::new();
+    for _ in 0..4 {
+        let mut req = Request::post("lb.test", "/v1/chat/completions");
+        req.body = chat("llama", "elsewhere", true);
+        let mut tcp = TcpStream::connect(busy.addr()).await.expect("connect");
+        tcp.write_all(&req.to_bytes()).await.expect("write");
+        others.push(tcp);
+    }
+    // Discovery: the merged list appears once both servers answered /v1/models.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http_request(lb, &Request::get("lb.test", "/v1/models")).await;
+        let body = r.text();
+        if r.status == 200 && body.contains("qwen") && body.contains("llama") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "models never discovered: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The scraper sees the busy node's queue.
+    loop {
+        let st = status(&d).await;
+        let waiting = crate::balance_support::servers_of(&st, "app")
+            .iter()
+            .find(|s| s["address"] == busy.addr().to_string())
+            .and_then(|s| s["waiting"].as_f64())
+            .unwrap_or(0.0);
+        if waiting >= 3.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "queue never scraped: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let before = served(&busy);
+    for i in 0..6 {
+        let r = post(
+            lb,
+            "/v1/chat/completions",
+            chat("llama", &format!("{i}"), false),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    assert_eq!(
+        served(&busy),
+        before,
+        "metrics sends nothing to the node with a queue"
+    );
+    assert_eq!(served(&idle), 6);
+    // qwen lives on the idle node only (discovered, not configured).
+    let r = post(lb, "/v1/chat/completions", chat("qwen", "q", false), &[]).await;
+    assert_eq!(r.status, 200);
+    drop(others);
+}
