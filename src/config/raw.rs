@@ -29,10 +29,25 @@ pub const TLS_KEYS: &[&str] = &["hsts", "certificates"];
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListeners {
-    pub http: Option<String>,
-    pub https: Option<String>,
+    /// `IP:PORT`, or a mapping like [`RawBuiltinListener`] (decoded in validation).
+    pub http: Option<serde_yaml::Value>,
+    pub https: Option<serde_yaml::Value>,
     #[serde(default)]
     pub extra: Vec<RawExtraListener>,
+}
+
+/// `listeners.http` or `listeners.https` written as a mapping.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuiltinListener {
+    pub address: String,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    pub proxy_protocol_from: Option<Vec<String>>,
+    pub max_connections: Option<u32>,
+    pub max_headers: Option<u32>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 /// One of `listeners.extra`.
@@ -46,6 +61,10 @@ pub struct RawExtraListener {
     #[serde(default)]
     pub proxy_protocol: bool,
     pub proxy_protocol_from: Option<Vec<String>>,
+    pub max_connections: Option<u32>,
+    pub max_headers: Option<u32>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 /// `shutdown`.

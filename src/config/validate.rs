@@ -23,6 +23,8 @@ mod tests_balancing;
 #[cfg(test)]
 mod tests_elements;
 #[cfg(test)]
+mod tests_listeners;
+#[cfg(test)]
 mod tests_security;
 
 use std::path::{Path, PathBuf};

@@ -20,7 +20,7 @@ use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType};
 
 use crate::acme::http01::{ChallengeTokens, CHALLENGE_PREFIX};
-use crate::config::model::{LISTENER_HTTP, MAX_RETRIES};
+use crate::config::model::{ListenerLimits, LISTENER_HTTP, MAX_RETRIES};
 use crate::lifecycle::{ActiveGuard, ActiveRequests};
 use crate::observe::{Finish, RequestObs};
 use crate::pool::Pick;
@@ -44,9 +44,16 @@ pub struct Proxy {
     snapshots: Arc<SnapshotStore>,
     challenges: Arc<ChallengeTokens>,
     active: Arc<ActiveRequests>,
+    limits: ListenerLimits,
 }
 
 impl Proxy {
+    /// Applies the listener's request-head limits (`max_headers`, `idle_timeout`).
+    pub fn with_limits(mut self, limits: ListenerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     pub fn new(
         listener: &str,
         tls: bool,
@@ -60,6 +67,7 @@ impl Proxy {
             snapshots,
             challenges,
             active,
+            limits: ListenerLimits::default(),
         }
     }
 }
@@ -268,6 +276,7 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         _ctx: &mut Self::CTX,
     ) -> Result<()> {
+        security::listener::head_limits(session, &self.limits)?;
         if let Some(h1) = session.as_http1() {
             let has_te = h1.req_header().headers.contains_key(TRANSFER_ENCODING);
             let raw = h1.get_headers_raw_bytes();
@@ -372,7 +381,7 @@ impl ProxyHttp for Proxy {
         if let Some(failed) = ctx.pick.take() {
             ctx.tried.push(failed.member.id);
         }
-        let pick = match balancing::choose(upstream, session, &ctx.tried).await {
+        let pick = match balancing::choose(upstream, session, ctx.client.ip, &ctx.tried).await {
             Ok(pick) => pick,
             Err(refusal) => {
                 let (error, retry_after) = balancing::refusal_error(refusal);
@@ -562,6 +571,7 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let done = Finish {
             listener: &self.listener,
+            client: ctx.client.ip,
             started: ctx.started,
             route: ctx.target.as_ref().map(|t| &*t.observer),
             server: ctx.pick.as_ref().map(|p| &*p.member.address),

@@ -26,6 +26,8 @@ pub struct Snapshot {
     listeners: Vec<ListenerView>,
     /// Every upstream, by name.
     upstreams: Vec<Arc<UpstreamRuntime>>,
+    /// `max_connections_per_ip`, read by each new connection (so a reload changes it).
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// What one listener does with a request.
@@ -177,6 +179,7 @@ impl Snapshot {
             generation,
             listeners,
             upstreams: all,
+            max_connections_per_ip: config.max_connections_per_ip,
         }
     }
 
@@ -207,6 +210,7 @@ mod tests {
             tls,
             redirect_to_https: redirect,
             proxy_protocol: None,
+            limits: Default::default(),
         }
     }
 

@@ -9,7 +9,10 @@ pub mod client;
 pub mod connections;
 pub mod cors;
 pub mod fuzz_bodies;
+pub mod gate;
+pub mod head_deadline;
 pub mod limiters;
+pub mod listener;
 pub mod proxy_header;
 pub mod proxy_protocol;
 
