@@ -29,6 +29,7 @@ mod routing;
 mod security;
 mod security_client_addr;
 mod security_limits;
+mod security_listener;
 mod security_malformed;
 mod security_proxy;
 mod sticky;
