@@ -217,6 +217,20 @@ pub struct RawRoute {
     /// `10MB`, `512KB`, `1GB` or a number of bytes.
     pub max_body: Option<serde_yaml::Value>,
     pub cors: Option<RawCors>,
+    pub basic_auth: Option<RawBasicAuth>,
+    /// Adds X-Content-Type-Options, X-Frame-Options and Referrer-Policy unless the backend did.
+    pub security_headers: Option<bool>,
+}
+
+/// `routes[].basic_auth`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub realm: Option<String>,
+    /// htpasswd-style `user:bcrypt-hash` lines.
+    pub users_file: String,
+    /// Send the client's Authorization header on to the backend (default true).
+    pub forward_authorization: Option<bool>,
 }
 
 /// `routes[].cors`.

@@ -4,6 +4,7 @@
 mod acme;
 mod api_keys;
 mod balancing;
+mod basic_auth;
 mod decode;
 mod hosts;
 mod listeners;

@@ -216,15 +216,17 @@ impl Proxy {
         }
     }
 
-    /// Runs the route's access lists and rate limit; true (and `ctx.refusal` set) when refused.
-    fn refused(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
+    /// Runs the route's access lists, rate limit and authentication; true (and `ctx.refusal`
+    /// set) when refused.
+    async fn refused(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
         let Some(target) = &ctx.target else {
             return false;
         };
         let Some(guard) = &target.guard else {
             return false;
         };
-        match guard.check(ctx.client.ip, &session.req_header().headers, Instant::now()) {
+        let headers = &session.req_header().headers;
+        match guard.admit(ctx.client.ip, headers, Instant::now()).await {
             Ok(()) => false,
             Err(refusal) => {
                 crate::observe::metrics::security_rejected(&target.name, refusal.reason());
@@ -307,14 +309,10 @@ impl ProxyHttp for Proxy {
                     .await?;
                 Ok(true)
             }
-            Decision::Proxy if self.refused(session, ctx) => {
-                let refusal = ctx.refusal.take();
-                let api = ctx
-                    .target
-                    .as_ref()
-                    .and_then(|t| t.guard.as_ref())
-                    .is_some_and(|g| g.is_api());
-                let response = respond::refusal(refusal, api);
+            Decision::Proxy if self.refused(session, ctx).await => {
+                let guard = ctx.target.as_ref().and_then(|t| t.guard.as_deref());
+                let cors = std::mem::take(&mut ctx.cors);
+                let response = respond::refusal_for(guard, ctx.refusal.take(), cors);
                 respond::send(session, &response).await?;
                 Ok(true)
             }
@@ -489,6 +487,8 @@ impl ProxyHttp for Proxy {
         ctx.obs.respond(upstream_response)?;
         // The backend's software and version are nobody's business at the edge.
         upstream_response.remove_header(&http::header::SERVER);
+        let guard = ctx.target.as_ref().and_then(|t| t.guard.as_deref());
+        security::headers::add(guard, upstream_response)?;
         for (name, value) in ctx.cors.drain(..) {
             if name == "vary" {
                 upstream_response.append_header(name, value)?;

@@ -7,7 +7,8 @@ use pingora::prelude::*;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::observe::request_id::{self, REQUEST_ID_HEADER};
-use crate::security::Refusal;
+use crate::security::cors::CorsHeaders;
+use crate::security::{Refusal, RouteGuard};
 
 /// A response made by the proxy itself (not relayed from a backend).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub struct LocalResponse {
     pub retry_after: Option<u64>,
     /// The body is JSON (OpenAI's error format on API routes), not text.
     pub json: bool,
+    /// More headers: CORS on a route with `cors`, a Basic challenge.
+    pub headers: CorsHeaders,
 }
 
 impl LocalResponse {
@@ -33,6 +36,7 @@ impl LocalResponse {
             close: status == 400 || status == 413 || status == 431,
             retry_after: None,
             json: false,
+            headers: Vec::new(),
         }
     }
 
@@ -51,8 +55,28 @@ impl LocalResponse {
             close: false,
             retry_after: None,
             json: false,
+            headers: Vec::new(),
         }
     }
+}
+
+/// The answer to a refusal by `guard`'s checks, carrying the route's CORS headers (`cors`) so a
+/// browser page can read the status, and a Basic challenge for `basic_auth`.
+pub fn refusal_for(
+    guard: Option<&RouteGuard>,
+    refused: Option<Refusal>,
+    cors: CorsHeaders,
+) -> LocalResponse {
+    let mut response = refusal(refused, guard.is_some_and(|g| g.is_api()));
+    response.headers = cors;
+    if let (Some(Refusal::BasicAuth), Some(basic)) = (refused, guard.and_then(|g| g.basic_auth())) {
+        if let Ok(challenge) = basic.challenge().to_str() {
+            response
+                .headers
+                .push(("www-authenticate", challenge.to_string()));
+        }
+    }
+    response
 }
 
 /// The answer to a request the edge checks refused: 401 (API key), 403 (access lists), 429 (rate
@@ -62,11 +86,11 @@ pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
         Some(Refusal::RateLimited { retry_after }) => {
             LocalResponse::status(429).with_retry_after(Some(retry_after))
         }
-        Some(Refusal::Unauthorized) => LocalResponse::status(401),
+        Some(Refusal::Unauthorized | Refusal::BasicAuth) => LocalResponse::status(401),
         Some(Refusal::TooLarge) => LocalResponse::status(413),
         Some(Refusal::Forbidden) | None => LocalResponse::status(403),
     };
-    if api {
+    if api && refusal != Some(Refusal::BasicAuth) {
         response.json = true;
         response.body = openai_error_body(response.status);
     }
@@ -131,8 +155,19 @@ pub async fn send(session: &mut Session, response: &LocalResponse) -> Result<()>
         "text/plain; charset=utf-8"
     };
     header.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    if response.status == 401 {
+    let challenged = response
+        .headers
+        .iter()
+        .any(|(n, _)| *n == "www-authenticate");
+    if response.status == 401 && !challenged {
         header.insert_header(http::header::WWW_AUTHENTICATE, "Bearer")?;
+    }
+    for (name, value) in &response.headers {
+        if *name == "vary" {
+            header.append_header(*name, value.as_str())?;
+        } else {
+            header.insert_header(*name, value.as_str())?;
+        }
     }
     header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;

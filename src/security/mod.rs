@@ -4,6 +4,7 @@
 //! leaves a route's rate limit unchanged keeps every client's bucket.
 
 pub mod access;
+pub mod basic_auth;
 pub mod bucket;
 pub mod client;
 pub mod connections;
@@ -11,6 +12,7 @@ pub mod cors;
 pub mod fuzz_bodies;
 pub mod gate;
 pub mod head_deadline;
+pub mod headers;
 pub mod limiters;
 pub mod listener;
 pub mod proxy_header;
@@ -37,6 +39,8 @@ pub enum Refusal {
     TooLarge,
     /// The rate limit's bucket is empty (429); seconds until the next token.
     RateLimited { retry_after: u64 },
+    /// No or wrong Basic credentials on a route with `basic_auth` (401 with a Basic challenge).
+    BasicAuth,
 }
 
 impl Refusal {
@@ -47,6 +51,7 @@ impl Refusal {
             Self::Unauthorized => "api_key",
             Self::TooLarge => "body_size",
             Self::RateLimited { .. } => "rate_limit",
+            Self::BasicAuth => "basic_auth",
         }
     }
 }
@@ -60,7 +65,12 @@ pub struct RouteGuard {
     keys: Option<KeyCheck>,
     max_body: Option<u64>,
     cors: Option<Cors>,
+    basic: Option<basic_auth::BasicAuthCheck>,
+    security_headers: bool,
 }
+
+/// The header Basic credentials travel in (removed upstream when not forwarded).
+static AUTHORIZATION: http::HeaderName = http::header::AUTHORIZATION;
 
 /// A route's API keys, compiled.
 #[derive(Debug)]
@@ -124,7 +134,39 @@ impl RouteGuard {
             keys: security.api_keys.as_ref().and_then(KeyCheck::compile),
             max_body: security.max_body,
             cors: security.cors.clone(),
+            basic: security
+                .basic_auth
+                .as_ref()
+                .and_then(basic_auth::BasicAuthCheck::compile),
+            security_headers: security.security_headers,
         }))
+    }
+
+    /// The route's Basic authentication.
+    pub fn basic_auth(&self) -> Option<&basic_auth::BasicAuthCheck> {
+        self.basic.as_ref()
+    }
+
+    /// Whether responses get the standard security headers (`security_headers: true`).
+    pub fn security_headers(&self) -> bool {
+        self.security_headers
+    }
+
+    /// [`Self::check`], then Basic authentication (bcrypt off the proxy's threads). The rate
+    /// limit counts before the password is checked, so it also bounds guessing.
+    pub async fn admit(
+        &self,
+        client: Option<IpAddr>,
+        headers: &HeaderMap,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        self.check(client, headers, now)?;
+        if let Some(basic) = &self.basic {
+            if !basic.authorize(headers).await {
+                return Err(Refusal::BasicAuth);
+            }
+        }
+        Ok(())
     }
 
     /// The route's CORS policy.
@@ -144,9 +186,14 @@ impl RouteGuard {
 
     /// The client's key header to take off the upstream request, and what to put instead.
     pub fn key_rewrite(&self) -> Option<(&http::HeaderName, Option<&http::HeaderValue>)> {
-        self.keys
+        if let Some(keys) = &self.keys {
+            return Some((&keys.header, keys.upstream_key.as_ref()));
+        }
+        // Basic credentials stay at the edge when `forward_authorization: false`.
+        self.basic
             .as_ref()
-            .map(|k| (&k.header, k.upstream_key.as_ref()))
+            .filter(|b| !b.forwards_authorization())
+            .map(|_| (&AUTHORIZATION, None))
     }
 
     /// Checks a request from `client` carrying `headers`.

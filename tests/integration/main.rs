@@ -27,6 +27,7 @@ mod observability_status;
 mod reload;
 mod routing;
 mod security;
+mod security_auth;
 mod security_client_addr;
 mod security_limits;
 mod security_listener;
