@@ -253,6 +253,17 @@ pub struct RawApiKeys {
     pub file: String,
     pub header: Option<String>,
     pub upstream_key_file: Option<String>,
+    pub quota: Option<RawQuota>,
+}
+
+/// `routes[].api_keys.quota`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    /// `usage.total_tokens` a key may spend per window.
+    pub tokens: u64,
+    /// The window: `1h`, `1d`, ...
+    pub per: String,
 }
 
 /// `routes[].rate_limit`.

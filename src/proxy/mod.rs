@@ -96,6 +96,8 @@ pub struct RequestCtx {
     body_bytes: u64,
     /// Why the edge checks ([`crate::security`]) refused the request, if they did.
     refusal: Option<security::Refusal>,
+    /// Counts the response's token usage against the API key's quota.
+    meter: Option<security::quota::Meter>,
     /// Request id, metrics and access log state.
     obs: RequestObs,
     /// Counts this request as in flight (graceful stop waits for it) until the context drops.
@@ -227,7 +229,10 @@ impl Proxy {
         };
         let headers = &session.req_header().headers;
         match guard.admit(ctx.client.ip, headers, Instant::now()).await {
-            Ok(()) => false,
+            Ok(meter) => {
+                ctx.meter = meter;
+                false
+            }
             Err(refusal) => {
                 crate::observe::metrics::security_rejected(&target.name, refusal.reason());
                 ctx.refusal = Some(refusal);
@@ -261,6 +266,7 @@ impl ProxyHttp for Proxy {
             upgrade: false,
             hsts: None,
             refusal: None,
+            meter: None,
             body_bytes: 0,
             cors: Vec::new(),
             client: security::client::ClientAddr {
@@ -506,6 +512,19 @@ impl ProxyHttp for Proxy {
             }
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        if let Some(meter) = ctx.meter.as_mut() {
+            meter.feed(body.as_deref(), end_of_stream);
+        }
+        Ok(None)
     }
 
     fn fail_to_connect(

@@ -83,7 +83,7 @@ pub fn refusal_for(
 /// limit). On API routes (`api_keys`) the body is OpenAI's error JSON, which SDKs parse.
 pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
     let mut response = match refusal {
-        Some(Refusal::RateLimited { retry_after }) => {
+        Some(Refusal::RateLimited { retry_after } | Refusal::QuotaExceeded { retry_after }) => {
             LocalResponse::status(429).with_retry_after(Some(retry_after))
         }
         Some(Refusal::Unauthorized | Refusal::BasicAuth) => LocalResponse::status(401),
@@ -93,9 +93,15 @@ pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
     if api && refusal != Some(Refusal::BasicAuth) {
         response.json = true;
         response.body = openai_error_body(response.status);
+        if matches!(refusal, Some(Refusal::QuotaExceeded { .. })) {
+            response.body = INSUFFICIENT_QUOTA_BODY;
+        }
     }
     response
 }
+
+/// OpenAI's error object for a key that spent its token quota.
+pub const INSUFFICIENT_QUOTA_BODY: &str = "{\"error\":{\"message\":\"You exceeded your current quota for this API key.\",\"type\":\"insufficient_quota\",\"param\":null,\"code\":\"insufficient_quota\"}}\n";
 
 /// OpenAI's error object for a refusal status.
 pub fn openai_error_body(status: u16) -> &'static str {

@@ -96,7 +96,9 @@ impl Snapshot {
     /// cannot fail on user input. Start-up and reload both call this.
     pub fn compile(config: &Config, generation: u64, registry: &Registry) -> Self {
         registry.retain(config);
-        limiters::retain(&config.routes.iter().map(|r| r.name.as_str()).collect());
+        let route_names = config.routes.iter().map(|r| r.name.as_str()).collect();
+        limiters::retain(&route_names);
+        crate::security::quota::retain(&route_names);
         let upstreams: HashMap<&str, Arc<UpstreamRuntime>> = config
             .upstreams
             .values()

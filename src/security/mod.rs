@@ -17,6 +17,7 @@ pub mod limiters;
 pub mod listener;
 pub mod proxy_header;
 pub mod proxy_protocol;
+pub mod quota;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -39,6 +40,9 @@ pub enum Refusal {
     TooLarge,
     /// The rate limit's bucket is empty (429); seconds until the next token.
     RateLimited { retry_after: u64 },
+    /// The API key spent its token quota for the window (429, `insufficient_quota`); seconds
+    /// until the window ends.
+    QuotaExceeded { retry_after: u64 },
     /// No or wrong Basic credentials on a route with `basic_auth` (401 with a Basic challenge).
     BasicAuth,
 }
@@ -52,6 +56,7 @@ impl Refusal {
             Self::TooLarge => "body_size",
             Self::RateLimited { .. } => "rate_limit",
             Self::BasicAuth => "basic_auth",
+            Self::QuotaExceeded { .. } => "quota",
         }
     }
 }
@@ -79,10 +84,11 @@ struct KeyCheck {
     digests: HashSet<[u8; 32]>,
     header: http::HeaderName,
     upstream_key: Option<http::HeaderValue>,
+    quota: Option<Arc<quota::QuotaTable>>,
 }
 
 impl KeyCheck {
-    fn compile(keys: &ApiKeys) -> Option<Self> {
+    fn compile(route: &str, keys: &ApiKeys) -> Option<Self> {
         Some(Self {
             digests: keys.digests.iter().copied().collect(),
             header: http::HeaderName::from_bytes(keys.header.as_bytes()).ok()?,
@@ -90,6 +96,7 @@ impl KeyCheck {
                 Some(key) => Some(http::HeaderValue::from_str(&format!("Bearer {key}")).ok()?),
                 None => None,
             },
+            quota: keys.quota.as_ref().map(|q| quota::table_for(route, q)),
         })
     }
 
@@ -131,7 +138,10 @@ impl RouteGuard {
                 .rate_limit
                 .as_ref()
                 .map(|limit| (limit.key.clone(), limiters::table_for(route, limit))),
-            keys: security.api_keys.as_ref().and_then(KeyCheck::compile),
+            keys: security
+                .api_keys
+                .as_ref()
+                .and_then(|k| KeyCheck::compile(route, k)),
             max_body: security.max_body,
             cors: security.cors.clone(),
             basic: security
@@ -153,20 +163,31 @@ impl RouteGuard {
     }
 
     /// [`Self::check`], then Basic authentication (bcrypt off the proxy's threads). The rate
-    /// limit counts before the password is checked, so it also bounds guessing.
+    /// limit counts before the password is checked, so it also bounds guessing. On a route with
+    /// a token quota, the meter that counts the response's usage against the key.
     pub async fn admit(
         &self,
         client: Option<IpAddr>,
         headers: &HeaderMap,
         now: Instant,
-    ) -> Result<(), Refusal> {
+    ) -> Result<Option<quota::Meter>, Refusal> {
         self.check(client, headers, now)?;
         if let Some(basic) = &self.basic {
             if !basic.authorize(headers).await {
                 return Err(Refusal::BasicAuth);
             }
         }
-        Ok(())
+        let metered = self.keys.as_ref().and_then(|keys| {
+            let table = keys.quota.as_ref()?;
+            keys.verify(headers).map(|digest| (table, digest))
+        });
+        match metered {
+            Some((table, digest)) => match table.exhausted(&digest, now) {
+                Some(retry_after) => Err(Refusal::QuotaExceeded { retry_after }),
+                None => Ok(Some(quota::Meter::new(table.clone(), digest))),
+            },
+            None => Ok(None),
+        }
     }
 
     /// The route's CORS policy.
@@ -279,6 +300,7 @@ mod tests {
             digests: vec![sha256(b"sk-alice"), sha256(b"sk-bob")],
             header: "authorization".into(),
             upstream_key: Some("sk-upstream".into()),
+            quota: None,
         });
         let guard = RouteGuard::compile("guard-test-keys", &settings).unwrap();
         let now = Instant::now();

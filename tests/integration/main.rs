@@ -33,6 +33,7 @@ mod security_limits;
 mod security_listener;
 mod security_malformed;
 mod security_proxy;
+mod security_quota;
 mod sticky;
 mod streaming;
 mod tls;

@@ -86,6 +86,15 @@ pub struct ApiKeys {
     /// The key sent upstream instead of the client's (`upstream_key_file`); `None` = the client's
     /// key header is removed.
     pub upstream_key: Option<String>,
+    /// Tokens each key may spend per window (`quota`).
+    pub quota: Option<TokenQuota>,
+}
+
+/// `routes[].api_keys.quota`: OpenAI `usage.total_tokens` per key per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenQuota {
+    pub tokens: u64,
+    pub per: Duration,
 }
 
 /// `routes[].cors`.
