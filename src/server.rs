@@ -28,7 +28,8 @@ use crate::pool::Registry;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
 use crate::runtime::{Snapshot, SnapshotStore};
-use crate::security::proxy_protocol::{ProxyProtocol, ProxyProtocolApp};
+use crate::security::gate::{ConnectionGate, GateSettings};
+use crate::security::proxy_protocol::ProxyProtocol;
 use crate::tls::{CertIndex, CertStore};
 
 /// Seconds pingora's runtimes get to wind down after the grace period.
@@ -106,13 +107,17 @@ pub fn build(
             shared.active.clone(),
         );
         let name = format!("listener {}", listener.name);
+        let proxy = proxy.with_limits(listener.limits);
         let counted =
             CountedConnections::new(&listener.name, http_proxy(&server.configuration, proxy));
         // PROXY protocol: before TLS on TLS listeners, before HTTP parsing on plain ones.
         let policy = listener.proxy_protocol.as_deref().map(ProxyProtocol::new);
-        let plain_policy = if listener.tls { None } else { policy.clone() };
-        let gate = ProxyProtocolApp::new(plain_policy, counted)
-            .with_connections_per_ip(config.max_connections_per_ip);
+        let settings = GateSettings {
+            proxy_protocol: if listener.tls { None } else { policy.clone() },
+            max_connections: listener.limits.max_connections,
+            header_timeout: listener.limits.header_timeout,
+        };
+        let gate = ConnectionGate::new(settings, shared.snapshots.clone(), counted);
         let mut service = Service::new(name, gate);
         let address = listener.address.to_string();
         if let (true, Some(policy)) = (listener.tls, policy) {

@@ -79,6 +79,41 @@ pub struct Listener {
     /// `proxy_protocol: true`: every connection must start with a PROXY v1/v2 header, and only
     /// peers in these ranges (`proxy_protocol_from`) may send one. `None` = no PROXY protocol.
     pub proxy_protocol: Option<Vec<Cidr>>,
+    /// Connection and request-head limits against slow or greedy clients.
+    pub limits: ListenerLimits,
+}
+
+/// Default most request header fields (`max_headers`); more get 431.
+pub const DEFAULT_MAX_HEADERS: u32 = 100;
+/// The most `max_headers` may be: the HTTP/1 parser's own fixed limit.
+pub const MAX_HEADERS_LIMIT: u32 = 256;
+/// Default time a new connection has to send its first complete request head (`header_timeout`).
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time an idle keep-alive connection is kept open for its next request (`idle_timeout`).
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A listener's limits (`max_connections`, `max_headers`, `header_timeout`, `idle_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Connections served at once; more are closed right after accept. `None` = unlimited.
+    pub max_connections: Option<u32>,
+    /// Request header fields allowed; more get 431.
+    pub max_headers: u32,
+    /// From accept until the first request head is complete.
+    pub header_timeout: Duration,
+    /// Between two requests on a keep-alive connection.
+    pub idle_timeout: Duration,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: None,
+            max_headers: DEFAULT_MAX_HEADERS,
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
 }
 
 /// The admin endpoint.

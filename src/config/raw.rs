@@ -29,10 +29,25 @@ pub const TLS_KEYS: &[&str] = &["hsts", "certificates"];
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawListeners {
-    pub http: Option<String>,
-    pub https: Option<String>,
+    /// `IP:PORT`, or a mapping like [`RawBuiltinListener`] (decoded in validation).
+    pub http: Option<serde_yaml::Value>,
+    pub https: Option<serde_yaml::Value>,
     #[serde(default)]
     pub extra: Vec<RawExtraListener>,
+}
+
+/// `listeners.http` or `listeners.https` written as a mapping.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBuiltinListener {
+    pub address: String,
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    pub proxy_protocol_from: Option<Vec<String>>,
+    pub max_connections: Option<u32>,
+    pub max_headers: Option<u32>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 /// One of `listeners.extra`.
@@ -46,6 +61,10 @@ pub struct RawExtraListener {
     #[serde(default)]
     pub proxy_protocol: bool,
     pub proxy_protocol_from: Option<Vec<String>>,
+    pub max_connections: Option<u32>,
+    pub max_headers: Option<u32>,
+    pub header_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
 }
 
 /// `shutdown`.
@@ -198,6 +217,20 @@ pub struct RawRoute {
     /// `10MB`, `512KB`, `1GB` or a number of bytes.
     pub max_body: Option<serde_yaml::Value>,
     pub cors: Option<RawCors>,
+    pub basic_auth: Option<RawBasicAuth>,
+    /// Adds X-Content-Type-Options, X-Frame-Options and Referrer-Policy unless the backend did.
+    pub security_headers: Option<bool>,
+}
+
+/// `routes[].basic_auth`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBasicAuth {
+    pub realm: Option<String>,
+    /// htpasswd-style `user:bcrypt-hash` lines.
+    pub users_file: String,
+    /// Send the client's Authorization header on to the backend (default true).
+    pub forward_authorization: Option<bool>,
 }
 
 /// `routes[].cors`.
@@ -220,6 +253,17 @@ pub struct RawApiKeys {
     pub file: String,
     pub header: Option<String>,
     pub upstream_key_file: Option<String>,
+    pub quota: Option<RawQuota>,
+}
+
+/// `routes[].api_keys.quota`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuota {
+    /// `usage.total_tokens` a key may spend per window.
+    pub tokens: u64,
+    /// The window: `1h`, `1d`, ...
+    pub per: String,
 }
 
 /// `routes[].rate_limit`.

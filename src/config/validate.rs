@@ -4,6 +4,7 @@
 mod acme;
 mod api_keys;
 mod balancing;
+mod basic_auth;
 mod decode;
 mod hosts;
 mod inference;
@@ -22,6 +23,8 @@ mod tests_acme;
 mod tests_balancing;
 #[cfg(test)]
 mod tests_elements;
+#[cfg(test)]
+mod tests_listeners;
 #[cfg(test)]
 mod tests_security;
 

@@ -209,7 +209,7 @@ impl Metrics {
                 "Requests refused at the edge by a route's access lists or rate limit.",
                 &["route", "reason"])?,
             proxy_protocol_refusals: counter(&r, "ferrogate_connection_refusals_total",
-                "Connections closed before any request: PROXY protocol refused, or too many from one client address.",
+                "Connections closed before any request: PROXY protocol refused, or a listener limit (max_connections, max_connections_per_ip).",
                 &["reason"])?,
             inference_decisions: counter(&r, "ferrogate_inference_decisions_total",
                 "Inference requests routed, by upstream, policy and reason (affinity, affinity_overflow, prefix_hit, least_cost, least_load).",
@@ -468,12 +468,15 @@ pub fn proxy_protocol_refused(reason: &'static str) {
     }
 }
 
-/// Counts a connection closed because its client address had `max_connections_per_ip` open.
-pub fn connection_refused_per_ip() {
+/// Counts a connection closed by a listener limit (`reason`: `per_ip` for
+/// `max_connections_per_ip`, `max_connections` for the listener's own cap).
+pub fn connection_refused(reason: &'static str) {
+    let label = match reason {
+        "per_ip" => "connections_per_ip",
+        other => other,
+    };
     if let Some(m) = metrics() {
-        m.proxy_protocol_refusals
-            .with_label_values(&["connections_per_ip"])
-            .inc();
+        m.proxy_protocol_refusals.with_label_values(&[label]).inc();
     }
 }
 

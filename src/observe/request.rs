@@ -226,10 +226,12 @@ impl RequestObs {
         }
         let request = session.req_header();
         let route = self.route.as_deref().or(done.route);
-        let client = session
-            .client_addr()
-            .and_then(|a| a.as_inet())
-            .map(|a| a.ip());
+        let client = done.client.or_else(|| {
+            session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip())
+        });
         access::log(&AccessLine {
             request_id: if self.request_id.is_empty() {
                 "-"
@@ -256,6 +258,9 @@ impl RequestObs {
 /// What the proxy knows at the end of a request.
 pub struct Finish<'a> {
     pub listener: &'a str,
+    /// The resolved client address (PROXY header or trusted X-Forwarded-For); the peer's when
+    /// `None`.
+    pub client: Option<std::net::IpAddr>,
     pub started: Instant,
     /// The matched route's observer; `None` when no route matched.
     pub route: Option<&'a RouteObserver>,

@@ -48,17 +48,16 @@ pub fn idempotent(method: &Method) -> bool {
     method.is_idempotent()
 }
 
-/// Picks a server for this attempt, waiting in the queue when all are busy.
+/// Picks a server for this attempt, waiting in the queue when all are busy. `client_ip` is the
+/// resolved client address (PROXY header, or a trusted proxy's X-Forwarded-For), which
+/// `client_ip` stickiness and hashing follow.
 pub async fn choose(
     upstream: &UpstreamRuntime,
     session: &Session,
+    client_ip: Option<IpAddr>,
     tried: &[u64],
     inference: Option<&InferenceFacts>,
 ) -> std::result::Result<Pick, Refusal> {
-    let client_ip: Option<IpAddr> = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
     let req = RequestInfo {
         client_ip,
         headers: &session.req_header().headers,

@@ -21,7 +21,7 @@ use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType};
 
 use crate::acme::http01::{ChallengeTokens, CHALLENGE_PREFIX};
-use crate::config::model::{LISTENER_HTTP, MAX_RETRIES};
+use crate::config::model::{ListenerLimits, LISTENER_HTTP, MAX_RETRIES};
 use crate::lifecycle::{ActiveGuard, ActiveRequests};
 use crate::observe::{Finish, RequestObs};
 use crate::pool::Pick;
@@ -45,9 +45,16 @@ pub struct Proxy {
     snapshots: Arc<SnapshotStore>,
     challenges: Arc<ChallengeTokens>,
     active: Arc<ActiveRequests>,
+    limits: ListenerLimits,
 }
 
 impl Proxy {
+    /// Applies the listener's request-head limits (`max_headers`, `idle_timeout`).
+    pub fn with_limits(mut self, limits: ListenerLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     pub fn new(
         listener: &str,
         tls: bool,
@@ -61,6 +68,7 @@ impl Proxy {
             snapshots,
             challenges,
             active,
+            limits: ListenerLimits::default(),
         }
     }
 }
@@ -89,6 +97,8 @@ pub struct RequestCtx {
     body_bytes: u64,
     /// Why the edge checks ([`crate::security`]) refused the request, if they did.
     refusal: Option<security::Refusal>,
+    /// Counts the response's token usage against the API key's quota.
+    meter: Option<security::quota::Meter>,
     /// Request id, metrics and access log state.
     obs: RequestObs,
     /// Body-based routing and token timing on inference upstreams.
@@ -214,16 +224,21 @@ impl Proxy {
         }
     }
 
-    /// Runs the route's access lists and rate limit; true (and `ctx.refusal` set) when refused.
-    fn refused(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
+    /// Runs the route's access lists, rate limit and authentication; true (and `ctx.refusal`
+    /// set) when refused.
+    async fn refused(&self, session: &Session, ctx: &mut RequestCtx) -> bool {
         let Some(target) = &ctx.target else {
             return false;
         };
         let Some(guard) = &target.guard else {
             return false;
         };
-        match guard.check(ctx.client.ip, &session.req_header().headers, Instant::now()) {
-            Ok(()) => false,
+        let headers = &session.req_header().headers;
+        match guard.admit(ctx.client.ip, headers, Instant::now()).await {
+            Ok(meter) => {
+                ctx.meter = meter;
+                false
+            }
             Err(refusal) => {
                 crate::observe::metrics::security_rejected(&target.name, refusal.reason());
                 ctx.refusal = Some(refusal);
@@ -285,6 +300,7 @@ impl ProxyHttp for Proxy {
             upgrade: false,
             hsts: None,
             refusal: None,
+            meter: None,
             body_bytes: 0,
             cors: Vec::new(),
             client: security::client::ClientAddr {
@@ -303,6 +319,7 @@ impl ProxyHttp for Proxy {
         session: &mut Session,
         _ctx: &mut Self::CTX,
     ) -> Result<()> {
+        security::listener::head_limits(session, &self.limits)?;
         if let Some(h1) = session.as_http1() {
             let has_te = h1.req_header().headers.contains_key(TRANSFER_ENCODING);
             let raw = h1.get_headers_raw_bytes();
@@ -333,15 +350,18 @@ impl ProxyHttp for Proxy {
                     .await?;
                 Ok(true)
             }
-            Decision::Proxy if self.refused(session, ctx) => {
-                let refusal = ctx.refusal.take();
+            Decision::Proxy if self.refused(session, ctx).await => {
+                let guard = ctx.target.as_ref().and_then(|t| t.guard.as_deref());
                 let api = ctx.target.as_ref().is_some_and(|t| is_api(t));
-                let response = respond::refusal(refusal, api);
+                let cors = std::mem::take(&mut ctx.cors);
+                let response = respond::refusal_for(guard, api, ctx.refusal.take(), cors);
                 respond::send(session, &response).await?;
                 Ok(true)
             }
             Decision::Proxy => {
-                if let Some(response) = self.inspect_inference(session, ctx).await? {
+                if let Some(mut response) = self.inspect_inference(session, ctx).await? {
+                    // A browser page must be able to read the edge's answer too.
+                    response.headers = std::mem::take(&mut ctx.cors);
                     respond::send(session, &response).await?;
                     return Ok(true);
                 }
@@ -409,14 +429,15 @@ impl ProxyHttp for Proxy {
             ctx.tried.push(failed.member.id);
         }
         let facts = ctx.inference.facts.as_ref();
-        let pick = match balancing::choose(upstream, session, &ctx.tried, facts).await {
-            Ok(pick) => pick,
-            Err(refusal) => {
-                let (error, retry_after) = balancing::refusal_error(refusal);
-                ctx.retry_after = retry_after;
-                return Err(error);
-            }
-        };
+        let pick =
+            match balancing::choose(upstream, session, ctx.client.ip, &ctx.tried, facts).await {
+                Ok(pick) => pick,
+                Err(refusal) => {
+                    let (error, retry_after) = balancing::refusal_error(refusal);
+                    ctx.retry_after = retry_after;
+                    return Err(error);
+                }
+            };
         let mut peer = HttpPeer::new(pick.member.socket, false, String::new());
         let timeouts = &upstream.timeouts;
         peer.options.connection_timeout = Some(timeouts.connect);
@@ -518,6 +539,8 @@ impl ProxyHttp for Proxy {
         ctx.obs.respond(upstream_response)?;
         // The backend's software and version are nobody's business at the edge.
         upstream_response.remove_header(&http::header::SERVER);
+        let guard = ctx.target.as_ref().and_then(|t| t.guard.as_deref());
+        security::headers::add(guard, upstream_response)?;
         for (name, value) in ctx.cors.drain(..) {
             if name == "vary" {
                 upstream_response.append_header(name, value)?;
@@ -535,6 +558,22 @@ impl ProxyHttp for Proxy {
             }
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Self::CTX,
+    ) -> Result<Option<Duration>> {
+        if let Some(meter) = ctx.meter.as_mut() {
+            meter.feed(body.as_deref(), end_of_stream);
+        }
+        if let Some(chunk) = body.as_ref() {
+            ctx.inference.response_chunk(chunk.len());
+        }
+        Ok(None)
     }
 
     fn fail_to_connect(
@@ -596,19 +635,6 @@ impl ProxyHttp for Proxy {
         }
     }
 
-    fn response_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
-        ctx: &mut Self::CTX,
-    ) -> Result<Option<Duration>> {
-        if let Some(chunk) = body.as_ref() {
-            ctx.inference.response_chunk(chunk.len());
-        }
-        Ok(None)
-    }
-
     fn suppress_error_log(&self, _session: &Session, _ctx: &Self::CTX, error: &Error) -> bool {
         // A client that went away is routine; the access log line records it.
         *error.esource() == pingora::ErrorSource::Downstream
@@ -617,6 +643,7 @@ impl ProxyHttp for Proxy {
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Self::CTX) {
         let done = Finish {
             listener: &self.listener,
+            client: ctx.client.ip,
             started: ctx.started,
             route: ctx.target.as_ref().map(|t| &*t.observer),
             server: ctx.pick.as_ref().map(|p| &*p.member.address),

@@ -9,7 +9,8 @@ use pingora::prelude::*;
 use pingora::{Error, ErrorSource, ErrorType};
 
 use crate::observe::request_id::{self, REQUEST_ID_HEADER};
-use crate::security::Refusal;
+use crate::security::cors::CorsHeaders;
+use crate::security::{Refusal, RouteGuard};
 
 /// A response made by the proxy itself (not relayed from a backend).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub struct LocalResponse {
     pub retry_after: Option<u64>,
     /// The body is JSON (OpenAI's error format on API routes), not text.
     pub json: bool,
+    /// More headers: CORS on a route with `cors`, a Basic challenge.
+    pub headers: CorsHeaders,
 }
 
 impl LocalResponse {
@@ -35,6 +38,7 @@ impl LocalResponse {
             close: status == 400 || status == 413 || status == 431,
             retry_after: None,
             json: false,
+            headers: Vec::new(),
         }
     }
 
@@ -44,7 +48,6 @@ impl LocalResponse {
         self
     }
 
-    /// A permanent redirect keeping the method (308).
     /// A JSON answer (OpenAI error bodies, the merged model list).
     pub fn json(status: u16, body: String) -> Self {
         Self {
@@ -54,9 +57,11 @@ impl LocalResponse {
             close: status == 400 || status == 413 || status == 411,
             retry_after: None,
             json: true,
+            headers: Vec::new(),
         }
     }
 
+    /// A permanent redirect keeping the method (308).
     pub fn redirect(location: String) -> Self {
         Self {
             status: 308,
@@ -65,27 +70,54 @@ impl LocalResponse {
             close: false,
             retry_after: None,
             json: false,
+            headers: Vec::new(),
         }
     }
+}
+
+/// The answer to a refusal by `guard`'s checks, carrying the route's CORS headers (`cors`) so a
+/// browser page can read the status, and a Basic challenge for `basic_auth`.
+pub fn refusal_for(
+    guard: Option<&RouteGuard>,
+    api: bool,
+    refused: Option<Refusal>,
+    cors: CorsHeaders,
+) -> LocalResponse {
+    let mut response = refusal(refused, api);
+    response.headers = cors;
+    if let (Some(Refusal::BasicAuth), Some(basic)) = (refused, guard.and_then(|g| g.basic_auth())) {
+        if let Ok(challenge) = basic.challenge().to_str() {
+            response
+                .headers
+                .push(("www-authenticate", challenge.to_string()));
+        }
+    }
+    response
 }
 
 /// The answer to a request the edge checks refused: 401 (API key), 403 (access lists), 429 (rate
 /// limit). On API routes (`api_keys`) the body is OpenAI's error JSON, which SDKs parse.
 pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
     let mut response = match refusal {
-        Some(Refusal::RateLimited { retry_after }) => {
+        Some(Refusal::RateLimited { retry_after } | Refusal::QuotaExceeded { retry_after }) => {
             LocalResponse::status(429).with_retry_after(Some(retry_after))
         }
-        Some(Refusal::Unauthorized) => LocalResponse::status(401),
+        Some(Refusal::Unauthorized | Refusal::BasicAuth) => LocalResponse::status(401),
         Some(Refusal::TooLarge) => LocalResponse::status(413),
         Some(Refusal::Forbidden) | None => LocalResponse::status(403),
     };
-    if api {
+    if api && refusal != Some(Refusal::BasicAuth) {
         response.json = true;
         response.body = Cow::Borrowed(openai_error_body(response.status));
+        if matches!(refusal, Some(Refusal::QuotaExceeded { .. })) {
+            response.body = Cow::Borrowed(INSUFFICIENT_QUOTA_BODY);
+        }
     }
     response
 }
+
+/// OpenAI's error object for a key that spent its token quota.
+pub const INSUFFICIENT_QUOTA_BODY: &str = "{\"error\":{\"message\":\"You exceeded your current quota for this API key.\",\"type\":\"insufficient_quota\",\"param\":null,\"code\":\"insufficient_quota\"}}\n";
 
 /// OpenAI's error object for a refusal status.
 pub fn openai_error_body(status: u16) -> &'static str {
@@ -153,8 +185,19 @@ pub async fn send(session: &mut Session, response: &LocalResponse) -> Result<()>
         "text/plain; charset=utf-8"
     };
     header.insert_header(http::header::CONTENT_TYPE, content_type)?;
-    if response.status == 401 {
+    let challenged = response
+        .headers
+        .iter()
+        .any(|(n, _)| *n == "www-authenticate");
+    if response.status == 401 && !challenged {
         header.insert_header(http::header::WWW_AUTHENTICATE, "Bearer")?;
+    }
+    for (name, value) in &response.headers {
+        if *name == "vary" {
+            header.append_header(*name, value.as_str())?;
+        } else {
+            header.insert_header(*name, value.as_str())?;
+        }
     }
     header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
     header.insert_header(http::header::CACHE_CONTROL, "no-store")?;

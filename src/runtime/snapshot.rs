@@ -26,6 +26,8 @@ pub struct Snapshot {
     listeners: Vec<ListenerView>,
     /// Every upstream, by name.
     upstreams: Vec<Arc<UpstreamRuntime>>,
+    /// `max_connections_per_ip`, read by each new connection (so a reload changes it).
+    pub max_connections_per_ip: Option<u32>,
 }
 
 /// What one listener does with a request.
@@ -97,7 +99,9 @@ impl Snapshot {
     /// cannot fail on user input. Start-up and reload both call this.
     pub fn compile(config: &Config, generation: u64, registry: &Registry) -> Self {
         registry.retain(config);
-        limiters::retain(&config.routes.iter().map(|r| r.name.as_str()).collect());
+        let route_names = config.routes.iter().map(|r| r.name.as_str()).collect();
+        limiters::retain(&route_names);
+        crate::security::quota::retain(&route_names);
         let upstreams: HashMap<&str, Arc<UpstreamRuntime>> = config
             .upstreams
             .values()
@@ -181,6 +185,7 @@ impl Snapshot {
             generation,
             listeners,
             upstreams: all,
+            max_connections_per_ip: config.max_connections_per_ip,
         }
     }
 
@@ -211,6 +216,7 @@ mod tests {
             tls,
             redirect_to_https: redirect,
             proxy_protocol: None,
+            limits: Default::default(),
         }
     }
 

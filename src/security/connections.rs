@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 /// The live-connection counts of one listener.
 #[derive(Debug)]
 pub struct PerIpLimit {
-    max: u32,
     counts: Mutex<HashMap<IpAddr, u32>>,
 }
 
@@ -21,9 +20,8 @@ pub struct Slot {
 }
 
 impl PerIpLimit {
-    pub fn new(max: u32) -> Arc<Self> {
+    pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            max,
             counts: Mutex::new(HashMap::new()),
         })
     }
@@ -35,12 +33,13 @@ impl PerIpLimit {
         }
     }
 
-    /// A slot for `ip`, or `None` when it already holds `max` connections.
-    pub fn acquire(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+    /// A slot for `ip`, or `None` when it already holds `max` connections (the limit is passed
+    /// each time: it comes from the current configuration).
+    pub fn acquire(self: &Arc<Self>, ip: IpAddr, max: u32) -> Option<Slot> {
         let ip = ip.to_canonical();
         let mut counts = self.lock();
         let count = counts.entry(ip).or_insert(0);
-        if *count >= self.max {
+        if *count >= max {
             return None;
         }
         *count += 1;
@@ -74,15 +73,20 @@ mod tests {
 
     #[test]
     fn counts_per_address_and_forgets_idle_ones() {
-        let limit = PerIpLimit::new(2);
+        let limit = PerIpLimit::new();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        let first = limit.acquire(a).unwrap();
-        let second = limit.acquire(mapped).unwrap();
-        assert!(limit.acquire(a).is_none(), "a third connection is refused");
-        assert!(limit.acquire("10.0.0.2".parse().unwrap()).is_some());
-        drop(first);
-        let third = limit.acquire(a).unwrap();
+        let first = limit.acquire(a, 2).unwrap();
+        let second = limit.acquire(mapped, 2).unwrap();
+        assert!(
+            limit.acquire(a, 2).is_none(),
+            "a third connection is refused"
+        );
+        assert!(limit.acquire("10.0.0.2".parse().unwrap(), 2).is_some());
+        // A reload that raises the limit lets the next one in.
+        let raised = limit.acquire(a, 3).unwrap();
+        drop((first, raised));
+        let third = limit.acquire(a, 2).unwrap();
         drop((second, third));
         assert_eq!(limit.tracked(), 0);
     }

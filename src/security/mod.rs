@@ -4,14 +4,20 @@
 //! leaves a route's rate limit unchanged keeps every client's bucket.
 
 pub mod access;
+pub mod basic_auth;
 pub mod bucket;
 pub mod client;
 pub mod connections;
 pub mod cors;
 pub mod fuzz_bodies;
+pub mod gate;
+pub mod head_deadline;
+pub mod headers;
 pub mod limiters;
+pub mod listener;
 pub mod proxy_header;
 pub mod proxy_protocol;
+pub mod quota;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -34,6 +40,11 @@ pub enum Refusal {
     TooLarge,
     /// The rate limit's bucket is empty (429); seconds until the next token.
     RateLimited { retry_after: u64 },
+    /// The API key spent its token quota for the window (429, `insufficient_quota`); seconds
+    /// until the window ends.
+    QuotaExceeded { retry_after: u64 },
+    /// No or wrong Basic credentials on a route with `basic_auth` (401 with a Basic challenge).
+    BasicAuth,
 }
 
 impl Refusal {
@@ -44,6 +55,8 @@ impl Refusal {
             Self::Unauthorized => "api_key",
             Self::TooLarge => "body_size",
             Self::RateLimited { .. } => "rate_limit",
+            Self::BasicAuth => "basic_auth",
+            Self::QuotaExceeded { .. } => "quota",
         }
     }
 }
@@ -57,7 +70,12 @@ pub struct RouteGuard {
     keys: Option<KeyCheck>,
     max_body: Option<u64>,
     cors: Option<Cors>,
+    basic: Option<basic_auth::BasicAuthCheck>,
+    security_headers: bool,
 }
+
+/// The header Basic credentials travel in (removed upstream when not forwarded).
+static AUTHORIZATION: http::HeaderName = http::header::AUTHORIZATION;
 
 /// A route's API keys, compiled.
 #[derive(Debug)]
@@ -66,10 +84,11 @@ struct KeyCheck {
     digests: HashSet<[u8; 32]>,
     header: http::HeaderName,
     upstream_key: Option<http::HeaderValue>,
+    quota: Option<Arc<quota::QuotaTable>>,
 }
 
 impl KeyCheck {
-    fn compile(keys: &ApiKeys) -> Option<Self> {
+    fn compile(route: &str, keys: &ApiKeys) -> Option<Self> {
         Some(Self {
             digests: keys.digests.iter().copied().collect(),
             header: http::HeaderName::from_bytes(keys.header.as_bytes()).ok()?,
@@ -77,6 +96,7 @@ impl KeyCheck {
                 Some(key) => Some(http::HeaderValue::from_str(&format!("Bearer {key}")).ok()?),
                 None => None,
             },
+            quota: keys.quota.as_ref().map(|q| quota::table_for(route, q)),
         })
     }
 
@@ -118,10 +138,56 @@ impl RouteGuard {
                 .rate_limit
                 .as_ref()
                 .map(|limit| (limit.key.clone(), limiters::table_for(route, limit))),
-            keys: security.api_keys.as_ref().and_then(KeyCheck::compile),
+            keys: security
+                .api_keys
+                .as_ref()
+                .and_then(|k| KeyCheck::compile(route, k)),
             max_body: security.max_body,
             cors: security.cors.clone(),
+            basic: security
+                .basic_auth
+                .as_ref()
+                .and_then(basic_auth::BasicAuthCheck::compile),
+            security_headers: security.security_headers,
         }))
+    }
+
+    /// The route's Basic authentication.
+    pub fn basic_auth(&self) -> Option<&basic_auth::BasicAuthCheck> {
+        self.basic.as_ref()
+    }
+
+    /// Whether responses get the standard security headers (`security_headers: true`).
+    pub fn security_headers(&self) -> bool {
+        self.security_headers
+    }
+
+    /// [`Self::check`], then Basic authentication (bcrypt off the proxy's threads). The rate
+    /// limit counts before the password is checked, so it also bounds guessing. On a route with
+    /// a token quota, the meter that counts the response's usage against the key.
+    pub async fn admit(
+        &self,
+        client: Option<IpAddr>,
+        headers: &HeaderMap,
+        now: Instant,
+    ) -> Result<Option<quota::Meter>, Refusal> {
+        self.check(client, headers, now)?;
+        if let Some(basic) = &self.basic {
+            if !basic.authorize(headers).await {
+                return Err(Refusal::BasicAuth);
+            }
+        }
+        let metered = self.keys.as_ref().and_then(|keys| {
+            let table = keys.quota.as_ref()?;
+            keys.verify(headers).map(|digest| (table, digest))
+        });
+        match metered {
+            Some((table, digest)) => match table.exhausted(&digest, now) {
+                Some(retry_after) => Err(Refusal::QuotaExceeded { retry_after }),
+                None => Ok(Some(quota::Meter::new(table.clone(), digest))),
+            },
+            None => Ok(None),
+        }
     }
 
     /// The route's CORS policy.
@@ -141,9 +207,14 @@ impl RouteGuard {
 
     /// The client's key header to take off the upstream request, and what to put instead.
     pub fn key_rewrite(&self) -> Option<(&http::HeaderName, Option<&http::HeaderValue>)> {
-        self.keys
+        if let Some(keys) = &self.keys {
+            return Some((&keys.header, keys.upstream_key.as_ref()));
+        }
+        // Basic credentials stay at the edge when `forward_authorization: false`.
+        self.basic
             .as_ref()
-            .map(|k| (&k.header, k.upstream_key.as_ref()))
+            .filter(|b| !b.forwards_authorization())
+            .map(|_| (&AUTHORIZATION, None))
     }
 
     /// Checks a request from `client` carrying `headers`.
@@ -229,6 +300,7 @@ mod tests {
             digests: vec![sha256(b"sk-alice"), sha256(b"sk-bob")],
             header: "authorization".into(),
             upstream_key: Some("sk-upstream".into()),
+            quota: None,
         });
         let guard = RouteGuard::compile("guard-test-keys", &settings).unwrap();
         let now = Instant::now();

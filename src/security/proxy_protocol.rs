@@ -2,23 +2,20 @@
 //! more), refuses peers outside `proxy_protocol_from`, and replaces the connection's peer address
 //! with the one the header names, so logs, rate limits, access lists, client_ip stickiness and
 //! X-Forwarded-For all see the real client. TLS listeners run it in pingora's pre-TLS callback;
-//! plain listeners in [`ProxyProtocolApp`], a `ServerApp` wrapper that runs before HTTP parsing.
+//! plain listeners in [`super::gate::ConnectionGate`], which runs before HTTP parsing.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora::apps::ServerApp;
 use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
 use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{GetSocketDigest, SocketDigest, Stream, UniqueID};
-use pingora::server::ShutdownWatch;
+use pingora::protocols::{GetSocketDigest, SocketDigest, UniqueID};
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::connections::PerIpLimit;
 use super::proxy_header::{parse, ProxyError, ProxyHeader, Step, V1_MAX_LEN};
 use crate::config::model::Cidr;
 
@@ -41,7 +38,7 @@ impl ProxyProtocol {
     }
 
     /// Checks the peer, reads the header and rewrites the socket digest of `stream`.
-    async fn accept<S>(&self, stream: &mut S, fd: i32) -> Result<()>
+    pub async fn accept<S>(&self, stream: &mut S, fd: i32) -> Result<()>
     where
         S: AsyncRead + GetSocketDigest + Unpin + ?Sized,
     {
@@ -116,74 +113,5 @@ impl PreTlsProcess for ProxyProtocol {
     async fn process(&self, stream: &mut L4Stream) -> Result<()> {
         let fd = stream.id();
         self.accept(stream, fd).await
-    }
-}
-
-/// Wraps a listener's application: reads the PROXY header first when `policy` is set (plain
-/// listeners), then holds a per-client-address connection slot when `per_ip` is set.
-pub struct ProxyProtocolApp<A> {
-    inner: Arc<A>,
-    policy: Option<ProxyProtocol>,
-    per_ip: Option<Arc<PerIpLimit>>,
-}
-
-impl<A> ProxyProtocolApp<A> {
-    pub fn new(policy: Option<ProxyProtocol>, inner: A) -> Self {
-        Self {
-            inner: Arc::new(inner),
-            policy,
-            per_ip: None,
-        }
-    }
-
-    /// Limits concurrent connections per client address to `max`.
-    pub fn with_connections_per_ip(mut self, max: Option<u32>) -> Self {
-        self.per_ip = max.map(PerIpLimit::new);
-        self
-    }
-}
-
-#[async_trait]
-impl<A: ServerApp + Send + Sync + 'static> ServerApp for ProxyProtocolApp<A> {
-    async fn process_new(
-        self: &Arc<Self>,
-        mut stream: Stream,
-        shutdown: &ShutdownWatch,
-    ) -> Option<Stream> {
-        if let Some(policy) = &self.policy {
-            let fd = stream.id();
-            if let Err(error) = policy.accept(&mut *stream, fd).await {
-                tracing::debug!(%error, "connection refused");
-                return None;
-            }
-        }
-        let _slot = match &self.per_ip {
-            Some(limit) => {
-                let client = stream
-                    .get_socket_digest()
-                    .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
-                match client.and_then(|ip| limit.acquire(ip)) {
-                    Some(slot) => Some(slot),
-                    None => {
-                        crate::observe::metrics::connection_refused_per_ip();
-                        return None;
-                    }
-                }
-            }
-            None => None,
-        };
-        // Serve every keep-alive request here so the slot covers the connection's whole life.
-        let mut next = self.inner.process_new(stream, shutdown).await;
-        for _ in 0..u32::MAX {
-            let Some(stream) = next else {
-                break;
-            };
-            next = self.inner.process_new(stream, shutdown).await;
-        }
-        None
-    }
-
-    async fn cleanup(&self) {
-        self.inner.cleanup().await;
     }
 }

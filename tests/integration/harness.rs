@@ -74,6 +74,9 @@ pub struct DaemonBuilder {
     dir: TempDir,
     http: SocketAddr,
     https: SocketAddr,
+    /// Further keys of `listeners.http` / `listeners.https` (written as mappings when set).
+    http_keys: String,
+    https_keys: String,
     /// name, address, tls, further keys of its flow mapping (`, key: value`).
     extra: Vec<(String, SocketAddr, bool, String)>,
     hsts: Option<String>,
@@ -104,6 +107,8 @@ impl DaemonBuilder {
             dir: tempfile::tempdir().expect("tempdir"),
             http: free_addr(),
             https: free_addr(),
+            http_keys: String::new(),
+            https_keys: String::new(),
             extra: Vec::new(),
             hsts: None,
             certs: Vec::new(),
@@ -171,6 +176,18 @@ impl DaemonBuilder {
         self
     }
 
+    /// Writes `listeners.http` as a mapping with these keys, e.g. `proxy_protocol: true, ...`.
+    pub fn http_listener_with(mut self, keys: &str) -> Self {
+        self.http_keys = keys.to_string();
+        self
+    }
+
+    /// Writes `listeners.https` as a mapping with these keys.
+    pub fn https_listener_with(mut self, keys: &str) -> Self {
+        self.https_keys = keys.to_string();
+        self
+    }
+
     /// Adds an entry to `listeners.extra`.
     pub fn extra_listener(mut self, name: &str, tls: bool) -> Self {
         self.extra
@@ -228,8 +245,16 @@ impl DaemonBuilder {
         writeln!(y, "state_dir: {}", state.display()).expect("fmt");
         writeln!(y, "workers: 1").expect("fmt");
         writeln!(y, "listeners:").expect("fmt");
-        writeln!(y, "  http: {}", self.http).expect("fmt");
-        writeln!(y, "  https: {}", self.https).expect("fmt");
+        for (name, addr, keys) in [
+            ("http", self.http, &self.http_keys),
+            ("https", self.https, &self.https_keys),
+        ] {
+            if keys.is_empty() {
+                writeln!(y, "  {name}: {addr}").expect("fmt");
+            } else {
+                writeln!(y, "  {name}: {{ address: {addr}, {keys} }}").expect("fmt");
+            }
+        }
         if !self.extra.is_empty() {
             writeln!(y, "  extra:").expect("fmt");
             for (name, addr, tls, keys) in &self.extra {

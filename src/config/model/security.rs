@@ -38,6 +38,21 @@ pub struct RouteSecurity {
     pub cors: Option<Cors>,
     /// Largest request body accepted (`max_body`), in bytes; larger ones get 413.
     pub max_body: Option<u64>,
+    pub basic_auth: Option<BasicAuth>,
+    /// `security_headers: true`: nosniff, SAMEORIGIN framing and a referrer policy on responses
+    /// whose backend set none of its own.
+    pub security_headers: bool,
+}
+
+/// `routes[].basic_auth`: users allowed in with a password (HTTP Basic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// Shown by the browser's login prompt.
+    pub realm: String,
+    /// (user, bcrypt hash) from `users_file`, in file order.
+    pub users: Vec<(String, String)>,
+    /// Whether the backend receives the client's Authorization header.
+    pub forward_authorization: bool,
 }
 
 impl RateLimit {
@@ -56,6 +71,8 @@ impl RouteSecurity {
             && self.api_keys.is_none()
             && self.max_body.is_none()
             && self.cors.is_none()
+            && self.basic_auth.is_none()
+            && !self.security_headers
     }
 }
 
@@ -69,6 +86,15 @@ pub struct ApiKeys {
     /// The key sent upstream instead of the client's (`upstream_key_file`); `None` = the client's
     /// key header is removed.
     pub upstream_key: Option<String>,
+    /// Tokens each key may spend per window (`quota`).
+    pub quota: Option<TokenQuota>,
+}
+
+/// `routes[].api_keys.quota`: OpenAI `usage.total_tokens` per key per window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenQuota {
+    pub tokens: u64,
+    pub per: Duration,
 }
 
 /// `routes[].cors`.

@@ -2,7 +2,7 @@
 //! header, and the key sent upstream instead of the client's.
 
 use super::Checker;
-use crate::config::model::ApiKeys;
+use crate::config::model::{ApiKeys, TokenQuota};
 use crate::config::raw::RawApiKeys;
 
 /// The header a client's key travels in unless `header` says otherwise.
@@ -57,10 +57,32 @@ impl Checker {
                 }
             }
         });
+        let quota = raw.quota.as_ref().and_then(|q| {
+            let quota_path = format!("{path}.quota");
+            if q.tokens == 0 {
+                self.at_value(&format!("{quota_path}.tokens"), "must be at least 1");
+            }
+            match crate::config::duration::parse_duration(&q.per) {
+                Ok(per) if !per.is_zero() && q.tokens > 0 => Some(TokenQuota {
+                    tokens: q.tokens,
+                    per,
+                }),
+                Ok(per) if per.is_zero() => {
+                    self.at_value(&format!("{quota_path}.per"), "must be longer than 0s");
+                    None
+                }
+                Ok(_) => None,
+                Err(message) => {
+                    self.at_value(&format!("{quota_path}.per"), message);
+                    None
+                }
+            }
+        });
         (self.errors.len() == errors_before).then_some(ApiKeys {
             digests,
             header,
             upstream_key,
+            quota,
         })
     }
 }

@@ -1,12 +1,16 @@
-//! `listeners`: the built-in `http` and `https` listeners and the named extras.
+//! `listeners`: the built-in `http` and `https` listeners (an address, or a mapping with options)
+//! and the named extras; PROXY protocol and connection limits per listener.
 
 use std::net::SocketAddr;
 
 use serde_yaml::Value;
 
 use super::Checker;
-use crate::config::model::{Listener, LISTENER_HTTP, LISTENER_HTTPS};
-use crate::config::raw::RawListeners;
+use crate::config::duration::parse_duration;
+use crate::config::model::{
+    Cidr, Listener, ListenerLimits, LISTENER_HTTP, LISTENER_HTTPS, MAX_HEADERS_LIMIT,
+};
+use crate::config::raw::{RawBuiltinListener, RawListeners};
 
 /// The checked listeners, and what routes need to know about them.
 pub(super) struct Listeners {
@@ -42,27 +46,49 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
     };
     let has_https = raw.https.is_some();
     let mut declared: Vec<Declared> = Vec::new();
-    if let Some(address) = raw.http {
+    // Every declared name, also of listeners whose options did not decode.
+    let mut names: Vec<String> = Vec::new();
+    for (name, value, tls) in [
+        (LISTENER_HTTP, raw.http, false),
+        (LISTENER_HTTPS, raw.https, true),
+    ] {
+        let Some(value) = value.filter(|v| !v.is_null()) else {
+            continue;
+        };
+        names.push(name.into());
+        let path = format!("listeners.{name}");
+        // `http: IP:PORT`, or a mapping with `address` and the listener options.
+        let options = match value {
+            Value::String(address) => Options::plain(address, path.clone()),
+            other if !other.is_mapping() => {
+                checker.at_value(
+                    &path,
+                    "expected IP:PORT, or a mapping with `address` and listener options",
+                );
+                continue;
+            }
+            other => {
+                let Some(raw) = checker.decode::<RawBuiltinListener>(Some(&other), &path) else {
+                    continue;
+                };
+                let keys = OptionKeys {
+                    proxy_protocol: raw.proxy_protocol,
+                    proxy_protocol_from: raw.proxy_protocol_from,
+                    max_connections: raw.max_connections,
+                    max_headers: raw.max_headers,
+                    header_timeout: raw.header_timeout,
+                    idle_timeout: raw.idle_timeout,
+                };
+                options(checker, &path, raw.address, keys)
+            }
+        };
         declared.push(Declared {
-            name: LISTENER_HTTP.into(),
-            path: "listeners.http".into(),
-            address,
-            tls: false,
-            redirect_to_https: has_https,
-            proxy_protocol: None,
+            name: name.into(),
+            tls,
+            redirect_to_https: !tls && has_https,
+            options,
         });
     }
-    if let Some(address) = raw.https {
-        declared.push(Declared {
-            name: LISTENER_HTTPS.into(),
-            path: "listeners.https".into(),
-            address,
-            tls: true,
-            redirect_to_https: false,
-            proxy_protocol: None,
-        });
-    }
-    let mut names = declared.iter().map(|d| d.name.clone()).collect::<Vec<_>>();
     for (index, extra) in raw.extra.into_iter().enumerate() {
         let path = format!("listeners.extra[{index}]");
         let name_path = format!("{path}.name");
@@ -81,41 +107,28 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
             );
         }
         names.push(extra.name.clone());
-        let from_path = format!("{path}.proxy_protocol_from");
-        let from = checker.cidr_list(&from_path, extra.proxy_protocol_from.as_deref());
-        let proxy_protocol = match (extra.proxy_protocol, extra.proxy_protocol_from.is_some()) {
-            (true, true) => Some(from),
-            (true, false) => {
-                checker.at_key(
-                    &format!("{path}.proxy_protocol"),
-                    "proxy_protocol needs `proxy_protocol_from: [CIDR, ...]` naming the balancers allowed to send PROXY headers",
-                );
-                None
-            }
-            (false, true) => {
-                checker.at_key(
-                    &from_path,
-                    "proxy_protocol_from has no effect without `proxy_protocol: true`",
-                );
-                None
-            }
-            (false, false) => None,
+        let keys = OptionKeys {
+            proxy_protocol: extra.proxy_protocol,
+            proxy_protocol_from: extra.proxy_protocol_from,
+            max_connections: extra.max_connections,
+            max_headers: extra.max_headers,
+            header_timeout: extra.header_timeout,
+            idle_timeout: extra.idle_timeout,
         };
+        let options = options(checker, &path, extra.address, keys);
         declared.push(Declared {
             name: extra.name,
-            path: format!("{path}.address"),
-            address: extra.address,
             tls: extra.tls,
             redirect_to_https: false,
-            proxy_protocol,
+            options,
         });
     }
 
     let mut listeners: Vec<Listener> = Vec::with_capacity(declared.len());
     for declared in declared {
-        let path = declared.path;
-        let Ok(address) = declared.address.parse::<SocketAddr>() else {
-            checker.at_value(&path, bad_address(&declared.address));
+        let path = declared.options.address_path;
+        let Ok(address) = declared.options.address.parse::<SocketAddr>() else {
+            checker.at_value(&path, bad_address(&declared.options.address));
             continue;
         };
         if let Some(other) = listeners.iter().find(|l| l.address == address) {
@@ -131,7 +144,8 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
             address,
             tls: declared.tls,
             redirect_to_https: declared.redirect_to_https,
-            proxy_protocol: declared.proxy_protocol,
+            proxy_protocol: declared.options.proxy_protocol,
+            limits: declared.options.limits,
         });
     }
     if names.is_empty() {
@@ -152,10 +166,100 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
 /// A listener as written, before its address is parsed.
 struct Declared {
     name: String,
-    /// Key path of its address.
-    path: String,
-    address: String,
     tls: bool,
     redirect_to_https: bool,
-    proxy_protocol: Option<Vec<crate::config::model::Cidr>>,
+    options: Options,
+}
+
+/// The checked options of one listener.
+struct Options {
+    address: String,
+    /// Key path of its address.
+    address_path: String,
+    proxy_protocol: Option<Vec<Cidr>>,
+    limits: ListenerLimits,
+}
+
+impl Options {
+    /// A listener written as a bare address.
+    fn plain(address: String, address_path: String) -> Self {
+        Self {
+            address,
+            address_path,
+            proxy_protocol: None,
+            limits: ListenerLimits::default(),
+        }
+    }
+}
+
+/// The option keys shared by the built-in and the extra listeners.
+struct OptionKeys {
+    proxy_protocol: bool,
+    proxy_protocol_from: Option<Vec<String>>,
+    max_connections: Option<u32>,
+    max_headers: Option<u32>,
+    header_timeout: Option<String>,
+    idle_timeout: Option<String>,
+}
+
+/// Checks the options of the listener mapping at `path`.
+fn options(checker: &mut Checker, path: &str, address: String, keys: OptionKeys) -> Options {
+    let from_path = format!("{path}.proxy_protocol_from");
+    let from = checker.cidr_list(&from_path, keys.proxy_protocol_from.as_deref());
+    let proxy_protocol = match (keys.proxy_protocol, keys.proxy_protocol_from.is_some()) {
+        (true, true) => Some(from),
+        (true, false) => {
+            checker.at_key(
+                &format!("{path}.proxy_protocol"),
+                "proxy_protocol needs `proxy_protocol_from: [CIDR, ...]` naming the balancers allowed to send PROXY headers",
+            );
+            None
+        }
+        (false, true) => {
+            checker.at_key(
+                &from_path,
+                "proxy_protocol_from has no effect without `proxy_protocol: true`",
+            );
+            None
+        }
+        (false, false) => None,
+    };
+    let mut limits = ListenerLimits::default();
+    match keys.max_connections {
+        Some(0) => checker.at_value(&format!("{path}.max_connections"), "must be at least 1"),
+        other => limits.max_connections = other,
+    }
+    match keys.max_headers {
+        Some(n) if !(1..=MAX_HEADERS_LIMIT).contains(&n) => checker.at_value(
+            &format!("{path}.max_headers"),
+            format!("must be between 1 and {MAX_HEADERS_LIMIT}"),
+        ),
+        Some(n) => limits.max_headers = n,
+        None => {}
+    }
+    for (key, text, slot) in [
+        (
+            "header_timeout",
+            keys.header_timeout,
+            &mut limits.header_timeout,
+        ),
+        ("idle_timeout", keys.idle_timeout, &mut limits.idle_timeout),
+    ] {
+        let Some(text) = text else {
+            continue;
+        };
+        match parse_duration(&text) {
+            Ok(d) if d.is_zero() => {
+                checker.at_value(&format!("{path}.{key}"), "must be longer than 0s")
+            }
+            Ok(d) => *slot = d,
+            Err(message) => checker.at_value(&format!("{path}.{key}"), message),
+        }
+    }
+    Options {
+        address,
+        address_path: format!("{path}.address"),
+        proxy_protocol,
+        limits,
+    }
 }

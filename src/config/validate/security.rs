@@ -47,7 +47,18 @@ impl Checker {
                 .api_keys
                 .as_ref()
                 .and_then(|k| self.api_keys(&format!("{path}.api_keys"), k)),
+            basic_auth: raw
+                .basic_auth
+                .as_ref()
+                .and_then(|b| self.basic_auth(&format!("{path}.basic_auth"), b)),
+            security_headers: raw.security_headers.unwrap_or(false),
         };
+        if raw.basic_auth.is_some() && raw.api_keys.is_some() {
+            self.at_key(
+                &format!("{path}.basic_auth"),
+                "basic_auth and api_keys both read the Authorization header; use one per route",
+            );
+        }
         let per_key = matches!(
             &security.rate_limit,
             Some(RateLimit {

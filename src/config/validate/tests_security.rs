@@ -210,3 +210,48 @@ fn cors_origins_and_defaults() {
         "invalid duration",
     );
 }
+
+#[test]
+fn basic_auth_reads_a_bcrypt_users_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("users");
+    let hash = "$2y$05$5mGF0Zo1kpvCbH3UCiKrkeXKSCfZjLi.Vh0HBB6Ot0ZVt9JxjCdym";
+    std::fs::write(&good, format!("alice:{hash}\n")).unwrap();
+    let config = ok(&route_with(&format!(
+        "basic_auth: {{ realm: ops, users_file: {} }}, security_headers: true",
+        good.display()
+    )));
+    let security = &config.routes[0].security;
+    let basic = security.basic_auth.as_ref().unwrap();
+    assert_eq!(basic.realm, "ops");
+    assert_eq!(basic.users, [("alice".to_string(), hash.to_string())]);
+    assert!(basic.forward_authorization);
+    assert!(security.security_headers);
+
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "alice:secret\n").unwrap();
+    one_error(
+        &route_with(&format!(
+            "basic_auth: {{ users_file: {} }}",
+            plain.display()
+        )),
+        4,
+        "routes[0].basic_auth.users_file",
+        "not bcrypt",
+    );
+    one_error(
+        &route_with("basic_auth: { users_file: /nonexistent/users }"),
+        4,
+        "routes[0].basic_auth.users_file",
+        "cannot read",
+    );
+    one_error(
+        &route_with(&format!(
+            "basic_auth: {{ users_file: {}, realm: 'a\"b' }}",
+            good.display()
+        )),
+        4,
+        "routes[0].basic_auth.realm",
+        "printable ASCII",
+    );
+}

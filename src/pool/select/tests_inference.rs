@@ -127,7 +127,7 @@ fn affinity_keeps_a_chat_on_one_server_until_it_is_overloaded() {
     }
     assert!(overflowed);
     let on_home = held.iter().filter(|p| p.member.id == home).count();
-    assert!(on_home < 10 && on_home >= 3, "{on_home}");
+    assert!((3..10).contains(&on_home), "{on_home}");
 }
 
 #[test]

@@ -1,0 +1,265 @@
+//! Token quotas per API key (`api_keys.quota: { tokens, per }`): each key may spend `tokens`
+//! (OpenAI's `usage.total_tokens`) per window of `per`, the window starting at the key's first
+//! counted request. A key that reached its quota is refused (429, `insufficient_quota`) until its
+//! window ends. Counting happens when a response ends: [`Meter`] reads the usage from a JSON body
+//! or from the SSE event that carries `"usage"` (streams with `stream_options.include_usage`).
+//! Tables are long-lived by route name, so a reload that keeps the quota keeps the counts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Instant;
+
+use crate::config::model::TokenQuota;
+
+/// Bytes of a non-streamed JSON body kept to read its usage; a larger body is not counted.
+pub const MAX_JSON_BODY: usize = 4 << 20;
+/// Longest SSE line kept while waiting for its end.
+pub const MAX_SSE_LINE: usize = 1 << 20;
+
+/// The token counts of one route's keys.
+#[derive(Debug)]
+pub struct QuotaTable {
+    quota: TokenQuota,
+    /// key digest → (window start, tokens used in it).
+    used: Mutex<HashMap<[u8; 32], (Instant, u64)>>,
+}
+
+impl QuotaTable {
+    pub fn new(quota: TokenQuota) -> Self {
+        Self {
+            quota,
+            used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Instant, u64)>> {
+        match self.used.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    /// Seconds until `key`'s window ends when it has used its quota; `None` while it may go on.
+    pub fn exhausted(&self, key: &[u8; 32], now: Instant) -> Option<u64> {
+        let mut used = self.lock();
+        let (start, tokens) = *used.get(key)?;
+        let end = start + self.quota.per;
+        if now >= end {
+            used.remove(key);
+            return None;
+        }
+        (tokens >= self.quota.tokens).then(|| end.duration_since(now).as_secs().max(1))
+    }
+
+    /// Adds `tokens` to `key`'s current window (a new window when the last one ended).
+    pub fn add(&self, key: &[u8; 32], tokens: u64, now: Instant) {
+        let mut used = self.lock();
+        // Forget ended windows now and then so keys that went quiet do not pile up.
+        if used.len() >= 4096 {
+            let per = self.quota.per;
+            used.retain(|_, (start, _)| now < *start + per);
+        }
+        let entry = used.entry(*key).or_insert((now, 0));
+        if now >= entry.0 + self.quota.per {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(tokens);
+    }
+
+    /// Tokens `key` used in its current window.
+    pub fn used(&self, key: &[u8; 32]) -> u64 {
+        self.lock().get(key).map_or(0, |(_, tokens)| *tokens)
+    }
+}
+
+/// Route name → (settings, table).
+type Tables = HashMap<String, (TokenQuota, Arc<QuotaTable>)>;
+
+static TABLES: LazyLock<Mutex<Tables>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+fn tables() -> std::sync::MutexGuard<'static, Tables> {
+    match TABLES.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// The quota table of `route`, reused when its quota is unchanged.
+pub fn table_for(route: &str, quota: &TokenQuota) -> Arc<QuotaTable> {
+    let mut tables = tables();
+    if let Some((settings, table)) = tables.get(route) {
+        if settings == quota {
+            return table.clone();
+        }
+    }
+    let table = Arc::new(QuotaTable::new(*quota));
+    tables.insert(route.to_string(), (*quota, table.clone()));
+    table
+}
+
+/// Forgets the tables of routes not in `keep`.
+pub fn retain(keep: &HashSet<&str>) {
+    tables().retain(|name, _| keep.contains(name.as_str()));
+}
+
+/// Reads one response's token usage as its body streams by, and counts it at the end.
+#[derive(Debug)]
+pub struct Meter {
+    table: Arc<QuotaTable>,
+    key: [u8; 32],
+    /// Unread bytes: the whole JSON body, or the current SSE line.
+    buf: Vec<u8>,
+    /// `Some(true)` once the body looks like an event stream.
+    sse: Option<bool>,
+    tokens: Option<u64>,
+    done: bool,
+}
+
+impl Meter {
+    pub fn new(table: Arc<QuotaTable>, key: [u8; 32]) -> Self {
+        Self {
+            table,
+            key,
+            buf: Vec::new(),
+            sse: None,
+            tokens: None,
+            done: false,
+        }
+    }
+
+    /// Feeds a body chunk; at the end of the body the usage found is counted.
+    pub fn feed(&mut self, chunk: Option<&[u8]>, end: bool) {
+        if self.done {
+            return;
+        }
+        if let Some(chunk) = chunk {
+            self.buf.extend_from_slice(chunk);
+        }
+        let sse = *self.sse.get_or_insert_with(|| {
+            let start = self.buf.trim_ascii_start();
+            start.starts_with(b"data:") || start.starts_with(b"event:") || start.starts_with(b":")
+        });
+        if sse {
+            self.read_lines();
+            if self.buf.len() > MAX_SSE_LINE {
+                self.buf.clear();
+            }
+        } else if self.buf.len() > MAX_JSON_BODY {
+            self.buf = Vec::new();
+            self.done = true;
+            return;
+        }
+        if end {
+            if !sse {
+                self.tokens = usage_of(&self.buf).or(self.tokens);
+            } else {
+                self.buf.push(b'\n');
+                self.read_lines();
+            }
+            if let Some(tokens) = self.tokens {
+                self.table.add(&self.key, tokens, Instant::now());
+            }
+            self.buf = Vec::new();
+            self.done = true;
+        }
+    }
+
+    /// Reads the complete `data:` lines in the buffer.
+    fn read_lines(&mut self) {
+        let Some(last_newline) = self.buf.iter().rposition(|&b| b == b'\n') else {
+            return;
+        };
+        let rest = self.buf.split_off(last_newline + 1);
+        for line in self.buf.split(|&b| b == b'\n') {
+            let Some(data) = line.trim_ascii().strip_prefix(b"data:") else {
+                continue;
+            };
+            if let Some(tokens) = usage_of(data) {
+                self.tokens = Some(tokens);
+            }
+        }
+        self.buf = rest;
+    }
+}
+
+/// `usage.total_tokens` of a JSON object, when present and a number.
+pub fn usage_of(json: &[u8]) -> Option<u64> {
+    let json = json.trim_ascii();
+    if !json.starts_with(b"{") || !contains(json, b"\"usage\"") {
+        return None;
+    }
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
+    value.get("usage")?.get("total_tokens")?.as_u64()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn quota(tokens: u64) -> TokenQuota {
+        TokenQuota {
+            tokens,
+            per: Duration::from_secs(3600),
+        }
+    }
+
+    #[test]
+    fn usage_is_read_from_json_bodies() {
+        assert_eq!(
+            usage_of(
+                br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#
+            ),
+            Some(7)
+        );
+        assert_eq!(usage_of(br#"{"usage":null}"#), None);
+        assert_eq!(usage_of(b"[DONE]"), None);
+        assert_eq!(usage_of(b"{not json \"usage\""), None);
+    }
+
+    #[test]
+    fn meters_count_json_and_sse_usage_once() {
+        let table = Arc::new(QuotaTable::new(quota(100)));
+        let key = [1u8; 32];
+        let mut json = Meter::new(table.clone(), key);
+        json.feed(Some(br#"{"usage":{"total_"#), false);
+        json.feed(Some(br#"tokens":30}}"#), false);
+        json.feed(None, true);
+        json.feed(None, true);
+        assert_eq!(table.used(&key), 30);
+
+        let mut sse = Meter::new(table.clone(), key);
+        sse.feed(Some(b"data: {\"choices\":[],\"usage\":null}\n\nda"), false);
+        sse.feed(
+            Some(b"ta: {\"choices\":[],\"usage\":{\"total_tokens\":12}}\n\ndata: [DONE]"),
+            false,
+        );
+        sse.feed(Some(b"\n\n"), true);
+        assert_eq!(table.used(&key), 42);
+
+        let mut none = Meter::new(table.clone(), key);
+        none.feed(Some(b"data: {\"choices\":[]}\n\n"), true);
+        assert_eq!(table.used(&key), 42);
+    }
+
+    #[test]
+    fn keys_are_refused_until_their_window_ends() {
+        let table = QuotaTable::new(quota(10));
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let now = Instant::now();
+        assert_eq!(table.exhausted(&a, now), None);
+        table.add(&a, 9, now);
+        assert_eq!(table.exhausted(&a, now), None);
+        table.add(&a, 1, now);
+        assert_eq!(table.exhausted(&a, now), Some(3600));
+        assert_eq!(table.exhausted(&b, now), None);
+        let later = now + Duration::from_secs(3600);
+        assert_eq!(table.exhausted(&a, later), None);
+        assert_eq!(table.used(&a), 0);
+    }
+}
