@@ -20,7 +20,7 @@ const MAX_QUEUE_SIZE: u32 = 1_000_000;
 const MIN_DISCOVERY_REFRESH: Duration = Duration::from_millis(100);
 
 /// A positive duration at `path`, or `default` (the error is recorded).
-fn positive_duration(
+pub(super) fn positive_duration(
     checker: &mut Checker,
     path: &str,
     text: Option<String>,

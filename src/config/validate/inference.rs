@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use super::balancing::positive_duration;
 use super::security::parse_size;
 use super::Checker;
-use crate::config::duration::parse_duration;
 use crate::config::model::{
     Balance, Engine, Inference, Models, DEFAULT_INFERENCE_MAX_BODY, DEFAULT_INFERENCE_REFRESH,
     DEFAULT_SIGNAL_MAX_AGE,
@@ -44,7 +44,8 @@ impl Checker {
                 Models::List(list)
             }
         };
-        let refresh = self.positive_duration(
+        let refresh = positive_duration(
+            self,
             &format!("{path}.refresh"),
             raw.refresh,
             DEFAULT_INFERENCE_REFRESH,
@@ -52,7 +53,8 @@ impl Checker {
         if refresh < MIN_REFRESH {
             self.at_value(&format!("{path}.refresh"), "must be at least 100ms");
         }
-        let signal_max_age = self.positive_duration(
+        let signal_max_age = positive_duration(
+            self,
             &format!("{path}.signal_max_age"),
             raw.signal_max_age,
             DEFAULT_SIGNAL_MAX_AGE,
@@ -104,29 +106,6 @@ impl Checker {
                     &format!("{path}[{i}]"),
                     format!("duplicate model `{model}`"),
                 );
-            }
-        }
-    }
-
-    /// A duration greater than zero, or `default` when absent.
-    fn positive_duration(
-        &mut self,
-        path: &str,
-        text: Option<String>,
-        default: Duration,
-    ) -> Duration {
-        let Some(text) = text else {
-            return default;
-        };
-        match parse_duration(&text) {
-            Ok(d) if d.is_zero() => {
-                self.at_value(path, "must be greater than zero");
-                default
-            }
-            Ok(d) => d,
-            Err(message) => {
-                self.at_value(path, message);
-                default
             }
         }
     }
