@@ -11,3 +11,5 @@ echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --locked
+echo "== fuzz targets (30 s each)"
+scripts/fuzz.sh 30
