@@ -30,4 +30,9 @@ if [ "${#need[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v cargo >/dev/null 2>&1 || { echo "setup: cargo (the Rust toolchain) is required" >&2; exit 1; }
+# cargo-fuzz runs the fuzz targets for a bounded time in scripts/test.sh (see scripts/fuzz.sh).
+if [ "$build_only" != true ] && ! cargo fuzz --version >/dev/null 2>&1; then
+  echo "setup: installing cargo-fuzz"
+  cargo install --locked -q cargo-fuzz
+fi
 echo "setup: ok"
