@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use super::balancing::positive_duration;
-use super::security::parse_size;
 use super::Checker;
 use crate::config::model::{
     Balance, Engine, Inference, Models, DEFAULT_INFERENCE_MAX_BODY, DEFAULT_INFERENCE_REFRESH,
@@ -59,26 +58,14 @@ impl Checker {
             raw.signal_max_age,
             DEFAULT_SIGNAL_MAX_AGE,
         );
-        let max_body = match raw.max_body {
-            None => DEFAULT_INFERENCE_MAX_BODY,
-            Some(value) => {
-                let text = match value {
-                    serde_yaml::Value::Number(n) => n.to_string(),
-                    serde_yaml::Value::String(s) => s,
-                    _ => String::new(),
-                };
-                match parse_size(&text) {
-                    Ok(0) => {
-                        self.at_value(&format!("{path}.max_body"), "must be greater than zero");
-                        DEFAULT_INFERENCE_MAX_BODY
-                    }
-                    Ok(size) => size,
-                    Err(message) => {
-                        self.at_value(&format!("{path}.max_body"), message);
-                        DEFAULT_INFERENCE_MAX_BODY
-                    }
-                }
+        let max_body_path = format!("{path}.max_body");
+        let max_body = match raw.max_body.map(|v| self.size(&max_body_path, &v)) {
+            None | Some(None) => DEFAULT_INFERENCE_MAX_BODY,
+            Some(Some(0)) => {
+                self.at_value(&max_body_path, "must be greater than zero");
+                DEFAULT_INFERENCE_MAX_BODY
             }
+            Some(Some(size)) => size,
         };
         if self.errors.len() != errors_before {
             return None;

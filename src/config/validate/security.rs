@@ -16,6 +16,22 @@ const DEFAULT_CORS_MAX_AGE: Duration = Duration::from_secs(600);
 const MIN_BURST: u32 = 1;
 
 impl Checker {
+    /// A size at `path`: bytes as a number, or text such as `16MB` (the error is recorded).
+    pub(super) fn size(&mut self, path: &str, value: &serde_yaml::Value) -> Option<u64> {
+        let text = match value {
+            serde_yaml::Value::Number(n) => n.to_string(),
+            serde_yaml::Value::String(s) => s.clone(),
+            _ => String::new(),
+        };
+        match parse_size(&text) {
+            Ok(size) => Some(size),
+            Err(message) => {
+                self.at_value(path, message);
+                None
+            }
+        }
+    }
+
     /// The security settings of the route at `path`.
     pub(super) fn route_security(&mut self, path: &str, raw: &RawRoute) -> RouteSecurity {
         let security = RouteSecurity {
@@ -25,20 +41,10 @@ impl Checker {
                 .and_then(|r| self.rate_limit(&format!("{path}.rate_limit"), r)),
             allow: self.cidr_list(&format!("{path}.allow"), raw.allow.as_deref()),
             deny: self.cidr_list(&format!("{path}.deny"), raw.deny.as_deref()),
-            max_body: raw.max_body.as_ref().and_then(|value| {
-                let text = match value {
-                    serde_yaml::Value::Number(n) => n.to_string(),
-                    serde_yaml::Value::String(s) => s.clone(),
-                    _ => String::new(),
-                };
-                match parse_size(&text) {
-                    Ok(size) => Some(size),
-                    Err(message) => {
-                        self.at_value(&format!("{path}.max_body"), message);
-                        None
-                    }
-                }
-            }),
+            max_body: raw
+                .max_body
+                .as_ref()
+                .and_then(|value| self.size(&format!("{path}.max_body"), value)),
             cors: raw
                 .cors
                 .as_ref()
