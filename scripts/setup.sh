@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing ferrogate needs on a fresh Debian machine that already has the
 # Rust toolchain: cmake (pingora's zlib-ng build) and the tools the tests use (chromium renders the
-# status page; systemd-analyze verifies the unit file; for the ACME tests Pebble +
+# status page; systemd-analyze verifies the unit file; redis-server for the cluster tests; for the
+# ACME tests Pebble +
 # pebble-challtestsrv, bind9's named, dig, openssl and curl). Safe to run again; installs only what
 # is missing. `scripts/setup.sh --build` installs only what building needs (for the demo).
 set -euo pipefail
@@ -20,6 +21,7 @@ command -v pebble >/dev/null 2>&1 || need+=(pebble)              # ACME CA (+ pe
 command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # cluster: shared state (+ redis-cli)
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then

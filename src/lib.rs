@@ -10,6 +10,7 @@ pub mod acme;
 pub mod admin;
 pub mod balance;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod discovery;

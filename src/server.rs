@@ -59,6 +59,7 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
     })?;
     let certs = Arc::new(CertStore::new(CertIndex::default()));
     let challenges = Arc::new(ChallengeTokens::default());
+    crate::cluster::apply(config)?;
     let acme = Arc::new(AcmeManager::new(certs.clone(), challenges.clone())?);
     acme.apply(config)?;
     let upstreams = Arc::new(Registry::default());
@@ -169,7 +170,10 @@ pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
         path,
         config.clone(),
         shared.snapshots.clone(),
-        Arc::new(move |config: &Config| acme.apply(config)),
+        Arc::new(move |config: &Config| {
+            crate::cluster::apply(config)?;
+            acme.apply(config)
+        }),
         shared.upstreams.clone(),
     ));
     let daemon = build(&config, &shared, &reloader, upgrade)?;

@@ -1,5 +1,6 @@
 //! The ACME account: created once per directory and kept in
-//! `state_dir/acme/accounts/<directory>.json` (0600), restored from there on later starts.
+//! `state_dir/acme/accounts/<directory>.json` (0600), restored from there on later starts. With a
+//! cluster, the account lives in Redis too, so every instance orders under the same one.
 
 use std::path::Path;
 
@@ -20,10 +21,70 @@ fn builder(acme: &Acme) -> Result<AccountBuilder, String> {
     }
 }
 
-/// Restores the stored account for the directory, or registers a new one and stores it.
+/// Restores the stored account for the directory (the cluster's first, then the local file), or
+/// registers a new one and stores it.
 pub async fn load_or_create(state_dir: &Path, acme: &Acme) -> Result<Account, String> {
     let path = account_path(state_dir, &acme.directory);
-    match std::fs::read(&path) {
+    let Some(cluster) = crate::cluster::current() else {
+        return load_or_create_local(&path, acme).await;
+    };
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    match cluster.load_account(&stem).await {
+        Ok(Some(json)) => {
+            let credentials = serde_json::from_str::<AccountCredentials>(&json)
+                .map_err(|e| format!("the ACME account stored in Redis is unreadable: {e}"))?;
+            if !path.exists() {
+                write_credentials(&path, json.as_bytes())?;
+            }
+            return builder(acme)?
+                .from_credentials(credentials)
+                .await
+                .map_err(|e| format!("ACME directory {}: {e}", acme.directory));
+        }
+        Ok(None) => {}
+        Err(error) => {
+            tracing::debug!(%error, "cannot read the shared ACME account; using the local one");
+            return load_or_create_local(&path, acme).await;
+        }
+    }
+    // Nothing shared yet: share this instance's account (or a new one); if another instance
+    // shared one meanwhile, use that instead.
+    let account = load_or_create_local(&path, acme).await?;
+    let Ok(json) = std::fs::read_to_string(&path) else {
+        return Ok(account);
+    };
+    match cluster.store_account(&stem, &json).await {
+        Ok(in_force) if in_force != json => {
+            let credentials = serde_json::from_str::<AccountCredentials>(&in_force)
+                .map_err(|e| format!("the ACME account stored in Redis is unreadable: {e}"))?;
+            write_credentials(&path, in_force.as_bytes())?;
+            tracing::info!(directory = %acme.directory, "using the ACME account another instance shared");
+            builder(acme)?
+                .from_credentials(credentials)
+                .await
+                .map_err(|e| format!("ACME directory {}: {e}", acme.directory))
+        }
+        Ok(_) => Ok(account),
+        Err(error) => {
+            tracing::debug!(%error, "cannot share the ACME account");
+            Ok(account)
+        }
+    }
+}
+
+fn write_credentials(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        private_dir(dir)?;
+    }
+    write_atomic(path, bytes, 0o600)
+}
+
+/// The account in the local file, or a new one written there.
+async fn load_or_create_local(path: &Path, acme: &Acme) -> Result<Account, String> {
+    match std::fs::read(path) {
         Ok(bytes) => match serde_json::from_slice::<AccountCredentials>(&bytes) {
             Ok(credentials) => {
                 return builder(acme)?
@@ -69,10 +130,7 @@ pub async fn load_or_create(state_dir: &Path, acme: &Acme) -> Result<Account, St
             )
         })?;
     let bytes = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
-    if let Some(dir) = path.parent() {
-        private_dir(dir)?;
-    }
-    write_atomic(&path, &bytes, 0o600)?;
+    write_credentials(path, &bytes)?;
     tracing::info!(directory = %acme.directory, id = %account.id(), "registered a new ACME account");
     Ok(account)
 }

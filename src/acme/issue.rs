@@ -84,6 +84,7 @@ pub async fn issue(
         published: Vec::new(),
     };
     let mut records: Vec<TxtRecord> = Vec::new();
+    let mut shared_tokens: Vec<(String, String)> = Vec::new();
     {
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
@@ -107,6 +108,10 @@ pub async fn issue(
                 Solver::Http01(tokens_table) => {
                     tokens_table.publish(&challenge.token, key_authorization.as_str());
                     tokens.published.push(challenge.token.clone());
+                    shared_tokens.push((
+                        challenge.token.clone(),
+                        key_authorization.as_str().to_string(),
+                    ));
                 }
                 Solver::Dns01(_) => records.push(TxtRecord::for_identifier(
                     &identifier,
@@ -132,7 +137,26 @@ pub async fn issue(
         },
         None => None,
     };
+    // HTTP-01 with a cluster: the CA may reach any instance, so every one must know the tokens.
+    let cluster = crate::cluster::current().filter(|_| !shared_tokens.is_empty());
+    if let Some(cluster) = &cluster {
+        for (token, key_authorization) in &shared_tokens {
+            if let Err(error) = cluster.publish_token(token, key_authorization).await {
+                for (token, _) in &shared_tokens {
+                    cluster.withdraw_token(token).await;
+                }
+                return Err(format!(
+                    "cannot publish the HTTP-01 token in Redis: {error}"
+                ));
+            }
+        }
+    }
     let result = validate_and_finalize(&mut order, pending, kind).await;
+    if let Some(cluster) = &cluster {
+        for (token, _) in &shared_tokens {
+            cluster.withdraw_token(token).await;
+        }
+    }
     if let (Some(dns), Some(published)) = (&dns_solver, &published) {
         dns.cleanup(published).await;
     }

@@ -94,7 +94,8 @@ fn status_page(snapshots: &SnapshotStore, as_html: bool) -> Response<Vec<u8>> {
         .iter()
         .map(|u| u.status())
         .collect();
-    let doc = status::shape(&board, servers::view, &pools, totals, clock::unix_millis());
+    let mut doc = status::shape(&board, servers::view, &pools, totals, clock::unix_millis());
+    doc.cluster = crate::cluster::current().map(|cluster| (*cluster.view()).clone());
     if as_html {
         reply(200, "text/html; charset=utf-8", status::html(&doc))
     } else {

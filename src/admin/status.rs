@@ -34,6 +34,8 @@ pub struct StatusDoc<'a> {
     pub routes: &'a [RouteInfo],
     pub upstreams: Vec<UpstreamStatus<'a>>,
     pub certificates: Vec<CertificateStatus<'a>>,
+    /// Members, lock holders and Redis as this instance sees them; `null` without `cluster:`.
+    pub cluster: Option<crate::cluster::ClusterView>,
 }
 
 /// One upstream and its servers.
@@ -190,6 +192,7 @@ pub fn shape<'a>(
         routes: &board.routes,
         upstreams,
         certificates,
+        cluster: None,
     }
 }
 

@@ -12,10 +12,12 @@ use std::time::Duration;
 use rustls::sign::CertifiedKey;
 
 mod balancing;
+mod cluster;
 mod inference;
 mod security;
 pub use super::cidr::Cidr;
 pub use balancing::*;
+pub use cluster::*;
 pub use inference::*;
 pub use security::*;
 
@@ -65,6 +67,8 @@ pub struct Config {
     pub trusted_proxies: Vec<Cidr>,
     /// Concurrent connections per client address on each proxy listener; `None` = unlimited.
     pub max_connections_per_ip: Option<u32>,
+    /// Shared state with other instances through Redis; `None` = this instance alone.
+    pub cluster: Option<Cluster>,
 }
 
 /// A listening socket: `http`, `https` or one of `listeners.extra`.

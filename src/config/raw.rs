@@ -20,6 +20,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "log",
     "trusted_proxies",
     "max_connections_per_ip",
+    "cluster",
 ];
 
 /// Keys of the `tls` section.
@@ -400,4 +401,43 @@ pub struct RawInference {
 pub enum RawModels {
     Keyword(String),
     List(Vec<String>),
+}
+
+/// The top-level `cluster` section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub name: Option<String>,
+    pub redis: RawRedis,
+    pub lock_ttl: Option<String>,
+    pub sync_interval: Option<String>,
+    pub timeout: Option<String>,
+}
+
+/// `cluster.redis`: exactly one of `url`, `nodes` (Redis Cluster) or `sentinel`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Option<String>,
+    pub nodes: Option<Vec<String>>,
+    pub sentinel: Option<RawSentinel>,
+    pub tls: Option<RawRedisTls>,
+    pub password_file: Option<String>,
+    pub password_env: Option<String>,
+    pub key_prefix: Option<String>,
+}
+
+/// `cluster.redis.sentinel`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSentinel {
+    pub master: String,
+    pub nodes: Vec<String>,
+}
+
+/// `cluster.redis.tls`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedisTls {
+    pub ca: Option<String>,
 }

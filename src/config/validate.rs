@@ -5,6 +5,7 @@ mod acme;
 mod api_keys;
 mod balancing;
 mod basic_auth;
+mod cluster;
 mod decode;
 mod hosts;
 mod inference;
@@ -93,6 +94,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
             }
             other => other,
         };
+    let cluster = checker.cluster(section("cluster"));
     let upstreams = upstreams::check(&mut checker, section("upstreams"));
     let routes = routes::check(
         &mut checker,
@@ -118,6 +120,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         log,
         trusted_proxies,
         max_connections_per_ip,
+        cluster,
     })
 }
 

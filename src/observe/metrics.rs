@@ -69,6 +69,9 @@ pub struct Metrics {
     inference_scrape_failures: IntCounterVec,
     observed_prefix_hits: IntCounterVec,
     observed_prefix_queries: IntCounterVec,
+    cluster_up: IntGauge,
+    cluster_members: IntGauge,
+    cluster_locks: IntGaugeVec,
     /// (upstream, server) → when its metrics were last read, for the age gauge at scrape time.
     inference_readings: Mutex<BTreeMap<(String, String), Instant>>,
     /// Certificate name → not-after (Unix seconds), for the seconds-left gauge at scrape time.
@@ -248,6 +251,21 @@ impl Metrics {
             observed_prefix_queries: counter(&r, "ferrogate_inference_observed_prefix_query_tokens_total",
                 "Prefix-cache query tokens inference servers reported (growth between readings).",
                 &["upstream", "server"])?,
+            cluster_up: {
+                let g = IntGauge::new("ferrogate_cluster_redis_up",
+                    "1 while the cluster's Redis answers, 0 while it is away or no cluster is configured.")?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            cluster_members: {
+                let g = IntGauge::new("ferrogate_cluster_members",
+                    "Instances that sent a heartbeat recently, as this instance last read them.")?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            cluster_locks: gauge(&r, "ferrogate_cluster_lock_holder",
+                "1 for the instance holding a certificate's issuance lock now (by certificate and holder).",
+                &["certificate", "holder"])?,
             inference_readings: Mutex::new(BTreeMap::new()),
             registry: r,
             certificates: Mutex::new(BTreeMap::new()),
@@ -437,6 +455,28 @@ pub fn acme_result(certificate: &str, ok: bool) {
         let name = m.names.admit(certificate);
         let result = if ok { "ok" } else { "error" };
         m.acme.with_label_values(&[name.as_str(), result]).inc();
+    }
+}
+
+/// Whether the cluster's Redis answers.
+pub fn cluster_redis_up(up: bool) {
+    if let Some(m) = metrics() {
+        m.cluster_up.set(i64::from(up));
+    }
+}
+
+/// Members and lock holders as the last heartbeat read them.
+pub fn cluster_view(view: &crate::cluster::ClusterView) {
+    if let Some(m) = metrics() {
+        m.cluster_up.set(i64::from(view.redis_up));
+        m.cluster_members.set(view.members.len() as i64);
+        m.cluster_locks.reset();
+        for lock in &view.locks {
+            let certificate = m.names.admit(&lock.certificate);
+            m.cluster_locks
+                .with_label_values(&[certificate.as_str(), lock.holder.as_str()])
+                .set(1);
+        }
     }
 }
 

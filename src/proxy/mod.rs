@@ -144,6 +144,8 @@ enum Decision {
     Proxy,
     Answer(LocalResponse),
     AnswerText(u16, Arc<str>),
+    /// An HTTP-01 token this instance did not publish: another instance of the cluster may have.
+    SharedChallenge(String),
 }
 
 impl Proxy {
@@ -158,6 +160,12 @@ impl Proxy {
         if &*self.listener == LISTENER_HTTP && path.starts_with(CHALLENGE_PREFIX) {
             return match self.challenges.answer(path) {
                 Some(answer) => Decision::AnswerText(200, answer),
+                // Tokens are base64url (RFC 8555 §8.3); anything else never reaches Redis.
+                None if crate::cluster::current().is_some()
+                    && is_token(&path[CHALLENGE_PREFIX.len()..]) =>
+                {
+                    Decision::SharedChallenge(path[CHALLENGE_PREFIX.len()..].to_string())
+                }
                 None => Decision::Answer(LocalResponse::status(404)),
             };
         }
@@ -378,16 +386,19 @@ impl ProxyHttp for Proxy {
                 respond::send(session, &response).await?;
                 Ok(true)
             }
+            Decision::SharedChallenge(token) => {
+                let answer = match crate::cluster::current() {
+                    Some(cluster) => cluster.token(&token).await.ok().flatten(),
+                    None => None,
+                };
+                match answer {
+                    Some(answer) => send_text(session, 200, &answer).await?,
+                    None => respond::send(session, &LocalResponse::status(404)).await?,
+                }
+                Ok(true)
+            }
             Decision::AnswerText(status, text) => {
-                let mut header = ResponseHeader::build(status, Some(3))?;
-                header.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
-                header.insert_header(http::header::CONTENT_LENGTH, text.len().to_string())?;
-                session
-                    .write_response_header(Box::new(header), false)
-                    .await?;
-                session
-                    .write_response_body(Some(bytes::Bytes::copy_from_slice(text.as_bytes())), true)
-                    .await?;
+                send_text(session, status, &text).await?;
                 Ok(true)
             }
         }
@@ -652,4 +663,25 @@ impl ProxyHttp for Proxy {
         // Gives the in-flight slot back now (dropping the context would too, later).
         ctx.pick = None;
     }
+}
+
+/// A short plain-text answer (an HTTP-01 key authorization).
+async fn send_text(session: &mut Session, status: u16, text: &str) -> Result<()> {
+    let mut header = ResponseHeader::build(status, Some(3))?;
+    header.insert_header(http::header::CONTENT_TYPE, "text/plain")?;
+    header.insert_header(http::header::CONTENT_LENGTH, text.len().to_string())?;
+    session
+        .write_response_header(Box::new(header), false)
+        .await?;
+    session
+        .write_response_body(Some(bytes::Bytes::copy_from_slice(text.as_bytes())), true)
+        .await
+}
+
+/// Whether `text` can be an ACME token: 1 to 128 base64url characters.
+fn is_token(text: &str) -> bool {
+    (1..=128).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }

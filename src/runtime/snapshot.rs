@@ -280,6 +280,7 @@ mod tests {
             log: Default::default(),
             trusted_proxies: Vec::new(),
             max_connections_per_ip: None,
+            cluster: None,
         }
     }
 

@@ -66,12 +66,22 @@ impl Refusal {
 pub struct RouteGuard {
     allow: Vec<Cidr>,
     deny: Vec<Cidr>,
-    rate: Option<(RateKey, Arc<BucketTable>)>,
+    rate: Option<RateCheck>,
     keys: Option<KeyCheck>,
     max_body: Option<u64>,
     cors: Option<Cors>,
     basic: Option<basic_auth::BasicAuthCheck>,
     security_headers: bool,
+}
+
+/// A route's rate limit: the local buckets, and what names its shared buckets in a cluster.
+#[derive(Debug)]
+struct RateCheck {
+    key: RateKey,
+    table: Arc<BucketTable>,
+    route: Arc<str>,
+    /// The limit's settings, in the shared buckets' names (a changed limit starts afresh).
+    tag: String,
 }
 
 /// The header Basic credentials travel in (removed upstream when not forwarded).
@@ -134,10 +144,17 @@ impl RouteGuard {
         Some(Arc::new(Self {
             allow: security.allow.clone(),
             deny: security.deny.clone(),
-            rate: security
-                .rate_limit
-                .as_ref()
-                .map(|limit| (limit.key.clone(), limiters::table_for(route, limit))),
+            rate: security.rate_limit.as_ref().map(|limit| RateCheck {
+                key: limit.key.clone(),
+                table: limiters::table_for(route, limit),
+                route: Arc::from(route),
+                tag: format!(
+                    "{}/{}ms/{}",
+                    limit.count,
+                    limit.period.as_millis(),
+                    limit.burst
+                ),
+            }),
             keys: security
                 .api_keys
                 .as_ref()
@@ -171,7 +188,31 @@ impl RouteGuard {
         headers: &HeaderMap,
         now: Instant,
     ) -> Result<Option<quota::Meter>, Refusal> {
-        self.check(client, headers, now)?;
+        let digest = self.precheck(client, headers)?;
+        let cluster = crate::cluster::current();
+        if let Some(rate) = &self.rate {
+            let mut ip_text = [0u8; 16];
+            let key_bytes = rate.key_bytes(client, headers, &digest, &mut ip_text);
+            // In a cluster the bucket is shared; while Redis is away, this instance's own.
+            let shared = match &cluster {
+                Some(cluster) => {
+                    let limit = rate.table.rate();
+                    cluster
+                        .take(
+                            &rate.route,
+                            &rate.tag,
+                            &sha256(key_bytes),
+                            limit.per_second,
+                            limit.burst,
+                        )
+                        .await
+                }
+                None => None,
+            };
+            shared
+                .unwrap_or_else(|| rate.table.take(key_bytes, now))
+                .map_err(|retry_after| Refusal::RateLimited { retry_after })?;
+        }
         if let Some(basic) = &self.basic {
             if !basic.authorize(headers).await {
                 return Err(Refusal::BasicAuth);
@@ -181,12 +222,16 @@ impl RouteGuard {
             let table = keys.quota.as_ref()?;
             keys.verify(headers).map(|digest| (table, digest))
         });
-        match metered {
-            Some((table, digest)) => match table.exhausted(&digest, now) {
-                Some(retry_after) => Err(Refusal::QuotaExceeded { retry_after }),
-                None => Ok(Some(quota::Meter::new(table.clone(), digest))),
-            },
-            None => Ok(None),
+        let Some((table, digest)) = metered else {
+            return Ok(None);
+        };
+        let shared = match &cluster {
+            Some(cluster) => table.shared_exhausted(cluster, &digest).await,
+            None => None,
+        };
+        match shared.unwrap_or_else(|| table.exhausted(&digest, now)) {
+            Some(retry_after) => Err(Refusal::QuotaExceeded { retry_after }),
+            None => Ok(Some(quota::Meter::new(table.clone(), digest))),
         }
     }
 
@@ -217,13 +262,26 @@ impl RouteGuard {
             .map(|_| (&AUTHORIZATION, None))
     }
 
-    /// Checks a request from `client` carrying `headers`.
+    /// Checks a request from `client` carrying `headers` against this instance's own buckets.
     pub fn check(
         &self,
         client: Option<IpAddr>,
         headers: &HeaderMap,
         now: Instant,
     ) -> Result<(), Refusal> {
+        let digest = self.precheck(client, headers)?;
+        if let Some(rate) = &self.rate {
+            let mut ip_text = [0u8; 16];
+            let key_bytes = rate.key_bytes(client, headers, &digest, &mut ip_text);
+            rate.table
+                .take(key_bytes, now)
+                .map_err(|retry_after| Refusal::RateLimited { retry_after })?;
+        }
+        Ok(())
+    }
+
+    /// Access lists, declared body size and API key; the key's digest (zeros without keys).
+    fn precheck(&self, client: Option<IpAddr>, headers: &HeaderMap) -> Result<[u8; 32], Refusal> {
         if !access::permits(&self.allow, &self.deny, client) {
             return Err(Refusal::Forbidden);
         }
@@ -240,18 +298,24 @@ impl RouteGuard {
         if let Some(keys) = &self.keys {
             digest = keys.verify(headers).ok_or(Refusal::Unauthorized)?;
         }
-        if let Some((key, table)) = &self.rate {
-            let mut ip_text = [0u8; 16];
-            let key_bytes: &[u8] = match key {
-                RateKey::ClientIp => ip_key(client, &mut ip_text),
-                RateKey::Header(name) => headers.get(name).map_or(&[], |v| v.as_bytes()),
-                RateKey::ApiKey => &digest,
-            };
-            table
-                .take(key_bytes, now)
-                .map_err(|retry_after| Refusal::RateLimited { retry_after })?;
+        Ok(digest)
+    }
+}
+
+impl RateCheck {
+    /// What the rate limit counts by, for this request.
+    fn key_bytes<'a>(
+        &self,
+        client: Option<IpAddr>,
+        headers: &'a HeaderMap,
+        digest: &'a [u8; 32],
+        ip_text: &'a mut [u8; 16],
+    ) -> &'a [u8] {
+        match &self.key {
+            RateKey::ClientIp => ip_key(client, ip_text),
+            RateKey::Header(name) => headers.get(name).map_or(&[], |v| v.as_bytes()),
+            RateKey::ApiKey => digest,
         }
-        Ok(())
     }
 }
 

@@ -20,14 +20,19 @@ pub const MAX_SSE_LINE: usize = 1 << 20;
 #[derive(Debug)]
 pub struct QuotaTable {
     quota: TokenQuota,
+    /// The route, and the quota's settings, naming the shared counters in a cluster.
+    route: Arc<str>,
+    tag: String,
     /// key digest → (window start, tokens used in it).
     used: Mutex<HashMap<[u8; 32], (Instant, u64)>>,
 }
 
 impl QuotaTable {
-    pub fn new(quota: TokenQuota) -> Self {
+    pub fn new(route: &str, quota: TokenQuota) -> Self {
         Self {
             quota,
+            route: Arc::from(route),
+            tag: format!("{}/{}ms", quota.tokens, quota.per.as_millis()),
             used: Mutex::new(HashMap::new()),
         }
     }
@@ -66,6 +71,31 @@ impl QuotaTable {
         entry.1 = entry.1.saturating_add(tokens);
     }
 
+    /// [`Self::exhausted`] on the cluster's shared count; `None` when Redis cannot answer now.
+    pub async fn shared_exhausted(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        key: &[u8; 32],
+    ) -> Option<Option<u64>> {
+        let (used, left) = cluster.quota_used(&self.route, &self.tag, key).await?;
+        Some((used >= self.quota.tokens && !left.is_zero()).then(|| left.as_secs().max(1)))
+    }
+
+    /// Counts `tokens` locally and, in a cluster, in the shared count (without waiting for it).
+    pub fn count(&self, key: &[u8; 32], tokens: u64, now: Instant) {
+        self.add(key, tokens, now);
+        if let Some(cluster) = crate::cluster::current() {
+            let (route, tag, key, per) =
+                (self.route.clone(), self.tag.clone(), *key, self.quota.per);
+            let shared = cluster.clone();
+            cluster.spawn(async move {
+                if let Err(error) = shared.quota_add(&route, &tag, &key, tokens, per).await {
+                    tracing::debug!(%error, "cannot count tokens in the shared quota");
+                }
+            });
+        }
+    }
+
     /// Tokens `key` used in its current window.
     pub fn used(&self, key: &[u8; 32]) -> u64 {
         self.lock().get(key).map_or(0, |(_, tokens)| *tokens)
@@ -92,7 +122,7 @@ pub fn table_for(route: &str, quota: &TokenQuota) -> Arc<QuotaTable> {
             return table.clone();
         }
     }
-    let table = Arc::new(QuotaTable::new(*quota));
+    let table = Arc::new(QuotaTable::new(route, *quota));
     tables.insert(route.to_string(), (*quota, table.clone()));
     table
 }
@@ -157,7 +187,7 @@ impl Meter {
                 self.read_lines();
             }
             if let Some(tokens) = self.tokens {
-                self.table.add(&self.key, tokens, Instant::now());
+                self.table.count(&self.key, tokens, Instant::now());
             }
             self.buf = Vec::new();
             self.done = true;
@@ -224,7 +254,7 @@ mod tests {
 
     #[test]
     fn meters_count_json_and_sse_usage_once() {
-        let table = Arc::new(QuotaTable::new(quota(100)));
+        let table = Arc::new(QuotaTable::new("r", quota(100)));
         let key = [1u8; 32];
         let mut json = Meter::new(table.clone(), key);
         json.feed(Some(br#"{"usage":{"total_"#), false);
@@ -249,7 +279,7 @@ mod tests {
 
     #[test]
     fn keys_are_refused_until_their_window_ends() {
-        let table = QuotaTable::new(quota(10));
+        let table = QuotaTable::new("r", quota(10));
         let (a, b) = ([1u8; 32], [2u8; 32]);
         let now = Instant::now();
         assert_eq!(table.exhausted(&a, now), None);

@@ -13,6 +13,8 @@ mod balance_discovery;
 mod balance_queue;
 mod balance_reload;
 mod check_cmd;
+mod cluster;
+mod cluster_env;
 mod errors;
 mod health;
 mod health_active;

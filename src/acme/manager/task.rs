@@ -35,7 +35,12 @@ pub fn unix_now() -> i64 {
 pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
     let name = spec.cert.name.clone();
     let mut failures: u32 = 0;
+    let mut waiting = Waiting::default();
     loop {
+        let cluster = crate::cluster::current();
+        if let Some(cluster) = &cluster {
+            adopt_shared(&inner, &spec, cluster).await;
+        }
         let now = unix_now();
         let current = inner
             .issued(&name)
@@ -54,23 +59,58 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
                     s.issuer = Some(issued.meta.issuer.clone());
                 }
             });
-            tracing::info!(certificate = %name, renew_at = due, "certificate is valid; renewal planned");
-            let wait = Duration::from_secs((due - now) as u64).min(MAX_SLEEP);
+            if !waiting.planned {
+                tracing::info!(certificate = %name, renew_at = due, "certificate is valid; renewal planned");
+                waiting.planned = true;
+            }
+            let mut wait = Duration::from_secs((due - now) as u64).min(MAX_SLEEP);
+            if let Some(cluster) = &cluster {
+                // Another instance may renew first: look for its result now and then.
+                wait = wait.min(cluster.settings().sync_interval);
+            }
             tokio::time::sleep(wait).await;
             continue;
         }
-        inner.set_status(&spec, |s| {
-            s.last_attempt = Some(now);
-            s.next_attempt = None;
-        });
-        tracing::info!(certificate = %name, domains = ?spec.cert.domains, renewal = current.is_some(), "ordering a certificate");
-        let result =
-            tokio::time::timeout(DEFAULT_ATTEMPT_TIMEOUT, attempt(&inner, &spec, replaces))
-                .await
-                .unwrap_or_else(|_| Err(format!("no result within {DEFAULT_ATTEMPT_TIMEOUT:?}")));
+        waiting.planned = false;
+        let result = match &cluster {
+            None => {
+                inner.set_status(&spec, |s| {
+                    s.last_attempt = Some(now);
+                    s.next_attempt = None;
+                });
+                tracing::info!(certificate = %name, domains = ?spec.cert.domains, renewal = current.is_some(), "ordering a certificate");
+                attempt_in_time(&inner, &spec, replaces)
+                    .await
+                    .map(|(issued, key_pem)| {
+                        store_locally(&spec, &issued, &key_pem);
+                        issued
+                    })
+            }
+            Some(cluster) => match turn(&inner, &spec, cluster, &mut waiting).await {
+                Turn::Wait(wait) => {
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                Turn::Mine(lock) => {
+                    let result = issue_under_lock(&inner, &spec, cluster, &lock, replaces).await;
+                    cluster.release(&lock).await;
+                    match result {
+                        Ok(Some(issued)) => Ok(issued),
+                        // Someone else's result is in storage now: serve that.
+                        Ok(None) => continue,
+                        Err(error) => Err(error),
+                    }
+                }
+            },
+        };
         match result {
             Ok(issued) => {
                 failures = 0;
+                if let Some(cluster) = &cluster {
+                    if let Err(error) = cluster.clear_backoff(&name).await {
+                        tracing::debug!(certificate = %name, %error, "cannot clear the shared backoff");
+                    }
+                }
                 let not_after = issued.meta.not_after;
                 let issuer = issued.meta.issuer.clone();
                 if let Err(error) = inner.install(&spec, issued) {
@@ -89,7 +129,16 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
+                if let Some(cluster) = &cluster {
+                    // Count failures cluster-wide, so the backoff grows whoever tries next.
+                    failures = failures.max(cluster.failures(&name).await.unwrap_or(0) + 1);
+                }
                 let delay = backoff(failures, spec.acme.retry_min, spec.acme.retry_max);
+                if let Some(cluster) = &cluster {
+                    if let Err(error) = cluster.set_backoff(&name, failures, delay).await {
+                        tracing::debug!(certificate = %name, %error, "cannot share the backoff");
+                    }
+                }
                 let next = unix_now() + delay.as_secs() as i64;
                 let serving = serving_of(&inner, &name);
                 inner.set_status(&spec, |s| {
@@ -111,6 +160,207 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
             }
         }
     }
+}
+
+/// What was last logged while waiting, so each state is logged once, not every sync period.
+#[derive(Default)]
+struct Waiting {
+    planned: bool,
+    deferred: bool,
+    holder: Option<String>,
+}
+
+/// Whose turn it is to order: this instance (holding the lock) or someone else (wait and look
+/// again). Redis away → wait: ordering without the lock could order twice.
+enum Turn {
+    Mine(crate::cluster::IssueLock),
+    Wait(Duration),
+}
+
+async fn turn(
+    inner: &Inner,
+    spec: &TaskSpec,
+    cluster: &crate::cluster::Cluster,
+    waiting: &mut Waiting,
+) -> Turn {
+    let name = &spec.cert.name;
+    let period = cluster.settings().sync_interval;
+    let deferred = |inner: &Inner, waiting: &mut Waiting, error: String| {
+        if !waiting.deferred {
+            tracing::warn!(certificate = %name, %error, "Redis is unreachable; issuance is deferred until it answers");
+            waiting.deferred = true;
+        }
+        inner.set_status(spec, |s| {
+            s.last_error = Some(format!("issuance deferred: Redis is unreachable ({error})"));
+            s.next_attempt = None;
+        });
+        Turn::Wait(period.min(Duration::from_secs(1)))
+    };
+    match cluster.backoff(name).await {
+        Err(error) => return deferred(inner, waiting, error),
+        Ok(Some((failures, left))) => {
+            tracing::debug!(certificate = %name, failures, left_ms = left.as_millis() as u64, "issuance backs off after a failure");
+            return Turn::Wait(left.min(period));
+        }
+        Ok(None) => {}
+    }
+    let lock = match cluster.try_lock(name).await {
+        Err(error) => return deferred(inner, waiting, error),
+        Ok(lock) => lock,
+    };
+    if waiting.deferred {
+        tracing::info!(certificate = %name, "Redis answers again; issuance resumes");
+        waiting.deferred = false;
+    }
+    match lock {
+        Some(lock) => {
+            waiting.holder = None;
+            // The previous holder may have stored its result just before letting go.
+            if adopt_shared(inner, spec, cluster).await {
+                cluster.release(&lock).await;
+                return Turn::Wait(Duration::ZERO);
+            }
+            Turn::Mine(lock)
+        }
+        None => {
+            let holder = cluster.holder(name).await.ok().flatten();
+            if holder != waiting.holder {
+                tracing::info!(certificate = %name, holder = holder.as_deref().unwrap_or("?"), "another instance is issuing this certificate; waiting for its result");
+                waiting.holder = holder;
+            }
+            Turn::Wait(period)
+        }
+    }
+}
+
+/// One attempt while holding the lock, renewing it at a third of its lifetime; stores the result
+/// in Redis (fenced) and on disk. `Ok(None)`: the lock was lost and the result thrown away.
+async fn issue_under_lock(
+    inner: &Inner,
+    spec: &TaskSpec,
+    cluster: &crate::cluster::Cluster,
+    lock: &crate::cluster::IssueLock,
+    replaces: Option<CertificateIdentifier<'static>>,
+) -> Result<Option<Issued>, String> {
+    let name = &spec.cert.name;
+    inner.set_status(spec, |s| {
+        s.last_attempt = Some(unix_now());
+        s.next_attempt = None;
+    });
+    tracing::info!(certificate = %name, domains = ?spec.cert.domains, fence = lock.fence, "ordering a certificate (holding the cluster's issuance lock)");
+    let ttl = cluster.settings().lock_ttl;
+    let keep_lock = async {
+        let mut last_renewed = tokio::time::Instant::now();
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            match cluster.renew(lock).await {
+                Ok(true) => last_renewed = tokio::time::Instant::now(),
+                Ok(false) => {
+                    return "the issuance lock expired and another instance may hold it".to_string()
+                }
+                Err(error) if last_renewed.elapsed() >= ttl => {
+                    return format!("cannot renew the issuance lock: {error}");
+                }
+                Err(_) => {}
+            }
+        }
+    };
+    let outcome = tokio::select! {
+        result = attempt_in_time(inner, spec, replaces) => result?,
+        lost = keep_lock => {
+            tracing::warn!(certificate = %name, reason = %lost, "stopping this issuance");
+            return Err(lost);
+        }
+    };
+    let (issued, key_pem) = outcome;
+    let meta = serde_json::to_string(&issued.meta).map_err(|e| e.to_string())?;
+    match cluster
+        .store_cert(lock, &issued.chain_pem, &key_pem, &meta)
+        .await
+    {
+        Ok(crate::cluster::Stored::Stored) => {
+            store_locally(spec, &issued, &key_pem);
+            Ok(Some(issued))
+        }
+        Ok(refused) => {
+            tracing::warn!(certificate = %name, ?refused, "another instance took over the issuance; this result is discarded");
+            Ok(None)
+        }
+        Err(error) => Err(format!(
+            "issued, but cannot store the certificate in Redis: {error}"
+        )),
+    }
+}
+
+/// Serves the certificate another instance stored, when it differs from what is served and is
+/// valid for the configured names. True when it was swapped in.
+async fn adopt_shared(inner: &Inner, spec: &TaskSpec, cluster: &crate::cluster::Cluster) -> bool {
+    let name = &spec.cert.name;
+    let shared = match cluster.load_cert(name).await {
+        Ok(Some(shared)) => shared,
+        Ok(None) => return false,
+        Err(error) => {
+            tracing::debug!(certificate = %name, %error, "cannot read the shared certificate");
+            return false;
+        }
+    };
+    let served = inner.issued(name);
+    if served.as_ref().is_some_and(|s| s.chain_pem == shared.chain) {
+        return false;
+    }
+    let mut issued = match storage::parse_issued(&shared.chain, &shared.key, &spec.acme.directory) {
+        Ok(issued) => issued,
+        Err(error) => {
+            tracing::warn!(certificate = %name, %error, "the certificate stored in Redis is unusable; ignoring it");
+            return false;
+        }
+    };
+    if let Ok(meta) = serde_json::from_str::<storage::Meta>(&shared.meta) {
+        issued.meta.issued_at = meta.issued_at;
+    }
+    let now = unix_now();
+    if issued.meta.not_after <= now || !same_names(&issued.meta.domains, &spec.cert.domains) {
+        return false;
+    }
+    if served
+        .as_ref()
+        .is_some_and(|s| s.meta.not_after > issued.meta.not_after)
+    {
+        return false;
+    }
+    store_locally(spec, &issued, &shared.key);
+    let not_after = issued.meta.not_after;
+    let issuer = issued.meta.issuer.clone();
+    if let Err(error) = inner.install(spec, issued) {
+        tracing::error!(certificate = %name, %error, "cannot swap in the shared certificate");
+        return false;
+    }
+    inner.set_status(spec, |s| {
+        s.serving = Serving::Issued;
+        s.last_error = None;
+        s.not_after = Some(not_after);
+        s.issuer = Some(issuer);
+    });
+    tracing::info!(certificate = %name, not_after, stored_by = %shared.by, "serving the certificate another instance stored");
+    true
+}
+
+/// Writes a certificate to `state_dir` (so a restart without Redis still has it).
+fn store_locally(spec: &TaskSpec, issued: &Issued, key_pem: &str) {
+    if let Err(error) = storage::save(&spec.state_dir, &spec.cert.name, issued, key_pem) {
+        tracing::error!(certificate = %spec.cert.name, %error, "cannot store the issued certificate; serving it from memory");
+    }
+}
+
+/// [`attempt`] bounded by [`DEFAULT_ATTEMPT_TIMEOUT`].
+async fn attempt_in_time(
+    inner: &Inner,
+    spec: &TaskSpec,
+    replaces: Option<CertificateIdentifier<'static>>,
+) -> Result<(Issued, String), String> {
+    tokio::time::timeout(DEFAULT_ATTEMPT_TIMEOUT, attempt(inner, spec, replaces))
+        .await
+        .unwrap_or_else(|_| Err(format!("no result within {DEFAULT_ATTEMPT_TIMEOUT:?}")))
 }
 
 /// When to renew a valid certificate, and the ARI id to name as replaced when the CA has ARI.
@@ -166,12 +416,12 @@ async fn account(inner: &Inner, spec: &TaskSpec) -> Result<Account, String> {
     Ok(account)
 }
 
-/// One issuance attempt, stored on success.
+/// One issuance attempt: the certificate and its PEM key (the caller stores them).
 async fn attempt(
     inner: &Inner,
     spec: &TaskSpec,
     replaces: Option<CertificateIdentifier<'static>>,
-) -> Result<Issued, String> {
+) -> Result<(Issued, String), String> {
     let account = account(inner, spec).await?;
     let solver = match &spec.provider {
         Some(provider) => Solver::Dns01(Arc::new(DnsSolver::new(
@@ -189,13 +439,5 @@ async fn attempt(
     )
     .await?;
     outcome.issued.meta.issued_at = unix_now();
-    if let Err(error) = storage::save(
-        &spec.state_dir,
-        &spec.cert.name,
-        &outcome.issued,
-        &outcome.key_pem,
-    ) {
-        tracing::error!(certificate = %spec.cert.name, %error, "cannot store the issued certificate; serving it from memory");
-    }
-    Ok(outcome.issued)
+    Ok((outcome.issued, outcome.key_pem))
 }

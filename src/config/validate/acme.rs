@@ -222,7 +222,7 @@ fn addresses(checker: &mut Checker, path: &str, list: &[String]) -> Vec<SocketAd
 }
 
 /// A secret given as `{base}_file` or `{base}_env` (exactly one); files must be readable now.
-fn secret(
+pub(super) fn secret(
     checker: &mut Checker,
     path: &str,
     base: &str,

@@ -1,0 +1,344 @@
+//! Several instances as one edge, against a real redis-server and a real Pebble: three instances
+//! place exactly one order, all serve the result and each answers the HTTP-01 challenge when asked
+//! directly; a lock holder killed mid-issuance is replaced once its lock expires, with one
+//! certificate stored; a shared rate limit holds to the exact count across instances; with Redis
+//! stopped instances keep serving, defer issuance and resume when it is back; sticky cookies agree
+//! across instances.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use crate::acme_env::{servers_installed, wait_verified, ChallTestSrv, Pebble};
+use crate::backends::EchoBackend;
+use crate::balance_support::{backend, cookie_pair, get, lb_builder, servers_yaml, Replica};
+use crate::client::{https_get, tls_connect, TlsOptions};
+use crate::cluster_env::{cluster_yaml, RedisServer, Relay};
+use crate::harness::{Daemon, DaemonBuilder, DEFAULT_TIMEOUTS};
+use crate::observability::admin_get;
+
+/// How long issuance may take in a test.
+const ISSUE_TIMEOUT: Duration = Duration::from_secs(45);
+
+const CERT: &str = "{ name: web, domains: [web.acme.test], acme: { challenge: http-01 } }";
+
+fn sni(name: &str) -> TlsOptions {
+    TlsOptions {
+        sni: Some(name.to_string()),
+        alpn: vec![b"http/1.1".to_vec()],
+        version: None,
+    }
+}
+
+async fn wait_issued(pebble: &Pebble, name: &str, https: SocketAddr) {
+    let root = pebble.issuing_root();
+    let name = name.to_string();
+    tokio::task::spawn_blocking(move || wait_verified(&root, &name, https, ISSUE_TIMEOUT))
+        .await
+        .expect("join");
+}
+
+/// The leaf certificate served for `name`.
+async fn leaf(daemon: &Daemon, name: &str) -> Vec<u8> {
+    let (_, info) = tls_connect(daemon.https, &sni(name)).await;
+    info.peer_cert.expect("a certificate")
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// An instance named `name` issuing [`CERT`] from `pebble`, in the cluster on `redis`.
+async fn instance(
+    name: &str,
+    prefix: &str,
+    redis: &RedisServer,
+    pebble: &Pebble,
+    upstream: SocketAddr,
+) -> Daemon {
+    DaemonBuilder::new()
+        .admin()
+        .acme_certificate(CERT)
+        .route("{ name: any, upstream: a }")
+        .upstream("a", &[upstream], DEFAULT_TIMEOUTS)
+        .yaml(&pebble.acme_yaml(""))
+        .yaml(&cluster_yaml(redis, prefix, name, ""))
+        .start()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_order_once_all_serve_it_and_each_answers_the_challenge() {
+    assert!(servers_installed(), "run scripts/setup.sh");
+    let redis = RedisServer::start();
+    let relay = Relay::start().await;
+    // Validations wait until every instance is up and known to the relay.
+    relay.hold(true);
+    let dns = ChallTestSrv::start();
+    let pebble = Pebble::start(relay.addr.port(), dns.dns);
+    let backend = EchoBackend::start("a").await;
+    let mut daemons = Vec::new();
+    for name in ["a", "b", "c"] {
+        daemons.push(instance(name, "t1", &redis, &pebble, backend.addr).await);
+    }
+    relay.set_targets(&daemons.iter().map(|d| d.http).collect::<Vec<_>>());
+    relay.hold(false);
+
+    for daemon in &daemons {
+        wait_issued(&pebble, "web.acme.test", daemon.https).await;
+    }
+    // One order at the CA, one certificate served by all three.
+    assert_eq!(
+        pebble.log().matches("POST /order-plz").count(),
+        1,
+        "{}",
+        pebble.log()
+    );
+    let served = leaf(&daemons[0], "web.acme.test").await;
+    for daemon in &daemons[1..] {
+        assert!(leaf(daemon, "web.acme.test").await == served);
+    }
+    // Every validation: each instance answered the token itself, with the same key authorization.
+    let validations = relay.validations();
+    assert!(!validations.is_empty());
+    for validation in &validations {
+        let (status, body) = &validation.direct[0];
+        assert_eq!(*status, 200, "{validation:?}");
+        assert!(
+            body.starts_with(&format!("{}.", validation.token)),
+            "{validation:?}"
+        );
+        assert!(
+            validation
+                .direct
+                .iter()
+                .all(|answer| answer == &validation.direct[0]),
+            "{validation:?}"
+        );
+    }
+    // Stored once, by the instance that logged the order; tokens withdrawn.
+    let by = redis.cli(&["HGET", "{t1:cert:web}", "by"]);
+    let orderers: Vec<&Daemon> = daemons
+        .iter()
+        .filter(|d| d.log().contains("holding the cluster's issuance lock"))
+        .collect();
+    assert_eq!(orderers.len(), 1);
+    assert!(orderers[0].log().contains(&by), "stored by {by}");
+    assert_eq!(redis.cli(&["KEYS", "t1:http01:*"]), "");
+    let adopted = daemons
+        .iter()
+        .filter(|d| {
+            d.log()
+                .contains("serving the certificate another instance stored")
+        })
+        .count();
+    assert_eq!(adopted, 2);
+    // The status page lists the three members.
+    let status: serde_json::Value =
+        serde_json::from_str(&admin_get(&daemons[0], "/status.json").await).expect("json");
+    let cluster = &status["cluster"];
+    assert_eq!(cluster["redis_up"], true, "{cluster}");
+    let members = cluster["members"].as_array().expect("members");
+    assert_eq!(members.len(), 3, "{cluster}");
+    let metrics = admin_get(&daemons[1], "/metrics").await;
+    assert!(metrics.contains("ferrogate_cluster_members 3"), "{metrics}");
+    assert!(metrics.contains("ferrogate_cluster_redis_up 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_holder_killed_mid_issuance_is_replaced_after_the_lock_expires() {
+    assert!(servers_installed(), "run scripts/setup.sh");
+    let redis = RedisServer::start();
+    let relay = Relay::start().await;
+    relay.hold(true);
+    let dns = ChallTestSrv::start();
+    let pebble = Pebble::start(relay.addr.port(), dns.dns);
+    let backend = EchoBackend::start("a").await;
+    let mut daemons = Vec::new();
+    for name in ["a", "b"] {
+        daemons.push(instance(name, "t2", &redis, &pebble, backend.addr).await);
+    }
+    relay.set_targets(&daemons.iter().map(|d| d.http).collect::<Vec<_>>());
+    // The holder ordered and published its token, and waits for the CA (held by the relay).
+    wait_until(
+        "an order with a published token",
+        Duration::from_secs(20),
+        || {
+            pebble.log().contains("POST /order-plz")
+                && !redis.cli(&["KEYS", "t2:http01:*"]).is_empty()
+        },
+    )
+    .await;
+    let holder = redis.cli(&["GET", "{t2:cert:web}:lock"]);
+    let index = if holder.starts_with("a/") { 0 } else { 1 };
+    assert!(
+        holder.starts_with(["a/", "b/"][index]),
+        "lock value {holder}"
+    );
+    daemons[index].signal("KILL");
+    relay.remove_target(index);
+    relay.hold(false);
+    let survivor = &daemons[1 - index];
+
+    wait_issued(&pebble, "web.acme.test", survivor.https).await;
+    let by = redis.cli(&["HGET", "{t2:cert:web}", "by"]);
+    assert!(by.starts_with(["a/", "b/"][1 - index]), "stored by {by}");
+    // The CA signed once: the dead holder's order was never finalized; one certificate stored.
+    assert_eq!(
+        pebble.log().matches("POST /finalize-order").count(),
+        1,
+        "{}",
+        pebble.log()
+    );
+    assert_eq!(redis.cli(&["KEYS", "{t2:cert:web}"]), "{t2:cert:web}");
+    let log = survivor.log();
+    assert!(
+        log.contains("another instance is issuing this certificate"),
+        "{log}"
+    );
+    assert!(log.contains("holding the cluster's issuance lock"), "{log}");
+    let dead_state = daemons[index].dir().join("state/certs/web/fullchain.pem");
+    assert!(!dead_state.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_rate_limit_holds_across_instances_to_the_exact_count() {
+    let redis = RedisServer::start();
+    let backend = EchoBackend::start("a").await;
+    let mut daemons = Vec::new();
+    for name in ["a", "b", "c"] {
+        daemons.push(
+            DaemonBuilder::new()
+                .route("{ name: limited, hosts: [limited.test], upstream: a, rate_limit: { key: client_ip, rate: 1/m, burst: 5 } }")
+                .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+                .yaml(&cluster_yaml(&redis, "t3", name, ""))
+                .start()
+                .await,
+        );
+    }
+    // Each instance connects on start-up; wait until all three have written a heartbeat.
+    wait_until("three members", Duration::from_secs(10), || {
+        redis.cli(&["ZCARD", "t3:members"]) == "3"
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..15 {
+        statuses.push(
+            https_get(daemons[i % 3].https, "limited.test", "/")
+                .await
+                .status,
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        5,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(backend.count(), 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_redis_instances_serve_defer_issuance_and_resume_when_it_returns() {
+    assert!(servers_installed(), "run scripts/setup.sh");
+    let mut redis = RedisServer::start();
+    redis.stop();
+    let relay = Relay::start().await;
+    let dns = ChallTestSrv::start();
+    let pebble = Pebble::start(relay.addr.port(), dns.dns);
+    let backend = EchoBackend::start("a").await;
+    let daemon = DaemonBuilder::new()
+        .admin()
+        .acme_certificate(CERT)
+        .route("{ name: limited, hosts: [limited.test], upstream: a, rate_limit: { key: client_ip, rate: 1/m, burst: 2 } }")
+        .route("{ name: any, upstream: a }")
+        .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+        .yaml(&pebble.acme_yaml(""))
+        .yaml(&cluster_yaml(&redis, "t4", "a", ""))
+        .start()
+        .await;
+    relay.set_targets(&[daemon.http]);
+
+    // Serving goes on; the rate limit counts locally (exactly its burst here: one instance).
+    assert_eq!(https_get(daemon.https, "app.test", "/").await.status, 200);
+    let limited: Vec<u16> = {
+        let mut statuses = Vec::new();
+        for _ in 0..4 {
+            statuses.push(https_get(daemon.https, "limited.test", "/").await.status);
+        }
+        statuses
+    };
+    assert_eq!(limited, [200, 200, 429, 429]);
+    wait_until("deferred issuance", Duration::from_secs(10), || {
+        daemon
+            .log()
+            .contains("issuance is deferred until it answers")
+    })
+    .await;
+    assert_eq!(pebble.log().matches("POST /order-plz").count(), 0);
+    let status: serde_json::Value =
+        serde_json::from_str(&admin_get(&daemon, "/status.json").await).expect("json");
+    assert_eq!(
+        status["cluster"]["redis_up"], false,
+        "{}",
+        status["cluster"]
+    );
+    assert!(admin_get(&daemon, "/metrics")
+        .await
+        .contains("ferrogate_cluster_redis_up 0"));
+
+    // Redis back: issuance resumes and the certificate is served.
+    redis.resume();
+    wait_issued(&pebble, "web.acme.test", daemon.https).await;
+    let log = daemon.log();
+    assert!(log.contains("issuance resumes"), "{log}");
+    assert_eq!(pebble.log().matches("POST /order-plz").count(), 1);
+    assert!(!redis.cli(&["HGET", "{t4:cert:web}", "chain"]).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_cookies_agree_across_instances() {
+    let redis = RedisServer::start();
+    let (a, b, c) = (
+        Replica::start("a").await,
+        Replica::start("b").await,
+        Replica::start("c").await,
+    );
+    let servers = servers_yaml(&[(a.addr, ""), (b.addr, ""), (c.addr, "")]);
+    let mut daemons = Vec::new();
+    for name in ["x", "y"] {
+        daemons.push(
+            lb_builder()
+                .upstream_yaml(
+                    "app",
+                    &format!("{servers}    sticky: {{ mode: cookie, cookie: fg_srv, ttl: 1h }}\n"),
+                )
+                .yaml(&cluster_yaml(&redis, "t5", name, ""))
+                .start()
+                .await,
+        );
+    }
+    // Each cookie one instance hands out pins the same replica on the other.
+    for i in 0..6 {
+        let first = get(
+            daemons[0].extra("lb"),
+            "/",
+            &[("Cookie", &format!("s={i}"))],
+        )
+        .await;
+        let cookie = cookie_pair(&first).expect("sticky cookie");
+        let pinned = backend(&first);
+        for _ in 0..5 {
+            let other = get(daemons[1].extra("lb"), "/", &[("Cookie", &cookie)]).await;
+            assert_eq!(backend(&other), pinned);
+        }
+    }
+}
