@@ -16,6 +16,16 @@ use crate::cluster_env::{cluster_yaml, RedisServer, Relay};
 use crate::harness::{Daemon, DaemonBuilder, DEFAULT_TIMEOUTS};
 use crate::observability::admin_get;
 
+/// Orders Pebble accepted (a request retried after Pebble's deliberate badNonce counts once).
+fn orders(pebble: &Pebble) -> usize {
+    pebble.log().matches("Added order").count()
+}
+
+/// Certificates Pebble signed.
+fn signed(pebble: &Pebble) -> usize {
+    pebble.log().matches("Issued certificate serial").count()
+}
+
 /// How long issuance may take in a test.
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(45);
 
@@ -92,12 +102,8 @@ async fn three_instances_order_once_all_serve_it_and_each_answers_the_challenge(
         wait_issued(&pebble, "web.acme.test", daemon.https).await;
     }
     // One order at the CA, one certificate served by all three.
-    assert_eq!(
-        pebble.log().matches("POST /order-plz").count(),
-        1,
-        "{}",
-        pebble.log()
-    );
+    assert_eq!(orders(&pebble), 1, "{}", pebble.log());
+    assert_eq!(signed(&pebble), 1);
     let served = leaf(&daemons[0], "web.acme.test").await;
     for daemon in &daemons[1..] {
         assert!(leaf(daemon, "web.acme.test").await == served);
@@ -167,10 +173,7 @@ async fn a_lock_holder_killed_mid_issuance_is_replaced_after_the_lock_expires() 
     wait_until(
         "an order with a published token",
         Duration::from_secs(20),
-        || {
-            pebble.log().contains("POST /order-plz")
-                && !redis.cli(&["KEYS", "t2:http01:*"]).is_empty()
-        },
+        || orders(&pebble) == 1 && !redis.cli(&["KEYS", "t2:http01:*"]).is_empty(),
     )
     .await;
     let holder = redis.cli(&["GET", "{t2:cert:web}:lock"]);
@@ -188,12 +191,7 @@ async fn a_lock_holder_killed_mid_issuance_is_replaced_after_the_lock_expires() 
     let by = redis.cli(&["HGET", "{t2:cert:web}", "by"]);
     assert!(by.starts_with(["a/", "b/"][1 - index]), "stored by {by}");
     // The CA signed once: the dead holder's order was never finalized; one certificate stored.
-    assert_eq!(
-        pebble.log().matches("POST /finalize-order").count(),
-        1,
-        "{}",
-        pebble.log()
-    );
+    assert_eq!(signed(&pebble), 1, "{}", pebble.log());
     assert_eq!(redis.cli(&["KEYS", "{t2:cert:web}"]), "{t2:cert:web}");
     let log = survivor.log();
     assert!(
@@ -283,7 +281,7 @@ async fn without_redis_instances_serve_defer_issuance_and_resume_when_it_returns
             .contains("issuance is deferred until it answers")
     })
     .await;
-    assert_eq!(pebble.log().matches("POST /order-plz").count(), 0);
+    assert_eq!(orders(&pebble), 0);
     let status: serde_json::Value =
         serde_json::from_str(&admin_get(&daemon, "/status.json").await).expect("json");
     assert_eq!(
@@ -300,7 +298,7 @@ async fn without_redis_instances_serve_defer_issuance_and_resume_when_it_returns
     wait_issued(&pebble, "web.acme.test", daemon.https).await;
     let log = daemon.log();
     assert!(log.contains("issuance resumes"), "{log}");
-    assert_eq!(pebble.log().matches("POST /order-plz").count(), 1);
+    assert_eq!(orders(&pebble), 1);
     assert!(!redis.cli(&["HGET", "{t4:cert:web}", "chain"]).is_empty());
 }
 
@@ -341,4 +339,55 @@ async fn sticky_cookies_agree_across_instances() {
             assert_eq!(backend(&other), pinned);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_holder_that_wakes_after_losing_its_lock_stores_nothing() {
+    assert!(servers_installed(), "run scripts/setup.sh");
+    let redis = RedisServer::start();
+    let relay = Relay::start().await;
+    relay.hold(true);
+    let dns = ChallTestSrv::start();
+    let pebble = Pebble::start(relay.addr.port(), dns.dns);
+    let backend = EchoBackend::start("a").await;
+    let mut daemons = Vec::new();
+    for name in ["a", "b"] {
+        daemons.push(instance(name, "t6", &redis, &pebble, backend.addr).await);
+    }
+    relay.set_targets(&daemons.iter().map(|d| d.http).collect::<Vec<_>>());
+    wait_until(
+        "an order with a published token",
+        Duration::from_secs(20),
+        || orders(&pebble) == 1 && !redis.cli(&["KEYS", "t6:http01:*"]).is_empty(),
+    )
+    .await;
+    let holder = redis.cli(&["GET", "{t6:cert:web}:lock"]);
+    let index = if holder.starts_with("a/") { 0 } else { 1 };
+    // The holder freezes (a long GC pause, a stopped VM) while its lock runs out.
+    daemons[index].signal("STOP");
+    relay.remove_target(index);
+    relay.hold(false);
+    let other = &daemons[1 - index];
+    wait_issued(&pebble, "web.acme.test", other.https).await;
+    let stored = redis.cli(&["HGET", "{t6:cert:web}", "chain"]);
+    let by = redis.cli(&["HGET", "{t6:cert:web}", "by"]);
+
+    // It wakes up: whatever it finishes, the fencing check keeps it out of storage, and it ends
+    // up serving the certificate the other instance stored.
+    daemons[index].signal("CONT");
+    let woken = &daemons[index];
+    wait_until(
+        "the woken instance to give way",
+        Duration::from_secs(20),
+        || {
+            let log = woken.log();
+            log.contains("this result is discarded")
+                || log.contains("the issuance lock expired and another instance may hold it")
+        },
+    )
+    .await;
+    wait_issued(&pebble, "web.acme.test", woken.https).await;
+    assert_eq!(redis.cli(&["HGET", "{t6:cert:web}", "chain"]), stored);
+    assert_eq!(redis.cli(&["HGET", "{t6:cert:web}", "by"]), by);
+    assert!(leaf(woken, "web.acme.test").await == leaf(other, "web.acme.test").await);
 }
