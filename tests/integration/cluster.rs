@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crate::acme_env::{servers_installed, wait_verified, ChallTestSrv, Pebble};
 use crate::backends::EchoBackend;
 use crate::balance_support::{backend, cookie_pair, get, lb_builder, servers_yaml, Replica};
-use crate::client::{https_get, tls_connect, TlsOptions};
-use crate::cluster_env::{cluster_yaml, RedisServer, Relay};
+use crate::client::{https_get, https_request, tls_connect, Request, TlsOptions};
+use crate::cluster_env::{cluster_yaml, RedisCluster, RedisSentinel, RedisServer, Relay};
 use crate::harness::{Daemon, DaemonBuilder, DEFAULT_TIMEOUTS};
 use crate::observability::admin_get;
 
@@ -390,4 +390,123 @@ async fn a_paused_holder_that_wakes_after_losing_its_lock_stores_nothing() {
     assert_eq!(redis.cli(&["HGET", "{t6:cert:web}", "chain"]), stored);
     assert_eq!(redis.cli(&["HGET", "{t6:cert:web}", "by"]), by);
     assert!(leaf(woken, "web.acme.test").await == leaf(other, "web.acme.test").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_redis_cluster_one_order_and_an_exact_shared_limit() {
+    assert!(servers_installed(), "run scripts/setup.sh");
+    let redis = RedisCluster::start();
+    let relay = Relay::start().await;
+    relay.hold(true);
+    let dns = ChallTestSrv::start();
+    let pebble = Pebble::start(relay.addr.port(), dns.dns);
+    let backend = EchoBackend::start("a").await;
+    let mut daemons = Vec::new();
+    for name in ["a", "b"] {
+        let section = format!(
+            "cluster:\n  name: {name}\n  redis: {{ nodes: {}, key_prefix: t7 }}\n  lock_ttl: 3s\n  sync_interval: 300ms\n",
+            redis.nodes_yaml()
+        );
+        daemons.push(
+            DaemonBuilder::new()
+                .acme_certificate(CERT)
+                .route("{ name: limited, hosts: [limited.test], upstream: a, rate_limit: { key: client_ip, rate: 1/m, burst: 4 } }")
+                .route("{ name: any, upstream: a }")
+                .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+                .yaml(&pebble.acme_yaml(""))
+                .yaml(&section)
+                .start()
+                .await,
+        );
+    }
+    relay.set_targets(&daemons.iter().map(|d| d.http).collect::<Vec<_>>());
+    relay.hold(false);
+    for daemon in &daemons {
+        wait_issued(&pebble, "web.acme.test", daemon.https).await;
+    }
+    assert_eq!(orders(&pebble), 1, "{}", pebble.log());
+    assert!(leaf(&daemons[0], "web.acme.test").await == leaf(&daemons[1], "web.acme.test").await);
+    assert!(!redis.cli(&["HGET", "{t7:cert:web}", "chain"]).is_empty());
+    wait_until("two members", Duration::from_secs(10), || {
+        redis.cli(&["ZCARD", "t7:members"]) == "2"
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        statuses.push(
+            https_get(daemons[i % 2].https, "limited.test", "/")
+                .await
+                .status,
+        );
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        4,
+        "{statuses:?}"
+    );
+}
+
+/// Requests with `X-User: user` spread over `daemons`: how many passed the shared limit.
+async fn passed(daemons: &[Daemon], user: &str, count: usize) -> usize {
+    let mut passed = 0;
+    for i in 0..count {
+        let request = Request::get("limited.test", "/").header("X-User", user);
+        let status = https_request(daemons[i % daemons.len()].https, &request)
+            .await
+            .status;
+        assert!(status == 200 || status == 429, "status {status}");
+        passed += usize::from(status == 200);
+    }
+    passed
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_sentinel_the_link_follows_a_failover() {
+    let redis = RedisSentinel::start();
+    let backend = EchoBackend::start("a").await;
+    let mut daemons = Vec::new();
+    for name in ["a", "b"] {
+        let section = format!(
+            "cluster:\n  name: {name}\n  redis: {{ sentinel: {{ master: mymaster, nodes: [\"{}\"] }}, key_prefix: t8 }}\n  sync_interval: 200ms\n",
+            redis.sentinel.url()
+        );
+        daemons.push(
+            DaemonBuilder::new()
+                .route("{ name: limited, hosts: [limited.test], upstream: a, rate_limit: { key: \"header:X-User\", rate: 1/m, burst: 3 } }")
+                .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+                .yaml(&section)
+                .start()
+                .await,
+        );
+    }
+    wait_until("two members", Duration::from_secs(10), || {
+        redis.master.cli(&["ZCARD", "t8:members"]) == "2"
+    })
+    .await;
+    assert_eq!(passed(&daemons, "u1", 8).await, 3);
+
+    // The replica is promoted; both instances move to it and count there.
+    let old = redis.master_port();
+    let out = redis.sentinel.cli(&["SENTINEL", "FAILOVER", "mymaster"]);
+    assert_eq!(out, "OK");
+    wait_until("the failover", Duration::from_secs(20), || {
+        redis.master_port() != old
+    })
+    .await;
+    assert_eq!(redis.master_port(), redis.replica.addr.port().to_string());
+    wait_until("both instances to follow", Duration::from_secs(20), || {
+        daemons
+            .iter()
+            .all(|d| d.log().contains("Sentinel names a new Redis master"))
+    })
+    .await;
+    wait_until(
+        "heartbeats on the new master",
+        Duration::from_secs(10),
+        || redis.replica.cli(&["ZCARD", "t8:members"]) == "2",
+    )
+    .await;
+    assert_eq!(passed(&daemons, "u2", 8).await, 3);
+    // The bucket of u1, written before the failover, was replicated: still empty.
+    assert_eq!(passed(&daemons, "u1", 4).await, 0);
 }

@@ -49,6 +49,10 @@ impl RedisServer {
 
     /// Starts it again on the same port (empty: nothing is persisted).
     pub fn resume(&mut self) {
+        self.resume_with(&[]);
+    }
+
+    fn resume_with(&mut self, extra: &[&str]) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(self.dir.path().join("redis.log")).expect("log");
         let mut child = Command::new("redis-server")
@@ -61,6 +65,7 @@ impl RedisServer {
             .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(extra)
             .stdout(Stdio::from(log.try_clone().expect("clone")))
             .stderr(Stdio::from(log))
             .spawn()
@@ -253,4 +258,153 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
         .ok()
         .flatten()
         .unwrap_or((0, String::new()))
+}
+
+/// Three `redis-server` nodes in cluster mode (no replicas) on loopback ports, slots spread by
+/// `redis-cli --cluster create`; killed when dropped.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let mut node = RedisServer {
+                child: None,
+                addr: free_addr(),
+                dir: tempfile::tempdir().expect("tempdir"),
+            };
+            node.resume_with(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ]);
+            nodes.push(node);
+        }
+        let addresses: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !nodes
+            .iter()
+            .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the Redis Cluster did not form"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { nodes }
+    }
+
+    /// `nodes: [...]` for the `cluster.redis` section.
+    pub fn nodes_yaml(&self) -> String {
+        let urls: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("\"{}\"", n.url()))
+            .collect();
+        format!("[{}]", urls.join(", "))
+    }
+
+    /// `redis-cli -c ARGS` (following redirections) through the first node.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args([
+                "-c",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.nodes[0].addr.port().to_string(),
+                "--raw",
+            ])
+            .args(args)
+            .output()
+            .expect("redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// A master, one replica and one Sentinel watching them (`mymaster`, quorum 1); killed when
+/// dropped.
+pub struct RedisSentinel {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    pub sentinel: RedisServer,
+}
+
+impl RedisSentinel {
+    pub fn start() -> Self {
+        let master = RedisServer::start();
+        let mut replica = RedisServer {
+            child: None,
+            addr: free_addr(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        let master_port = master.addr.port().to_string();
+        replica.resume_with(&["--replicaof", "127.0.0.1", &master_port]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        while !replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the replica did not sync"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut sentinel = RedisServer {
+            child: None,
+            addr: free_addr(),
+            dir: tempfile::tempdir().expect("tempdir"),
+        };
+        let conf = sentinel.dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
+                sentinel.addr.port()
+            ),
+        )
+        .expect("sentinel.conf");
+        let log = std::fs::File::create(sentinel.dir.path().join("sentinel.log")).expect("log");
+        let mut child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::from(log.try_clone().expect("clone")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn redis-server --sentinel");
+        wait_tcp(sentinel.addr, &mut child, "redis sentinel");
+        sentinel.child = Some(child);
+        Self {
+            master,
+            replica,
+            sentinel,
+        }
+    }
+
+    /// The port of the master the Sentinel names now.
+    pub fn master_port(&self) -> String {
+        self.sentinel
+            .cli(&["SENTINEL", "get-master-addr-by-name", "mymaster"])
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .to_string()
+    }
 }
