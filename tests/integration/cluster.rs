@@ -510,3 +510,63 @@ async fn through_sentinel_the_link_follows_a_failover() {
     // The bucket of u1, written before the failover, was replicated: still empty.
     assert_eq!(passed(&daemons, "u1", 4).await, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_keys_token_quota_is_spent_across_instances() {
+    let redis = RedisServer::start();
+    let json = r#"{"id":"c1","object":"chat.completion","choices":[],"usage":{"prompt_tokens":10,"completion_tokens":30,"total_tokens":40}}"#;
+    let (upstream, served) =
+        crate::security_quota::usage_backend("application/json", json.to_string()).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.sha256");
+    std::fs::write(
+        &keys,
+        format!("{}\n", crate::security_quota::digest("sk-alice")),
+    )
+    .expect("keys");
+    let mut daemons = Vec::new();
+    for name in ["a", "b"] {
+        daemons.push(
+            DaemonBuilder::new()
+                .route(&format!(
+                    "{{ name: chat, hosts: [json.test], upstream: json, api_keys: {{ file: {}, quota: {{ tokens: 100, per: 1d }} }} }}",
+                    keys.display()
+                ))
+                .upstream("json", &[upstream], DEFAULT_TIMEOUTS)
+                .yaml(&cluster_yaml(&redis, "t9", name, ""))
+                .start()
+                .await,
+        );
+    }
+    wait_until("two members", Duration::from_secs(10), || {
+        redis.cli(&["ZCARD", "t9:members"]) == "2"
+    })
+    .await;
+    let request = Request::get("json.test", "/v1/chat/completions")
+        .header("Authorization", "Bearer sk-alice");
+    // 40 + 40 + 40 tokens on alternating instances: the third crosses 100 (and is still served,
+    // its usage is known only at its end); then both instances refuse.
+    for i in 0..3 {
+        let response = https_request(daemons[i % 2].https, &request).await;
+        assert_eq!(response.status, 200, "request {i}");
+        let counted = (i as u64 + 1) * 40;
+        wait_until("the shared count", Duration::from_secs(5), || {
+            redis
+                .cli(&["KEYS", "t9:quota:*"])
+                .lines()
+                .next()
+                .is_some_and(|key| redis.cli(&["GET", key]) == counted.to_string())
+        })
+        .await;
+    }
+    for daemon in &daemons {
+        let response = https_request(daemon.https, &request).await;
+        assert_eq!(response.status, 429);
+        assert!(
+            response.text().contains("insufficient_quota"),
+            "{}",
+            response.text()
+        );
+    }
+    assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 3);
+}

@@ -15,7 +15,10 @@ use crate::client::{https_request, Request};
 use crate::harness::{DaemonBuilder, DEFAULT_TIMEOUTS};
 
 /// A backend answering every request with `body` (as `content_type`); counts the requests.
-async fn usage_backend(content_type: &'static str, body: String) -> (SocketAddr, Arc<AtomicUsize>) {
+pub async fn usage_backend(
+    content_type: &'static str,
+    body: String,
+) -> (SocketAddr, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let served = Arc::new(AtomicUsize::new(0));
@@ -44,7 +47,7 @@ async fn usage_backend(content_type: &'static str, body: String) -> (SocketAddr,
     (addr, served)
 }
 
-fn digest(key: &str) -> String {
+pub fn digest(key: &str) -> String {
     ferrogate::security::sha256(key.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
