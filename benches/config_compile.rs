@@ -51,8 +51,16 @@ fn compile(c: &mut Criterion) {
     };
     // The long-lived registry exists already at a reload: compiling re-attaches to it.
     let registry = Registry::default();
+    // A reload: routes unchanged since the last compile keep their metric handles.
     group.bench_function("compile_snapshot", |b| {
         b.iter(|| Snapshot::compile(black_box(&loaded), 2, &registry))
+    });
+    // Start-up: every route's metric handles resolved afresh.
+    group.bench_function("compile_snapshot_first", |b| {
+        b.iter(|| {
+            ferrogate::observe::request::retain_observers(&Default::default());
+            Snapshot::compile(black_box(&loaded), 2, &registry)
+        })
     });
     group.bench_function("validate_and_compile", |b| {
         b.iter(|| {

@@ -41,12 +41,14 @@ use super::spans::{Position, SpanIndex};
 
 /// Validates `source`, read from `file` (used in messages and to resolve relative paths).
 pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
-    let spans = SpanIndex::build(source);
     let document: Value = match serde_yaml::from_str(source) {
         Ok(document) => document,
-        Err(error) => return Err(ConfigErrors(vec![syntax_error(file, &error, &spans)])),
+        Err(error) => {
+            let spans = SpanIndex::build(source);
+            return Err(ConfigErrors(vec![syntax_error(file, &error, &spans)]));
+        }
     };
-    let mut checker = Checker::new(file, spans);
+    let mut checker = Checker::new(file, source);
     if !matches!(document, Value::Mapping(_) | Value::Null) {
         checker.at_value(
             "",
@@ -161,18 +163,27 @@ pub(super) struct Checker {
     file: PathBuf,
     /// The config file's directory, against which relative paths resolve.
     base_dir: PathBuf,
-    spans: SpanIndex,
+    source: String,
+    /// Positions are needed only to report an error: indexed on first use, so a valid file (every
+    /// reload that succeeds) pays for one YAML parse, not two.
+    spans: std::cell::OnceCell<SpanIndex>,
     errors: Vec<ConfigError>,
 }
 
 impl Checker {
-    fn new(file: &Path, spans: SpanIndex) -> Self {
+    fn new(file: &Path, source: &str) -> Self {
         Self {
             file: file.to_path_buf(),
             base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
-            spans,
+            source: source.to_string(),
+            spans: std::cell::OnceCell::new(),
             errors: Vec::new(),
         }
+    }
+
+    /// The position index of the source (built now if this is the first error).
+    fn spans(&self) -> &SpanIndex {
+        self.spans.get_or_init(|| SpanIndex::build(&self.source))
     }
 
     fn push(&mut self, key: &str, position: Position, message: String) {
@@ -187,19 +198,19 @@ impl Checker {
 
     /// An error about the key at `path` itself (unknown, unsupported, missing pieces).
     pub(super) fn at_key(&mut self, path: &str, message: impl Into<String>) {
-        let position = self.spans.key_position(path);
+        let position = self.spans().key_position(path);
         self.push(path, position, message.into());
     }
 
     /// An error about the value at `path`.
     pub(super) fn at_value(&mut self, path: &str, message: impl Into<String>) {
-        let position = self.spans.value_position(path);
+        let position = self.spans().value_position(path);
         self.push(path, position, message.into());
     }
 
     /// The line of the value at `path`, for "first defined at line N" hints.
     pub(super) fn line_of(&self, path: &str) -> usize {
-        self.spans.value_position(path).line
+        self.spans().value_position(path).line
     }
 
     /// A path from the file, relative ones taken against the config file's directory.

@@ -102,6 +102,7 @@ impl Snapshot {
         let route_names = config.routes.iter().map(|r| r.name.as_str()).collect();
         limiters::retain(&route_names);
         crate::security::quota::retain(&route_names);
+        crate::observe::request::retain_observers(&route_names);
         let upstreams: HashMap<&str, Arc<UpstreamRuntime>> = config
             .upstreams
             .values()
@@ -154,11 +155,16 @@ impl Snapshot {
                             strip_prefix: route.strip_prefix,
                             upstream: upstream.clone(),
                             // Servers found later by discovery get route-level metrics only.
-                            observer: Arc::new(RouteObserver::new(
+                            observer: crate::observe::request::observer_for(
                                 &route.name,
                                 &upstream.name,
-                                upstream.pool.members().iter().map(|m| &m.address),
-                            )),
+                                &upstream
+                                    .pool
+                                    .members()
+                                    .iter()
+                                    .map(|m| m.address.clone())
+                                    .collect::<Vec<_>>(),
+                            ),
                             guard: RouteGuard::compile(&route.name, &route.security),
                         });
                         router.insert(&route.hosts, &route.path_prefix, target);

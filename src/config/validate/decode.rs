@@ -21,7 +21,7 @@ impl Checker {
         let value = value.filter(|value| !value.is_null())?;
         // Fast path: most elements are valid. Only a failure pays for the text round trip that
         // yields an error with the path inside the element.
-        if let Ok(decoded) = serde_yaml::from_value(value.clone()) {
+        if let Ok(decoded) = T::deserialize(value) {
             return Some(decoded);
         }
         let decoded = serde_yaml::to_string(value).and_then(|text| serde_yaml::from_str(&text));
@@ -45,8 +45,8 @@ impl Checker {
         match unknown_field(message) {
             Some(field) => {
                 let mut key = child_key(&path, field);
-                if self.spans.get(&key).is_none() {
-                    key = self.spans.find_below(&path, field).unwrap_or(key);
+                if self.spans().get(&key).is_none() {
+                    key = self.spans().find_below(&path, field).unwrap_or(key);
                 }
                 self.at_key(&key, message.replacen("unknown field", "unknown key", 1));
             }
