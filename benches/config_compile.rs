@@ -10,6 +10,10 @@ use ferrogate::config;
 use ferrogate::pool::Registry;
 use ferrogate::runtime::Snapshot;
 
+/// The daemon's allocator, so the figures are the daemon's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const ROUTES: usize = 10_000;
 const UPSTREAMS: usize = 100;
 
