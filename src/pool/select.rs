@@ -164,7 +164,13 @@ impl UpstreamPool {
         if eligible.is_empty() {
             return Outcome::Unavailable;
         }
-        if !matches!(rules.balance, Balance::Hash(_)) {
+        // `cache_aware` keeps full servers in view: a request whose prompt prefix a full server
+        // holds waits for that server (see `inference::choose`) instead of recomputing the
+        // prefix on whichever server frees a slot first.
+        let prefix_waits = matches!(rules.balance, Balance::CacheAware)
+            && rules.inference.is_some()
+            && req.inference.is_some_and(|f| !f.hashes.is_empty());
+        if !matches!(rules.balance, Balance::Hash(_)) && !prefix_waits {
             eligible.retain(|m| has_room(m));
             if eligible.is_empty() {
                 return Outcome::Full;

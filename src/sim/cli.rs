@@ -32,7 +32,7 @@ pub struct SimArgs {
     /// Tokens per cache block.
     #[arg(long, default_value_t = config::DEFAULT_BLOCK_TOKENS)]
     pub block_tokens: usize,
-    /// Uncached prompt tokens prefilled per second.
+    /// Uncached prompt tokens prefilled per second by the whole node (concurrent prefills queue).
     #[arg(long, default_value_t = config::DEFAULT_PREFILL_TOKENS_PER_SEC)]
     pub prefill_tokens_per_sec: f64,
     /// Milliseconds per output token for a lone request.

@@ -49,7 +49,8 @@ pub struct SimConfig {
     pub cache_blocks: usize,
     /// Tokens per block.
     pub block_tokens: usize,
-    /// Uncached prompt tokens prefilled per second.
+    /// Uncached prompt tokens prefilled per second by the whole node (concurrent prefills queue
+    /// for the GPU).
     pub prefill_tokens_per_sec: f64,
     /// Milliseconds per output token when the request runs alone.
     pub decode_ms: f64,

@@ -109,7 +109,7 @@ impl Generation {
         let slow = self.node.faults().slow_factor;
         let prefill = prefill_time(uncached, self.node.cfg.prefill_tokens_per_sec, slow);
         if !prefill.is_zero() {
-            tokio::time::sleep(prefill).await;
+            tokio::time::sleep_until(self.node.reserve_prefill(prefill)).await;
         }
         self.node
             .observe_ttft(&self.req.model, self.arrived.elapsed().as_secs_f64());

@@ -23,6 +23,8 @@ use super::request::{parse_completion, Endpoint};
 
 /// Largest request body read.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// The response header naming the node that served a completion (its bound address).
+pub const SIM_NODE_HEADER: &str = "x-sim-node";
 /// `Retry-After` seconds on a 503.
 const RETRY_AFTER_SECS: &str = "1";
 
@@ -201,10 +203,14 @@ async fn completion(node: Arc<Node>, endpoint: Endpoint, req: Request<Incoming>)
         return unavailable(overloaded());
     };
     let stream = parsed.stream;
+    let label = header::HeaderValue::from_str(&node.label).ok();
     let generation = Generation::new(Arc::clone(&node), parsed, queued);
     if stream {
         let mut response = Response::new(StreamBody::new(generation.into_sse()).boxed_unsync());
         let headers = response.headers_mut();
+        if let Some(label) = label {
+            headers.insert(SIM_NODE_HEADER, label);
+        }
         headers.insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static("text/event-stream"),
@@ -216,7 +222,13 @@ async fn completion(node: Arc<Node>, endpoint: Endpoint, req: Request<Incoming>)
         return response;
     }
     match generation.run_whole().await {
-        Ok(whole) => json(StatusCode::OK, whole.to_string()),
+        Ok(whole) => {
+            let mut response = json(StatusCode::OK, whole.to_string());
+            if let Some(label) = label {
+                response.headers_mut().insert(SIM_NODE_HEADER, label);
+            }
+            response
+        }
         Err(_) => {
             // The kill fault: headers go out, then the connection drops with no body.
             let aborted = futures_util::stream::once(async {

@@ -113,7 +113,7 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> io::Result<SimHandl
     cfg.validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let addr = listener.local_addr()?;
-    let node = Node::new(cfg);
+    let node = Node::labelled(cfg, addr.to_string());
     let task = tokio::spawn(accept_loop(listener, Arc::clone(&node)));
     Ok(SimHandle { addr, node, task })
 }

@@ -1,7 +1,9 @@
 //! One node's shared state: configuration, faults, prefix cache, batch slots and counters. The
 //! batch is a fair (FIFO) semaphore of `max_num_seqs` permits; a request holds a [`Slot`] while it
 //! runs and a [`WaitTicket`] while it queues, and both give their gauges back when dropped, so a
-//! request abandoned at any point leaves no trace in `running` or `waiting`.
+//! request abandoned at any point leaves no trace in `running` or `waiting`. Prefill is one GPU's
+//! compute: prefills of concurrent requests run one after another ([`Node::reserve_prefill`]), so a
+//! node's prompt throughput is `prefill_tokens_per_sec` however many requests are in its batch.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use http::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::{Duration, Instant};
 
 use super::config::SimConfig;
 use super::faults::Faults;
@@ -29,6 +32,11 @@ pub struct Node {
     slots: Arc<Semaphore>,
     counters: Mutex<Counters>,
     serial: AtomicU64,
+    /// When the prefills already scheduled end (the GPU's compute is busy until then).
+    prefill_busy_until: Mutex<Option<Instant>>,
+    /// Sent back as `X-Sim-Node` on completions (the bound address), so a client can tell which
+    /// node served it.
+    pub label: String,
 }
 
 /// Why a request was not queued.
@@ -45,14 +53,33 @@ pub enum Outcome {
 
 impl Node {
     pub fn new(cfg: SimConfig) -> Arc<Self> {
+        Node::labelled(cfg, String::new())
+    }
+
+    /// A node that names itself `label` on its completions.
+    pub fn labelled(cfg: SimConfig, label: String) -> Arc<Self> {
         Arc::new(Node {
             faults: Mutex::new(cfg.faults.clone()),
             cache: Mutex::new(PrefixCache::new(cfg.cache_blocks)),
             slots: Arc::new(Semaphore::new(cfg.max_num_seqs)),
             counters: Mutex::new(Counters::new(&cfg.models)),
             serial: AtomicU64::new(0),
+            prefill_busy_until: Mutex::new(None),
+            label,
             cfg,
         })
+    }
+
+    /// Schedules `work` of prefill after the prefills already scheduled and returns when it ends:
+    /// the batch shares one GPU, so concurrent prefills queue for its compute (decode steps are
+    /// not modelled as competing with them).
+    pub fn reserve_prefill(&self, work: Duration) -> Instant {
+        let now = Instant::now();
+        let mut busy = lock(&self.prefill_busy_until);
+        let start = busy.map_or(now, |until| until.max(now));
+        let end = start + work;
+        *busy = Some(end);
+        end
     }
 
     pub fn serves(&self, model: &str) -> bool {
@@ -295,6 +322,31 @@ mod tests {
         assert_eq!((stats.running, stats.waiting), (1, 0));
         drop(slot);
         assert_eq!(node.stats().running, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_prefills_share_the_gpu() {
+        let node = node(4, None);
+        let start = Instant::now();
+        let first = node.reserve_prefill(Duration::from_secs(1));
+        let second = node.reserve_prefill(Duration::from_secs(2));
+        assert_eq!(first - start, Duration::from_secs(1));
+        assert_eq!(
+            second - start,
+            Duration::from_secs(3),
+            "waits for the first"
+        );
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        // An idle GPU starts a prefill at once.
+        let later = Instant::now();
+        assert_eq!(
+            node.reserve_prefill(Duration::from_millis(5)) - later,
+            Duration::from_millis(5)
+        );
+        assert_eq!(
+            node.reserve_prefill(Duration::ZERO) - later,
+            Duration::from_millis(5)
+        );
     }
 
     #[tokio::test]

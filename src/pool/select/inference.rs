@@ -72,7 +72,13 @@ pub fn load(member: &Member, settings: &Inference, with_signals: bool, now: Inst
     }
 }
 
-/// Chooses among `eligible` (all with room) for an inference request. `None` only when empty.
+/// Chooses among `eligible` for an inference request. `None` only when empty. Every eligible
+/// server has room, except under `cache_aware` with a prompt to index: there a full server that
+/// holds the prompt's prefix and is within the load bound is chosen (the request then waits in
+/// the queue for it), because under saturation every server is full by turns and taking
+/// whichever frees first would recompute each prefix on a random node, evicting the others'
+/// prefixes from its cache (throughput collapses toward round robin's). A full server that
+/// holds nothing of the prompt is never waited for while another has room.
 pub fn choose(
     pool: &UpstreamPool,
     balance: &Balance,
@@ -100,10 +106,32 @@ pub fn choose(
                 load: *load,
             })
             .collect();
+        let room: Vec<bool> = eligible.iter().map(|m| super::has_room(m)).collect();
+        let cost = CostModel::default();
         let mut index = lock(&pool.prefix);
-        let (server, matched) =
-            prefix::choose(&index, &facts.hashes, &candidates, &CostModel::default())?;
-        index.insert(&facts.hashes, server);
+        let (mut server, mut matched) = prefix::choose(&index, &facts.hashes, &candidates, &cost)?;
+        let has_room = |server: u64| {
+            eligible
+                .iter()
+                .zip(&room)
+                .any(|(m, room)| m.id == server && *room)
+        };
+        if matched == 0 && !has_room(server) {
+            // A miss gains nothing by waiting: the cheapest server with room, if any.
+            let open: Vec<prefix::Candidate> = candidates
+                .iter()
+                .zip(&room)
+                .filter(|(_, room)| **room)
+                .map(|(c, _)| *c)
+                .collect();
+            if let Some(open_choice) = prefix::choose(&index, &facts.hashes, &open, &cost) {
+                (server, matched) = open_choice;
+            }
+        }
+        if has_room(server) {
+            // Only a request that goes now teaches the index; a waiting one chooses again.
+            index.insert(&facts.hashes, server);
+        }
         drop(index);
         let position = eligible.iter().position(|m| m.id == server)?;
         let reason = if matched > 0 {

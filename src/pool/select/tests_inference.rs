@@ -202,3 +202,76 @@ fn cache_aware_follows_the_prefix_and_spills_a_hot_one() {
     assert!(on_home < 12, "a hot prefix must spill");
     assert!(on_home >= 4, "the holder keeps its share: {on_home}");
 }
+
+fn outcome(pool: &UpstreamPool, s: &Inference, f: &InferenceFacts) -> Outcome {
+    let headers = HeaderMap::new();
+    let req = RequestInfo {
+        client_ip: None,
+        headers: &headers,
+        tried: &[],
+        inference: Some(f),
+    };
+    let rules = Rules {
+        balance: &Balance::CacheAware,
+        sticky: None,
+        slow_start: None,
+        inference: Some(s),
+    };
+    pool.select(&rules, &req, Instant::now())
+}
+
+#[test]
+fn cache_aware_waits_for_a_full_prefix_holder_but_not_for_a_miss() {
+    let pool = UpstreamPool::new("gpu");
+    let limited = |port| Server {
+        max_inflight: Some(1),
+        ..server(port, None)
+    };
+    pool.set_configured(&[limited(1), limited(2), limited(3)], false, None);
+    let s = settings(true);
+    let prompt = |t: u32| format!("You are the assistant of tenant {t}. ").repeat(60);
+    // Three tenants fill the three single-slot servers.
+    let held: Vec<Pick> = (0..3)
+        .map(|t| {
+            choose(
+                &pool,
+                &Balance::CacheAware,
+                &s,
+                &facts("m", &prompt(t), None),
+            )
+        })
+        .collect();
+    let home = held[0].member.id;
+    // Everyone is full: tenant 0 waits (for its holder), and so does a new prompt.
+    assert!(matches!(
+        outcome(&pool, &s, &facts("m", &prompt(0), None)),
+        Outcome::Full
+    ));
+    assert!(matches!(
+        outcome(&pool, &s, &facts("m", &prompt(9), None)),
+        Outcome::Full
+    ));
+    // A slot frees on a server that does not hold tenant 0's prefix: tenant 0 keeps waiting
+    // for its holder rather than recomputing its prompt there; a new prompt takes the slot.
+    let mut held = held;
+    let freed = held.remove(1);
+    let freed_id = freed.member.id;
+    drop(freed);
+    assert!(matches!(
+        outcome(&pool, &s, &facts("m", &prompt(0), None)),
+        Outcome::Full
+    ));
+    match outcome(&pool, &s, &facts("m", &prompt(9), None)) {
+        Outcome::Picked(p) => assert_eq!(p.member.id, freed_id),
+        other => panic!("a miss should take the free slot, got {other:?}"),
+    }
+    // The holder frees: tenant 0 goes home with its prefix predicted cached.
+    drop(held.remove(0));
+    match outcome(&pool, &s, &facts("m", &prompt(0), None)) {
+        Outcome::Picked(p) => {
+            assert_eq!(p.member.id, home);
+            assert!(p.choice.is_some_and(|c| c.matched_blocks > 0));
+        }
+        other => panic!("expected the holder, got {other:?}"),
+    }
+}
