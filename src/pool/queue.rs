@@ -119,6 +119,7 @@ mod tests {
             sticky: None,
             slow_start: None,
             inference: None,
+            may_queue: true,
         };
         let headers = HeaderMap::new();
         let req = RequestInfo {
@@ -141,6 +142,7 @@ mod tests {
                     sticky: None,
                     slow_start: None,
                     inference: None,
+                    may_queue: true,
                 };
                 let headers = HeaderMap::new();
                 let req = RequestInfo {
@@ -180,6 +182,7 @@ mod tests {
             sticky: None,
             slow_start: None,
             inference: None,
+            may_queue: true,
         };
         let headers = HeaderMap::new();
         let req = RequestInfo {

@@ -38,6 +38,9 @@ pub struct Rules<'a> {
     pub slow_start: Option<Duration>,
     /// The upstream's `inference` settings.
     pub inference: Option<&'a Inference>,
+    /// Whether a request may wait for a server (the upstream has a `queue`); without one a full
+    /// server is never chosen when another has room.
+    pub may_queue: bool,
 }
 
 /// A chosen server with its in-flight slot.
@@ -164,10 +167,12 @@ impl UpstreamPool {
         if eligible.is_empty() {
             return Outcome::Unavailable;
         }
-        // `cache_aware` keeps full servers in view: a request whose prompt prefix a full server
-        // holds waits for that server (see `inference::choose`) instead of recomputing the
-        // prefix on whichever server frees a slot first.
+        // `cache_aware` with a queue keeps full servers in view: a request whose prompt prefix a
+        // full server holds waits for that server (see `inference::choose`) instead of
+        // recomputing the prefix on whichever server frees a slot first. Without a queue waiting
+        // means a 503, so only servers with room count.
         let prefix_waits = matches!(rules.balance, Balance::CacheAware)
+            && rules.may_queue
             && rules.inference.is_some()
             && req.inference.is_some_and(|f| !f.hashes.is_empty());
         if !matches!(rules.balance, Balance::Hash(_)) && !prefix_waits {

@@ -82,6 +82,7 @@ impl UpstreamRuntime {
             sticky: self.sticky.as_ref(),
             slow_start: self.health.slow_start,
             inference: self.inference.as_ref(),
+            may_queue: self.queue.size > 0,
         }
     }
 

@@ -31,6 +31,7 @@ fn rules<'a>(balance: &'a Balance, sticky: Option<&'a Sticky>) -> Rules<'a> {
         sticky,
         slow_start: None,
         inference: None,
+        may_queue: false,
     }
 }
 

@@ -55,6 +55,7 @@ fn choose(pool: &UpstreamPool, balance: &Balance, s: &Inference, f: &InferenceFa
         sticky: None,
         slow_start: None,
         inference: Some(s),
+        may_queue: false,
     };
     match pool.select(&rules, &req, Instant::now()) {
         Outcome::Picked(p) => p,
@@ -204,6 +205,15 @@ fn cache_aware_follows_the_prefix_and_spills_a_hot_one() {
 }
 
 fn outcome(pool: &UpstreamPool, s: &Inference, f: &InferenceFacts) -> Outcome {
+    outcome_with(pool, s, f, true)
+}
+
+fn outcome_with(
+    pool: &UpstreamPool,
+    s: &Inference,
+    f: &InferenceFacts,
+    may_queue: bool,
+) -> Outcome {
     let headers = HeaderMap::new();
     let req = RequestInfo {
         client_ip: None,
@@ -216,6 +226,7 @@ fn outcome(pool: &UpstreamPool, s: &Inference, f: &InferenceFacts) -> Outcome {
         sticky: None,
         slow_start: None,
         inference: Some(s),
+        may_queue,
     };
     pool.select(&rules, &req, Instant::now())
 }
@@ -273,5 +284,23 @@ fn cache_aware_waits_for_a_full_prefix_holder_but_not_for_a_miss() {
             assert!(p.choice.is_some_and(|c| c.matched_blocks > 0));
         }
         other => panic!("expected the holder, got {other:?}"),
+    }
+}
+
+#[test]
+fn without_a_queue_cache_aware_never_waits_while_a_server_has_room() {
+    let pool = UpstreamPool::new("gpu");
+    let limited = |port| Server {
+        max_inflight: Some(1),
+        ..server(port, None)
+    };
+    pool.set_configured(&[limited(1), limited(2)], false, None);
+    let s = settings(true);
+    let prompt = "You are the assistant of tenant 0. ".repeat(60);
+    let held = choose(&pool, &Balance::CacheAware, &s, &facts("m", &prompt, None));
+    // Its holder is full; with nowhere to wait the request takes the other server's slot.
+    match outcome_with(&pool, &s, &facts("m", &prompt, None), false) {
+        Outcome::Picked(p) => assert_ne!(p.member.id, held.member.id),
+        other => panic!("expected the server with room, got {other:?}"),
     }
 }
