@@ -184,7 +184,7 @@ impl UpstreamPool {
         let candidates: Vec<Candidate> = eligible
             .iter()
             .map(|m| {
-                let factor = m.state.health().weight_factor(rules.slow_start, now);
+                let factor = m.state.weight_factor(rules.slow_start, now);
                 let full = f64::from(m.weight * WEIGHT_SCALE);
                 Candidate {
                     weight: ((full * factor).round() as u32).max(1),

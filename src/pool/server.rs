@@ -79,6 +79,15 @@ impl ServerState {
         lock(&self.health).available(now)
     }
 
+    /// The share of its weight the server gets now (slow start); 1 without slow start, read
+    /// without taking the lock.
+    pub fn weight_factor(&self, slow_start: Option<std::time::Duration>, now: Instant) -> f64 {
+        match slow_start {
+            None => 1.0,
+            Some(_) => lock(&self.health).weight_factor(slow_start, now),
+        }
+    }
+
     pub fn recent_errors(&self) -> Vec<RecentError> {
         lock(&self.recent).iter().cloned().collect()
     }
