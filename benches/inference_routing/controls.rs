@@ -180,16 +180,17 @@ pub async fn kill(knobs: &Knobs) {
 }
 
 pub async fn add(knobs: &Knobs) {
-    // Short system prompts, so the rate (and the number of chats seen across the add) can be
-    // high while staying below what the affinity baseline serves (about 60% of prompt tokens
-    // missed): overload would move chats too.
+    // Short system prompts and a light load (a third of what the affinity baseline serves with
+    // about 60% of prompt tokens missed): near saturation the affinity overflow (past 1.25x the
+    // mean load) moves chats between turns by itself, which would hide what the add moves.
+    // Run longer instead, to see enough chats on both sides.
     let shape = Shape {
         system_tokens: ADD_SYSTEM_TOKENS,
         ..knobs.shape()
     };
     let missed = 0.6 * ADD_SYSTEM_TOKENS as f64 + 200.0;
-    let peak = 0.7 * knobs.nodes as f64 * knobs.node_capacity(missed);
-    let seconds = knobs.control_seconds * 2.0;
+    let peak = 0.3 * knobs.nodes as f64 * knobs.node_capacity(missed);
+    let seconds = knobs.control_seconds * 4.0;
     let plan = knobs.plan(seconds, peak);
     let add_at = plan.seconds.mul_f64(0.55);
     println!(

@@ -124,7 +124,8 @@ pub struct Candidate {
 }
 
 /// Picks the cheapest candidate: cost = load × wait + uncached blocks × prefill, among those
-/// whose load after this request stays within `balance_factor × mean` (at least 1 over the mean).
+/// whose load after this request stays within `balance_factor × mean` (at least
+/// [`super::affinity::MIN_SLACK`] over the mean, so a light pool keeps prefixes home).
 /// Ties go to the lower load, then the earlier candidate. Returns (server, matched blocks).
 pub fn choose(
     index: &PrefixIndex,
@@ -137,7 +138,7 @@ pub fn choose(
     }
     let total: f64 = candidates.iter().map(|c| c.load).sum::<f64>() + 1.0;
     let mean = total / candidates.len() as f64;
-    let bound = (mean * cost.balance_factor).max(mean + 1.0);
+    let bound = (mean * cost.balance_factor).max(mean + super::affinity::MIN_SLACK);
     let mut best: Option<(f64, f64, u64, usize)> = None;
     for c in candidates {
         if c.load + 1.0 > bound {
