@@ -155,8 +155,21 @@ async fn three_instances_order_once_all_serve_it_and_each_answers_the_challenge(
     assert!(metrics.contains("ferrogate_cluster_redis_up 1"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_holder_killed_mid_issuance_is_replaced_after_the_lock_expires() {
+/// Two instances (`a`, `b`) issuing [`CERT`], caught mid-issuance: the lock holder placed its
+/// order and published its token, and the CA's validation is held at the relay.
+struct MidIssuance {
+    redis: RedisServer,
+    relay: Relay,
+    pebble: Pebble,
+    daemons: Vec<Daemon>,
+    /// Index of the lock holder in `daemons`.
+    holder: usize,
+    /// Kept alive for the test's length (Pebble's DNS, the route's backend).
+    _dns: ChallTestSrv,
+    _backend: EchoBackend,
+}
+
+async fn mid_issuance(prefix: &str) -> MidIssuance {
     assert!(servers_installed(), "run scripts/setup.sh");
     let redis = RedisServer::start();
     let relay = Relay::start().await;
@@ -166,22 +179,44 @@ async fn a_lock_holder_killed_mid_issuance_is_replaced_after_the_lock_expires() 
     let backend = EchoBackend::start("a").await;
     let mut daemons = Vec::new();
     for name in ["a", "b"] {
-        daemons.push(instance(name, "t2", &redis, &pebble, backend.addr).await);
+        daemons.push(instance(name, prefix, &redis, &pebble, backend.addr).await);
     }
     relay.set_targets(&daemons.iter().map(|d| d.http).collect::<Vec<_>>());
-    // The holder ordered and published its token, and waits for the CA (held by the relay).
+    let tokens = format!("{prefix}:http01:*");
     wait_until(
         "an order with a published token",
         Duration::from_secs(20),
-        || orders(&pebble) == 1 && !redis.cli(&["KEYS", "t2:http01:*"]).is_empty(),
+        || orders(&pebble) == 1 && !redis.cli(&["KEYS", &tokens]).is_empty(),
     )
     .await;
-    let holder = redis.cli(&["GET", "{t2:cert:web}:lock"]);
-    let index = if holder.starts_with("a/") { 0 } else { 1 };
+    let value = redis.cli(&["GET", &format!("{{{prefix}:cert:web}}:lock")]);
+    let holder = if value.starts_with("a/") { 0 } else { 1 };
     assert!(
-        holder.starts_with(["a/", "b/"][index]),
-        "lock value {holder}"
+        value.starts_with(["a/", "b/"][holder]),
+        "lock value {value}"
     );
+    MidIssuance {
+        redis,
+        relay,
+        pebble,
+        daemons,
+        holder,
+        _dns: dns,
+        _backend: backend,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_holder_killed_mid_issuance_is_replaced_after_the_lock_expires() {
+    let MidIssuance {
+        redis,
+        relay,
+        pebble,
+        daemons,
+        holder: index,
+        _dns,
+        _backend,
+    } = mid_issuance("t2").await;
     daemons[index].signal("KILL");
     relay.remove_target(index);
     relay.hold(false);
@@ -343,26 +378,15 @@ async fn sticky_cookies_agree_across_instances() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_holder_that_wakes_after_losing_its_lock_stores_nothing() {
-    assert!(servers_installed(), "run scripts/setup.sh");
-    let redis = RedisServer::start();
-    let relay = Relay::start().await;
-    relay.hold(true);
-    let dns = ChallTestSrv::start();
-    let pebble = Pebble::start(relay.addr.port(), dns.dns);
-    let backend = EchoBackend::start("a").await;
-    let mut daemons = Vec::new();
-    for name in ["a", "b"] {
-        daemons.push(instance(name, "t6", &redis, &pebble, backend.addr).await);
-    }
-    relay.set_targets(&daemons.iter().map(|d| d.http).collect::<Vec<_>>());
-    wait_until(
-        "an order with a published token",
-        Duration::from_secs(20),
-        || orders(&pebble) == 1 && !redis.cli(&["KEYS", "t6:http01:*"]).is_empty(),
-    )
-    .await;
-    let holder = redis.cli(&["GET", "{t6:cert:web}:lock"]);
-    let index = if holder.starts_with("a/") { 0 } else { 1 };
+    let MidIssuance {
+        redis,
+        relay,
+        pebble,
+        daemons,
+        holder: index,
+        _dns,
+        _backend,
+    } = mid_issuance("t6").await;
     // The holder freezes (a long GC pause, a stopped VM) while its lock runs out.
     daemons[index].signal("STOP");
     relay.remove_target(index);
