@@ -73,6 +73,13 @@ impl Cluster {
         }))
     }
 
+    /// The fencing token the stored certificate was written with (`None`: nothing stored).
+    pub async fn stored_fence(&self, name: &str) -> Result<Option<i64>, String> {
+        let mut cmd = redis::cmd("HGET");
+        cmd.arg(self.inner.keys.cert(name)).arg("fence");
+        self.inner.link.query(&cmd, false).await
+    }
+
     /// Takes `name`'s issuance lock if it is free.
     pub async fn try_lock(&self, name: &str) -> Result<Option<IssueLock>, String> {
         let value = format!("{}#{:016x}", self.inner.id, fastrand::u64(..));

@@ -39,7 +39,7 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
     loop {
         let cluster = crate::cluster::current();
         if let Some(cluster) = &cluster {
-            adopt_shared(&inner, &spec, cluster).await;
+            adopt_shared(&inner, &spec, cluster, &mut waiting.seen_fence).await;
         }
         let now = unix_now();
         let current = inner
@@ -168,6 +168,9 @@ struct Waiting {
     planned: bool,
     deferred: bool,
     holder: Option<String>,
+    /// Fencing token of the stored certificate last looked at: unchanged means nothing new to
+    /// read (one small HGET per sync period instead of the whole chain and key).
+    seen_fence: Option<i64>,
 }
 
 /// Whose turn it is to order: this instance (holding the lock) or someone else (wait and look
@@ -216,7 +219,7 @@ async fn turn(
         Some(lock) => {
             waiting.holder = None;
             // The previous holder may have stored its result just before letting go.
-            if adopt_shared(inner, spec, cluster).await {
+            if adopt_shared(inner, spec, cluster, &mut waiting.seen_fence).await {
                 cluster.release(&lock).await;
                 return Turn::Wait(Duration::ZERO);
             }
@@ -294,8 +297,21 @@ async fn issue_under_lock(
 
 /// Serves the certificate another instance stored, when it differs from what is served and is
 /// valid for the configured names. True when it was swapped in.
-async fn adopt_shared(inner: &Inner, spec: &TaskSpec, cluster: &crate::cluster::Cluster) -> bool {
+async fn adopt_shared(
+    inner: &Inner,
+    spec: &TaskSpec,
+    cluster: &crate::cluster::Cluster,
+    seen_fence: &mut Option<i64>,
+) -> bool {
     let name = &spec.cert.name;
+    match cluster.stored_fence(name).await {
+        Ok(fence) if fence.is_some() && fence == *seen_fence => return false,
+        Ok(_) => {}
+        Err(error) => {
+            tracing::debug!(certificate = %name, %error, "cannot read the shared certificate");
+            return false;
+        }
+    }
     let shared = match cluster.load_cert(name).await {
         Ok(Some(shared)) => shared,
         Ok(None) => return false,
@@ -304,6 +320,7 @@ async fn adopt_shared(inner: &Inner, spec: &TaskSpec, cluster: &crate::cluster::
             return false;
         }
     };
+    *seen_fence = Some(shared.fence);
     let served = inner.issued(name);
     if served.as_ref().is_some_and(|s| s.chain_pem == shared.chain) {
         return false;
