@@ -103,6 +103,9 @@ pub struct RequestCtx {
     obs: RequestObs,
     /// Body-based routing and token timing on inference upstreams.
     inference: inference::InferenceCtx,
+    /// The current attempt was turned away by an overloaded inference server (503) and goes to
+    /// another server: not a failure of that server.
+    overloaded: bool,
     /// Counts this request as in flight (graceful stop waits for it) until the context drops.
     _active: ActiveGuard,
 }
@@ -318,6 +321,7 @@ impl ProxyHttp for Proxy {
             attempts: 0,
             obs: RequestObs::default(),
             inference: inference::InferenceCtx::default(),
+            overloaded: false,
             _active: self.active.enter(),
         }
     }
@@ -528,11 +532,23 @@ impl ProxyHttp for Proxy {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut Self::CTX,
     ) -> Result<()> {
         ctx.obs.upstream_responded();
+        // An inference server answers 503 when its queue is full (vLLM, SGLang, the simulator).
+        // Nothing has reached the client yet, so the request may go to another server.
+        if upstream_response.status == http::StatusCode::SERVICE_UNAVAILABLE
+            && ctx.inference.facts.is_some()
+            && balancing::may_retry(&ctx.retry_facts(true, session))
+        {
+            ctx.overloaded = true;
+            return Error::e_explain(
+                ErrorType::HTTPStatus(503),
+                "the inference server is overloaded (503); trying another server",
+            );
+        }
         Ok(())
     }
 
@@ -611,7 +627,13 @@ impl ProxyHttp for Proxy {
         client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        // A pooled connection the server had closed says nothing about the server's health.
+        // A pooled connection the server had closed says nothing about the server's health, nor
+        // does an inference server that is only full.
+        if std::mem::take(&mut ctx.overloaded) {
+            let retry = balancing::may_retry(&ctx.retry_facts(true, session));
+            e.set_retry(retry);
+            return e;
+        }
         if !client_reused {
             ctx.record_failure("proxy");
         }

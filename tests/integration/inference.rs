@@ -479,3 +479,52 @@ async fn discovered_models_and_scraped_queues_steer_the_metrics_policy() {
     assert_eq!(r.status, 200);
     drop(others);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_node_s_503_goes_to_another_node_before_any_byte() {
+    let busy = node_with(&["m"], |c| c.faults.error_rate = 1.0).await;
+    let ok = node(&["m"]).await;
+    let d = daemon(
+        &[(busy.addr(), ""), (ok.addr(), "")],
+        "    balance: round_robin\n    retries: 1\n    inference: { engine: vllm, models: [m] }\n",
+    )
+    .await;
+    let lb = d.extra("lb");
+    for i in 0..6 {
+        let r = post(
+            lb,
+            "/v1/chat/completions",
+            chat("m", &format!("q{i}"), i % 2 == 0),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    // Round robin sent about half to the busy node first; every one of those moved on.
+    let refused = busy.stats().totals.injected_errors;
+    assert!(refused >= 2, "the busy node was tried: {refused}");
+    assert_eq!(served(&ok), 6);
+    // A node that is only full is not a failed node: it stays in the pool.
+    let status = crate::observability::admin_get(&d, "/status.json").await;
+    let doc: Value = serde_json::from_str(&status).expect("json");
+    let servers = doc["upstreams"][0]["servers"]
+        .as_array()
+        .expect("servers")
+        .clone();
+    assert!(servers.iter().all(|s| s["state"] == "up"), "{servers:?}");
+
+    // Without a retry left, the node's own 503 reaches the client.
+    let d0 = daemon(
+        &[(busy.addr(), "")],
+        "    retries: 0\n    inference: { engine: vllm, models: [m] }\n",
+    )
+    .await;
+    let r = post(
+        d0.extra("lb"),
+        "/v1/chat/completions",
+        chat("m", "x", false),
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, 503);
+}
