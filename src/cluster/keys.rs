@@ -41,6 +41,11 @@ impl Keys {
         format!("{}:backoff", self.cert_tag(name))
     }
 
+    /// Failed attempts counted cluster-wide (outlives the backoff wait; a success deletes it).
+    pub fn cert_failures(&self, name: &str) -> String {
+        format!("{}:failures", self.cert_tag(name))
+    }
+
     /// ACME account credentials for a directory.
     pub fn account(&self, directory: &str) -> String {
         format!("{}:account:{directory}", self.prefix)
@@ -106,6 +111,7 @@ mod tests {
             keys.cert_lock("web"),
             keys.cert_fence("web"),
             keys.cert_backoff("web"),
+            keys.cert_failures("web"),
         ];
         for key in &tags {
             assert_eq!(hash_tag(key), "edge:cert:web", "{key}");

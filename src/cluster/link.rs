@@ -32,6 +32,8 @@ pub struct Link {
     epoch: Instant,
     /// With Sentinel: the master address the connection points at.
     master: Mutex<Option<String>>,
+    /// With Sentinel: the client that asks the Sentinels for the master.
+    sentinel: tokio::sync::Mutex<Option<redis::sentinel::Sentinel>>,
 }
 
 /// After a failure the request path leaves Redis alone this long (the checker probes sooner).
@@ -47,6 +49,7 @@ impl Link {
             failed_at: AtomicU64::new(0),
             epoch: Instant::now(),
             master: Mutex::new(None),
+            sentinel: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -96,6 +99,11 @@ impl Link {
         let info = url
             .into_connection_info()
             .map_err(|e| format!("{}: {e}", redact_url(url)))?;
+        self.with_password(info)
+    }
+
+    /// `info` with the configured password, when one is configured.
+    fn with_password(&self, info: ConnectionInfo) -> Result<ConnectionInfo, String> {
         Ok(match self.password()? {
             Some(password) => {
                 let redis = info.redis_settings().clone().set_password(password);
@@ -158,8 +166,18 @@ impl Link {
                 }
             }
             RedisTarget::Sentinel { master, nodes } => {
-                let mut sentinel = redis::sentinel::Sentinel::build(nodes.clone())
-                    .map_err(|e| format!("Sentinel: {e}"))?;
+                // One Sentinel client for the link's life: it keeps its connections to the
+                // Sentinels between look-ups.
+                let mut sentinel = self.sentinel.lock().await;
+                if sentinel.is_none() {
+                    *sentinel = Some(
+                        redis::sentinel::Sentinel::build(nodes.clone())
+                            .map_err(|e| format!("Sentinel: {e}"))?,
+                    );
+                }
+                let Some(sentinel) = sentinel.as_mut() else {
+                    return Err("Sentinel: no client".into());
+                };
                 let mut node = redis::sentinel::SentinelNodeConnectionInfo::default();
                 if nodes.iter().any(|url| url.starts_with("rediss://")) {
                     node = node.set_tls_mode(redis::TlsMode::Secure);
@@ -175,7 +193,7 @@ impl Link {
                 let mut current = self.master.lock().unwrap_or_else(|p| p.into_inner());
                 if current.as_deref() != Some(address.as_str()) || self.conn.load().is_none() {
                     let info = client.get_connection_info().clone();
-                    let conn = self.manager(self.client(self.connection_info_for(info)?)?)?;
+                    let conn = self.manager(self.client(self.with_password(info)?)?)?;
                     self.conn.store(Some(std::sync::Arc::new(conn)));
                     if current.is_some() {
                         tracing::warn!(master = %address, "Sentinel names a new Redis master; following it");
@@ -185,17 +203,6 @@ impl Link {
             }
         }
         Ok(())
-    }
-
-    /// The master's connection info with the configured password.
-    fn connection_info_for(&self, info: ConnectionInfo) -> Result<ConnectionInfo, String> {
-        Ok(match self.password()? {
-            Some(password) => {
-                let redis = info.redis_settings().clone().set_password(password);
-                info.set_redis_settings(redis)
-            }
-            None => info,
-        })
     }
 
     /// Whether the request path should skip Redis now (it failed a moment ago).

@@ -178,7 +178,7 @@ impl Cluster {
     /// Failures counted cluster-wide (kept after the wait ends, until a success clears them).
     pub async fn failures(&self, name: &str) -> Result<u32, String> {
         let mut cmd = redis::cmd("GET");
-        cmd.arg(format!("{}:count", self.inner.keys.cert_backoff(name)));
+        cmd.arg(self.inner.keys.cert_failures(name));
         let count: Option<u32> = self.inner.link.query(&cmd, false).await?;
         Ok(count.unwrap_or(0))
     }
@@ -199,7 +199,7 @@ impl Cluster {
             .arg(Self::millis(delay))
             .ignore()
             .cmd("SET")
-            .arg(format!("{key}:count"))
+            .arg(self.inner.keys.cert_failures(name))
             .arg(failures)
             .arg("EX")
             .arg(7 * 24 * 3600)
@@ -209,9 +209,9 @@ impl Cluster {
 
     /// Forgets the failures after a success.
     pub async fn clear_backoff(&self, name: &str) -> Result<(), String> {
-        let key = self.inner.keys.cert_backoff(name);
         let mut cmd = redis::cmd("DEL");
-        cmd.arg(&key).arg(format!("{key}:count"));
+        cmd.arg(self.inner.keys.cert_backoff(name))
+            .arg(self.inner.keys.cert_failures(name));
         self.inner.link.query::<()>(&cmd, false).await
     }
 
