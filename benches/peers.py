@@ -35,6 +35,9 @@ WS_CONNECTIONS = int(os.environ.get("WS_CONNECTIONS", "9000"))
 RELOADS = int(os.environ.get("RELOADS", "20"))
 SSE_SAMPLES = 20
 PROXIES = ["ferrogate", "haproxy", "nginx", "caddy"]
+# Which measurements to take (all by default); e.g. ROWS=keepalive,new_tls for a quick A/B.
+ALL_ROWS = ["keepalive", "new_tls", "h2", "sse", "websockets", "reloads"]
+ROWS = [r for r in os.environ.get("ROWS", ",".join(ALL_ROWS)).split(",") if r in ALL_ROWS]
 NOFILE = 200_000
 
 
@@ -77,6 +80,30 @@ def tree_pids(pid):
             pids.append(int(child))
             frontier.append(int(child))
     return pids
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of the process and its descendants so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree_pids(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / ticks
+
+
+def with_cpu(pid, measure):
+    """Runs `measure` and adds the proxy's CPU time per request it served (µs): on two cores
+    the client itself can be the bottleneck, and this is the proxy's cost either way."""
+    before = cpu_seconds(pid)
+    result = measure()
+    spent = cpu_seconds(pid) - before
+    count = result.get("requests") or 0
+    result["cpu_us_per_req"] = spent * 1e6 / count if count else None
+    return result
 
 
 def rss_kib(pid):
@@ -142,7 +169,8 @@ def wrk(url, extra=(), duration=DURATION, connections=CONNECTIONS):
 def h2load(url):
     text = run(["h2load", "-t1", "-c16", "-m10", "-D", str(DURATION), url], timeout=DURATION + 60)
     rate = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
-    return {"rps": float(rate.group(1)) if rate else 0.0}
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done", text)
+    return {"rps": float(rate.group(1)) if rate else 0.0, "requests": int(done.group(1)) if done else 0}
 
 
 def client_tls():
@@ -375,13 +403,20 @@ def bench_proxy(name, dir, cert, key, backend, demo):
             raise
         time.sleep(0.5)
         url = f"https://localhost:{port}/"
-        result = {"keepalive": wrk(url)}
-        result["new_tls"] = wrk(url, extra=["-H", "Connection: close"])
-        result["h2"] = h2load(url)
-        result["sse_first_byte_ms"] = asyncio.run(first_event_ms(port, tls=True))
-        result["websockets"] = asyncio.run(idle_websockets(port, proc.p.pid))
-        time.sleep(1)
-        result["reloads"] = reloads_under_load(name, proc, conf_path, all_configs, port, admin)
+        result = {}
+        if "keepalive" in ROWS:
+            result["keepalive"] = with_cpu(proc.p.pid, lambda: wrk(url))
+        if "new_tls" in ROWS:
+            result["new_tls"] = with_cpu(proc.p.pid, lambda: wrk(url, extra=["-H", "Connection: close"]))
+        if "h2" in ROWS:
+            result["h2"] = with_cpu(proc.p.pid, lambda: h2load(url))
+        if "sse" in ROWS:
+            result["sse_first_byte_ms"] = asyncio.run(first_event_ms(port, tls=True))
+        if "websockets" in ROWS:
+            result["websockets"] = asyncio.run(idle_websockets(port, proc.p.pid))
+        if "reloads" in ROWS:
+            time.sleep(1)
+            result["reloads"] = reloads_under_load(name, proc, conf_path, all_configs, port, admin)
         return result
     finally:
         proc.stop()
@@ -393,21 +428,32 @@ def ratio(a, b, higher_is_better=True):
     return f"{(a / b) if higher_is_better else (b / a):.2f}x"
 
 
+def measured(get, result):
+    """The figure `get` reads from one proxy's result, or None when that row was not run."""
+    try:
+        return get(result)
+    except (KeyError, TypeError):
+        return None
+
+
 def report(results, direct):
     rows = [
-        ("HTTPS keep-alive req/s", lambda r: r["keepalive"]["rps"], True, direct["keepalive"]["rps"], "{:.0f}"),
-        ("  p50 latency ms", lambda r: r["keepalive"]["p50_ms"], False, direct["keepalive"]["p50_ms"], "{:.2f}"),
-        ("  p99 latency ms", lambda r: r["keepalive"]["p99_ms"], False, direct["keepalive"]["p99_ms"], "{:.2f}"),
-        ("new TLS connections/s", lambda r: r["new_tls"]["rps"], True, direct["new_conn"]["rps"], "{:.0f}"),
+        ("HTTPS keep-alive req/s", lambda r: r["keepalive"]["rps"], True, measured(lambda d: d["keepalive"]["rps"], direct), "{:.0f}"),
+        ("  p50 latency ms", lambda r: r["keepalive"]["p50_ms"], False, measured(lambda d: d["keepalive"]["p50_ms"], direct), "{:.2f}"),
+        ("  p99 latency ms", lambda r: r["keepalive"]["p99_ms"], False, measured(lambda d: d["keepalive"]["p99_ms"], direct), "{:.2f}"),
+        ("  proxy CPU µs per request", lambda r: r["keepalive"]["cpu_us_per_req"], False, None, "{:.1f}"),
+        ("new TLS connections/s", lambda r: r["new_tls"]["rps"], True, measured(lambda d: d["new_conn"]["rps"], direct), "{:.0f}"),
+        ("  proxy CPU µs per connection", lambda r: r["new_tls"]["cpu_us_per_req"], False, None, "{:.1f}"),
         ("h2 multiplexed req/s", lambda r: r["h2"]["rps"], True, None, "{:.0f}"),
+        ("  proxy CPU µs per request", lambda r: r["h2"]["cpu_us_per_req"], False, None, "{:.1f}"),
         ("RSS per idle WebSocket KiB", lambda r: r["websockets"]["rss_per_ws_kib"], False, None, "{:.1f}"),
-        ("SSE first byte ms (added)", lambda r: r["sse_first_byte_ms"] - direct["sse_first_byte_ms"], False, None, "{:.2f}"),
+        ("SSE first byte ms (added)", lambda r: r["sse_first_byte_ms"] - direct.get("sse_first_byte_ms", 0), False, None, "{:.2f}"),
         ("failed during 20 reloads", lambda r: r["reloads"]["failed"], False, None, "{:.0f}"),
     ]
     head = ["metric", "direct"] + PROXIES + [f"fg/{p}" for p in PROXIES[1:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, get, higher, ceiling, fmt in rows:
-        values = {p: get(results[p]) if p in results else None for p in PROXIES}
+        values = {p: measured(get, results[p]) if p in results else None for p in PROXIES}
         cells = [label, fmt.format(ceiling) if ceiling is not None else "-"]
         cells += [fmt.format(values[p]) if values[p] is not None else "-" for p in PROXIES]
         for p in PROXIES[1:]:
@@ -424,14 +470,14 @@ def chart(results, direct, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    panels = [("HTTPS keep-alive req/s", lambda r: r["keepalive"]["rps"], direct["keepalive"]["rps"]),
-              ("new TLS connections/s", lambda r: r["new_tls"]["rps"], direct["new_conn"]["rps"]),
+    panels = [("HTTPS keep-alive req/s", lambda r: r["keepalive"]["rps"], measured(lambda d: d["keepalive"]["rps"], direct)),
+              ("new TLS connections/s", lambda r: r["new_tls"]["rps"], measured(lambda d: d["new_conn"]["rps"], direct)),
               ("h2 multiplexed req/s", lambda r: r["h2"]["rps"], None),
               ("RSS per idle WebSocket (KiB)", lambda r: r["websockets"]["rss_per_ws_kib"] or 0, None)]
     fig, axes = plt.subplots(1, len(panels), figsize=(16, 4))
     for ax, (title, get, ceiling) in zip(axes, panels):
-        names = [p for p in PROXIES if p in results]
-        values = [get(results[p]) for p in names]
+        names = [p for p in PROXIES if p in results and measured(get, results[p]) is not None]
+        values = [measured(get, results[p]) for p in names]
         ax.bar(names, values, color=["#d9480f" if n == "ferrogate" else "#868e96" for n in names])
         if ceiling:
             ax.axhline(ceiling, color="#2b8a3e", linestyle="--", label="backend direct")
@@ -457,8 +503,11 @@ def main():
             wait_port(backend_port)
             wait_port(demo_port)
             direct_url = f"http://127.0.0.1:{backend_port}/"
-            direct = {"keepalive": wrk(direct_url), "new_conn": wrk(direct_url, extra=["-H", "Connection: close"]),
-                      "sse_first_byte_ms": asyncio.run(first_event_ms(demo_port, tls=False))}
+            direct = {}
+            if os.environ.get("DIRECT", "1") != "0":  # DIRECT=0 skips the ceiling (quick A/B runs)
+                direct = {"keepalive": wrk(direct_url),
+                          "new_conn": wrk(direct_url, extra=["-H", "Connection: close"]),
+                          "sse_first_byte_ms": asyncio.run(first_event_ms(demo_port, tls=False))}
             results = {}
             only = [p for p in sys.argv[1:] if p in PROXIES] or PROXIES
             for name in only:

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use pingora::apps::http_app::HttpServer;
-use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
 use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
@@ -34,6 +34,15 @@ use crate::tls::{CertIndex, CertStore};
 
 /// Seconds pingora's runtimes get to wind down after the grace period.
 pub const DEFAULT_RUNTIME_SHUTDOWN_SECS: u64 = 1;
+
+/// A listener's read buffer in front of the socket. pingora's default is 64 KiB per open
+/// connection, zeroed on accept, held for the connection's life (idle WebSockets included). A TLS
+/// listener gets one record's worth (rustls reads at most 4 KiB per call on its own); a plain one
+/// 4 KiB, enough for a request head or a PROXY header in one read (larger body reads bypass it).
+fn l4_buffers(tls: bool) -> L4BufferSettings {
+    let read = if tls { 16 * 1024 } else { 4 * 1024 };
+    L4BufferSettings::new(read, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE)
+}
 
 /// Long-lived state that outlives any one configuration.
 pub struct Shared {
@@ -111,28 +120,22 @@ pub fn build(
         let proxy = proxy.with_limits(listener.limits);
         let counted =
             CountedConnections::new(&listener.name, http_proxy(&server.configuration, proxy));
-        // PROXY protocol: before TLS on TLS listeners, before HTTP parsing on plain ones.
-        let policy = listener.proxy_protocol.as_deref().map(ProxyProtocol::new);
+        // PROXY protocol, limits and the TLS handshake all run in the gate, before HTTP parsing.
         let settings = GateSettings {
-            proxy_protocol: if listener.tls { None } else { policy.clone() },
+            proxy_protocol: listener.proxy_protocol.as_deref().map(ProxyProtocol::new),
             max_connections: listener.limits.max_connections,
             header_timeout: listener.limits.header_timeout,
         };
-        let gate = ConnectionGate::new(settings, shared.snapshots.clone(), counted);
-        let mut service = Service::new(name, gate);
-        let address = listener.address.to_string();
-        if let (true, Some(policy)) = (listener.tls, policy) {
-            service.endpoints().set_pre_tls_callback(Arc::new(policy));
-        }
+        let mut gate = ConnectionGate::new(settings, shared.snapshots.clone(), counted);
         if listener.tls {
-            let mut settings = TlsSettings::intermediate("", "")
+            let acceptor = crate::tls::listener::acceptor(shared.certs.clone())
                 .map_err(|e| format!("TLS settings for {}: {e}", listener.name))?;
-            settings.set_cert_resolver(shared.certs.clone());
-            settings.enable_h2();
-            service.add_tls_with_settings(&address, None, settings);
-        } else {
-            service.add_tcp(&address);
+            gate = gate.with_tls(acceptor);
         }
+        let mut service = Service::new(name, gate);
+        let endpoint =
+            ListenerConfig::tcp(listener.address.to_string()).l4_buffer(l4_buffers(listener.tls));
+        service.endpoints().add_listener(endpoint);
         server.add_service(service);
     }
 

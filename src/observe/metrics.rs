@@ -212,7 +212,7 @@ impl Metrics {
                 "Requests refused at the edge by a route's access lists or rate limit.",
                 &["route", "reason"])?,
             proxy_protocol_refusals: counter(&r, "ferrogate_connection_refusals_total",
-                "Connections closed before any request: PROXY protocol refused, or a listener limit (max_connections, max_connections_per_ip).",
+                "Connections closed before any request: PROXY protocol refused, a listener limit (max_connections, max_connections_per_ip), a failed or stalled TLS handshake.",
                 &["reason"])?,
             inference_decisions: counter(&r, "ferrogate_inference_decisions_total",
                 "Inference requests routed, by upstream, policy and reason (affinity, affinity_overflow, prefix_hit, least_cost, least_load).",

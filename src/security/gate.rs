@@ -1,7 +1,8 @@
-//! What a proxy listener does with a new connection before HTTP parsing: reads the PROXY header
-//! (plain listeners; TLS ones do it before the handshake), refuses connections over the
-//! listener's `max_connections` and over `max_connections_per_ip` (read from the current
-//! snapshot, so a reload changes it), and bounds the time the first request head may take
+//! What a proxy listener does with a new connection before HTTP parsing, in this order: refuses
+//! connections over the listener's `max_connections`, reads the PROXY header, refuses those over
+//! `max_connections_per_ip` (read from the current snapshot, so a reload changes it), runs the
+//! TLS handshake on TLS listeners (bounded by `header_timeout`, so a peer that stalls mid-way
+//! holds nothing for long), and bounds the time the first request head may take
 //! (`header_timeout`) by wrapping the stream in a [`HeadDeadline`].
 
 use std::net::IpAddr;
@@ -11,6 +12,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as L4Stream;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
@@ -59,7 +62,7 @@ impl Drop for CountedPlace {
 /// The gate's settings for one listener.
 #[derive(Debug, Clone)]
 pub struct GateSettings {
-    /// PROXY protocol on a plain listener (TLS listeners read it in the pre-TLS callback).
+    /// PROXY protocol (read before the TLS handshake on TLS listeners).
     pub proxy_protocol: Option<ProxyProtocol>,
     pub max_connections: Option<u32>,
     pub header_timeout: Duration,
@@ -72,6 +75,7 @@ pub struct ConnectionGate<A> {
     snapshots: Arc<SnapshotStore>,
     open: Arc<ConnectionCount>,
     per_ip: Arc<super::connections::PerIpLimit>,
+    tls: Option<Acceptor>,
 }
 
 impl<A> ConnectionGate<A> {
@@ -82,6 +86,40 @@ impl<A> ConnectionGate<A> {
             snapshots,
             open: Arc::new(ConnectionCount::default()),
             per_ip: super::connections::PerIpLimit::new(),
+            tls: None,
+        }
+    }
+
+    /// Makes this a TLS listener: the gate runs the handshake with `acceptor`.
+    pub fn with_tls(mut self, acceptor: Acceptor) -> Self {
+        self.tls = Some(acceptor);
+        self
+    }
+
+    /// The TLS handshake on `stream`, as the listener accepted it, finished by `deadline`
+    /// (`None`: refused, counted).
+    async fn handshake(
+        &self,
+        acceptor: &Acceptor,
+        stream: Stream,
+        deadline: tokio::time::Instant,
+    ) -> Option<Stream> {
+        let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+            tracing::error!("TLS listener handed a stream that is not a TCP connection");
+            return None;
+        };
+        match tokio::time::timeout_at(deadline, acceptor.tls_handshake(*l4)).await {
+            Ok(Ok(tls)) => Some(Box::new(tls)),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                crate::observe::metrics::connection_refused("tls_handshake");
+                None
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake not finished within header_timeout");
+                crate::observe::metrics::connection_refused("tls_handshake_timeout");
+                None
+            }
         }
     }
 }
@@ -99,6 +137,8 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGate<A> {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // One header_timeout covers the TLS handshake and the first request head together.
+        let deadline = tokio::time::Instant::now() + self.settings.header_timeout;
         let Some(_place) = self.open.enter(self.settings.max_connections) else {
             crate::observe::metrics::connection_refused("max_connections");
             return None;
@@ -122,7 +162,12 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGate<A> {
             },
             _ => None,
         };
-        let stream: Stream = Box::new(HeadDeadline::new(stream, self.settings.header_timeout));
+        let stream = match &self.tls {
+            Some(acceptor) => self.handshake(acceptor, stream, deadline).await?,
+            None => stream,
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let stream: Stream = Box::new(HeadDeadline::new(stream, left));
         // Serve every keep-alive request here so the places cover the connection's whole life.
         let mut next = self.inner.process_new(stream, shutdown).await;
         for _ in 0..u32::MAX {

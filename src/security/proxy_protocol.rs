@@ -1,18 +1,15 @@
 //! PROXY protocol on a listener: reads the header off a new connection (exactly its bytes, never
 //! more), refuses peers outside `proxy_protocol_from`, and replaces the connection's peer address
 //! with the one the header names, so logs, rate limits, access lists, client_ip stickiness and
-//! X-Forwarded-For all see the real client. TLS listeners run it in pingora's pre-TLS callback;
-//! plain listeners in [`super::gate::ConnectionGate`], which runs before HTTP parsing.
+//! X-Forwarded-For all see the real client. [`super::gate::ConnectionGate`] runs it before the
+//! TLS handshake and before HTTP parsing.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use pingora::listeners::PreTlsProcess;
 use pingora::protocols::l4::socket::SocketAddr as PeerAddr;
-use pingora::protocols::l4::stream::Stream as L4Stream;
-use pingora::protocols::{GetSocketDigest, SocketDigest, UniqueID};
+use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -106,12 +103,4 @@ async fn read_header<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> Result<Pr
         }
     }
     Err("PROXY protocol: header not finished".into())
-}
-
-#[async_trait]
-impl PreTlsProcess for ProxyProtocol {
-    async fn process(&self, stream: &mut L4Stream) -> Result<()> {
-        let fd = stream.id();
-        self.accept(stream, fd).await
-    }
 }

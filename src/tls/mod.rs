@@ -2,6 +2,7 @@
 //! self-signed placeholder certificate made on first start.
 
 pub mod build;
+pub mod listener;
 pub mod pem;
 pub mod placeholder;
 pub mod store;

@@ -7,9 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::ClientConnection;
+use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, ProtocolVersion, SignatureScheme};
+use rustls::{
+    CipherSuite, ClientConfig, DigitallySignedStruct, HandshakeKind, ProtocolVersion,
+    SignatureScheme, SupportedProtocolVersion,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
@@ -104,6 +109,9 @@ pub struct TlsInfo {
     /// The leaf certificate (DER) the server presented.
     pub peer_cert: Option<Vec<u8>>,
     pub version: Option<ProtocolVersion>,
+    pub suite: Option<CipherSuite>,
+    /// The handshake resumed an earlier session.
+    pub resumed: bool,
 }
 
 /// Client-side TLS choices.
@@ -209,23 +217,71 @@ pub async fn tls_connect_over(
         // rustls never sends an IP address as SNI.
         None => ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
     };
+    handshake(tcp, &Arc::new(config), name).await
+}
+
+async fn handshake(
+    tcp: TcpStream,
+    config: &Arc<ClientConfig>,
+    name: ServerName<'static>,
+) -> (TlsStream<TcpStream>, TlsInfo) {
     let stream = tokio::time::timeout(
         DEFAULT_RESPONSE_TIMEOUT,
-        TlsConnector::from(Arc::new(config)).connect(name, tcp),
+        TlsConnector::from(config.clone()).connect(name, tcp),
     )
     .await
     .expect("TLS handshake timed out")
     .expect("TLS handshake");
-    let conn = stream.get_ref().1;
-    let info = TlsInfo {
+    let info = tls_info(stream.get_ref().1);
+    (stream, info)
+}
+
+fn tls_info(conn: &ClientConnection) -> TlsInfo {
+    TlsInfo {
         alpn: conn.alpn_protocol().map(<[u8]>::to_vec),
         peer_cert: conn
             .peer_certificates()
             .and_then(|certs| certs.first())
             .map(|c| c.to_vec()),
         version: conn.protocol_version(),
-    };
-    (stream, info)
+        suite: conn.negotiated_cipher_suite().map(|s| s.suite()),
+        resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
+    }
+}
+
+/// A client like OpenSSL's (AES-256-GCM listed first) whose connections share one session
+/// store, so a later handshake can resume an earlier one; for [`tls_connect_with`].
+pub fn resuming_client(version: &'static SupportedProtocolVersion) -> Arc<ClientConfig> {
+    let ring = rustls::crypto::ring::default_provider();
+    let mut suites = ring.cipher_suites.clone();
+    suites.sort_by_key(|s| {
+        let name = format!("{:?}", s.suite());
+        (!name.contains("AES_256"), !name.contains("AES_128"))
+    });
+    let provider = Arc::new(CryptoProvider {
+        cipher_suites: suites,
+        ..ring
+    });
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[version])
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert { provider }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.resumption = Resumption::in_memory_sessions(64);
+    Arc::new(config)
+}
+
+/// A TLS connection made with `config` (see [`resuming_client`]), SNI `sni`.
+pub async fn tls_connect_with(
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    sni: &str,
+) -> (TlsStream<TcpStream>, TlsInfo) {
+    let tcp = TcpStream::connect(addr).await.expect("tcp connect");
+    let name = ServerName::try_from(sni.to_string()).expect("valid SNI name");
+    handshake(tcp, config, name).await
 }
 
 /// Sends one request on a stream and reads one response.

@@ -1,8 +1,12 @@
 //! TLS on the https listener: SNI certificate selection (exact, wildcard, default), ALPN
-//! negotiation, TLS 1.2 and 1.3, and the HSTS header.
+//! negotiation, TLS 1.2 and 1.3, the server's cipher suite order, session resumption, the
+//! handshake deadline, and the HSTS header.
 
 use crate::backends::EchoBackend;
-use crate::client::{exchange, http_get, https_get, tls_connect, Request, TlsOptions};
+use crate::client::{
+    exchange, http_get, https_get, resuming_client, tls_connect, tls_connect_with, Request,
+    TlsOptions,
+};
 use crate::harness::{Daemon, DaemonBuilder, DEFAULT_TIMEOUTS};
 
 async fn three_cert_daemon(backend: &EchoBackend) -> Daemon {
@@ -102,6 +106,75 @@ async fn tls12_and_tls13_are_both_accepted() {
         let r = exchange(&mut tls, &Request::get("second.test", "/")).await;
         assert_eq!(r.status, 200);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_picks_aes_128_and_sessions_resume() {
+    use rustls::CipherSuite;
+    let a = EchoBackend::start("a").await;
+    let d = three_cert_daemon(&a).await;
+    for (version, suite) in [
+        (
+            &rustls::version::TLS13,
+            CipherSuite::TLS13_AES_128_GCM_SHA256,
+        ),
+        (
+            &rustls::version::TLS12,
+            CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        ),
+    ] {
+        // The client lists AES-256 first, as OpenSSL-based clients do; the server's order wins.
+        let client = resuming_client(version);
+        let (mut tls, info) = tls_connect_with(d.https, &client, "first.test").await;
+        assert_eq!(info.suite, Some(suite), "{version:?}");
+        assert!(
+            !info.resumed,
+            "{version:?}: the first handshake is a full one"
+        );
+        // Reading a response also takes in the session ticket sent after the handshake.
+        let r = exchange(&mut tls, &Request::get("first.test", "/")).await;
+        assert_eq!(r.status, 200);
+        drop(tls);
+        for round in 0..3 {
+            let (mut tls, info) = tls_connect_with(d.https, &client, "first.test").await;
+            assert!(
+                info.resumed,
+                "{version:?}: handshake {round} after the first resumes"
+            );
+            let r = exchange(&mut tls, &Request::get("first.test", "/")).await;
+            assert_eq!(r.status, 200);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handshake_is_closed_at_header_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let a = EchoBackend::start("a").await;
+    let d = DaemonBuilder::new()
+        .certificate("first", &["first.test"])
+        .https_listener_with("header_timeout: 1s")
+        .route("{ name: any, upstream: a }")
+        .upstream("a", &[a.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+    // Half a ClientHello record header, then nothing.
+    let mut tcp = tokio::net::TcpStream::connect(d.https).await.unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("the daemon closes a stalled handshake");
+    assert!(
+        matches!(read, Ok(0) | Err(_)),
+        "closed, nothing sent: {read:?}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+    // The listener still serves complete handshakes.
+    let (mut tls, _) = tls_connect(d.https, &with_sni(Some("first.test"))).await;
+    let r = exchange(&mut tls, &Request::get("first.test", "/")).await;
+    assert_eq!(r.status, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
