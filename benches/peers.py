@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "bench"
-BIN = ROOT / "target" / "release" / "ferrogate"
+BIN = Path(os.environ.get("FERROGATE_BIN", ROOT / "target" / "release" / "ferrogate"))  # override for A/B runs
 DURATION = int(os.environ.get("DURATION", "10"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
 # 10,000 is the goal; a proxy holds two descriptors per WebSocket, so the count is capped below

@@ -108,7 +108,10 @@ impl<A> ConnectionGate<A> {
             tracing::error!("TLS listener handed a stream that is not a TCP connection");
             return None;
         };
-        match tokio::time::timeout_at(deadline, acceptor.tls_handshake(*l4)).await {
+        // Boxed: the handshake's state is freed when it ends instead of sizing the future that
+        // lives as long as the connection.
+        let handshake = Box::pin(acceptor.tls_handshake(*l4));
+        match tokio::time::timeout_at(deadline, handshake).await {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             Ok(Err(error)) => {
                 tracing::debug!(%error, "TLS handshake failed");
