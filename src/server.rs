@@ -35,12 +35,13 @@ use crate::tls::{CertIndex, CertStore};
 /// Seconds pingora's runtimes get to wind down after the grace period.
 pub const DEFAULT_RUNTIME_SHUTDOWN_SECS: u64 = 1;
 
-/// A listener's read buffer in front of the socket. pingora's default is 64 KiB per open
-/// connection, zeroed on accept, held for the connection's life (idle WebSockets included). A TLS
-/// listener gets one record's worth (rustls reads at most 4 KiB per call on its own); a plain one
-/// 4 KiB, enough for a request head or a PROXY header in one read (larger body reads bypass it).
-fn l4_buffers(tls: bool) -> L4BufferSettings {
-    let read = if tls { 16 * 1024 } else { 4 * 1024 };
+/// A listener's read buffer in front of the socket. pingora's default is 64 KiB per connection,
+/// zeroed on accept and held for the connection's life (idle WebSockets included), though HTTP/1
+/// reads go into pingora's own header and body buffers and TLS reads into rustls's record
+/// buffer. Only a `proxy_protocol` listener gets one (4 KiB): the PROXY header is read a few
+/// bytes at a time.
+fn l4_buffers(proxy_protocol: bool) -> L4BufferSettings {
+    let read = if proxy_protocol { 4 * 1024 } else { 0 };
     L4BufferSettings::new(read, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE)
 }
 
@@ -133,8 +134,8 @@ pub fn build(
             gate = gate.with_tls(acceptor);
         }
         let mut service = Service::new(name, gate);
-        let endpoint =
-            ListenerConfig::tcp(listener.address.to_string()).l4_buffer(l4_buffers(listener.tls));
+        let endpoint = ListenerConfig::tcp(listener.address.to_string())
+            .l4_buffer(l4_buffers(listener.proxy_protocol.is_some()));
         service.endpoints().add_listener(endpoint);
         server.add_service(service);
     }
