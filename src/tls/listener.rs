@@ -1,12 +1,17 @@
-//! The rustls server configuration of a TLS listener: which cipher suites win, how sessions
-//! resume, and the ALPN offer. Built here rather than by pingora's `TlsSettings`, which gives no
-//! say over suite order or session tickets.
+//! The rustls server configuration of a TLS listener: which cryptography, which cipher suites
+//! win, how sessions resume, and the ALPN offer. Built here rather than by pingora's
+//! `TlsSettings`, which gives no say over any of it.
 //!
+//! - **Provider.** aws-lc-rs, rustls's default provider: its X25519 takes half the time of
+//!   ring's (the key exchange was over a quarter of a resumed handshake's cost, see
+//!   BENCHMARKS.md), and it brings the post-quantum hybrid X25519MLKEM768 that current browsers
+//!   ask for first. ring stays the process default for outgoing connections (pingora's
+//!   upstream TLS, ACME, DNS APIs, Redis).
 //! - **Suite order.** The server's order decides (`ignore_client_order`): AES-128-GCM first.
 //!   Clients built on OpenSSL (curl, wrk, most HTTP libraries) list AES-256-GCM-SHA384 first,
-//!   whose key schedule runs SHA-384 — without hardware help on CPUs lacking SHA-512
-//!   instructions, about a tenth of a handshake's cost. AES-128-GCM-SHA256 uses the SHA
-//!   extensions nearly every x86-64 and ARMv8 server has, and is what Go (Caddy, Traefik) picks.
+//!   whose key schedule runs SHA-384: on CPUs without SHA-512 instructions a tenth of a
+//!   handshake's cost when measured with ring. AES-128-GCM-SHA256 uses the SHA extensions
+//!   nearly every x86-64 and ARMv8 server has, and is what Go (Caddy, Traefik) picks.
 //!   Every TLS 1.3 client must implement it (RFC 8446 §9.1).
 //! - **Resumption.** Stateless tickets (rotated every 6 hours by rustls's ticketer) let any
 //!   number of clients resume without the server holding state per client; one TLS 1.3 ticket
@@ -16,7 +21,7 @@
 use std::sync::Arc;
 
 use pingora::listeners::tls::Acceptor;
-use rustls::crypto::ring::{cipher_suite, default_provider, Ticketer};
+use rustls::crypto::aws_lc_rs::{cipher_suite, default_provider, kx_group, Ticketer};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::{version, ServerConfig, SupportedCipherSuite};
@@ -25,6 +30,15 @@ use rustls::{version, ServerConfig, SupportedCipherSuite};
 const SESSION_CACHE_ENTRIES: usize = 4096;
 /// TLS 1.3 tickets sent after each handshake.
 const TLS13_TICKETS: usize = 1;
+
+/// Key exchanges the listener accepts; rustls takes the client's first choice among them, so
+/// browsers that lead with the post-quantum hybrid (Chrome, Firefox) get it.
+const KX_GROUPS: &[&dyn rustls::crypto::SupportedKxGroup] = &[
+    kx_group::X25519MLKEM768,
+    kx_group::X25519,
+    kx_group::SECP256R1,
+    kx_group::SECP384R1,
+];
 
 /// The suites a listener offers, in the order it prefers them.
 const SUITES: &[SupportedCipherSuite] = &[
@@ -43,6 +57,7 @@ const SUITES: &[SupportedCipherSuite] = &[
 pub fn server_config(certs: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, String> {
     let provider = CryptoProvider {
         cipher_suites: SUITES.to_vec(),
+        kx_groups: KX_GROUPS.to_vec(),
         ..default_provider()
     };
     let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
@@ -87,6 +102,19 @@ mod tests {
         assert_eq!(suites[0], cipher_suite::TLS13_AES_128_GCM_SHA256);
         assert!(suites.contains(&cipher_suite::TLS13_CHACHA20_POLY1305_SHA256));
         assert!(config.ticketer.enabled());
+        let groups: Vec<_> = config
+            .crypto_provider()
+            .kx_groups
+            .iter()
+            .map(|g| g.name())
+            .collect();
+        assert_eq!(
+            groups[..2],
+            [
+                rustls::NamedGroup::X25519MLKEM768,
+                rustls::NamedGroup::X25519
+            ]
+        );
         assert_eq!(config.send_tls13_tickets, 1);
         assert_eq!(
             config.alpn_protocols,

@@ -12,7 +12,7 @@ use rustls::client::Resumption;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
-    CipherSuite, ClientConfig, DigitallySignedStruct, HandshakeKind, ProtocolVersion,
+    CipherSuite, ClientConfig, DigitallySignedStruct, HandshakeKind, NamedGroup, ProtocolVersion,
     SignatureScheme, SupportedProtocolVersion,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -110,6 +110,7 @@ pub struct TlsInfo {
     pub peer_cert: Option<Vec<u8>>,
     pub version: Option<ProtocolVersion>,
     pub suite: Option<CipherSuite>,
+    pub kx_group: Option<NamedGroup>,
     /// The handshake resumed an earlier session.
     pub resumed: bool,
 }
@@ -245,6 +246,7 @@ fn tls_info(conn: &ClientConnection) -> TlsInfo {
             .map(|c| c.to_vec()),
         version: conn.protocol_version(),
         suite: conn.negotiated_cipher_suite().map(|s| s.suite()),
+        kx_group: conn.negotiated_key_exchange_group().map(|g| g.name()),
         resumed: conn.handshake_kind() == Some(HandshakeKind::Resumed),
     }
 }
@@ -270,6 +272,24 @@ pub fn resuming_client(version: &'static SupportedProtocolVersion) -> Arc<Client
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     config.resumption = Resumption::in_memory_sessions(64);
+    Arc::new(config)
+}
+
+/// A client that leads with the post-quantum hybrid key exchange (X25519MLKEM768), as current
+/// browsers do; for [`tls_connect_with`].
+pub fn post_quantum_client() -> Arc<ClientConfig> {
+    use rustls::crypto::aws_lc_rs::{default_provider, kx_group};
+    let provider = Arc::new(CryptoProvider {
+        kx_groups: vec![kx_group::X25519MLKEM768, kx_group::X25519],
+        ..default_provider()
+    });
+    let mut config = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert { provider }))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
 }
 

@@ -4,8 +4,8 @@
 
 use crate::backends::EchoBackend;
 use crate::client::{
-    exchange, http_get, https_get, resuming_client, tls_connect, tls_connect_with, Request,
-    TlsOptions,
+    exchange, http_get, https_get, post_quantum_client, resuming_client, tls_connect,
+    tls_connect_with, Request, TlsOptions,
 };
 use crate::harness::{Daemon, DaemonBuilder, DEFAULT_TIMEOUTS};
 
@@ -145,6 +145,20 @@ async fn the_server_picks_aes_128_and_sessions_resume() {
             assert_eq!(r.status, 200);
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_asking_for_the_post_quantum_hybrid_gets_it() {
+    let a = EchoBackend::start("a").await;
+    let d = three_cert_daemon(&a).await;
+    let (mut tls, info) = tls_connect_with(d.https, &post_quantum_client(), "first.test").await;
+    assert_eq!(info.kx_group, Some(rustls::NamedGroup::X25519MLKEM768));
+    let r = exchange(&mut tls, &Request::get("first.test", "/")).await;
+    assert_eq!(r.status, 200);
+    // An OpenSSL-like client without it gets X25519.
+    let client = resuming_client(&rustls::version::TLS13);
+    let (_, info) = tls_connect_with(d.https, &client, "first.test").await;
+    assert_eq!(info.kx_group, Some(rustls::NamedGroup::X25519));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
