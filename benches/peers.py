@@ -347,7 +347,8 @@ https://localhost:{port} {{
 def start_proxy(name, dir, conf_path):
     log = dir / f"{name}.log"
     if name == "ferrogate":
-        return Proc(name, [str(BIN), "run", "--config", str(conf_path)], env={"FERROGATE_LOG": "warn"}, log=log)
+        return Proc(name, [str(BIN), "run", "--config", str(conf_path)],
+                    env={"FERROGATE_LOG": os.environ.get("FERROGATE_LOG", "warn")}, log=log)
     if name == "haproxy":
         return Proc(name, ["haproxy", "-W", "-db", "-f", str(conf_path)], log=log)
     if name == "nginx":

@@ -137,6 +137,7 @@ impl ControlPlane {
                 "a listener did not start accepting connections within {:?} (address in use?); exiting",
                 DEFAULT_READY_TIMEOUT
             );
+            crate::observe::logging::flush();
             std::process::exit(1);
         }
         std::future::pending::<()>().await;
@@ -267,6 +268,7 @@ fn drain(active: &ActiveRequests, grace: Duration) {
         let elapsed = started.elapsed();
         if elapsed >= DRAIN_MIN && active.current() == 0 {
             tracing::info!(after = ?elapsed, "drained: no request in flight; exiting");
+            crate::observe::logging::flush();
             std::process::exit(0);
         }
         if elapsed >= grace + DRAIN_MIN {
@@ -274,6 +276,7 @@ fn drain(active: &ActiveRequests, grace: Duration) {
                 in_flight = active.current(),
                 "grace period over; closing what is left"
             );
+            crate::observe::logging::flush();
             std::process::exit(0);
         }
     }

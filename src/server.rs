@@ -218,6 +218,7 @@ pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
     daemon.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });
+    crate::observe::logging::flush();
     std::process::exit(0)
 }
 

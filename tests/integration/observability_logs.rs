@@ -161,3 +161,35 @@ async fn admin_allow_list_refuses_other_peers() {
     }
     drop(d);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_lines_still_buffered_are_written_before_the_daemon_exits() {
+    let app = EchoBackend::start("app").await;
+    let mut d = DaemonBuilder::new()
+        .yaml("log: { format: json }")
+        .route("{ name: app, upstream: app }")
+        .upstream("app", &[app.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let req = Request::get("app.test", "/").header("X-Request-Id", &format!("exit-{i}"));
+        let r = https_request(d.https, &req).await;
+        assert_eq!(r.status, 200);
+        ids.push(format!("exit-{i}"));
+    }
+    // Straight away, well within the batching period.
+    d.signal("TERM");
+    assert!(
+        d.wait_exit(Duration::from_secs(30)).is_some(),
+        "the daemon exits"
+    );
+    let logged: Vec<String> = json_lines(&d)
+        .into_iter()
+        .filter(|v| v["target"] == "access")
+        .filter_map(|v| v["request_id"].as_str().map(str::to_string))
+        .collect();
+    for id in &ids {
+        assert!(logged.contains(id), "no access line for {id}: {logged:?}");
+    }
+}
