@@ -18,7 +18,7 @@ const EXIT_INVALID_CONFIG: u8 = 2;
 fn main() -> ExitCode {
     // Two rustls providers are linked (TLS listeners use aws-lc-rs); outgoing clients that do not
     // name one get ring.
-    ferrogate::acme::install_crypto_provider();
+    ferrogate::tls::install_default_provider();
     let cli = Cli::parse();
     match cli.command {
         Command::Version => {

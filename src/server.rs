@@ -61,7 +61,7 @@ pub struct Shared {
 
 /// Prepares the shared state for a configuration.
 pub fn prepare(config: &Config) -> Result<Shared, String> {
-    crate::acme::install_crypto_provider();
+    crate::tls::install_default_provider();
     std::fs::create_dir_all(&config.state_dir).map_err(|e| {
         format!(
             "cannot create state_dir {}: {e}",

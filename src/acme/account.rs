@@ -13,7 +13,7 @@ use crate::tls::placeholder::write_atomic;
 
 /// An HTTP client for the directory: system roots, or only `ca_root` when set.
 fn builder(acme: &Acme) -> Result<AccountBuilder, String> {
-    super::install_crypto_provider();
+    crate::tls::install_default_provider();
     match &acme.ca_root {
         Some(root) => Account::builder_with_root(root)
             .map_err(|e| format!("ACME client with root {}: {e}", root.display())),

@@ -15,11 +15,3 @@ pub mod status;
 pub mod storage;
 
 pub use manager::AcmeManager;
-
-/// Makes ring the process's rustls provider if none is installed yet (pingora installs ring
-/// too; the ACME, DNS API and Redis clients must agree with it). Needed before any client
-/// configuration that names no provider: with aws-lc-rs also linked for the TLS listeners,
-/// rustls cannot pick one by itself.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}

@@ -254,15 +254,17 @@ fn tls_info(conn: &ClientConnection) -> TlsInfo {
 /// A client like OpenSSL's (AES-256-GCM listed first) whose connections share one session
 /// store, so a later handshake can resume an earlier one; for [`tls_connect_with`].
 pub fn resuming_client(version: &'static SupportedProtocolVersion) -> Arc<ClientConfig> {
-    let ring = rustls::crypto::ring::default_provider();
-    let mut suites = ring.cipher_suites.clone();
-    suites.sort_by_key(|s| {
-        let name = format!("{:?}", s.suite());
-        (!name.contains("AES_256"), !name.contains("AES_128"))
-    });
+    use rustls::crypto::ring::{cipher_suite as cs, default_provider};
     let provider = Arc::new(CryptoProvider {
-        cipher_suites: suites,
-        ..ring
+        cipher_suites: vec![
+            cs::TLS13_AES_256_GCM_SHA384,
+            cs::TLS13_AES_128_GCM_SHA256,
+            cs::TLS13_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+        ..default_provider()
     });
     let mut config = ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[version])

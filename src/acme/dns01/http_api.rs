@@ -28,7 +28,7 @@ pub struct ApiResponse {
 
 impl ApiClient {
     pub fn new() -> Result<Self, String> {
-        crate::acme::install_crypto_provider();
+        crate::tls::install_default_provider();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .try_with_platform_verifier()
             .map_err(|e| format!("TLS roots: {e}"))?
