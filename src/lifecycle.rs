@@ -137,8 +137,7 @@ impl ControlPlane {
                 "a listener did not start accepting connections within {:?} (address in use?); exiting",
                 DEFAULT_READY_TIMEOUT
             );
-            crate::observe::logging::flush();
-            std::process::exit(1);
+            exit(1);
         }
         std::future::pending::<()>().await;
     }
@@ -261,6 +260,13 @@ fn wait_for_grace_period(phases: &mut broadcast::Receiver<ExecutionPhase>) {
     }
 }
 
+/// Ends the process with `code`, writing out buffered access lines first (every exit of a
+/// running daemon goes through here).
+pub fn exit(code: i32) -> ! {
+    crate::observe::logging::flush();
+    std::process::exit(code)
+}
+
 fn drain(active: &ActiveRequests, grace: Duration) {
     let started = Instant::now();
     loop {
@@ -268,16 +274,14 @@ fn drain(active: &ActiveRequests, grace: Duration) {
         let elapsed = started.elapsed();
         if elapsed >= DRAIN_MIN && active.current() == 0 {
             tracing::info!(after = ?elapsed, "drained: no request in flight; exiting");
-            crate::observe::logging::flush();
-            std::process::exit(0);
+            exit(0);
         }
         if elapsed >= grace + DRAIN_MIN {
             tracing::info!(
                 in_flight = active.current(),
                 "grace period over; closing what is left"
             );
-            crate::observe::logging::flush();
-            std::process::exit(0);
+            exit(0);
         }
     }
 }

@@ -218,8 +218,7 @@ pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
     daemon.run(RunArgs {
         shutdown_signal: Box::new(signals),
     });
-    crate::observe::logging::flush();
-    std::process::exit(0)
+    crate::lifecycle::exit(0)
 }
 
 /// The command line of the process that takes over on SIGUSR2: this binary, same configuration.
