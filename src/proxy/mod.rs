@@ -300,6 +300,12 @@ fn https_location(host: &str, port: u16, path_and_query: &str) -> String {
 impl ProxyHttp for Proxy {
     type CTX = RequestCtx;
 
+    /// No downstream modules. pingora's default adds a response-compression module switched
+    /// off, which still cost every request an allocation for its context and two filter calls;
+    /// ferrogate passes bodies through as the upstream encoded them (token streams must not
+    /// wait in a compressor's buffer).
+    fn init_downstream_modules(&self, _modules: &mut pingora::modules::http::HttpModules) {}
+
     fn new_ctx(&self) -> Self::CTX {
         RequestCtx {
             started: Instant::now(),

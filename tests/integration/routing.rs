@@ -186,6 +186,29 @@ async fn backend_sees_forwarding_headers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_pass_through_as_the_backend_encoded_them() {
+    let a = EchoBackend::start("a").await;
+    let d = DaemonBuilder::new()
+        .route("{ name: chat, hosts: [chat.test], upstream: a }")
+        .upstream("a", &[a.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+
+    // The client's Accept-Encoding is the backend's to act on; the proxy neither strips it nor
+    // compresses the plain answer itself.
+    let req = Request::get("chat.test", "/plain").header("Accept-Encoding", "gzip, br, zstd");
+    let r = https_request(d.https, &req).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(a.last().header("accept-encoding"), Some("gzip, br, zstd"));
+    assert_eq!(r.header("content-encoding"), None);
+    assert!(r.text().starts_with("backend: a\n"), "{}", r.text());
+    assert_eq!(
+        r.header("content-length").map(str::to_string),
+        Some(r.body.len().to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn round_robin_alternates_between_two_servers() {
     let a = EchoBackend::start("a").await;
     let b = EchoBackend::start("b").await;
