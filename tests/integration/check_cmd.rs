@@ -1,5 +1,5 @@
 //! `ferrogate check`: exit 0 on a valid config, non-zero with `FILE:LINE:COLUMN: KEY: MESSAGE`
-//! lines on an invalid one, and the example configs in `conf/` pass.
+//! lines on an invalid one, and the example configs in `conf/` and the README's reference pass.
 
 use std::path::Path;
 use std::process::Output;
@@ -175,6 +175,41 @@ async fn example_configs_pass_check() {
         assert!(
             checked.iter().any(|c| c == required),
             "{required} not in conf/"
+        );
+    }
+}
+
+/// The README's configuration reference is a file a reader copies: every key in it must exist
+/// and every value must be valid. Its certificate, key and secret paths under /etc/ferrogate
+/// are examples, so "cannot read" on those is the only error allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_reference_config_is_valid_but_for_its_example_files() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md");
+    let section = readme
+        .split_once("## Configuration reference")
+        .expect("configuration reference section")
+        .1;
+    let yaml = section
+        .split_once("```yaml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .expect("a yaml block in the configuration reference")
+        .0;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("reference.yaml");
+    std::fs::write(&path, yaml).expect("write reference config");
+
+    let out = run_check(&path);
+    let output = combined(&out);
+    let errors = error_lines(&output, &path);
+    assert!(
+        !errors.is_empty(),
+        "the example files should be missing:\n{output}"
+    );
+    for (line, _, rest) in &errors {
+        assert!(
+            rest.contains("cannot read") && rest.contains("/etc/ferrogate/"),
+            "README reference line {line}: {rest}\n{output}"
         );
     }
 }
