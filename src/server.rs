@@ -120,8 +120,9 @@ pub fn build(
         );
         let name = format!("listener {}", listener.name);
         let proxy = proxy.with_limits(listener.limits);
-        let counted =
-            CountedConnections::new(&listener.name, http_proxy(&server.configuration, proxy));
+        let mut app = http_proxy(&server.configuration, proxy);
+        app.h2_options = Some(crate::proxy::h2::options());
+        let counted = CountedConnections::new(&listener.name, app);
         // PROXY protocol, limits and the TLS handshake all run in the gate, before HTTP parsing.
         let settings = GateSettings {
             proxy_protocol: listener.proxy_protocol.as_deref().map(ProxyProtocol::new),

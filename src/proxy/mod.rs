@@ -6,6 +6,7 @@
 pub mod balancing;
 pub mod forwarded;
 pub mod framing;
+pub mod h2;
 pub mod inference;
 pub mod respond;
 

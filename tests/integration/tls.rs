@@ -1,6 +1,6 @@
 //! TLS on the https listener: SNI certificate selection (exact, wildcard, default), ALPN
 //! negotiation, TLS 1.2 and 1.3, the server's cipher suite order, session resumption, the
-//! handshake deadline, and the HSTS header.
+//! handshake deadline, the HSTS header, and HTTP/2 receive windows for uploads.
 
 use crate::backends::EchoBackend;
 use crate::client::{
@@ -208,4 +208,81 @@ async fn hsts_header_on_https_only() {
     let r = http_get(d.http, "first.test", "/").await;
     assert_eq!(r.status, 308);
     assert_eq!(r.header("strict-transport-security"), None);
+}
+
+/// Over h2 a client may send a megabyte on one stream before any window update (64 KiB per
+/// round trip would cap an upload at 1.3 MB/s over a 50 ms path), and an upload larger than
+/// both windows arrives whole at the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_uploads_get_a_megabyte_window_and_arrive_whole() {
+    let a = EchoBackend::start("a").await;
+    let d = three_cert_daemon(&a).await;
+    let opts = TlsOptions {
+        sni: Some("first.test".into()),
+        alpn: vec![b"h2".to_vec()],
+        version: None,
+    };
+    let (tls, info) = tls_connect(d.https, &opts).await;
+    assert_eq!(info.alpn.as_deref(), Some(&b"h2"[..]));
+    // The client's own send buffer (400 KiB by default) must not be what limits the window.
+    let (client, connection) = h2::client::Builder::new()
+        .max_send_buffer_size(8 << 20)
+        .handshake(tls)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("h2 ready");
+
+    let body_len = 3 * 1024 * 1024 + 123;
+    let request = http::Request::post("https://first.test/upload")
+        .header("content-length", body_len.to_string())
+        .body(())
+        .expect("request");
+    let (response, mut stream) = client.send_request(request, false).expect("send request");
+
+    // The window the server grants before it has read a byte: SETTINGS and the connection's
+    // first WINDOW_UPDATE, nothing else.
+    stream.reserve_capacity(body_len);
+    let granted = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let capacity = futures_util::future::poll_fn(|cx| stream.poll_capacity(cx))
+                .await
+                .expect("stream open")
+                .expect("capacity");
+            if capacity >= 1 << 20 {
+                return capacity;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("window stayed at {} bytes", stream.capacity()));
+    assert!(granted >= 1 << 20, "granted {granted}");
+
+    let body: Vec<u8> = (0..body_len).map(|i| (i % 251) as u8).collect();
+    let mut sent = 0;
+    while sent < body.len() {
+        if stream.capacity() == 0 {
+            stream.reserve_capacity(body.len() - sent);
+            futures_util::future::poll_fn(|cx| stream.poll_capacity(cx))
+                .await
+                .expect("stream open")
+                .expect("capacity");
+            continue;
+        }
+        let n = stream.capacity().min(body.len() - sent);
+        let end = sent + n == body.len();
+        stream
+            .send_data(bytes::Bytes::copy_from_slice(&body[sent..sent + n]), end)
+            .expect("send data");
+        sent += n;
+    }
+    let response = tokio::time::timeout(std::time::Duration::from_secs(10), response)
+        .await
+        .expect("response in time")
+        .expect("response");
+    assert_eq!(response.status(), 200);
+    let seen = a.last();
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.body.len(), body_len);
+    assert!(seen.body == body, "the body arrived altered");
 }
