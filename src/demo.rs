@@ -1,6 +1,7 @@
 //! The built-in demo: the bundled `conf/demo.yaml` and a tiny backend (an HTML page echoing the
 //! forwarded headers, an SSE clock at `/events` and a WebSocket echo at `/ws`) so that
-//! `ferrogate demo` shows TLS, routing, streaming and upgrades on one machine without root.
+//! `ferrogate demo` shows TLS, routing, streaming and upgrades on one machine without root. It
+//! reads request bodies to their end (uploads report their size).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -176,17 +177,20 @@ async fn websocket_echo(stream: TcpStream) -> std::io::Result<()> {
 async fn plain_http(mut stream: TcpStream) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     loop {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let Some(end) = find_head_end(&buf) else {
+        // A pipelined request may already be in the buffer, read along with the previous one.
+        let end = loop {
+            if let Some(end) = find_head_end(&buf) {
+                break end;
+            }
             if buf.len() > 64 * 1024 {
                 return Ok(());
             }
-            continue;
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
         };
         let head = String::from_utf8_lossy(&buf[..end]).into_owned();
         buf.drain(..end + 4);
@@ -199,7 +203,33 @@ async fn plain_http(mut stream: TcpStream) -> std::io::Result<()> {
         if path.starts_with("/events") {
             return sse_clock(stream).await;
         }
-        let body = if path == "/" || path.starts_with("/?") {
+        // A request body is read to its end before the answer (uploads through the proxy are
+        // timed by when the backend has them all), and a keep-alive connection's next request
+        // starts after it.
+        let framing = match body_framing(&head) {
+            Ok(framing) => framing,
+            Err(message) => {
+                let response = format!(
+                    "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{message}\n",
+                    message.len() + 1
+                );
+                return stream.write_all(response.as_bytes()).await;
+            }
+        };
+        let received = {
+            let mut body = BodyReader {
+                stream: &mut stream,
+                buf: &mut buf,
+            };
+            match framing {
+                BodyFraming::None => None,
+                BodyFraming::Length(n) => Some(body.skip(n).await?),
+                BodyFraming::Chunked => Some(body.skip_chunked().await?),
+            }
+        };
+        let body = if let Some(n) = received {
+            format!("demo backend: {path}: received {n} bytes\n")
+        } else if path == "/" || path.starts_with("/?") {
             page(&head)
         } else {
             format!("demo backend: {path}\n")
@@ -214,6 +244,127 @@ async fn plain_http(mut stream: TcpStream) -> std::io::Result<()> {
             body.len()
         );
         stream.write_all(response.as_bytes()).await?;
+    }
+}
+
+/// How a request's body is delimited (RFC 9112 §6): chunked wins over a length.
+#[derive(Debug, PartialEq, Eq)]
+enum BodyFraming {
+    None,
+    Length(u64),
+    Chunked,
+}
+
+fn body_framing(head: &str) -> Result<BodyFraming, String> {
+    let mut length = None;
+    let mut chunked = false;
+    for line in head.lines().skip(1) {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        if name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked |= value
+                .split(',')
+                .any(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+        } else if name.eq_ignore_ascii_case("content-length") {
+            let n = value
+                .parse::<u64>()
+                .map_err(|_| format!("bad content-length {value:?}"))?;
+            if length.is_some_and(|earlier| earlier != n) {
+                return Err("conflicting content-length headers".into());
+            }
+            length = Some(n);
+        }
+    }
+    Ok(match (chunked, length) {
+        (true, _) => BodyFraming::Chunked,
+        (false, Some(0)) | (false, None) => BodyFraming::None,
+        (false, Some(n)) => BodyFraming::Length(n),
+    })
+}
+
+/// The size in a chunk-size line (`1a2b;ext=1`), hexadecimal.
+fn chunk_size(line: &str) -> Option<u64> {
+    let digits = line.split(';').next()?.trim();
+    if digits.is_empty() || digits.len() > 15 {
+        return None;
+    }
+    u64::from_str_radix(digits, 16).ok()
+}
+
+/// Reads and discards a request body: bytes already read past the head first, then the socket.
+/// Bytes past the body stay in `buf` for the next request.
+struct BodyReader<'a> {
+    stream: &'a mut TcpStream,
+    buf: &'a mut Vec<u8>,
+}
+
+impl BodyReader<'_> {
+    async fn fill(&mut self) -> std::io::Result<()> {
+        let mut chunk = [0u8; 16 * 1024];
+        let n = self.stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    /// Discards `n` bytes; returns `n`.
+    async fn skip(&mut self, n: u64) -> std::io::Result<u64> {
+        let mut left = n;
+        loop {
+            let take = usize::try_from(left)
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            self.buf.drain(..take);
+            left -= take as u64;
+            if left == 0 {
+                return Ok(n);
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// One CRLF-terminated line, without the CRLF (at most 4 KiB).
+    async fn line(&mut self) -> std::io::Result<String> {
+        loop {
+            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
+                self.buf.drain(..end + 2);
+                return Ok(line);
+            }
+            if self.buf.len() > 4096 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "chunk line too long",
+                ));
+            }
+            self.fill().await?;
+        }
+    }
+
+    /// Discards a chunked body and its trailers; returns the data bytes.
+    async fn skip_chunked(&mut self) -> std::io::Result<u64> {
+        let mut total = 0;
+        loop {
+            let line = self.line().await?;
+            let size = chunk_size(&line).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size")
+            })?;
+            if size == 0 {
+                while !self.line().await?.is_empty() {}
+                return Ok(total);
+            }
+            total += self.skip(size).await?;
+            if !self.line().await?.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "chunk data not followed by CRLF",
+                ));
+            }
+        }
     }
 }
 
@@ -263,4 +414,83 @@ ws.onmessage = (e) => {{ document.getElementById('ws').textContent = 'echoed: ' 
 </script></body></html>
 "#
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_framing_follows_the_headers() {
+        let head = |extra: &str| format!("POST /upload HTTP/1.1\r\nHost: x\r\n{extra}");
+        assert_eq!(body_framing(&head("")), Ok(BodyFraming::None));
+        assert_eq!(
+            body_framing(&head("Content-Length: 0")),
+            Ok(BodyFraming::None)
+        );
+        assert_eq!(
+            body_framing(&head("content-length:  8388608 ")),
+            Ok(BodyFraming::Length(8_388_608))
+        );
+        assert_eq!(
+            body_framing(&head(
+                "Transfer-Encoding: gzip, Chunked\r\nContent-Length: 5"
+            )),
+            Ok(BodyFraming::Chunked)
+        );
+        assert!(body_framing(&head("Content-Length: 5\r\nContent-Length: 6")).is_err());
+        assert!(body_framing(&head("Content-Length: -1")).is_err());
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_with_optional_extensions() {
+        assert_eq!(chunk_size("0"), Some(0));
+        assert_eq!(chunk_size("1A2b"), Some(0x1a2b));
+        assert_eq!(chunk_size("10;name=value"), Some(16));
+        assert_eq!(chunk_size(""), None);
+        assert_eq!(chunk_size("xyz"), None);
+        assert_eq!(chunk_size("1000000000000000"), None);
+    }
+
+    #[tokio::test]
+    async fn the_backend_reads_bodies_and_keeps_the_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let _ = handle(stream).await;
+        });
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        let body = vec![b'x'; 100_000];
+        let mut request = format!(
+            "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(&body);
+        request.extend_from_slice(
+            b"POST /up2 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nTrailer: 1\r\n\r\n\
+              GET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+        );
+        client.write_all(&request).await.expect("write");
+        let mut seen = String::new();
+        let mut chunk = [0u8; 4096];
+        while !seen.contains("demo backend: /after") {
+            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
+                .await
+                .expect("answers in time")
+                .expect("read");
+            assert!(n > 0, "closed early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+        assert!(
+            seen.contains("demo backend: /upload: received 100000 bytes"),
+            "{seen}"
+        );
+        assert!(
+            seen.contains("demo backend: /up2: received 11 bytes"),
+            "{seen}"
+        );
+    }
 }
