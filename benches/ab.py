@@ -39,6 +39,7 @@ FIGURES = [
     ("websockets", "rss_per_ws_kib", "RSS per idle WebSocket KiB", False),
     ("sse_first_byte_ms", None, "SSE first byte ms (added)", False),
     ("reloads", "failed", "failed during reloads", False),
+    ("h2_upload_s", None, "h2 upload 8 MiB at 50 ms RTT, s", False),
 ]
 
 

@@ -5,7 +5,8 @@ Starts one nginx backend and the ferrogate demo backend (WebSocket echo, SSE), t
 in turn (ferrogate, HAProxy, nginx, Caddy; one worker thread each, same certificate, same routes)
 measures: HTTPS keep-alive requests/s with p50/p99 (wrk), new TLS connections/s (wrk with
 `Connection: close`), h2 multiplexed requests/s (h2load), RSS per idle WebSocket, time to first
-byte added on an SSE stream, and requests failed during 20 configuration reloads under load.
+byte added on an SSE stream, requests failed during 20 configuration reloads under load, and
+the time an 8 MiB h2 upload takes through a relay that adds 25 ms each way (a 50 ms path).
 Only loopback addresses are used; every load run is bounded in time or count.
 """
 
@@ -36,7 +37,7 @@ RELOADS = int(os.environ.get("RELOADS", "20"))
 SSE_SAMPLES = 20
 PROXIES = ["ferrogate", "haproxy", "nginx", "caddy"]
 # Which measurements to take (all by default); e.g. ROWS=keepalive,new_tls for a quick A/B.
-ALL_ROWS = ["keepalive", "new_tls", "h2", "sse", "websockets", "reloads"]
+ALL_ROWS = ["keepalive", "new_tls", "h2", "sse", "websockets", "reloads", "upload"]
 ROWS = [r for r in os.environ.get("ROWS", ",".join(ALL_ROWS)).split(",") if r in ALL_ROWS]
 NOFILE = 200_000
 
@@ -265,6 +266,7 @@ tls: {{ certificates: [ {{ name: bench, cert: {cert}, key: {key} }} ] }}
 routes:
   - {{ name: ws, path_prefix: /ws, upstream: demo }}
   - {{ name: events, path_prefix: /events, upstream: demo }}
+  - {{ name: upload, path_prefix: /upload, upstream: demo }}
   - {{ name: backend, upstream: backend }}
 upstreams:
   backend: {{ servers: [ {{ address: 127.0.0.1:{backend} }} ], timeouts: {{ read: 60s }} }}
@@ -285,7 +287,7 @@ defaults
   http-reuse always
 frontend fe
   bind 127.0.0.1:{port} ssl crt {dir}/combined.pem alpn h2,http/1.1
-  acl demo path_beg /ws /events
+  acl demo path_beg /ws /events /upload
   use_backend demo if demo
   default_backend be
 backend be
@@ -312,6 +314,7 @@ http {{
     location /ws {{ proxy_pass http://demo; proxy_http_version 1.1; proxy_read_timeout 1h;
       proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; }}
     location /events {{ proxy_pass http://demo; proxy_http_version 1.1; proxy_buffering off; }}
+    location /upload {{ proxy_pass http://demo; proxy_http_version 1.1; client_max_body_size 0; }}
   }}
 }}
 # variant {variant}
@@ -334,6 +337,9 @@ https://localhost:{port} {{
     reverse_proxy 127.0.0.1:{demo} {{
       flush_interval -1
     }}
+  }}
+  handle /upload* {{
+    reverse_proxy 127.0.0.1:{demo}
   }}
   handle {{
     reverse_proxy 127.0.0.1:{backend}
@@ -389,6 +395,112 @@ def reloads_under_load(name, proc, conf_path, all_configs, port, admin):
     return {"requests": int(total.group(1)) if total else 0, "failed": failed}
 
 
+UPLOAD_BYTES = 8 * 1024 * 1024
+UPLOAD_ONE_WAY_DELAY = 0.025  # seconds each way: a 50 ms round trip, a client in another region
+
+
+def delay_relay(target_port):
+    """A TCP relay on loopback that delivers every chunk UPLOAD_ONE_WAY_DELAY after reading it,
+    in order, in both directions (the kernel here has no netem). Returns (port, stop)."""
+    import threading
+    port = free_port()
+    loop = asyncio.new_event_loop()
+
+    async def pipe(reader, writer):
+        queue = asyncio.Queue()
+
+        async def pump_in():
+            while True:
+                try:
+                    data = await reader.read(65536)
+                except OSError:
+                    data = b""
+                await queue.put((time.monotonic() + UPLOAD_ONE_WAY_DELAY, data))
+                if not data:
+                    return
+
+        async def pump_out():
+            while True:
+                due, data = await queue.get()
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                if not data:
+                    try:
+                        writer.write_eof()
+                    except OSError:
+                        pass
+                    return
+                try:
+                    writer.write(data)
+                    await writer.drain()
+                except OSError:
+                    return
+
+        await asyncio.gather(pump_in(), pump_out(), return_exceptions=True)
+
+    async def handle(client_reader, client_writer):
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        except OSError:
+            client_writer.close()
+            return
+        await asyncio.gather(pipe(client_reader, up_writer), pipe(up_reader, client_writer))
+        client_writer.close()
+        up_writer.close()
+
+    started = threading.Event()
+
+    def run_loop():
+        asyncio.set_event_loop(loop)
+        loop.set_exception_handler(lambda _loop, _context: None)  # resets at teardown are expected
+        server = loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", port))
+        started.set()
+        loop.run_forever()
+        server.close()
+
+    thread = threading.Thread(target=run_loop, daemon=True)
+    thread.start()
+    started.wait(10)
+
+    async def cancel_all():
+        for task in asyncio.all_tasks():
+            if task is not asyncio.current_task():
+                task.cancel()
+
+    def stop():
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(5)
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+
+    return port, stop
+
+
+def h2_upload_seconds(dir, port):
+    """Median over 3 uploads of UPLOAD_BYTES over h2 through the delay relay: request sent until
+    the backend has read the whole body and its answer is back."""
+    payload = dir / "upload.bin"
+    if not payload.exists():
+        payload.write_bytes(os.urandom(UPLOAD_BYTES))
+    relay_port, stop = delay_relay(port)
+    times = []
+    try:
+        for _ in range(3):
+            out = dir / "upload.out"
+            text = run(["curl", "-sk", "--http2", "--max-time", "60", "-o", str(out), "-w", "%{http_code} %{time_total}",
+                        "--data-binary", f"@{payload}", f"https://localhost:{relay_port}/upload"], timeout=90)
+            status, seconds = text.split()
+            answer = out.read_text() if out.exists() else ""
+            if status != "200" or f"received {UPLOAD_BYTES} bytes" not in answer:
+                return None  # the upload did not arrive whole: no figure rather than a wrong one
+            times.append(float(seconds))
+    finally:
+        stop()
+    return statistics.median(times)
+
+
 def bench_proxy(name, dir, cert, key, backend, demo):
     port, admin = free_port(), free_port()
     all_configs = lambda variant: configs(dir, cert, key, port, backend, demo, admin, variant)
@@ -418,6 +530,8 @@ def bench_proxy(name, dir, cert, key, backend, demo):
         if "reloads" in ROWS:
             time.sleep(1)
             result["reloads"] = reloads_under_load(name, proc, conf_path, all_configs, port, admin)
+        if "upload" in ROWS:
+            result["h2_upload_s"] = h2_upload_seconds(dir, port)
         return result
     finally:
         proc.stop()
@@ -450,6 +564,7 @@ def report(results, direct):
         ("RSS per idle WebSocket KiB", lambda r: r["websockets"]["rss_per_ws_kib"], False, None, "{:.1f}"),
         ("SSE first byte ms (added)", lambda r: r["sse_first_byte_ms"] - direct.get("sse_first_byte_ms", 0), False, None, "{:.2f}"),
         ("failed during 20 reloads", lambda r: r["reloads"]["failed"], False, None, "{:.0f}"),
+        ("h2 upload 8 MiB at 50 ms RTT, s", lambda r: r["h2_upload_s"], False, None, "{:.2f}"),
     ]
     head = ["metric", "direct"] + PROXIES + [f"fg/{p}" for p in PROXIES[1:]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
