@@ -121,7 +121,7 @@ pub fn build(
         let name = format!("listener {}", listener.name);
         let proxy = proxy.with_limits(listener.limits);
         let mut app = http_proxy(&server.configuration, proxy);
-        app.h2_options = Some(crate::proxy::h2::options());
+        app.h2_options = Some(crate::proxy::h2::options(listener.limits.h2_window));
         let counted = CountedConnections::new(&listener.name, app);
         // PROXY protocol, limits and the TLS handshake all run in the gate, before HTTP parsing.
         let settings = GateSettings {

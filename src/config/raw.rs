@@ -49,6 +49,8 @@ pub struct RawBuiltinListener {
     pub max_headers: Option<u32>,
     pub header_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    /// HTTP/2 receive window per stream: a size (`4MB`) or a byte count.
+    pub h2_window: Option<serde_yaml::Value>,
 }
 
 /// One of `listeners.extra`.
@@ -66,6 +68,8 @@ pub struct RawExtraListener {
     pub max_headers: Option<u32>,
     pub header_timeout: Option<String>,
     pub idle_timeout: Option<String>,
+    /// HTTP/2 receive window per stream: a size (`4MB`) or a byte count.
+    pub h2_window: Option<serde_yaml::Value>,
 }
 
 /// `shutdown`.

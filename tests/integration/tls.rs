@@ -210,6 +210,56 @@ async fn hsts_header_on_https_only() {
     assert_eq!(r.header("strict-transport-security"), None);
 }
 
+/// An h2 POST to `/upload` with `body_len` announced, headers sent, body not yet.
+async fn h2_post(
+    addr: std::net::SocketAddr,
+    body_len: usize,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    let opts = TlsOptions {
+        sni: Some("first.test".into()),
+        alpn: vec![b"h2".to_vec()],
+        version: None,
+    };
+    let (tls, info) = tls_connect(addr, &opts).await;
+    assert_eq!(info.alpn.as_deref(), Some(&b"h2"[..]));
+    // The client's own send buffer (400 KiB by default) must not be what limits the window.
+    let (client, connection) = h2::client::Builder::new()
+        .max_send_buffer_size(16 << 20)
+        .handshake(tls)
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("h2 ready");
+    let request = http::Request::post("https://first.test/upload")
+        .header("content-length", body_len.to_string())
+        .body(())
+        .expect("request");
+    client.send_request(request, false).expect("send request")
+}
+
+/// Waits until the server has granted at least `at_least` bytes of window to `stream` before
+/// reading a byte of it (SETTINGS and the connection's first WINDOW_UPDATE, nothing else).
+async fn window_reaches(stream: &mut h2::SendStream<bytes::Bytes>, at_least: usize) {
+    stream.reserve_capacity(at_least);
+    let reached = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let capacity = futures_util::future::poll_fn(|cx| stream.poll_capacity(cx))
+                .await
+                .expect("stream open")
+                .expect("capacity");
+            if capacity >= at_least {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "window stayed at {} bytes, wanted {at_least}",
+        stream.capacity()
+    );
+}
+
 /// Over h2 a client may send a megabyte on one stream before any window update (64 KiB per
 /// round trip would cap an upload at 1.3 MB/s over a 50 ms path), and an upload larger than
 /// both windows arrives whole at the backend.
@@ -217,46 +267,9 @@ async fn hsts_header_on_https_only() {
 async fn h2_uploads_get_a_megabyte_window_and_arrive_whole() {
     let a = EchoBackend::start("a").await;
     let d = three_cert_daemon(&a).await;
-    let opts = TlsOptions {
-        sni: Some("first.test".into()),
-        alpn: vec![b"h2".to_vec()],
-        version: None,
-    };
-    let (tls, info) = tls_connect(d.https, &opts).await;
-    assert_eq!(info.alpn.as_deref(), Some(&b"h2"[..]));
-    // The client's own send buffer (400 KiB by default) must not be what limits the window.
-    let (client, connection) = h2::client::Builder::new()
-        .max_send_buffer_size(8 << 20)
-        .handshake(tls)
-        .await
-        .expect("h2 handshake");
-    tokio::spawn(connection);
-    let mut client = client.ready().await.expect("h2 ready");
-
     let body_len = 3 * 1024 * 1024 + 123;
-    let request = http::Request::post("https://first.test/upload")
-        .header("content-length", body_len.to_string())
-        .body(())
-        .expect("request");
-    let (response, mut stream) = client.send_request(request, false).expect("send request");
-
-    // The window the server grants before it has read a byte: SETTINGS and the connection's
-    // first WINDOW_UPDATE, nothing else.
-    stream.reserve_capacity(body_len);
-    let granted = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        loop {
-            let capacity = futures_util::future::poll_fn(|cx| stream.poll_capacity(cx))
-                .await
-                .expect("stream open")
-                .expect("capacity");
-            if capacity >= 1 << 20 {
-                return capacity;
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("window stayed at {} bytes", stream.capacity()));
-    assert!(granted >= 1 << 20, "granted {granted}");
+    let (response, mut stream) = h2_post(d.https, body_len).await;
+    window_reaches(&mut stream, 1 << 20).await;
 
     let body: Vec<u8> = (0..body_len).map(|i| (i % 251) as u8).collect();
     let mut sent = 0;
@@ -285,4 +298,19 @@ async fn h2_uploads_get_a_megabyte_window_and_arrive_whole() {
     assert_eq!(seen.method, "POST");
     assert_eq!(seen.body.len(), body_len);
     assert!(seen.body == body, "the body arrived altered");
+}
+
+/// `h2_window` on a listener sets the window its h2 clients get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listener_s_h2_window_is_what_its_clients_get() {
+    let a = EchoBackend::start("a").await;
+    let d = DaemonBuilder::new()
+        .certificate("first", &["first.test"])
+        .https_listener_with("h2_window: 4MB")
+        .route("{ name: any, upstream: a }")
+        .upstream("a", &[a.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await;
+    let (_response, mut stream) = h2_post(d.https, 8 << 20).await;
+    window_reaches(&mut stream, 4 << 20).await;
 }

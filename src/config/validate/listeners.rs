@@ -1,5 +1,5 @@
 //! `listeners`: the built-in `http` and `https` listeners (an address, or a mapping with options)
-//! and the named extras; PROXY protocol and connection limits per listener.
+//! and the named extras; PROXY protocol, connection limits and the HTTP/2 window per listener.
 
 use std::net::SocketAddr;
 
@@ -8,7 +8,8 @@ use serde_yaml::Value;
 use super::Checker;
 use crate::config::duration::parse_duration;
 use crate::config::model::{
-    Cidr, Listener, ListenerLimits, LISTENER_HTTP, LISTENER_HTTPS, MAX_HEADERS_LIMIT,
+    Cidr, Listener, ListenerLimits, LISTENER_HTTP, LISTENER_HTTPS, MAX_H2_WINDOW,
+    MAX_HEADERS_LIMIT, MIN_H2_WINDOW,
 };
 use crate::config::raw::{RawBuiltinListener, RawListeners};
 
@@ -78,6 +79,7 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
                     max_headers: raw.max_headers,
                     header_timeout: raw.header_timeout,
                     idle_timeout: raw.idle_timeout,
+                    h2_window: raw.h2_window,
                 };
                 options(checker, &path, raw.address, keys)
             }
@@ -114,6 +116,7 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
             max_headers: extra.max_headers,
             header_timeout: extra.header_timeout,
             idle_timeout: extra.idle_timeout,
+            h2_window: extra.h2_window,
         };
         let options = options(checker, &path, extra.address, keys);
         declared.push(Declared {
@@ -200,6 +203,7 @@ struct OptionKeys {
     max_headers: Option<u32>,
     header_timeout: Option<String>,
     idle_timeout: Option<String>,
+    h2_window: Option<Value>,
 }
 
 /// Checks the options of the listener mapping at `path`.
@@ -254,6 +258,23 @@ fn options(checker: &mut Checker, path: &str, address: String, keys: OptionKeys)
             }
             Ok(d) => *slot = d,
             Err(message) => checker.at_value(&format!("{path}.{key}"), message),
+        }
+    }
+    if let Some(value) = keys.h2_window {
+        let key = format!("{path}.h2_window");
+        if let Some(size) = checker.size(&key, &value) {
+            match u32::try_from(size) {
+                Ok(window) if (MIN_H2_WINDOW..=MAX_H2_WINDOW).contains(&window) => {
+                    limits.h2_window = window;
+                }
+                _ => checker.at_value(
+                    &key,
+                    format!(
+                        "must be between {MIN_H2_WINDOW} bytes (HTTP/2's default) and {} MiB",
+                        MAX_H2_WINDOW >> 20
+                    ),
+                ),
+            }
         }
     }
     Options {

@@ -17,7 +17,7 @@ fn https_with(keys: &str) -> String {
 #[test]
 fn builtin_listeners_take_a_mapping_with_options() {
     let config = ok(&https_with(
-        "proxy_protocol: true, proxy_protocol_from: [10.0.0.0/8], max_connections: 500, max_headers: 50, header_timeout: 5s, idle_timeout: 30s",
+        "proxy_protocol: true, proxy_protocol_from: [10.0.0.0/8], max_connections: 500, max_headers: 50, header_timeout: 5s, idle_timeout: 30s, h2_window: 4MB",
     ));
     let https = &config.listeners[0];
     assert_eq!(https.address.port(), 8443);
@@ -32,6 +32,7 @@ fn builtin_listeners_take_a_mapping_with_options() {
             max_headers: 50,
             header_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
+            h2_window: 4 << 20,
         }
     );
     // The bare address form keeps the defaults.
@@ -64,6 +65,13 @@ fn listener_option_errors_point_at_their_key() {
         "listeners.https.idle_timeout",
         "",
     );
+    for (window, message) in [
+        ("h2_window: 1KB", "between 65535 bytes"),
+        ("h2_window: 1GB", "and 512 MiB"),
+        ("h2_window: lots", ""),
+    ] {
+        one_error(&https_with(window), 2, "listeners.https.h2_window", message);
+    }
     one_error(
         &https_with("header_timeot: 5s"),
         2,
@@ -87,7 +95,7 @@ fn listener_option_errors_point_at_their_key() {
 fn extra_listeners_take_the_same_limits() {
     let source = MINIMAL.replace(
         "  https: 127.0.0.1:8443\n",
-        "  https: 127.0.0.1:8443\n  extra:\n    - { name: lb, address: 127.0.0.1:8600, max_connections: 2, idle_timeout: 2s }\n",
+        "  https: 127.0.0.1:8443\n  extra:\n    - { name: lb, address: 127.0.0.1:8600, max_connections: 2, idle_timeout: 2s, h2_window: 65535 }\n",
     );
     let config = ok(&source);
     assert_eq!(config.listeners[1].limits.max_connections, Some(2));
@@ -95,4 +103,5 @@ fn extra_listeners_take_the_same_limits() {
         config.listeners[1].limits.idle_timeout,
         Duration::from_secs(2)
     );
+    assert_eq!(config.listeners[1].limits.h2_window, 65_535);
 }
