@@ -1,13 +1,17 @@
 //! The built-in demo: the bundled `conf/demo.yaml` and a tiny backend (an HTML page echoing the
 //! forwarded headers, an SSE clock at `/events` and a WebSocket echo at `/ws`) so that
 //! `ferrogate demo` shows TLS, routing, streaming and upgrades on one machine without root. It
-//! reads request bodies to their end (uploads report their size).
+//! reads request bodies to their end (uploads report their size); HTTP/1.1 itself is hyper's.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Body as _, Frame, Incoming};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{self, model::Config};
@@ -174,215 +178,106 @@ async fn websocket_echo(stream: TcpStream) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn plain_http(mut stream: TcpStream) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(4096);
-    loop {
-        // A pipelined request may already be in the buffer, read along with the previous one.
-        let end = loop {
-            if let Some(end) = find_head_end(&buf) {
-                break end;
-            }
-            if buf.len() > 64 * 1024 {
-                return Ok(());
-            }
-            let mut chunk = [0u8; 4096];
-            let n = stream.read(&mut chunk).await?;
-            if n == 0 {
-                return Ok(());
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end + 4);
-        let path = head
-            .lines()
-            .next()
-            .and_then(|line| line.split_whitespace().nth(1))
-            .unwrap_or("/")
-            .to_string();
-        if path.starts_with("/events") {
-            return sse_clock(stream).await;
-        }
-        // A request body is read to its end before the answer (uploads through the proxy are
-        // timed by when the backend has them all), and a keep-alive connection's next request
-        // starts after it.
-        let framing = match body_framing(&head) {
-            Ok(framing) => framing,
-            Err(message) => {
-                let response = format!(
-                    "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{message}\n",
-                    message.len() + 1
-                );
-                return stream.write_all(response.as_bytes()).await;
-            }
-        };
-        let received = {
-            let mut body = BodyReader {
-                stream: &mut stream,
-                buf: &mut buf,
-            };
-            match framing {
-                BodyFraming::None => None,
-                BodyFraming::Length(n) => Some(body.skip(n).await?),
-                BodyFraming::Chunked => Some(body.skip_chunked().await?),
-            }
-        };
-        let body = if let Some(n) = received {
-            format!("demo backend: {path}: received {n} bytes\n")
-        } else if path == "/" || path.starts_with("/?") {
-            page(&head)
-        } else {
-            format!("demo backend: {path}\n")
-        };
-        let content_type = if body.starts_with("<!doctype") {
-            "text/html; charset=utf-8"
-        } else {
-            "text/plain; charset=utf-8"
-        };
-        let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(response.as_bytes()).await?;
-    }
+/// Plain HTTP/1.1 on hyper: keep-alive, pipelining and request bodies (read to their end before
+/// the answer, so uploads through the proxy are timed by when the backend has them all).
+async fn plain_http(stream: TcpStream) -> std::io::Result<()> {
+    let service = hyper::service::service_fn(|req| async move {
+        Ok::<_, std::convert::Infallible>(answer(req).await)
+    });
+    hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .await
+        .map_err(std::io::Error::other)
 }
 
-/// How a request's body is delimited (RFC 9112 §6): chunked wins over a length.
-#[derive(Debug, PartialEq, Eq)]
-enum BodyFraming {
-    None,
-    Length(u64),
-    Chunked,
-}
+type DemoBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
-fn body_framing(head: &str) -> Result<BodyFraming, String> {
-    let mut length = None;
-    let mut chunked = false;
-    for line in head.lines().skip(1) {
-        let Some((name, value)) = line.split_once(':') else {
-            continue;
-        };
-        let (name, value) = (name.trim(), value.trim());
-        if name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked |= value
-                .split(',')
-                .any(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
-        } else if name.eq_ignore_ascii_case("content-length") {
-            let n = value
-                .parse::<u64>()
-                .map_err(|_| format!("bad content-length {value:?}"))?;
-            if length.is_some_and(|earlier| earlier != n) {
-                return Err("conflicting content-length headers".into());
-            }
-            length = Some(n);
-        }
+async fn answer(req: Request<Incoming>) -> Response<DemoBody> {
+    let path = req.uri().path().to_string();
+    if path.starts_with("/events") {
+        return sse_clock();
     }
-    Ok(match (chunked, length) {
-        (true, _) => BodyFraming::Chunked,
-        (false, Some(0)) | (false, None) => BodyFraming::None,
-        (false, Some(n)) => BodyFraming::Length(n),
-    })
-}
-
-/// The size in a chunk-size line (`1a2b;ext=1`), hexadecimal.
-fn chunk_size(line: &str) -> Option<u64> {
-    let digits = line.split(';').next()?.trim();
-    if digits.is_empty() || digits.len() > 15 {
-        return None;
-    }
-    u64::from_str_radix(digits, 16).ok()
-}
-
-/// Reads and discards a request body: bytes already read past the head first, then the socket.
-/// Bytes past the body stay in `buf` for the next request.
-struct BodyReader<'a> {
-    stream: &'a mut TcpStream,
-    buf: &'a mut Vec<u8>,
-}
-
-impl BodyReader<'_> {
-    async fn fill(&mut self) -> std::io::Result<()> {
-        let mut chunk = [0u8; 16 * 1024];
-        let n = self.stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    /// Discards `n` bytes; returns `n`.
-    async fn skip(&mut self, n: u64) -> std::io::Result<u64> {
-        let mut left = n;
-        loop {
-            let take = usize::try_from(left)
-                .unwrap_or(usize::MAX)
-                .min(self.buf.len());
-            self.buf.drain(..take);
-            left -= take as u64;
-            if left == 0 {
-                return Ok(n);
-            }
-            self.fill().await?;
-        }
-    }
-
-    /// One CRLF-terminated line, without the CRLF (at most 4 KiB).
-    async fn line(&mut self) -> std::io::Result<String> {
-        loop {
-            if let Some(end) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                let line = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-                self.buf.drain(..end + 2);
-                return Ok(line);
-            }
-            if self.buf.len() > 4096 {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "chunk line too long",
-                ));
-            }
-            self.fill().await?;
-        }
-    }
-
-    /// Discards a chunked body and its trailers; returns the data bytes.
-    async fn skip_chunked(&mut self) -> std::io::Result<u64> {
-        let mut total = 0;
-        loop {
-            let line = self.line().await?;
-            let size = chunk_size(&line).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size")
-            })?;
-            if size == 0 {
-                while !self.line().await?.is_empty() {}
-                return Ok(total);
-            }
-            total += self.skip(size).await?;
-            if !self.line().await?.is_empty() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    "chunk data not followed by CRLF",
-                ));
+    let head = head_text(&req);
+    let has_body = !req.body().is_end_stream();
+    let text = if has_body {
+        let mut body = req.into_body();
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => received += frame.data_ref().map_or(0, |d| d.len() as u64),
+                Err(e) => {
+                    return plain(StatusCode::BAD_REQUEST, format!("bad request body: {e}\n"))
+                }
             }
         }
-    }
+        format!("demo backend: {path}: received {received} bytes\n")
+    } else if path == "/" {
+        return html(page(&head));
+    } else {
+        format!("demo backend: {path}\n")
+    };
+    plain(StatusCode::OK, text)
 }
 
-fn find_head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n")
+/// The request line and headers as the backend received them (names as hyper gives them).
+fn head_text(req: &Request<Incoming>) -> String {
+    let mut head = format!("{} {} {:?}\n", req.method(), req.uri(), req.version());
+    for (name, value) in req.headers() {
+        head.push_str(&format!(
+            "{name}: {}\n",
+            String::from_utf8_lossy(value.as_bytes())
+        ));
+    }
+    head
 }
 
-async fn sse_clock(mut stream: TcpStream) -> std::io::Result<()> {
-    stream
-        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
-        .await?;
-    for i in 0..SSE_EVENTS {
-        let event = format!("data: tick {i}\n\n");
-        let chunk = format!("{:x}\r\n{event}\r\n", event.len());
-        stream.write_all(chunk.as_bytes()).await?;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    stream.write_all(b"0\r\n\r\n").await
+fn respond(status: StatusCode, content_type: &'static str, body: DemoBody) -> Response<DemoBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    response
+}
+
+fn plain(status: StatusCode, text: String) -> Response<DemoBody> {
+    let body = Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+fn html(text: String) -> Response<DemoBody> {
+    let body = Full::new(Bytes::from(text))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    respond(StatusCode::OK, "text/html; charset=utf-8", body)
+}
+
+/// `SSE_EVENTS` events, one a second, each sent as it is made.
+fn sse_clock() -> Response<DemoBody> {
+    let ticks = futures_util::stream::unfold(0u32, |i| async move {
+        if i >= SSE_EVENTS {
+            return None;
+        }
+        if i > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let event = Bytes::from(format!("data: tick {i}\n\n"));
+        Some((Ok::<_, std::io::Error>(Frame::data(event)), i + 1))
+    });
+    let mut response = respond(
+        StatusCode::OK,
+        "text/event-stream",
+        StreamBody::new(ticks).boxed_unsync(),
+    );
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache"),
+    );
+    response
 }
 
 fn escape(text: &str) -> String {
@@ -419,38 +314,7 @@ ws.onmessage = (e) => {{ document.getElementById('ws').textContent = 'echoed: ' 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn body_framing_follows_the_headers() {
-        let head = |extra: &str| format!("POST /upload HTTP/1.1\r\nHost: x\r\n{extra}");
-        assert_eq!(body_framing(&head("")), Ok(BodyFraming::None));
-        assert_eq!(
-            body_framing(&head("Content-Length: 0")),
-            Ok(BodyFraming::None)
-        );
-        assert_eq!(
-            body_framing(&head("content-length:  8388608 ")),
-            Ok(BodyFraming::Length(8_388_608))
-        );
-        assert_eq!(
-            body_framing(&head(
-                "Transfer-Encoding: gzip, Chunked\r\nContent-Length: 5"
-            )),
-            Ok(BodyFraming::Chunked)
-        );
-        assert!(body_framing(&head("Content-Length: 5\r\nContent-Length: 6")).is_err());
-        assert!(body_framing(&head("Content-Length: -1")).is_err());
-    }
-
-    #[test]
-    fn chunk_sizes_are_hex_with_optional_extensions() {
-        assert_eq!(chunk_size("0"), Some(0));
-        assert_eq!(chunk_size("1A2b"), Some(0x1a2b));
-        assert_eq!(chunk_size("10;name=value"), Some(16));
-        assert_eq!(chunk_size(""), None);
-        assert_eq!(chunk_size("xyz"), None);
-        assert_eq!(chunk_size("1000000000000000"), None);
-    }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[tokio::test]
     async fn the_backend_reads_bodies_and_keeps_the_connection() {
@@ -492,5 +356,46 @@ mod tests {
             seen.contains("demo backend: /up2: received 11 bytes"),
             "{seen}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_page_shows_the_request_and_events_stream() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(handle(stream));
+            }
+        });
+        let mut client = TcpStream::connect(addr).await.expect("connect");
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut page = String::new();
+        tokio::time::timeout(Duration::from_secs(5), client.read_to_string(&mut page))
+            .await
+            .expect("page in time")
+            .expect("read");
+        assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+        assert!(page.contains("text/html"), "{page}");
+        assert!(page.contains("x-forwarded-for: 203.0.113.9"), "{page}");
+
+        let mut events = TcpStream::connect(addr).await.expect("connect");
+        events
+            .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("write");
+        let mut seen = String::new();
+        let mut chunk = [0u8; 1024];
+        while !seen.contains("data: tick 0") {
+            let n = tokio::time::timeout(Duration::from_secs(5), events.read(&mut chunk))
+                .await
+                .expect("first event in time")
+                .expect("read");
+            assert!(n > 0, "closed early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+        assert!(seen.contains("text/event-stream"), "{seen}");
     }
 }

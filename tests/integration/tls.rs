@@ -21,6 +21,17 @@ async fn three_cert_daemon(backend: &EchoBackend) -> Daemon {
         .await
 }
 
+/// A daemon with one certificate (`first.test`) whose https listener has these option keys.
+async fn one_cert_daemon_with(backend: &EchoBackend, https_keys: &str) -> Daemon {
+    DaemonBuilder::new()
+        .certificate("first", &["first.test"])
+        .https_listener_with(https_keys)
+        .route("{ name: any, upstream: a }")
+        .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await
+}
+
 fn with_sni(sni: Option<&str>) -> TlsOptions {
     TlsOptions {
         sni: sni.map(str::to_string),
@@ -165,13 +176,7 @@ async fn a_client_asking_for_the_post_quantum_hybrid_gets_it() {
 async fn a_stalled_handshake_is_closed_at_header_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let a = EchoBackend::start("a").await;
-    let d = DaemonBuilder::new()
-        .certificate("first", &["first.test"])
-        .https_listener_with("header_timeout: 1s")
-        .route("{ name: any, upstream: a }")
-        .upstream("a", &[a.addr], DEFAULT_TIMEOUTS)
-        .start()
-        .await;
+    let d = one_cert_daemon_with(&a, "header_timeout: 1s").await;
     // Half a ClientHello record header, then nothing.
     let mut tcp = tokio::net::TcpStream::connect(d.https).await.unwrap();
     tcp.write_all(&[0x16, 0x03, 0x01]).await.unwrap();
@@ -304,13 +309,7 @@ async fn h2_uploads_get_a_megabyte_window_and_arrive_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_s_h2_window_is_what_its_clients_get() {
     let a = EchoBackend::start("a").await;
-    let d = DaemonBuilder::new()
-        .certificate("first", &["first.test"])
-        .https_listener_with("h2_window: 4MB")
-        .route("{ name: any, upstream: a }")
-        .upstream("a", &[a.addr], DEFAULT_TIMEOUTS)
-        .start()
-        .await;
+    let d = one_cert_daemon_with(&a, "h2_window: 4MB").await;
     let (_response, mut stream) = h2_post(d.https, 8 << 20).await;
     window_reaches(&mut stream, 4 << 20).await;
 }
