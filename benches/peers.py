@@ -589,8 +589,9 @@ def chart(results, direct, path):
     panels = [("HTTPS keep-alive req/s", lambda r: r["keepalive"]["rps"], measured(lambda d: d["keepalive"]["rps"], direct)),
               ("new TLS connections/s", lambda r: r["new_tls"]["rps"], measured(lambda d: d["new_conn"]["rps"], direct)),
               ("h2 multiplexed req/s", lambda r: r["h2"]["rps"], None),
-              ("RSS per idle WebSocket (KiB)", lambda r: r["websockets"]["rss_per_ws_kib"] or 0, None)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(16, 4))
+              ("RSS per idle WebSocket (KiB)", lambda r: r["websockets"]["rss_per_ws_kib"] or 0, None),
+              ("h2 upload 8 MiB at 50 ms RTT (s)", lambda r: r["h2_upload_s"], None)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(20, 4))
     for ax, (title, get, ceiling) in zip(axes, panels):
         names = [p for p in PROXIES if p in results and measured(get, results[p]) is not None]
         values = [measured(get, results[p]) for p in names]
