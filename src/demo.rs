@@ -207,17 +207,21 @@ async fn answer(req: Request<Incoming>) -> Response<DemoBody> {
             match frame {
                 Ok(frame) => received += frame.data_ref().map_or(0, |d| d.len() as u64),
                 Err(e) => {
-                    return plain(StatusCode::BAD_REQUEST, format!("bad request body: {e}\n"))
+                    return full(
+                        StatusCode::BAD_REQUEST,
+                        TEXT,
+                        format!("bad request body: {e}\n"),
+                    )
                 }
             }
         }
         format!("demo backend: {path}: received {received} bytes\n")
     } else if path == "/" {
-        return html(page(&head));
+        return full(StatusCode::OK, HTML, page(&head));
     } else {
         format!("demo backend: {path}\n")
     };
-    plain(StatusCode::OK, text)
+    full(StatusCode::OK, TEXT, text)
 }
 
 /// The request line and headers as the backend received them (names as hyper gives them).
@@ -242,18 +246,15 @@ fn respond(status: StatusCode, content_type: &'static str, body: DemoBody) -> Re
     response
 }
 
-fn plain(status: StatusCode, text: String) -> Response<DemoBody> {
-    let body = Full::new(Bytes::from(text))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    respond(status, "text/plain; charset=utf-8", body)
-}
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
 
-fn html(text: String) -> Response<DemoBody> {
+/// A whole answer in one body.
+fn full(status: StatusCode, content_type: &'static str, text: String) -> Response<DemoBody> {
     let body = Full::new(Bytes::from(text))
         .map_err(|never| match never {})
         .boxed_unsync();
-    respond(StatusCode::OK, "text/html; charset=utf-8", body)
+    respond(status, content_type, body)
 }
 
 /// `SSE_EVENTS` events, one a second, each sent as it is made.
@@ -316,15 +317,36 @@ mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    #[tokio::test]
-    async fn the_backend_reads_bodies_and_keeps_the_connection() {
+    /// The demo backend on an ephemeral loopback port.
+    async fn start() -> std::net::SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.expect("accept");
-            let _ = handle(stream).await;
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(handle(stream));
+            }
         });
-        let mut client = TcpStream::connect(addr).await.expect("connect");
+        addr
+    }
+
+    /// Reads from `stream` until what arrived contains `needle`; returns all of it.
+    async fn read_until(stream: &mut TcpStream, needle: &str) -> String {
+        let mut seen = String::new();
+        let mut chunk = [0u8; 4096];
+        while !seen.contains(needle) {
+            let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut chunk))
+                .await
+                .unwrap_or_else(|_| panic!("no {needle:?} in time: {seen}"))
+                .expect("read");
+            assert!(n > 0, "closed early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn the_backend_reads_bodies_and_keeps_the_connection() {
+        let mut client = TcpStream::connect(start().await).await.expect("connect");
         let body = vec![b'x'; 100_000];
         let mut request = format!(
             "POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
@@ -338,16 +360,7 @@ mod tests {
               GET /after HTTP/1.1\r\nHost: x\r\n\r\n",
         );
         client.write_all(&request).await.expect("write");
-        let mut seen = String::new();
-        let mut chunk = [0u8; 4096];
-        while !seen.contains("demo backend: /after") {
-            let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut chunk))
-                .await
-                .expect("answers in time")
-                .expect("read");
-            assert!(n > 0, "closed early: {seen}");
-            seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
+        let seen = read_until(&mut client, "demo backend: /after").await;
         assert!(
             seen.contains("demo backend: /upload: received 100000 bytes"),
             "{seen}"
@@ -360,13 +373,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_page_shows_the_request_and_events_stream() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(handle(stream));
-            }
-        });
+        let addr = start().await;
         let mut client = TcpStream::connect(addr).await.expect("connect");
         client
             .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 203.0.113.9\r\nConnection: close\r\n\r\n")
@@ -386,16 +393,7 @@ mod tests {
             .write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
             .await
             .expect("write");
-        let mut seen = String::new();
-        let mut chunk = [0u8; 1024];
-        while !seen.contains("data: tick 0") {
-            let n = tokio::time::timeout(Duration::from_secs(5), events.read(&mut chunk))
-                .await
-                .expect("first event in time")
-                .expect("read");
-            assert!(n > 0, "closed early: {seen}");
-            seen.push_str(&String::from_utf8_lossy(&chunk[..n]));
-        }
+        let seen = read_until(&mut events, "data: tick 0").await;
         assert!(seen.contains("text/event-stream"), "{seen}");
     }
 }

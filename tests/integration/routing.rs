@@ -3,7 +3,16 @@
 
 use crate::backends::EchoBackend;
 use crate::client::{https_get, https_request, Request};
-use crate::harness::{DaemonBuilder, DEFAULT_TIMEOUTS};
+use crate::harness::{Daemon, DaemonBuilder, DEFAULT_TIMEOUTS};
+
+/// A daemon routing `chat.test` to `backend`.
+async fn chat_daemon(backend: &EchoBackend) -> Daemon {
+    DaemonBuilder::new()
+        .route("{ name: chat, hosts: [chat.test], upstream: a }")
+        .upstream("a", &[backend.addr], DEFAULT_TIMEOUTS)
+        .start()
+        .await
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_host_selects_its_upstream() {
@@ -136,11 +145,7 @@ async fn longest_prefix_wins_on_segment_boundaries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_host_gets_a_short_404() {
     let a = EchoBackend::start("a").await;
-    let d = DaemonBuilder::new()
-        .route("{ name: chat, hosts: [chat.test], upstream: a }")
-        .upstream("a", &[a.addr], DEFAULT_TIMEOUTS)
-        .start()
-        .await;
+    let d = chat_daemon(&a).await;
 
     let r = https_get(d.https, "nobody.test", "/").await;
     assert_eq!(r.status, 404);
@@ -154,11 +159,7 @@ async fn unknown_host_gets_a_short_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_sees_forwarding_headers() {
     let a = EchoBackend::start("a").await;
-    let d = DaemonBuilder::new()
-        .route("{ name: chat, hosts: [chat.test], upstream: a }")
-        .upstream("a", &[a.addr], DEFAULT_TIMEOUTS)
-        .start()
-        .await;
+    let d = chat_daemon(&a).await;
 
     let r = https_get(d.https, "chat.test", "/first").await;
     assert_eq!(r.status, 200, "{}", r.text());
@@ -188,11 +189,7 @@ async fn backend_sees_forwarding_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_pass_through_as_the_backend_encoded_them() {
     let a = EchoBackend::start("a").await;
-    let d = DaemonBuilder::new()
-        .route("{ name: chat, hosts: [chat.test], upstream: a }")
-        .upstream("a", &[a.addr], DEFAULT_TIMEOUTS)
-        .start()
-        .await;
+    let d = chat_daemon(&a).await;
 
     // The client's Accept-Encoding is the backend's to act on; the proxy neither strips it nor
     // compresses the plain answer itself.
