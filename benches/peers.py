@@ -254,8 +254,21 @@ http {{
     return Proc("backend", ["nginx", "-c", str(conf), "-p", str(dir)])
 
 
+# What ferrogate does to every proxied request by default, asked of the peers too so that each
+# does the same job: X-Forwarded-For / -Proto / -Host, X-Real-IP and X-Client-IP to the backend, and
+# an X-Request-ID (fresh, 128 random bits) sent to the backend and returned to the client. Caddy
+# sets the three X-Forwarded-* headers by itself.
+NGINX_FORWARDED = ("proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
+                   "proxy_set_header X-Forwarded-Proto $scheme; proxy_set_header X-Forwarded-Host $host; "
+                   "proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Client-IP $remote_addr; "
+                   "proxy_set_header X-Request-ID $request_id;")
+CADDY_FORWARDED = ("header_up X-Real-IP {remote_host}\n      header_up X-Client-IP {remote_host}\n"
+                   "      header_up X-Request-ID {http.request.uuid}")
+
+
 def configs(dir, cert, key, port, backend, demo, admin, variant=0):
-    """The same routes for every proxy; `variant` changes nothing observable (for reloads)."""
+    """The same routes and the same per-request job for every proxy (see NGINX_FORWARDED);
+    `variant` changes nothing observable (for reloads)."""
     return {
         "ferrogate": f"""
 state_dir: {dir}/ferrogate-state
@@ -287,6 +300,14 @@ defaults
   http-reuse always
 frontend fe
   bind 127.0.0.1:{port} ssl crt {dir}/combined.pem alpn h2,http/1.1
+  option forwardfor
+  http-request set-header X-Forwarded-Proto https
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header X-Real-IP %[src]
+  http-request set-header X-Client-IP %[src]
+  unique-id-format %[uuid()]
+  unique-id-header X-Request-ID
+  http-response set-header X-Request-ID %[unique-id]
   acl demo path_beg /ws /events /upload
   use_backend demo if demo
   default_backend be
@@ -309,12 +330,14 @@ http {{
     ssl_certificate {cert}; ssl_certificate_key {key};
     ssl_protocols TLSv1.2 TLSv1.3;
     keepalive_requests 1000000;
-    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }}
+    add_header X-Request-ID $request_id always;
+    location / {{ proxy_pass http://be; proxy_http_version 1.1; proxy_set_header Connection ""; {NGINX_FORWARDED} }}
     location /ws {{ proxy_pass http://demo; proxy_http_version 1.1; proxy_read_timeout 1h;
-      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; }}
-    location /events {{ proxy_pass http://demo; proxy_http_version 1.1; proxy_buffering off; }}
-    location /upload {{ proxy_pass http://demo; proxy_http_version 1.1; client_max_body_size 0; }}
+      proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; {NGINX_FORWARDED} }}
+    location /events {{ proxy_pass http://demo; proxy_http_version 1.1; proxy_buffering off;
+      proxy_set_header Connection ""; {NGINX_FORWARDED} }}
+    location /upload {{ proxy_pass http://demo; proxy_http_version 1.1; client_max_body_size 0;
+      proxy_set_header Connection ""; {NGINX_FORWARDED} }}
   }}
 }}
 # variant {variant}
@@ -330,19 +353,27 @@ http {{
 https://localhost:{port} {{
   bind 127.0.0.1
   tls {cert} {key}
+  header X-Request-ID {{http.request.uuid}}
   handle /ws* {{
-    reverse_proxy 127.0.0.1:{demo}
+    reverse_proxy 127.0.0.1:{demo} {{
+      {CADDY_FORWARDED}
+    }}
   }}
   handle /events* {{
     reverse_proxy 127.0.0.1:{demo} {{
       flush_interval -1
+      {CADDY_FORWARDED}
     }}
   }}
   handle /upload* {{
-    reverse_proxy 127.0.0.1:{demo}
+    reverse_proxy 127.0.0.1:{demo} {{
+      {CADDY_FORWARDED}
+    }}
   }}
   handle {{
-    reverse_proxy 127.0.0.1:{backend}
+    reverse_proxy 127.0.0.1:{backend} {{
+      {CADDY_FORWARDED}
+    }}
   }}
 }}
 # variant {variant}
