@@ -335,9 +335,9 @@ http {{
     location /ws {{ proxy_pass http://demo; proxy_http_version 1.1; proxy_read_timeout 1h;
       proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade"; {NGINX_FORWARDED} }}
     location /events {{ proxy_pass http://demo; proxy_http_version 1.1; proxy_buffering off;
-      proxy_set_header Connection ""; {NGINX_FORWARDED} }}
+      {NGINX_FORWARDED} }}
     location /upload {{ proxy_pass http://demo; proxy_http_version 1.1; client_max_body_size 0;
-      proxy_set_header Connection ""; {NGINX_FORWARDED} }}
+      {NGINX_FORWARDED} }}
   }}
 }}
 # variant {variant}
