@@ -9,12 +9,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Body as _, Frame, Incoming};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{self, model::Config};
+use crate::sim::http::{respond, Body};
 
 /// The demo configuration shipped in the binary.
 pub const DEMO_CONFIG: &str = include_str!("../conf/demo.yaml");
@@ -191,9 +191,7 @@ async fn plain_http(stream: TcpStream) -> std::io::Result<()> {
         .map_err(std::io::Error::other)
 }
 
-type DemoBody = UnsyncBoxBody<Bytes, std::io::Error>;
-
-async fn answer(req: Request<Incoming>) -> Response<DemoBody> {
+async fn answer(req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     if path.starts_with("/events") {
         return sse_clock();
@@ -207,7 +205,7 @@ async fn answer(req: Request<Incoming>) -> Response<DemoBody> {
             match frame {
                 Ok(frame) => received += frame.data_ref().map_or(0, |d| d.len() as u64),
                 Err(e) => {
-                    return full(
+                    return respond(
                         StatusCode::BAD_REQUEST,
                         TEXT,
                         format!("bad request body: {e}\n"),
@@ -217,11 +215,11 @@ async fn answer(req: Request<Incoming>) -> Response<DemoBody> {
         }
         format!("demo backend: {path}: received {received} bytes\n")
     } else if path == "/" {
-        return full(StatusCode::OK, HTML, page(&head));
+        return respond(StatusCode::OK, HTML, page(&head));
     } else {
         format!("demo backend: {path}\n")
     };
-    full(StatusCode::OK, TEXT, text)
+    respond(StatusCode::OK, TEXT, text)
 }
 
 /// The request line and headers as the backend received them (names as hyper gives them).
@@ -236,29 +234,11 @@ fn head_text(req: &Request<Incoming>) -> String {
     head
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: DemoBody) -> Response<DemoBody> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type),
-    );
-    response
-}
-
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
-/// A whole answer in one body.
-fn full(status: StatusCode, content_type: &'static str, text: String) -> Response<DemoBody> {
-    let body = Full::new(Bytes::from(text))
-        .map_err(|never| match never {})
-        .boxed_unsync();
-    respond(status, content_type, body)
-}
-
 /// `SSE_EVENTS` events, one a second, each sent as it is made.
-fn sse_clock() -> Response<DemoBody> {
+fn sse_clock() -> Response<Body> {
     let ticks = futures_util::stream::unfold(0u32, |i| async move {
         if i >= SSE_EVENTS {
             return None;
@@ -269,12 +249,13 @@ fn sse_clock() -> Response<DemoBody> {
         let event = Bytes::from(format!("data: tick {i}\n\n"));
         Some((Ok::<_, std::io::Error>(Frame::data(event)), i + 1))
     });
-    let mut response = respond(
-        StatusCode::OK,
-        "text/event-stream",
-        StreamBody::new(ticks).boxed_unsync(),
+    let mut response = Response::new(StreamBody::new(ticks).boxed_unsync());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
     );
-    response.headers_mut().insert(
+    headers.insert(
         http::header::CACHE_CONTROL,
         HeaderValue::from_static("no-cache"),
     );
