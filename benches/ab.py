@@ -24,23 +24,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peers import FIGURES, figure as result_figure  # noqa: E402  (the table's figures)
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULT = ROOT / "target" / "bench" / "peers.json"
-
-# (row, key in peers.json, label, whether a higher value is better)
-FIGURES = [
-    ("keepalive", "rps", "HTTPS keep-alive req/s", True),
-    ("keepalive", "p99_ms", "  p99 latency ms", False),
-    ("keepalive", "cpu_us_per_req", "  proxy CPU µs per request", False),
-    ("new_tls", "rps", "new TLS connections/s", True),
-    ("new_tls", "cpu_us_per_req", "  proxy CPU µs per connection", False),
-    ("h2", "rps", "h2 multiplexed req/s", True),
-    ("h2", "cpu_us_per_req", "  proxy CPU µs per request", False),
-    ("websockets", "rss_per_ws_kib", "RSS per idle WebSocket KiB", False),
-    ("sse_first_byte_ms", None, "SSE first byte ms (added)", False),
-    ("reloads", "failed", "failed during reloads", False),
-    ("h2_upload_s", None, "h2 upload 8 MiB at 50 ms RTT, s", False),
-]
 
 
 def one_run(binary, peers, env):
@@ -57,10 +45,7 @@ def one_run(binary, peers, env):
 
 
 def figure(results, proxy, row, key):
-    value = results.get(proxy, {}).get(row)
-    if key is None:
-        return value if isinstance(value, (int, float)) else None
-    return value.get(key) if isinstance(value, dict) else None
+    return result_figure(results.get(proxy, {}), row, key)
 
 
 def main():
@@ -84,14 +69,14 @@ def main():
         for side, binary in order:
             results = one_run(binary, peers, env)
             for proxy in peers:
-                for row, key, _, _ in FIGURES:
+                for _, row, key, _, _ in FIGURES:
                     value = figure(results, proxy, row, key)
                     if value is not None:
                         samples.setdefault((side, proxy, row, key), []).append(value)
             fg = results.get("ferrogate", {})
             brief = ", ".join(
                 f"{label.strip()} {figure(results, 'ferrogate', row, key):.1f}"
-                for row, key, label, _ in FIGURES
+                for label, row, key, _, _ in FIGURES
                 if figure(results, "ferrogate", row, key) is not None
             )
             print(f"round {n + 1}/{rounds} {side}: {brief}" if fg else f"round {n + 1} {side}: no result",
@@ -101,7 +86,7 @@ def main():
     print("| metric | proxy | A | B | B/A | better |")
     print("|---|---|---|---|---|---|")
     for proxy in peers:
-        for row, key, label, higher_better in FIGURES:
+        for label, row, key, higher_better, _ in FIGURES:
             va, vb = samples.get(("A", proxy, row, key)), samples.get(("B", proxy, row, key))
             if not va or not vb:
                 continue
@@ -112,7 +97,7 @@ def main():
     # ferrogate relative to each peer within the same run, which cancels most of the machine's
     # drift between rounds: the median of the per-run ratios for A and for B.
     for proxy in peers[1:]:
-        for row, key, label, higher_better in FIGURES:
+        for label, row, key, higher_better, _ in FIGURES:
             per_side = {}
             for side in ("A", "B"):
                 fg, peer = samples.get((side, "ferrogate", row, key)), samples.get((side, proxy, row, key))
