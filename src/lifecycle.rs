@@ -4,10 +4,11 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast;
@@ -207,10 +208,7 @@ impl ShutdownSignalWatch for Signals {
 
 impl Signals {
     fn drain(&self) {
-        let phases = match self.phases.lock() {
-            Ok(mut phases) => phases.take(),
-            Err(poisoned) => poisoned.into_inner().take(),
-        };
+        let phases = self.phases.lock().take();
         spawn_drain_watch(self.active.clone(), self.grace, phases);
     }
 

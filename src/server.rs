@@ -214,7 +214,7 @@ pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
         active: shared.active.clone(),
         grace: config.shutdown_grace,
         upgrade_command: upgrade_command(path),
-        phases: std::sync::Mutex::new(Some(daemon.watch_execution_phase())),
+        phases: parking_lot::Mutex::new(Some(daemon.watch_execution_phase())),
     };
     daemon.run(RunArgs {
         shutdown_signal: Box::new(signals),

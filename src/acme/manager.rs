@@ -8,8 +8,9 @@ mod task;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use parking_lot::Mutex;
 use rustls::sign::CertifiedKey;
 use tokio::task::JoinHandle;
 
@@ -177,8 +178,8 @@ impl Drop for AcmeManager {
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, State> {
+        self.state.lock()
     }
 
     fn swap_index(&self, state: &State) -> Result<(), String> {

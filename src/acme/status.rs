@@ -2,8 +2,8 @@
 //! last error. A plain struct the manager updates and `ferrogate certs` (and later metrics) read.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 /// What the TLS listeners serve for a certificate's names.
@@ -68,7 +68,7 @@ impl StatusTable {
         domains: &[String],
         change: impl FnOnce(&mut CertStatus),
     ) -> CertStatus {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.lock();
         let entry = entries
             .entry(name.to_string())
             .or_insert_with(|| CertStatus::new(name, domains));
@@ -78,19 +78,19 @@ impl StatusTable {
 
     /// Drops a certificate no longer configured.
     pub fn remove(&self, name: &str) {
-        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut entries = self.entries.lock();
         entries.remove(name);
     }
 
     /// A copy of every entry.
     pub fn snapshot(&self) -> Vec<CertStatus> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = self.entries.lock();
         entries.values().cloned().collect()
     }
 
     /// A copy of one entry.
     pub fn get(&self, name: &str) -> Option<CertStatus> {
-        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let entries = self.entries.lock();
         entries.get(name).cloned()
     }
 }

@@ -4,10 +4,10 @@
 //! the request path skips Redis until the next successful check instead of waiting on each request.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
+use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, ConnectionInfo, FromRedisValue, IntoConnectionInfo, Script};
@@ -190,7 +190,7 @@ impl Link {
                 .map_err(|_| "Sentinel: no answer".to_string())?
                 .map_err(|e| format!("Sentinel: {e}"))?;
                 let address = client.get_connection_info().addr().to_string();
-                let mut current = self.master.lock().unwrap_or_else(|p| p.into_inner());
+                let mut current = self.master.lock();
                 if current.as_deref() != Some(address.as_str()) || self.conn.load().is_none() {
                     let info = client.get_connection_info().clone();
                     let conn = self.manager(self.client(self.with_password(info)?)?)?;

@@ -3,10 +3,10 @@
 //! each stamped with when it was read so stale readings fade out of balancing decisions.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::pool::server::lock;
+use parking_lot::Mutex;
 
 /// One scrape of a server's metrics, normalized across engines.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -42,7 +42,7 @@ pub struct NodeSignals {
 impl NodeSignals {
     /// Records the models the server listed.
     pub fn set_models(&self, models: Vec<String>, now: Instant) {
-        *lock(&self.models) = Some(Stamped {
+        *self.models.lock() = Some(Stamped {
             value: models.into(),
             at: now,
         });
@@ -50,12 +50,12 @@ impl NodeSignals {
 
     /// The models last listed, if discovery has answered.
     pub fn models(&self) -> Option<Arc<[String]>> {
-        lock(&self.models).as_ref().map(|s| s.value.clone())
+        self.models.lock().as_ref().map(|s| s.value.clone())
     }
 
     /// Records a metrics reading.
     pub fn set_load(&self, load: Load, now: Instant) {
-        *lock(&self.load) = Some(Stamped {
+        *self.load.lock() = Some(Stamped {
             value: load,
             at: now,
         });
@@ -64,7 +64,7 @@ impl NodeSignals {
     /// The last metrics reading and how much it still counts: 1 when fresh, falling linearly to 0
     /// at `max_age`.
     pub fn load(&self, now: Instant, max_age: Duration) -> Option<(Load, f64)> {
-        let held = lock(&self.load);
+        let held = self.load.lock();
         let stamped = held.as_ref()?;
         let age = now.saturating_duration_since(stamped.at);
         if age >= max_age || max_age.is_zero() {
@@ -86,7 +86,7 @@ impl NodeSignals {
 
     /// The last metrics reading, whatever its age (for status and metrics).
     pub fn last_load(&self) -> Option<(Load, Instant)> {
-        lock(&self.load).as_ref().map(|s| (s.value, s.at))
+        self.load.lock().as_ref().map(|s| (s.value, s.at))
     }
 }
 

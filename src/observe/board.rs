@@ -4,8 +4,9 @@
 //! ([`publish_certificate`]). Readers take a cheap copy ([`snapshot`]).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, LazyLock};
 
+use parking_lot::RwLock;
 use serde::Serialize;
 
 use super::clock::unix_millis;
@@ -99,17 +100,11 @@ static BOARD: LazyLock<RwLock<Arc<Board>>> = LazyLock::new(|| RwLock::new(Arc::d
 
 /// The board as it is now.
 pub fn snapshot() -> Arc<Board> {
-    match BOARD.read() {
-        Ok(board) => board.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    }
+    BOARD.read().clone()
 }
 
 fn update(change: impl FnOnce(&mut Board)) {
-    let mut guard = match BOARD.write() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut guard = BOARD.write();
     let mut next = Board::clone(&guard);
     change(&mut next);
     *guard = Arc::new(next);

@@ -4,7 +4,8 @@
 //! label ever carries a request path or a client address.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+
+use parking_lot::Mutex;
 
 /// The label value for "no such thing": an unrouted request, a request that never got a server.
 pub const NONE: &str = "none";
@@ -50,10 +51,7 @@ impl LabelBudget {
 
     /// `value` itself when already seen or when the budget allows one more, [`OTHER`] otherwise.
     pub fn admit(&self, value: &str) -> String {
-        let mut seen = match self.seen.lock() {
-            Ok(seen) => seen,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut seen = self.seen.lock();
         if seen.contains(value) {
             return value.to_string();
         }

@@ -11,9 +11,10 @@
 //! the process exits ([`flush`]).
 
 use std::io::Write;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use parking_lot::{Condvar, Mutex};
 use tracing_subscriber::filter::{Directive, EnvFilter};
 use tracing_subscriber::fmt::writer::{BoxMakeWriter, MakeWriter, MakeWriterExt};
 
@@ -52,14 +53,9 @@ struct Batch {
 
 impl Batch {
     fn push(&self, line: &[u8]) {
-        let Ok(mut lines) = self.lines.lock() else {
-            return;
-        };
+        let mut lines = self.lines.lock();
         while lines.len() >= HOLD_AT {
-            lines = match self.changed.wait_timeout(lines, FLUSH_EVERY) {
-                Ok((lines, _)) => lines,
-                Err(_) => return,
-            };
+            self.changed.wait_for(&mut lines, FLUSH_EVERY);
         }
         lines.extend_from_slice(line);
         if lines.len() >= FLUSH_AT {
@@ -69,16 +65,9 @@ impl Batch {
 
     /// Takes what is buffered, waiting up to `wait` for something to take.
     fn take(&self, wait: Duration) -> Vec<u8> {
-        let Ok(lines) = self.lines.lock() else {
-            return Vec::new();
-        };
-        let mut lines = match self
-            .changed
-            .wait_timeout_while(lines, wait, |l| l.len() < FLUSH_AT)
-        {
-            Ok((lines, _)) => lines,
-            Err(_) => return Vec::new(),
-        };
+        let mut lines = self.lines.lock();
+        self.changed
+            .wait_while_for(&mut lines, |l| l.len() < FLUSH_AT, wait);
         let taken = std::mem::take(&mut *lines);
         self.changed.notify_all();
         taken
@@ -196,7 +185,7 @@ mod tests {
         };
         std::thread::sleep(Duration::from_millis(50));
         // The writer is still waiting: nothing was added.
-        assert_eq!(batch.lines.lock().unwrap().len(), HOLD_AT);
+        assert_eq!(batch.lines.lock().len(), HOLD_AT);
         assert_eq!(batch.take(Duration::ZERO).len(), HOLD_AT);
         writer.join().unwrap();
         assert_eq!(batch.take(Duration::ZERO), b"late\n");

@@ -11,9 +11,10 @@
 //! [`inference_reading`], [`inference_scrape_failed`], [`inference_servers`], [`render`].
 
 use std::collections::BTreeMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::LazyLock;
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use prometheus::{
     Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -436,7 +437,7 @@ pub fn certificate_expiry(name: &str, not_after: i64) {
         m.cert_not_after
             .with_label_values(&[name.as_str()])
             .set(not_after);
-        lock(&m.certificates).insert(name, not_after);
+        m.certificates.lock().insert(name, not_after);
     }
 }
 
@@ -445,7 +446,7 @@ pub fn forget_certificate(name: &str) {
     if let Some(m) = metrics() {
         let _ = m.cert_not_after.remove_label_values(&[name]);
         let _ = m.cert_expiry.remove_label_values(&[name]);
-        lock(&m.certificates).remove(name);
+        m.certificates.lock().remove(name);
     }
 }
 
@@ -576,7 +577,9 @@ pub fn inference_reading(upstream: &str, server: &str, load: &Load, previous: Op
     }
     m.inference_signal_age.with_label_values(&labels).set(0.0);
     let [upstream, server] = labels;
-    lock(&m.inference_readings).insert((upstream, server), Instant::now());
+    m.inference_readings
+        .lock()
+        .insert((upstream, server), Instant::now());
 }
 
 /// How much a cumulative counter grew between two readings; `None` when it went down (the
@@ -602,7 +605,7 @@ pub fn inference_servers(upstream: &str, servers: &[&str]) {
     let Some(m) = metrics() else { return };
     let upstream = m.upstreams.admit(upstream);
     let keep: Vec<String> = servers.iter().map(|s| m.servers.admit(s)).collect();
-    lock(&m.inference_readings).retain(|(u, s), _| {
+    m.inference_readings.lock().retain(|(u, s), _| {
         if *u != upstream || keep.contains(s) {
             return true;
         }
@@ -617,13 +620,6 @@ pub fn inference_servers(upstream: &str, servers: &[&str]) {
         }
         false
     });
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match mutex.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
 }
 
 /// Per-request inference metric children, resolved once per request.
@@ -698,12 +694,12 @@ pub fn render() -> String {
             gauge.set(i64::from(up));
         }
     });
-    for (name, not_after) in lock(&m.certificates).iter() {
+    for (name, not_after) in m.certificates.lock().iter() {
         m.cert_expiry
             .with_label_values(&[name.as_str()])
             .set(not_after.saturating_sub(now));
     }
-    for ((upstream, server), at) in lock(&m.inference_readings).iter() {
+    for ((upstream, server), at) in m.inference_readings.lock().iter() {
         m.inference_signal_age
             .with_label_values(&[upstream.as_str(), server.as_str()])
             .set(at.elapsed().as_secs_f64());

@@ -86,13 +86,13 @@ impl RouteObserver {
 /// spent most of its compile time there).
 type Observers = std::collections::HashMap<(Arc<str>, Arc<str>), Arc<RouteObserver>>;
 
-static OBSERVERS: LazyLock<std::sync::Mutex<Observers>> =
-    LazyLock::new(|| std::sync::Mutex::new(Observers::new()));
+static OBSERVERS: LazyLock<parking_lot::Mutex<Observers>> =
+    LazyLock::new(|| parking_lot::Mutex::new(Observers::new()));
 
 /// The observer of `route` sending to `upstream` with servers `addresses`: the one compiled
 /// before when nothing changed, else a new one.
 pub fn observer_for(route: &str, upstream: &str, addresses: &[Arc<str>]) -> Arc<RouteObserver> {
-    let mut cache = OBSERVERS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cache = OBSERVERS.lock();
     let key = (Arc::<str>::from(route), Arc::<str>::from(upstream));
     if let Some(existing) = cache.get(&key) {
         let same = existing.servers.len() == addresses.len()
@@ -112,7 +112,7 @@ pub fn observer_for(route: &str, upstream: &str, addresses: &[Arc<str>]) -> Arc<
 
 /// Forgets the observers of routes not in `keep` (once per compiled configuration).
 pub fn retain_observers(keep: &std::collections::HashSet<&str>) {
-    let mut cache = OBSERVERS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cache = OBSERVERS.lock();
     cache.retain(|(route, _), _| keep.contains(&**route));
 }
 

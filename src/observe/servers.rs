@@ -6,8 +6,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex, RwLock};
+use std::sync::{Arc, LazyLock};
 
+use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
 
 use super::clock::unix_millis;
@@ -91,10 +92,7 @@ impl ServerStats {
 
     /// Any other failure of a request on this server (timeouts, resets); does not change state.
     pub fn record(&self, kind: &str, route: &str) {
-        let mut recent = match self.recent.lock() {
-            Ok(recent) => recent,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut recent = self.recent.lock();
         if recent.len() == DEFAULT_RECENT_ERRORS {
             recent.pop_back();
         }
@@ -120,10 +118,7 @@ impl ServerStats {
         let failures_in_row = self.failures_in_row.load(Ordering::Relaxed);
         let last_success = self.last_success_ms.load(Ordering::Relaxed);
         let state = self.state();
-        let recent_errors = match self.recent.lock() {
-            Ok(recent) => recent.iter().cloned().collect(),
-            Err(poisoned) => poisoned.into_inner().iter().cloned().collect(),
-        };
+        let recent_errors = self.recent.lock().iter().cloned().collect();
         ServerView {
             state,
             in_flight: self.in_flight.load(Ordering::Relaxed),
@@ -154,24 +149,16 @@ static REGISTRY: LazyLock<RwLock<BTreeMap<Key, Arc<ServerStats>>>> =
 /// The stats of (upstream, server address), created on first use (at configuration load).
 pub fn stats(upstream: &str, address: &str) -> Arc<ServerStats> {
     let key = (upstream.to_string(), address.to_string());
-    if let Ok(map) = REGISTRY.read() {
-        if let Some(found) = map.get(&key) {
-            return found.clone();
-        }
+    if let Some(found) = REGISTRY.read().get(&key) {
+        return found.clone();
     }
-    let mut map = match REGISTRY.write() {
-        Ok(map) => map,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut map = REGISTRY.write();
     map.entry(key).or_default().clone()
 }
 
 /// Calls `f` with every known (upstream, server address) and its stats.
 pub fn for_each(mut f: impl FnMut(&str, &str, &ServerStats)) {
-    let map = match REGISTRY.read() {
-        Ok(map) => map,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let map = REGISTRY.read();
     for ((upstream, address), stats) in map.iter() {
         f(upstream, address, stats);
     }
@@ -179,7 +166,7 @@ pub fn for_each(mut f: impl FnMut(&str, &str, &ServerStats)) {
 
 /// The view of (upstream, server address); `None` when no request or config ever named it.
 pub fn view(upstream: &str, address: &str) -> Option<ServerView> {
-    let map = REGISTRY.read().ok()?;
+    let map = REGISTRY.read();
     map.get(&(upstream.to_string(), address.to_string()))
         .map(|s| s.view())
 }

@@ -5,12 +5,13 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
-use super::server::{lock, ServerState};
+use super::server::ServerState;
 use crate::balance::hashing::stable_hash;
 use crate::balance::table::{StickyTable, DEFAULT_STICKY_TABLE_CAPACITY};
 use crate::config::model::{Server, DEFAULT_WEIGHT};
@@ -107,7 +108,7 @@ impl UpstreamPool {
 
     /// Sets the configured servers (start-up and reload).
     pub fn set_configured(&self, servers: &[Server], discovery: bool, models: Option<&[String]>) {
-        let mut inputs = lock(&self.inputs);
+        let mut inputs = self.inputs.lock();
         inputs.configured = servers.to_vec();
         inputs.models = models.map(Arc::from);
         if !discovery {
@@ -120,7 +121,7 @@ impl UpstreamPool {
     pub fn set_discovered(&self, mut found: Vec<SocketAddr>) -> bool {
         found.sort();
         found.dedup();
-        let mut inputs = lock(&self.inputs);
+        let mut inputs = self.inputs.lock();
         if inputs.discovered.as_ref() == Some(&found) {
             return false;
         }

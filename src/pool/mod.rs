@@ -10,7 +10,7 @@ pub mod server;
 pub mod status;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 pub use members::{Member, StickyKey, UpstreamPool};
 pub use queue::Refusal;
@@ -19,7 +19,7 @@ pub use server::{InflightGuard, RecentError, ServerState};
 pub use status::{ServerStatus, UpstreamStatus};
 
 use crate::config::model::Config;
-use server::lock;
+use parking_lot::Mutex;
 
 /// Every upstream's pool, by name.
 #[derive(Debug, Default)]
@@ -31,7 +31,9 @@ impl Registry {
     /// The pool for `upstream`, created on first use, with its configured servers updated (state
     /// of servers that stay is kept).
     pub fn attach(&self, upstream: &crate::config::model::Upstream) -> Arc<UpstreamPool> {
-        let pool = lock(&self.pools)
+        let pool = self
+            .pools
+            .lock()
             .entry(upstream.name.clone())
             .or_insert_with(|| Arc::new(UpstreamPool::new(&upstream.name)))
             .clone();
@@ -45,11 +47,13 @@ impl Registry {
 
     /// Forgets pools of upstreams `config` no longer has (requests in flight keep theirs alive).
     pub fn retain(&self, config: &Config) {
-        lock(&self.pools).retain(|name, _| config.upstreams.contains_key(name));
+        self.pools
+            .lock()
+            .retain(|name, _| config.upstreams.contains_key(name));
     }
 
     /// The pool of an upstream, if any.
     pub fn get(&self, name: &str) -> Option<Arc<UpstreamPool>> {
-        lock(&self.pools).get(name).cloned()
+        self.pools.lock().get(name).cloned()
     }
 }

@@ -11,7 +11,7 @@ use http::header::COOKIE;
 use http::HeaderMap;
 
 use super::members::{Member, StickyKey, UpstreamPool};
-use super::server::{lock, InflightGuard};
+use super::server::InflightGuard;
 use crate::balance::policy::{self, Candidate, WEIGHT_SCALE};
 use crate::balance::sticky::{find_cookie, parse_id};
 use crate::config::model::{Balance, HashKey, Inference, Sticky, StickyMode};
@@ -95,7 +95,7 @@ fn sticky_lookup(
             header_text(req.headers, name).map(|v| StickyKey::Header(v.to_string()))
         }
     };
-    let pinned = key.as_ref().and_then(|k| lock(&pool.sticky).get(k, now));
+    let pinned = key.as_ref().and_then(|k| pool.sticky.lock().get(k, now));
     (pinned, key)
 }
 
@@ -249,7 +249,7 @@ impl UpstreamPool {
     ) -> Option<usize> {
         match rules.balance {
             Balance::RoundRobin => {
-                let _held = lock(&self.rr_lock);
+                let _held = self.rr_lock.lock();
                 let mut current: Vec<i64> = eligible
                     .iter()
                     .map(|m| m.state.rr_current.load(Ordering::Relaxed))
@@ -274,7 +274,7 @@ impl UpstreamPool {
 
     fn stick(&self, rules: &Rules<'_>, key: Option<StickyKey>, id: u64, now: Instant) {
         if let (Some(sticky), Some(key)) = (rules.sticky, key) {
-            lock(&self.sticky).insert(key, id, sticky.ttl, now);
+            self.sticky.lock().insert(key, id, sticky.ttl, now);
         }
     }
 }

@@ -4,9 +4,10 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::config::model::Health;
@@ -14,13 +15,6 @@ use crate::health::state::HealthState;
 
 /// Recent errors kept per server for status.
 pub const RECENT_ERRORS_KEPT: usize = 8;
-
-/// Locks a mutex; a panic elsewhere while holding it leaves plain data that is still usable.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// One recent failure seen on a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,11 +66,11 @@ impl ServerState {
 
     /// A copy of the health state.
     pub fn health(&self) -> HealthState {
-        lock(&self.health).clone()
+        self.health.lock().clone()
     }
 
     pub fn available(&self, now: Instant) -> bool {
-        lock(&self.health).available(now)
+        self.health.lock().available(now)
     }
 
     /// The share of its weight the server gets now (slow start); 1 without slow start, read
@@ -84,12 +78,12 @@ impl ServerState {
     pub fn weight_factor(&self, slow_start: Option<std::time::Duration>, now: Instant) -> f64 {
         match slow_start {
             None => 1.0,
-            Some(_) => lock(&self.health).weight_factor(slow_start, now),
+            Some(_) => self.health.lock().weight_factor(slow_start, now),
         }
     }
 
     pub fn recent_errors(&self) -> Vec<RecentError> {
-        lock(&self.recent).iter().cloned().collect()
+        self.recent.lock().iter().cloned().collect()
     }
 
     /// Takes an in-flight slot unless `max` are taken; `released` is notified when it is given back.
@@ -115,7 +109,7 @@ impl ServerState {
     pub fn record_failure(&self, policy: &Health, kind: &'static str, now: Instant) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.remember(kind);
-        let ejected = lock(&self.health).on_passive_failure(policy, now);
+        let ejected = self.health.lock().on_passive_failure(policy, now);
         if ejected {
             tracing::warn!(kind, "server ejected after consecutive failures");
         }
@@ -123,7 +117,7 @@ impl ServerState {
 
     /// A good response: clears the passive failure streak.
     pub fn record_success(&self) {
-        lock(&self.health).on_passive_success();
+        self.health.lock().on_passive_success();
     }
 
     /// Claims the right to run an active check; false while another one is still running.
@@ -137,7 +131,7 @@ impl ServerState {
         if !ok {
             self.remember("check");
         }
-        let changed = lock(&self.health).on_check(ok, policy, now);
+        let changed = self.health.lock().on_check(ok, policy, now);
         self.checking.store(false, Ordering::Release);
         changed
     }
@@ -146,7 +140,7 @@ impl ServerState {
         let at_unix_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
-        let mut recent = lock(&self.recent);
+        let mut recent = self.recent.lock();
         if recent.len() >= RECENT_ERRORS_KEPT {
             recent.pop_front();
         }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::members::UpstreamPool;
-use super::server::{lock, RecentError};
+use super::server::RecentError;
 use crate::balance::sticky::format_id;
 use crate::inference::signals::Load;
 
@@ -53,7 +53,7 @@ impl UpstreamPool {
     /// A status snapshot of every member.
     pub fn status(&self, balance: &'static str, slow_start: Option<Duration>) -> UpstreamStatus {
         let now = Instant::now();
-        let entries: HashMap<u64, usize> = lock(&self.sticky).count_by_server(now);
+        let entries: HashMap<u64, usize> = self.sticky.lock().count_by_server(now);
         let servers = self
             .members()
             .iter()

@@ -7,10 +7,11 @@ use std::collections::hash_map::DefaultHasher;
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::{Reloader, Trigger};
@@ -96,10 +97,7 @@ pub async fn watch_config(reloader: Arc<Reloader>, debounce: Duration) {
             // Reads (our own included) change nothing.
             Ok(event) if matches!(event.kind, notify::EventKind::Access(_)) => {}
             Ok(event) => {
-                let matters = match filter.lock() {
-                    Ok(relevant) => event.paths.iter().any(|p| relevant.contains(p)),
-                    Err(_) => true,
-                };
+                let matters = event.paths.iter().any(|p| filter.lock().contains(p));
                 if matters {
                     let _ = tx.try_send(());
                 }
@@ -145,9 +143,7 @@ pub async fn watch_config(reloader: Arc<Reloader>, debounce: Duration) {
         }
         // A symlink may now point somewhere new: watch there too.
         watch_all(&mut watcher);
-        if let Ok(mut paths) = relevant.lock() {
-            *paths = relevant_paths(&path);
-        }
+        *relevant.lock() = relevant_paths(&path);
         let now = fingerprint(&path);
         tracing::debug!(
             changed = (now != last),

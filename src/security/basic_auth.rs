@@ -6,11 +6,11 @@
 //! hash too, so the answer's timing does not tell which names exist.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use http::{HeaderMap, HeaderValue};
+use parking_lot::Mutex;
 use subtle::ConstantTimeEq;
 
 use super::sha256;
@@ -84,11 +84,8 @@ impl BasicAuthCheck {
         self.forward_authorization
     }
 
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, ([u8; 32], Instant)>> {
-        match self.verified.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+    fn table(&self) -> parking_lot::MutexGuard<'_, HashMap<String, ([u8; 32], Instant)>> {
+        self.verified.lock()
     }
 
     /// Whether `credentials` were verified recently.

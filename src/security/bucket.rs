@@ -5,8 +5,9 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::sync::Mutex;
 use std::time::Instant;
+
+use parking_lot::Mutex;
 
 /// Keys one rate limiter tracks at most (per route); beyond that, new keys share one bucket.
 pub const DEFAULT_MAX_KEYS: usize = 100_000;
@@ -93,10 +94,7 @@ impl BucketTable {
     pub fn take(&self, key: &[u8], now: Instant) -> Result<(), u64> {
         let hash = self.hasher.hash_one(key);
         let shard = &self.shards[(hash as usize) % SHARDS];
-        let mut buckets = match shard.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut buckets = shard.lock();
         let rate = self.rate;
         let mut slot = hash.min(OVERFLOW_KEY - 1);
         if !buckets.contains_key(&slot) && buckets.len() >= self.max_keys_per_shard {
@@ -114,10 +112,7 @@ impl BucketTable {
 
     /// Keys tracked now (for tests and the status page).
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().map_or(0, |b| b.len()))
-            .sum()
+        self.shards.iter().map(|s| s.lock().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -4,7 +4,9 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 /// The live-connection counts of one listener.
 #[derive(Debug)]
@@ -26,11 +28,8 @@ impl PerIpLimit {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, u32>> {
-        match self.counts.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<IpAddr, u32>> {
+        self.counts.lock()
     }
 
     /// A slot for `ip`, or `None` when it already holds `max` connections (the limit is passed

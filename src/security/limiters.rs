@@ -2,10 +2,11 @@
 //! same table back (clients keep their counts); a changed limit starts a fresh table.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 
 use super::bucket::{BucketTable, Rate, DEFAULT_MAX_KEYS};
 use crate::config::model::RateLimit;
+use parking_lot::Mutex;
 
 /// Route name → (settings it was built for, table).
 type Tables = HashMap<String, (RateLimit, Arc<BucketTable>)>;
@@ -14,10 +15,7 @@ static TABLES: LazyLock<Mutex<Tables>> = LazyLock::new(|| Mutex::new(HashMap::ne
 
 /// The bucket table for `route`'s rate limit, reused when the settings are unchanged.
 pub fn table_for(route: &str, limit: &RateLimit) -> Arc<BucketTable> {
-    let mut tables = match TABLES.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut tables = TABLES.lock();
     if let Some((settings, table)) = tables.get(route) {
         if settings == limit {
             return table.clone();
@@ -34,9 +32,6 @@ pub fn table_for(route: &str, limit: &RateLimit) -> Arc<BucketTable> {
 
 /// Forgets the tables of routes not in `keep` (called once per compiled configuration).
 pub fn retain(keep: &HashSet<&str>) {
-    let mut tables = match TABLES.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    };
+    let mut tables = TABLES.lock();
     tables.retain(|name, _| keep.contains(name.as_str()));
 }

@@ -6,10 +6,11 @@
 //! Tables are long-lived by route name, so a reload that keeps the quota keeps the counts.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
 use crate::config::model::TokenQuota;
+use parking_lot::Mutex;
 
 /// Bytes of a non-streamed JSON body kept to read its usage; a larger body is not counted.
 pub const MAX_JSON_BODY: usize = 4 << 20;
@@ -37,11 +38,8 @@ impl QuotaTable {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], (Instant, u64)>> {
-        match self.used.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        }
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<[u8; 32], (Instant, u64)>> {
+        self.used.lock()
     }
 
     /// Seconds until `key`'s window ends when it has used its quota; `None` while it may go on.
@@ -107,11 +105,8 @@ type Tables = HashMap<String, (TokenQuota, Arc<QuotaTable>)>;
 
 static TABLES: LazyLock<Mutex<Tables>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
-fn tables() -> std::sync::MutexGuard<'static, Tables> {
-    match TABLES.lock() {
-        Ok(guard) => guard,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+fn tables() -> parking_lot::MutexGuard<'static, Tables> {
+    TABLES.lock()
 }
 
 /// The quota table of `route`, reused when its quota is unchanged.

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::super::members::{Member, UpstreamPool};
-use super::super::server::lock;
 use crate::config::model::{Balance, Inference};
 use crate::inference::affinity::{load_bound, rendezvous};
 use crate::inference::prefix::{self, CostModel};
@@ -108,7 +107,7 @@ pub fn choose(
             .collect();
         let room: Vec<bool> = eligible.iter().map(|m| super::has_room(m)).collect();
         let cost = CostModel::default();
-        let mut index = lock(&pool.prefix);
+        let mut index = pool.prefix.lock();
         let (mut server, mut matched) = prefix::choose(&index, &facts.hashes, &candidates, &cost)?;
         let has_room = |server: u64| {
             eligible
