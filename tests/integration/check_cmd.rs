@@ -1,5 +1,5 @@
 //! `ferrogate check`: exit 0 on a valid config, non-zero with `FILE:LINE:COLUMN: KEY: MESSAGE`
-//! lines on an invalid one, and the example configs in `conf/` and the README's reference pass.
+//! lines on an invalid one, and the example configs in `conf/` and the manual's reference pass.
 
 use std::path::Path;
 use std::process::Output;
@@ -179,14 +179,14 @@ async fn example_configs_pass_check() {
     }
 }
 
-/// The README's configuration reference is a file a reader copies: every key in it must exist
-/// and every value must be valid. Its certificate, key and secret paths under /etc/ferrogate
-/// are examples, so "cannot read" on those is the only error allowed.
+/// The configuration reference in docs/configuration.md is a file a reader copies: every key in
+/// it must exist and every value must be valid. Its certificate, key and secret paths under
+/// /etc/ferrogate are examples, so "cannot read" on those is the only error allowed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_readme_reference_config_is_valid_but_for_its_example_files() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .expect("README.md");
-    let section = readme
+async fn the_manual_reference_config_is_valid_but_for_its_example_files() {
+    let manual = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+    let manual = std::fs::read_to_string(manual).expect("docs/configuration.md");
+    let section = manual
         .split_once("## Configuration reference")
         .expect("configuration reference section")
         .1;
@@ -209,7 +209,7 @@ async fn the_readme_reference_config_is_valid_but_for_its_example_files() {
     for (line, _, rest) in &errors {
         assert!(
             rest.contains("cannot read") && rest.contains("/etc/ferrogate/"),
-            "README reference line {line}: {rest}\n{output}"
+            "docs/configuration.md reference line {line}: {rest}\n{output}"
         );
     }
 }
