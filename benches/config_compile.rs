@@ -5,10 +5,9 @@ use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use ferrogate::config;
-use ferrogate::pool::Registry;
-use ferrogate::runtime::Snapshot;
+use ferrogate::runtime::{Live, Snapshot};
 
 /// The daemon's allocator, so the figures are the daemon's.
 #[global_allocator]
@@ -53,23 +52,31 @@ fn compile(c: &mut Criterion) {
         Ok(loaded) => loaded,
         Err(errors) => panic!("bench configuration is invalid:\n{errors}"),
     };
-    // The long-lived registry exists already at a reload: compiling re-attaches to it.
-    let registry = Registry::default();
-    // A reload: routes unchanged since the last compile keep their metric handles.
+    // The long-lived state exists already at a reload, the routes' observers kept by the
+    // previous commit: compiling looks them up.
+    let live = Live::new().unwrap_or_else(|e| panic!("{e}"));
+    let prepared = live.prepare(&loaded).unwrap_or_else(|e| panic!("{e}"));
+    live.commit(prepared);
     group.bench_function("compile_snapshot", |b| {
-        b.iter(|| Snapshot::compile(black_box(&loaded), 2, &registry))
+        b.iter(|| Snapshot::compile(black_box(&loaded), 2, &live, None))
     });
-    // Start-up: every route's metric handles resolved afresh.
+    // Start-up: nothing kept yet, every route's metric handles resolved when it commits.
     group.bench_function("compile_snapshot_first", |b| {
-        b.iter(|| {
-            ferrogate::observe::request::retain_observers(&Default::default());
-            Snapshot::compile(black_box(&loaded), 2, &registry)
-        })
+        b.iter_batched(
+            || Live::new().unwrap_or_else(|e| panic!("{e}")),
+            |fresh| {
+                let prepared = fresh
+                    .prepare(black_box(&loaded))
+                    .unwrap_or_else(|e| panic!("{e}"));
+                fresh.commit(prepared)
+            },
+            BatchSize::PerIteration,
+        )
     });
     group.bench_function("validate_and_compile", |b| {
         b.iter(|| {
             config::load_str(black_box(&source), path)
-                .map(|loaded| Snapshot::compile(&loaded, 2, &registry))
+                .map(|loaded| Snapshot::compile(&loaded, 2, &live, None))
         })
     });
     group.finish();

@@ -14,23 +14,17 @@ use pingora::server::RunArgs;
 use pingora::services::background::background_service;
 use pingora::services::listening::Service;
 
-use crate::acme::http01::ChallengeTokens;
-use crate::acme::AcmeManager;
 use crate::admin::AdminApp;
 use crate::config::model::Config;
-use crate::discovery::DnsDiscovery;
-use crate::health::HealthChecker;
-use crate::inference::scrape::NodeScraper;
 use crate::lifecycle::probe::Endpoint;
 use crate::lifecycle::{ActiveRequests, ControlPlane, Readiness, Signals};
+use crate::monitor::{DnsDiscovery, HealthChecker, NodeScraper};
 use crate::observe::connections::CountedConnections;
-use crate::pool::Registry;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
-use crate::runtime::{Snapshot, SnapshotStore};
+use crate::runtime::Live;
 use crate::security::gate::{ConnectionGate, GateSettings};
 use crate::security::proxy_protocol::ProxyProtocol;
-use crate::tls::{CertIndex, CertStore};
 
 /// Seconds pingora's runtimes get to wind down after the grace period.
 pub const DEFAULT_RUNTIME_SHUTDOWN_SECS: u64 = 1;
@@ -45,42 +39,18 @@ fn l4_buffers(proxy_protocol: bool) -> L4BufferSettings {
     L4BufferSettings::new(read, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE)
 }
 
-/// Long-lived state that outlives any one configuration.
-pub struct Shared {
-    pub snapshots: Arc<SnapshotStore>,
-    pub certs: Arc<CertStore>,
-    pub challenges: Arc<ChallengeTokens>,
-    /// Issues and renews ACME certificates; owns the cert index from start-up on: a reload
-    /// calls `acme.apply(&new_config)`, which rebuilds and swaps the index.
-    pub acme: Arc<AcmeManager>,
+/// What the process keeps besides the configuration's state: requests in flight (a graceful
+/// stop waits for them) and readiness.
+pub struct Process {
+    pub live: Arc<Live>,
     pub active: Arc<ActiveRequests>,
     pub readiness: Arc<Readiness>,
-    /// Upstream pools (health, in-flight, sticky tables): pass to `Snapshot::compile` on reload.
-    pub upstreams: Arc<Registry>,
 }
 
-/// Prepares the shared state for a configuration.
-pub fn prepare(config: &Config) -> Result<Shared, String> {
-    crate::tls::install_default_provider();
-    std::fs::create_dir_all(&config.state_dir).map_err(|e| {
-        format!(
-            "cannot create state_dir {}: {e}",
-            config.state_dir.display()
-        )
-    })?;
-    let certs = Arc::new(CertStore::new(CertIndex::default()));
-    let challenges = Arc::new(ChallengeTokens::default());
-    crate::cluster::apply(config)?;
-    let acme = Arc::new(AcmeManager::new(certs.clone(), challenges.clone())?);
-    acme.apply(config)?;
-    let upstreams = Arc::new(Registry::default());
-    crate::observe::board::config_loaded(config, 1);
-    Ok(Shared {
-        snapshots: Arc::new(SnapshotStore::new(Snapshot::compile(config, 1, &upstreams))),
-        upstreams,
-        certs,
-        challenges,
-        acme,
+/// Prepares the long-lived state for a configuration (generation 1 in force).
+pub fn prepare(config: &Config) -> Result<Process, String> {
+    Ok(Process {
+        live: Live::start(config)?,
         active: Arc::new(ActiveRequests::default()),
         readiness: Arc::new(Readiness::default()),
     })
@@ -89,10 +59,11 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
 /// Builds the pingora server with one service per listener. Does not start it.
 pub fn build(
     config: &Config,
-    shared: &Shared,
+    process: &Process,
     reloader: &Arc<Reloader>,
     upgrade: bool,
 ) -> Result<Server, String> {
+    let live = &process.live;
     let state = &config.state_dir;
     let conf = ServerConf {
         threads: config.workers,
@@ -114,24 +85,26 @@ pub fn build(
         let proxy = Proxy::new(
             &listener.name,
             listener.tls,
-            shared.snapshots.clone(),
-            shared.challenges.clone(),
-            shared.active.clone(),
+            live.clone(),
+            process.active.clone(),
         );
         let name = format!("listener {}", listener.name);
         let proxy = proxy.with_limits(listener.limits);
         let mut app = http_proxy(&server.configuration, proxy);
         app.h2_options = Some(crate::proxy::h2::options(listener.limits.h2_window));
-        let counted = CountedConnections::new(&listener.name, app);
+        let counted = CountedConnections::new(&live.observe.traffic, &listener.name, app);
         // PROXY protocol, limits and the TLS handshake all run in the gate, before HTTP parsing.
         let settings = GateSettings {
             proxy_protocol: listener.proxy_protocol.as_deref().map(ProxyProtocol::new),
             max_connections: listener.limits.max_connections,
             header_timeout: listener.limits.header_timeout,
         };
-        let mut gate = ConnectionGate::new(settings, shared.snapshots.clone(), counted);
+        let snapshots = live.snapshots.clone();
+        let per_ip_max = Box::new(move || snapshots.load().max_connections_per_ip);
+        let metrics = Some(live.security.clone());
+        let mut gate = ConnectionGate::new(settings, per_ip_max, metrics, counted);
         if listener.tls {
-            let acceptor = crate::tls::listener::acceptor(shared.certs.clone())
+            let acceptor = crate::tls::listener::acceptor(live.certs.clone())
                 .map_err(|e| format!("TLS settings for {}: {e}", listener.name))?;
             gate = gate.with_tls(acceptor);
         }
@@ -142,23 +115,19 @@ pub fn build(
         server.add_service(service);
     }
 
-    let checker = HealthChecker::new(shared.snapshots.clone());
+    let checker = HealthChecker::new(live.snapshots.clone());
     server.add_service(background_service("health checker", checker));
-    let discovery = DnsDiscovery::new(shared.snapshots.clone());
+    let discovery = DnsDiscovery::new(live.snapshots.clone());
     server.add_service(background_service("dns discovery", discovery));
-    let scraper = NodeScraper::new(shared.snapshots.clone());
+    let scraper = NodeScraper::new(live.snapshots.clone(), live.inference.clone());
     server.add_service(background_service("node scraper", scraper));
 
     if let Some(admin) = &config.admin {
         let mut service = Service::new(
             "admin".to_string(),
             HttpServer::new_app(
-                AdminApp::new(
-                    shared.snapshots.clone(),
-                    shared.readiness.clone(),
-                    reloader.clone(),
-                )
-                .allow(admin.allow.clone()),
+                AdminApp::new(live.clone(), process.readiness.clone(), reloader.clone())
+                    .allow(admin.allow.clone()),
             ),
         );
         service.add_tcp(&admin.listen.to_string());
@@ -170,19 +139,9 @@ pub fn build(
 /// Runs the daemon for a configuration file until a signal ends it; returns only on a start-up
 /// failure.
 pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
-    let shared = prepare(&config)?;
-    let acme = shared.acme.clone();
-    let reloader = Arc::new(Reloader::new(
-        path,
-        config.clone(),
-        shared.snapshots.clone(),
-        Arc::new(move |config: &Config| {
-            crate::cluster::apply(config)?;
-            acme.apply(config)
-        }),
-        shared.upstreams.clone(),
-    ));
-    let daemon = build(&config, &shared, &reloader, upgrade)?;
+    let process = prepare(&config)?;
+    let reloader = Arc::new(Reloader::new(path, config.clone(), process.live.clone()));
+    let daemon = build(&config, &process, &reloader, upgrade)?;
     let mut endpoints: Vec<Endpoint> = config
         .listeners
         .iter()
@@ -197,7 +156,7 @@ pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
     }));
     ControlPlane {
         reloader,
-        readiness: shared.readiness.clone(),
+        readiness: process.readiness.clone(),
         endpoints,
         pid_file: config.state_dir.join("ferrogate.pid"),
     }
@@ -211,7 +170,7 @@ pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
         );
     }
     let signals = Signals {
-        active: shared.active.clone(),
+        active: process.active.clone(),
         grace: config.shutdown_grace,
         upgrade_command: upgrade_command(path),
         phases: parking_lot::Mutex::new(Some(daemon.watch_execution_phase())),

@@ -3,11 +3,13 @@
 //! cluster, the account lives in Redis too, so every instance orders under the same one.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use base64::Engine;
 use instant_acme::{Account, AccountBuilder, AccountCredentials, ExternalAccountKey, NewAccount};
 
 use super::storage::{account_path, private_dir};
+use crate::cluster::Cluster;
 use crate::config::model::Acme;
 use crate::tls::placeholder::write_atomic;
 
@@ -23,9 +25,13 @@ fn builder(acme: &Acme) -> Result<AccountBuilder, String> {
 
 /// Restores the stored account for the directory (the cluster's first, then the local file), or
 /// registers a new one and stores it.
-pub async fn load_or_create(state_dir: &Path, acme: &Acme) -> Result<Account, String> {
+pub async fn load_or_create(
+    state_dir: &Path,
+    acme: &Acme,
+    cluster: Option<&Arc<Cluster>>,
+) -> Result<Account, String> {
     let path = account_path(state_dir, &acme.directory);
-    let Some(cluster) = crate::cluster::current() else {
+    let Some(cluster) = cluster else {
         return load_or_create_local(&path, acme).await;
     };
     let stem = path

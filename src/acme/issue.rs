@@ -13,6 +13,7 @@ use instant_acme::{
 use super::dns01::{DnsSolver, TxtRecord};
 use super::http01::ChallengeTokens;
 use super::storage::{parse_issued, Issued};
+use crate::cluster::Cluster;
 
 /// How long the CA gets to validate every authorization.
 pub const DEFAULT_VALIDATION_TIMEOUT: Duration = Duration::from_secs(120);
@@ -62,6 +63,7 @@ pub async fn issue(
     domains: &[String],
     solver: &Solver,
     replaces: Option<CertificateIdentifier<'static>>,
+    cluster: Option<&Arc<Cluster>>,
 ) -> Result<Outcome, String> {
     let identifiers: Vec<Identifier> = domains.iter().map(|d| Identifier::Dns(d.clone())).collect();
     let mut new_order = NewOrder::new(&identifiers);
@@ -138,7 +140,7 @@ pub async fn issue(
         None => None,
     };
     // HTTP-01 with a cluster: the CA may reach any instance, so every one must know the tokens.
-    let cluster = crate::cluster::current().filter(|_| !shared_tokens.is_empty());
+    let cluster = cluster.filter(|_| !shared_tokens.is_empty());
     if let Some(cluster) = &cluster {
         for (token, key_authorization) in &shared_tokens {
             if let Err(error) = cluster.publish_token(token, key_authorization).await {

@@ -1,8 +1,9 @@
-//! The ACME manager: long-lived, one background task per ACME certificate. `apply` takes a
-//! (new) configuration, starts, restarts or stops those tasks and rebuilds the SNI index from
-//! the file certificates plus what is served for each ACME certificate (stored, issued, or a
-//! self-signed placeholder); the tasks swap issued certificates in the same way. Start-up calls
-//! `apply` once; a reload calls it again with the new configuration.
+//! The ACME manager: long-lived, one background task per ACME certificate. A configuration is
+//! first prepared ([`AcmeManager::prepare`]: what each certificate serves first, which tasks
+//! start, restart or stop, the SNI index from the file certificates plus what is served for each
+//! ACME certificate (stored, issued, or a self-signed placeholder); nothing changes, it may
+//! fail), then committed ([`AcmeManager::commit`]: tasks started and stopped, the index swapped
+//! in; cannot fail). The tasks swap issued certificates in the same way.
 
 mod task;
 
@@ -10,15 +11,21 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 use rustls::sign::CertifiedKey;
 use tokio::task::JoinHandle;
 
 use super::http01::ChallengeTokens;
+use super::metrics::AcmeMetrics;
 use super::status::{CertStatus, Serving, StatusTable};
 use super::storage::{self, Issued, Stored};
+use crate::cluster::Cluster;
 use crate::config::model::{Acme, AcmeCertificate, Challenge, Config, DnsProvider};
-use crate::tls::{build_index, placeholder, CertIndex, CertStore};
+use crate::observe::board::{CertificateInfo, StatusBoard};
+use crate::tls::build::{fallback_for, index_with};
+use crate::tls::metrics::CertMetrics;
+use crate::tls::{placeholder, CertStore};
 
 /// Everything one certificate's task needs; a change to any of it restarts the task.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,8 +60,33 @@ struct Running {
 #[derive(Default)]
 struct State {
     config: Option<Arc<Config>>,
+    /// The certificate of last resort of the configuration in force.
+    fallback: Option<Arc<CertifiedKey>>,
     served: BTreeMap<String, Served>,
     tasks: BTreeMap<String, Running>,
+    /// Changes with every certificate a task installs.
+    installs: u64,
+}
+
+/// Where the manager reports: the status board, the certificate and ACME families.
+#[derive(Clone)]
+pub struct AcmeReporting {
+    pub board: Arc<StatusBoard>,
+    pub certificates: Arc<CertMetrics>,
+    pub metrics: AcmeMetrics,
+}
+
+impl AcmeReporting {
+    /// Reporting to a board and metrics registry of its own, seen by nobody (tools, tests).
+    pub fn standalone() -> Result<Self, String> {
+        let define = |e: prometheus::Error| format!("cannot define the metrics: {e}");
+        let metrics = crate::observe::Metrics::new().map_err(define)?;
+        Ok(Self {
+            board: Arc::new(StatusBoard::default()),
+            certificates: CertMetrics::register(&metrics).map_err(define)?,
+            metrics: AcmeMetrics::register(&metrics).map_err(define)?,
+        })
+    }
 }
 
 /// State shared by the manager and its tasks.
@@ -64,6 +96,22 @@ pub(super) struct Inner {
     pub tokens: Arc<ChallengeTokens>,
     pub status: Arc<StatusTable>,
     pub accounts: tokio::sync::Mutex<Option<(Acme, PathBuf, instant_acme::Account)>>,
+    /// The cluster of the configuration in force.
+    cluster: ArcSwapOption<Cluster>,
+    board: Arc<StatusBoard>,
+    certificates: Arc<CertMetrics>,
+    pub metrics: AcmeMetrics,
+}
+
+/// A configuration's certificates, prepared: nothing is in force until
+/// [`AcmeManager::commit`].
+pub struct CertPlan {
+    config: Arc<Config>,
+    fallback: Option<Arc<CertifiedKey>>,
+    served: BTreeMap<String, Served>,
+    to_start: Vec<(String, TaskSpec)>,
+    /// The installs count the plan was made at.
+    installs: u64,
 }
 
 /// The ACME manager (see the module docs).
@@ -75,7 +123,11 @@ pub struct AcmeManager {
 
 impl AcmeManager {
     /// A manager with its own small runtime; nothing runs until [`AcmeManager::apply`].
-    pub fn new(certs: Arc<CertStore>, tokens: Arc<ChallengeTokens>) -> Result<Self, String> {
+    pub fn new(
+        certs: Arc<CertStore>,
+        tokens: Arc<ChallengeTokens>,
+        reporting: AcmeReporting,
+    ) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ferrogate-acme")
@@ -89,9 +141,18 @@ impl AcmeManager {
                 tokens,
                 status: Arc::new(StatusTable::default()),
                 accounts: tokio::sync::Mutex::new(None),
+                cluster: ArcSwapOption::empty(),
+                board: reporting.board,
+                certificates: reporting.certificates,
+                metrics: reporting.metrics,
             }),
             runtime: Some(runtime),
         })
+    }
+
+    /// The cluster of the configuration in force, as last committed.
+    pub fn cluster(&self) -> Option<Arc<Cluster>> {
+        self.inner.cluster()
     }
 
     /// Per-certificate status, for `/status` and metrics.
@@ -99,23 +160,22 @@ impl AcmeManager {
         self.inner.status.clone()
     }
 
-    /// Makes `config` current: stops tasks of certificates that left it, (re)starts those that
-    /// are new or changed, and swaps in the SNI index rebuilt for it. Certificates already served
-    /// keep being served until a new one replaces them. On error nothing has changed.
-    pub fn apply(&self, config: &Config) -> Result<(), String> {
+    /// Prepares `config`'s certificates: what each new or changed ACME certificate serves first
+    /// (its stored certificate, else a self-signed placeholder) and the fallback certificate.
+    /// Certificates already served keep being served until a new one replaces them. Changes
+    /// nothing; on error nothing is prepared.
+    pub fn prepare(&self, config: &Config) -> Result<CertPlan, String> {
         let config = Arc::new(config.clone());
-        let Some(runtime) = &self.runtime else {
+        if self.runtime.is_none() {
             return Err("the ACME runtime has stopped".into());
-        };
-        let mut state = self.inner.lock();
+        }
+        let state = self.inner.lock();
         let wanted: BTreeMap<String, TaskSpec> = config
             .tls
             .acme
             .iter()
             .map(|cert| (cert.name.clone(), spec_for(&config, cert)))
             .collect();
-
-        // Everything that can fail first, on copies.
         let mut served = state.served.clone();
         served.retain(|name, _| wanted.contains_key(name));
         let mut to_start = Vec::new();
@@ -134,13 +194,42 @@ impl AcmeManager {
             }
             to_start.push((name.clone(), spec.clone()));
         }
-        let index = index_for(&config, &served)?;
+        let fallback = fallback_for(&config, &keys_of(&served))?;
+        Ok(CertPlan {
+            config,
+            fallback,
+            served,
+            to_start,
+            installs: state.installs,
+        })
+    }
 
-        // Then commit.
+    /// Puts a prepared plan in force: stops tasks of certificates that left the configuration,
+    /// (re)starts those that are new or changed, and swaps in the SNI index. A certificate a task
+    /// installed since the plan was made stays served. Cannot fail.
+    pub fn commit(&self, plan: CertPlan, cluster: Option<Arc<Cluster>>) {
+        self.inner.cluster.store(cluster);
+        let mut state = self.inner.lock();
+        let CertPlan {
+            config,
+            fallback,
+            mut served,
+            to_start,
+            installs,
+        } = plan;
+        if state.installs != installs {
+            // A task installed a certificate meanwhile: keep it where its task goes on.
+            for (name, now) in &state.served {
+                let restarted = to_start.iter().any(|(n, _)| n == name);
+                if !restarted && served.contains_key(name) {
+                    served.insert(name.clone(), now.clone());
+                }
+            }
+        }
         let gone: Vec<String> = state
             .tasks
             .keys()
-            .filter(|name| !wanted.contains_key(*name))
+            .filter(|name| !config.tls.acme.iter().any(|c| c.name == **name))
             .cloned()
             .collect();
         for name in gone {
@@ -150,17 +239,26 @@ impl AcmeManager {
             self.inner.status.remove(&name);
             tracing::info!(certificate = %name, "ACME certificate removed from the configuration");
         }
-        for (name, spec) in to_start {
-            if let Some(old) = state.tasks.remove(&name) {
-                old.handle.abort();
-                tracing::info!(certificate = %name, "ACME certificate changed; restarting its task");
+        if let Some(runtime) = &self.runtime {
+            for (name, spec) in to_start {
+                if let Some(old) = state.tasks.remove(&name) {
+                    old.handle.abort();
+                    tracing::info!(certificate = %name, "ACME certificate changed; restarting its task");
+                }
+                let handle = runtime.spawn(task::run(self.inner.clone(), spec.clone()));
+                state.tasks.insert(name, Running { spec, handle });
             }
-            let handle = runtime.spawn(task::run(self.inner.clone(), spec.clone()));
-            state.tasks.insert(name, Running { spec, handle });
         }
         state.served = served;
+        state.fallback = fallback;
         state.config = Some(config);
-        self.inner.certs.replace(index);
+        self.inner.swap_index(&state);
+    }
+
+    /// [`Self::prepare`] then [`Self::commit`] (start-up and tests).
+    pub fn apply(&self, config: &Config, cluster: Option<Arc<Cluster>>) -> Result<(), String> {
+        let plan = self.prepare(config)?;
+        self.commit(plan, cluster);
         Ok(())
     }
 }
@@ -182,12 +280,17 @@ impl Inner {
         self.state.lock()
     }
 
-    fn swap_index(&self, state: &State) -> Result<(), String> {
+    /// The cluster of the configuration in force.
+    pub(super) fn cluster(&self) -> Option<Arc<Cluster>> {
+        self.cluster.load_full()
+    }
+
+    fn swap_index(&self, state: &State) {
         let Some(config) = &state.config else {
-            return Ok(());
+            return;
         };
-        self.certs.replace(index_for(config, &state.served)?);
-        Ok(())
+        let index = index_with(config, &keys_of(&state.served), state.fallback.clone());
+        self.certs.replace(index);
     }
 
     /// The issued certificate served for `name`, if any.
@@ -200,19 +303,20 @@ impl Inner {
 
     /// Serves a newly issued certificate, only while `spec` is still the configured one (a task
     /// stopped by `apply` while it waited for the lock must not bring its certificate back).
-    pub(super) fn install(&self, spec: &TaskSpec, issued: Issued) -> Result<(), String> {
+    pub(super) fn install(&self, spec: &TaskSpec, issued: Issued) {
         let mut state = self.lock();
         if !state
             .tasks
             .get(&spec.cert.name)
             .is_some_and(|r| r.spec == *spec)
         {
-            return Ok(());
+            return;
         }
         state
             .served
             .insert(spec.cert.name.clone(), Served::Issued(Box::new(issued)));
-        self.swap_index(&state)
+        state.installs += 1;
+        self.swap_index(&state);
     }
 
     /// Updates and persists a certificate's status.
@@ -221,17 +325,19 @@ impl Inner {
             .status
             .update(&spec.cert.name, &spec.cert.domains, change);
         storage::save_status(&spec.state_dir, &status);
-        crate::observe::board::publish_certificate(board_entry(&status));
+        let entry = board_entry(&status);
+        self.certificates.expiry(&entry.name, entry.not_after);
+        self.board.publish_certificate(entry);
     }
 }
 
 /// How the status page and the expiry metric show an ACME certificate.
-fn board_entry(status: &CertStatus) -> crate::observe::board::CertificateInfo {
+fn board_entry(status: &CertStatus) -> CertificateInfo {
     let serving = match status.serving {
         Serving::Issued => "acme",
         Serving::Placeholder => "acme (self-signed placeholder until issued)",
     };
-    crate::observe::board::CertificateInfo {
+    CertificateInfo {
         name: status.name.clone(),
         domains: status.domains.clone(),
         not_after: status.not_after.unwrap_or(0),
@@ -243,13 +349,12 @@ fn board_entry(status: &CertStatus) -> crate::observe::board::CertificateInfo {
     }
 }
 
-/// The SNI index for `config` with `served` for its ACME certificates.
-fn index_for(config: &Config, served: &BTreeMap<String, Served>) -> Result<CertIndex, String> {
-    let keys: BTreeMap<String, Arc<CertifiedKey>> = served
+/// What is served for each ACME certificate, as keys.
+fn keys_of(served: &BTreeMap<String, Served>) -> BTreeMap<String, Arc<CertifiedKey>> {
+    served
         .iter()
         .map(|(name, served)| (name.clone(), served.key()))
-        .collect();
-    build_index(config, &keys)
+        .collect()
 }
 
 fn spec_for(config: &Config, cert: &AcmeCertificate) -> TaskSpec {

@@ -9,9 +9,10 @@ pub mod dns01;
 pub mod http01;
 pub mod issue;
 pub mod manager;
+pub mod metrics;
 pub mod report;
 pub mod schedule;
 pub mod status;
 pub mod storage;
 
-pub use manager::AcmeManager;
+pub use manager::{AcmeManager, AcmeReporting, CertPlan};

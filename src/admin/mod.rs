@@ -16,17 +16,17 @@ use pingora::protocols::http::ServerSession;
 
 use crate::config::model::Cidr;
 use crate::lifecycle::Readiness;
-use crate::observe::{board, clock, metrics, servers};
+use crate::observe::clock;
 use crate::pool::status::to_json;
 use crate::reload::{Reloader, Trigger};
-use crate::runtime::SnapshotStore;
+use crate::runtime::Live;
 
 /// Content type of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// The admin endpoints.
 pub struct AdminApp {
-    snapshots: Arc<SnapshotStore>,
+    live: Arc<Live>,
     readiness: Arc<Readiness>,
     reloader: Arc<Reloader>,
     /// `None` = every peer that can connect (a loopback listener).
@@ -34,13 +34,9 @@ pub struct AdminApp {
 }
 
 impl AdminApp {
-    pub fn new(
-        snapshots: Arc<SnapshotStore>,
-        readiness: Arc<Readiness>,
-        reloader: Arc<Reloader>,
-    ) -> Self {
+    pub fn new(live: Arc<Live>, readiness: Arc<Readiness>, reloader: Arc<Reloader>) -> Self {
         Self {
-            snapshots,
+            live,
             readiness,
             reloader,
             allow: None,
@@ -82,20 +78,21 @@ fn text(status: u16, body: String) -> Response<Vec<u8>> {
 
 /// `/status` and `/status.json`: the board joined with the proxy's counters and the balancer's
 /// state of every server.
-fn status_page(snapshots: &SnapshotStore, as_html: bool) -> Response<Vec<u8>> {
-    let board = board::snapshot();
+fn status_page(live: &Live, as_html: bool) -> Response<Vec<u8>> {
+    let observe = &live.observe;
+    let board = observe.board.snapshot();
     let totals = status::Totals {
-        open_connections: metrics::open_connections_total(),
-        open_websockets: metrics::open_websockets_total(),
+        open_connections: observe.traffic.open_connections_total(),
+        open_websockets: observe.traffic.open_websockets_total(),
     };
-    let pools: Vec<_> = snapshots
-        .load()
-        .upstreams()
-        .iter()
-        .map(|u| u.status())
-        .collect();
-    let mut doc = status::shape(&board, servers::view, &pools, totals, clock::unix_millis());
-    doc.cluster = crate::cluster::current().map(|cluster| (*cluster.view()).clone());
+    let snapshot = live.snapshots.load();
+    let pools: Vec<_> = snapshot.upstreams().iter().map(|u| u.status()).collect();
+    let view = |upstream: &str, address: &str| observe.servers.view(upstream, address);
+    let mut doc = status::shape(&board, view, &pools, totals, clock::unix_millis());
+    doc.cluster = snapshot
+        .cluster
+        .as_ref()
+        .map(|cluster| (*cluster.view()).clone());
     if as_html {
         reply(200, "text/html; charset=utf-8", status::html(&doc))
     } else {
@@ -117,27 +114,22 @@ impl ServeHttp for AdminApp {
         match (method.as_str(), session.req_header().uri.path()) {
             (_, "/healthz") => text(200, "ok\n".into()),
             (_, "/readyz") => {
-                let generation = self.snapshots.load().generation;
+                let generation = self.live.generation();
                 if self.readiness.is_ready() {
                     text(200, format!("ready generation={generation}\n"))
                 } else {
                     text(503, "starting: listeners not bound yet\n".into())
                 }
             }
-            (_, "/metrics") if read => {
-                // The balancer's verdicts live in the pools; copy them in at scrape time.
-                for upstream in self.snapshots.load().upstreams() {
-                    for server in upstream.status().servers {
-                        let healthy = !matches!(server.state, "down" | "ejected");
-                        metrics::server_healthy(&upstream.name, &server.address, healthy);
-                    }
-                }
-                reply(200, PROMETHEUS_CONTENT_TYPE, metrics::render())
-            }
-            (_, "/status" | "/status/") if read => status_page(&self.snapshots, true),
-            (_, "/status.json") if read => status_page(&self.snapshots, false),
+            (_, "/metrics") if read => reply(
+                200,
+                PROMETHEUS_CONTENT_TYPE,
+                self.live.observe.metrics.render(),
+            ),
+            (_, "/status" | "/status/") if read => status_page(&self.live, true),
+            (_, "/status.json") if read => status_page(&self.live, false),
             (_, "/status/upstreams.json") if read => {
-                let snapshot = self.snapshots.load();
+                let snapshot = self.live.snapshots.load();
                 let upstreams: Vec<_> = snapshot.upstreams().iter().map(|u| u.status()).collect();
                 reply(
                     200,
@@ -155,7 +147,7 @@ impl ServeHttp for AdminApp {
                     let mut body = format!(
                         "configuration refused ({} errors); still serving generation {}\n",
                         errors.len(),
-                        self.snapshots.load().generation
+                        self.live.generation()
                     );
                     for error in errors {
                         body.push_str(&error);

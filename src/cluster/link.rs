@@ -12,6 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, ConnectionInfo, FromRedisValue, IntoConnectionInfo, Script};
 
+use super::metrics::ClusterMetrics;
 use crate::config::model::{redact_url, Redis, RedisTarget};
 
 /// An open connection of either kind (both are cheap clones of a shared handle).
@@ -34,13 +35,14 @@ pub struct Link {
     master: Mutex<Option<String>>,
     /// With Sentinel: the client that asks the Sentinels for the master.
     sentinel: tokio::sync::Mutex<Option<redis::sentinel::Sentinel>>,
+    metrics: ClusterMetrics,
 }
 
 /// After a failure the request path leaves Redis alone this long (the checker probes sooner).
 const SKIP_AFTER_FAILURE: Duration = Duration::from_secs(1);
 
 impl Link {
-    pub fn new(settings: Redis, timeout: Duration) -> Self {
+    pub fn new(settings: Redis, timeout: Duration, metrics: ClusterMetrics) -> Self {
         Self {
             settings,
             timeout,
@@ -50,6 +52,7 @@ impl Link {
             epoch: Instant::now(),
             master: Mutex::new(None),
             sentinel: tokio::sync::Mutex::new(None),
+            metrics,
         }
     }
 
@@ -218,7 +221,7 @@ impl Link {
         self.failed_at.store(0, Ordering::Relaxed);
         if !self.up.swap(true, Ordering::Relaxed) {
             tracing::info!(redis = %self.describe(), "Redis is reachable; sharing state with the other instances");
-            crate::observe::metrics::cluster_redis_up(true);
+            self.metrics.redis_up(true);
         }
     }
 
@@ -227,7 +230,7 @@ impl Link {
         self.failed_at.store(now, Ordering::Relaxed);
         if self.up.swap(false, Ordering::Relaxed) {
             tracing::warn!(redis = %self.describe(), %error, "Redis is unreachable; rate limits and quotas count locally, issuance waits for it");
-            crate::observe::metrics::cluster_redis_up(false);
+            self.metrics.redis_up(false);
         } else {
             tracing::debug!(%error, "Redis command failed");
         }

@@ -81,7 +81,7 @@ pub(super) async fn heartbeat(inner: Arc<Inner>) {
                 }
             }
         };
-        crate::observe::metrics::cluster_view(&view);
+        inner.metrics.view(&view);
         let up = view.redis_up;
         inner.view.store(Arc::new(view));
         // While Redis is away, look again sooner than the sync period.

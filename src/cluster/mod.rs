@@ -1,18 +1,19 @@
 //! Several instances as one edge (`cluster:`): certificates, the ACME account, HTTP-01 tokens,
 //! rate-limit and quota counts kept in Redis, one instance at a time issuing each certificate
-//! (a lock with expiry and fencing), and membership by heartbeat. `apply` installs the cluster of
-//! a configuration (or none); everything else asks [`current`]. Without `cluster:` nothing here
-//! runs and every instance keeps its state to itself.
+//! (a lock with expiry and fencing), and membership by heartbeat. A reload prepares a
+//! [`ClusterPlan`] (keep the running cluster, join a new one, or none) and commits it; the
+//! cluster in force travels in the runtime snapshot to the request path and is handed to the
+//! ACME manager. Without `cluster:` nothing here runs and every instance keeps its state to
+//! itself.
 
 mod keys;
 mod link;
 mod members;
+pub mod metrics;
 mod scripts;
 mod shared;
 
-use std::sync::{Arc, LazyLock};
-
-use arc_swap::ArcSwapOption;
+use std::sync::Arc;
 
 pub use members::{ClusterView, LockHolder, Member};
 pub use shared::{IssueLock, SharedCert, Stored};
@@ -31,6 +32,7 @@ pub struct Inner {
     view: arc_swap::ArcSwap<ClusterView>,
     /// Names of the configured ACME certificates (whose lock holders the status shows).
     certificates: arc_swap::ArcSwap<Vec<String>>,
+    metrics: metrics::ClusterMetrics,
 }
 
 /// The cluster of the configuration in force: its Redis link and the runtime that drives it.
@@ -40,41 +42,70 @@ pub struct Cluster {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-static CURRENT: LazyLock<ArcSwapOption<Cluster>> = LazyLock::new(ArcSwapOption::empty);
-
-/// The cluster in force, if the configuration has one.
-pub fn current() -> Option<Arc<Cluster>> {
-    CURRENT.load_full()
+/// What a configuration asks of the cluster, prepared without touching the running one.
+pub enum ClusterPlan {
+    /// No `cluster:` section.
+    Alone,
+    /// The same settings as the running cluster: keep it.
+    Keep(Arc<Cluster>),
+    /// New or changed settings: a cluster that has not joined yet.
+    Join(Arc<Cluster>),
 }
 
-/// Makes `config`'s cluster current: unchanged settings keep the running one; changed settings
-/// start a new link (the old one stops when its last user lets go); none stops sharing.
-pub fn apply(config: &Config) -> Result<(), String> {
-    let running = current();
-    let names: Vec<String> = config.tls.acme.iter().map(|c| c.name.clone()).collect();
-    match (&config.cluster, running) {
-        (None, None) => Ok(()),
-        (None, Some(_)) => {
-            CURRENT.store(None);
-            tracing::info!("cluster section removed; this instance now keeps its state to itself");
-            crate::observe::metrics::cluster_redis_up(false);
-            Ok(())
+impl ClusterPlan {
+    /// The plan for `config` next to the `running` cluster: unchanged settings keep it, changed
+    /// or new settings prepare a new one (its runtime built, nothing sent to Redis yet).
+    pub fn prepare(
+        config: &Config,
+        running: Option<&Arc<Cluster>>,
+        metrics: &metrics::ClusterMetrics,
+    ) -> Result<Self, String> {
+        match (&config.cluster, running) {
+            (None, _) => Ok(Self::Alone),
+            (Some(settings), Some(running)) if running.inner.settings == *settings => {
+                Ok(Self::Keep(running.clone()))
+            }
+            (Some(settings), _) => Ok(Self::Join(Arc::new(Cluster::prepare(
+                settings.clone(),
+                metrics.clone(),
+            )?))),
         }
-        (Some(settings), Some(running)) if running.inner.settings == *settings => {
-            running.inner.certificates.store(Arc::new(names));
-            Ok(())
+    }
+
+    /// The cluster the configuration runs with.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match self {
+            Self::Alone => None,
+            Self::Keep(cluster) | Self::Join(cluster) => Some(cluster),
         }
-        (Some(settings), _) => {
-            let cluster = Cluster::start(settings.clone())?;
-            cluster.inner.certificates.store(Arc::new(names));
-            CURRENT.store(Some(Arc::new(cluster)));
-            Ok(())
+    }
+
+    /// Puts the plan in force: a new cluster joins (its heartbeat starts), a kept one learns the
+    /// configuration's certificate names, leaving a cluster is logged (the old link stops when
+    /// its last user lets go). Cannot fail.
+    pub fn commit(&self, config: &Config, running: Option<&Arc<Cluster>>) {
+        let names: Vec<String> = config.tls.acme.iter().map(|c| c.name.clone()).collect();
+        match self {
+            Self::Alone => {
+                if let Some(running) = running {
+                    tracing::info!(
+                        "cluster section removed; this instance now keeps its state to itself"
+                    );
+                    running.inner.metrics.redis_up(false);
+                }
+            }
+            Self::Keep(cluster) => cluster.inner.certificates.store(Arc::new(names)),
+            Self::Join(cluster) => {
+                cluster.inner.certificates.store(Arc::new(names));
+                cluster.join();
+            }
         }
     }
 }
 
 impl Cluster {
-    fn start(settings: Settings) -> Result<Self, String> {
+    /// A cluster for `settings` with its runtime, not yet joined ([`Self::join`]).
+    fn prepare(settings: Settings, metrics: metrics::ClusterMetrics) -> Result<Self, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ferrogate-cluster")
@@ -89,18 +120,25 @@ impl Cluster {
         );
         let inner = Arc::new(Inner {
             keys: Keys::new(&settings.redis.key_prefix),
-            link: Link::new(settings.redis.clone(), settings.timeout),
+            link: Link::new(settings.redis.clone(), settings.timeout, metrics.clone()),
             view: arc_swap::ArcSwap::from_pointee(ClusterView::default()),
             certificates: arc_swap::ArcSwap::from_pointee(Vec::new()),
+            metrics,
             id,
             settings,
         });
-        tracing::info!(instance = %inner.id, redis = %inner.link.describe(), "joining the cluster");
-        runtime.spawn(members::heartbeat(inner.clone()));
         Ok(Self {
             inner,
             runtime: Some(runtime),
         })
+    }
+
+    /// Joins: starts the heartbeat that keeps this instance a member.
+    fn join(&self) {
+        tracing::info!(instance = %self.inner.id, redis = %self.inner.link.describe(), "joining the cluster");
+        if let Some(runtime) = &self.runtime {
+            runtime.spawn(members::heartbeat(self.inner.clone()));
+        }
     }
 
     /// This instance's member id.
@@ -127,6 +165,14 @@ impl Cluster {
         if let Some(runtime) = &self.runtime {
             runtime.spawn(work);
         }
+    }
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("id", &self.inner.id)
+            .finish_non_exhaustive()
     }
 }
 

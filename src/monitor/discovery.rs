@@ -14,8 +14,9 @@ use hickory_resolver::TokioResolver;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
+use super::periodic;
 use crate::config::model::Discovery;
-use crate::runtime::{periodic, SnapshotStore, UpstreamRuntime};
+use crate::runtime::{SnapshotStore, UpstreamRuntime};
 
 /// Longest sleep between two looks at the snapshot.
 pub const DISCOVERY_TICK: Duration = Duration::from_millis(250);

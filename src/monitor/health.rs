@@ -13,8 +13,9 @@ use pingora::services::background::BackgroundService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::periodic;
 use crate::config::model::ActiveHealth;
-use crate::runtime::{periodic, SnapshotStore, UpstreamRuntime};
+use crate::runtime::{SnapshotStore, UpstreamRuntime};
 
 /// Longest sleep between two looks at the snapshot (so new upstreams are noticed soon).
 pub const CHECKER_TICK: Duration = Duration::from_millis(250);

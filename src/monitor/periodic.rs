@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use pingora::server::ShutdownWatch;
 
-use super::{SnapshotStore, UpstreamRuntime};
+use crate::runtime::{SnapshotStore, UpstreamRuntime};
 
 /// Runs `start` for every upstream whose `period` is `Some`, once per period, until shutdown.
 /// `start` must not block: it spawns or records and returns.

@@ -2,7 +2,7 @@
 //! `inference` section in the current snapshot, each server is asked for its models
 //! (`GET /v1/models`, when the models are discovered rather than configured) and its load
 //! (`GET /metrics`, when the engine exports metrics), and the answers are stored in the server's
-//! long-lived [`NodeSignals`](super::signals::NodeSignals). A failed read keeps the previous
+//! long-lived [`NodeSignals`](crate::inference::signals::NodeSignals). A failed read keeps the previous
 //! reading, which fades by age where it is used. A slow server is never asked twice at once.
 
 use std::sync::Arc;
@@ -19,13 +19,15 @@ use hyper_util::rt::TokioExecutor;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use super::metrics_text::parse_load;
-use super::openai::parse_models;
 use crate::config::model::{Engine, Inference};
-use crate::observe::metrics;
+use crate::inference::metrics::InferenceMetrics;
+use crate::inference::metrics_text::parse_load;
+use crate::inference::openai::parse_models;
+
+use super::periodic;
 use crate::pool::members::Member;
 use crate::pool::server::ServerState;
-use crate::runtime::{periodic, SnapshotStore, UpstreamRuntime};
+use crate::runtime::{SnapshotStore, UpstreamRuntime};
 
 /// Longest sleep between two looks at the snapshot (so new upstreams are noticed soon).
 pub const SCRAPER_TICK: Duration = Duration::from_millis(250);
@@ -40,13 +42,15 @@ type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 pub struct NodeScraper {
     snapshots: Arc<SnapshotStore>,
     client: HttpClient,
+    metrics: Arc<InferenceMetrics>,
 }
 
 impl NodeScraper {
-    pub fn new(snapshots: Arc<SnapshotStore>) -> Self {
+    pub fn new(snapshots: Arc<SnapshotStore>, metrics: Arc<InferenceMetrics>) -> Self {
         Self {
             snapshots,
             client: http_client(),
+            metrics,
         }
     }
 }
@@ -69,7 +73,7 @@ impl BackgroundService for NodeScraper {
             SCRAPER_TICK,
             shutdown,
             |u| u.inference.as_ref().map(|i| i.refresh),
-            |u| scrape_upstream(u, &self.client),
+            |u| scrape_upstream(u, &self.client, &self.metrics),
         )
         .await;
     }
@@ -94,13 +98,17 @@ fn plan(inference: &Inference, member: &Member) -> Plan {
 }
 
 /// One round for every member of `upstream`, each on its own task.
-fn scrape_upstream(upstream: &Arc<UpstreamRuntime>, client: &HttpClient) {
+fn scrape_upstream(
+    upstream: &Arc<UpstreamRuntime>,
+    client: &HttpClient,
+    metrics: &Arc<InferenceMetrics>,
+) {
     let Some(inference) = &upstream.inference else {
         return;
     };
     let members = upstream.pool.members();
     let addresses: Vec<&str> = members.iter().map(|m| &*m.address).collect();
-    metrics::inference_servers(&upstream.name, &addresses);
+    metrics.servers(&upstream.name, &addresses);
     for member in members.iter() {
         let plan = plan(inference, member);
         if !(plan.models || plan.metrics) || !member.state.signals.begin_scrape() {
@@ -114,6 +122,7 @@ fn scrape_upstream(upstream: &Arc<UpstreamRuntime>, client: &HttpClient) {
             inference.engine,
             plan,
             client.clone(),
+            metrics.clone(),
         ));
     }
 }
@@ -127,6 +136,7 @@ async fn scrape_member(
     engine: Engine,
     plan: Plan,
     client: HttpClient,
+    metrics: Arc<InferenceMetrics>,
 ) {
     let fetch = |wanted: bool, path: &'static str| {
         let (client, member) = (&client, &member);
@@ -150,7 +160,7 @@ async fn scrape_member(
         match list {
             Ok(list) => signals.set_models(list, now),
             Err(error) => {
-                metrics::inference_scrape_failed(&upstream, server, "models");
+                metrics.scrape_failed(&upstream, server, "models");
                 tracing::debug!(%upstream, server, %error, "could not read the server's models; keeping the last list");
             }
         }
@@ -164,10 +174,10 @@ async fn scrape_member(
             Ok(reading) => {
                 let previous = signals.last_load().map(|(load, _)| load);
                 signals.set_load(reading, now);
-                metrics::inference_reading(&upstream, server, &reading, previous.as_ref());
+                metrics.reading(&upstream, server, &reading, previous.as_ref());
             }
             Err(error) => {
-                metrics::inference_scrape_failed(&upstream, server, "metrics");
+                metrics.scrape_failed(&upstream, server, "metrics");
                 tracing::debug!(%upstream, server, %error, "could not read the server's metrics; keeping the last reading");
             }
         }

@@ -1,16 +1,16 @@
 //! The status board: what the status page shows that is not a counter. Start-up and reload fill it
-//! with the configuration in force ([`config_loaded`]) and each reload's outcome
-//! ([`reload_finished`]); certificate sources (files now, ACME later) publish their certificates
-//! ([`publish_certificate`]). Readers take a cheap copy ([`snapshot`]).
+//! with the configuration in force ([`StatusBoard::config_loaded`]) and each reload's outcome
+//! ([`StatusBoard::reload_finished`]); certificate sources (files, ACME) publish their
+//! certificates ([`StatusBoard::publish_certificate`]). Readers take a cheap copy
+//! ([`StatusBoard::snapshot`]).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use parking_lot::RwLock;
 use serde::Serialize;
 
 use super::clock::unix_millis;
-use super::metrics;
 use crate::config::model::{Config, HostMatch};
 
 /// Where a certificate comes from.
@@ -96,82 +96,118 @@ pub struct Board {
     pub reload: ReloadInfo,
 }
 
-static BOARD: LazyLock<RwLock<Arc<Board>>> = LazyLock::new(|| RwLock::new(Arc::default()));
-
-/// The board as it is now.
-pub fn snapshot() -> Arc<Board> {
-    BOARD.read().clone()
+/// The board behind a lock; every change makes a new copy, readers keep theirs.
+#[derive(Debug, Default)]
+pub struct StatusBoard {
+    current: RwLock<Arc<Board>>,
 }
 
-fn update(change: impl FnOnce(&mut Board)) {
-    let mut guard = BOARD.write();
-    let mut next = Board::clone(&guard);
-    change(&mut next);
-    *guard = Arc::new(next);
-}
+impl StatusBoard {
+    /// The board as it is now.
+    pub fn snapshot(&self) -> Arc<Board> {
+        self.current.read().clone()
+    }
 
-/// Shows a configuration that is now in force as `generation` (start-up: 1; each reload: the new
-/// one). Certificates from files replace the previous file certificates; others stay.
-pub fn config_loaded(config: &Config, generation: u64) {
-    metrics::config_generation(generation);
-    let files: Vec<CertificateInfo> = config
-        .tls
-        .certificates
-        .iter()
-        .map(|c| CertificateInfo {
-            name: c.name.clone(),
-            domains: c.dns_names.clone(),
-            not_after: c.not_after,
-            source: SOURCE_FILE.to_string(),
-            renewal: None,
-            last_error: None,
-        })
-        .collect();
-    update(|board| {
-        board.generation = generation;
-        board.loaded_at_ms = unix_millis();
-        board.source = config.source.display().to_string();
-        board.listeners = config
-            .listeners
-            .iter()
-            .map(|l| ListenerInfo {
-                name: l.name.clone(),
-                address: l.address.to_string(),
-                tls: l.tls,
-            })
-            .collect();
-        board.routes = config.routes.iter().map(route_info).collect();
-        board.upstreams = config
-            .upstreams
-            .values()
-            .map(|u| UpstreamInfo {
-                name: u.name.clone(),
-                balance: snake_case(&format!("{:?}", u.balance)),
-                servers: u
-                    .servers
-                    .iter()
-                    .map(|s| ServerInfo {
-                        address: s.address.clone(),
-                        weight: s.weight,
-                    })
-                    .collect(),
-            })
-            .collect();
-        let stale: Vec<String> = board
+    fn update(&self, change: impl FnOnce(&mut Board)) {
+        let mut guard = self.current.write();
+        let mut next = Board::clone(&guard);
+        change(&mut next);
+        *guard = Arc::new(next);
+    }
+
+    /// Shows a configuration that is now in force as `generation` (start-up: 1; each reload:
+    /// the new one). Certificates from files replace the previous file certificates; others
+    /// stay. Returns the names of file certificates no longer listed.
+    pub fn config_loaded(&self, config: &Config, generation: u64) -> Vec<String> {
+        let files: Vec<CertificateInfo> = config
+            .tls
             .certificates
-            .values()
-            .filter(|c| c.source == SOURCE_FILE && !files.iter().any(|f| f.name == c.name))
-            .map(|c| c.name.clone())
+            .iter()
+            .map(|c| CertificateInfo {
+                name: c.name.clone(),
+                domains: c.dns_names.clone(),
+                not_after: c.not_after,
+                source: SOURCE_FILE.to_string(),
+                renewal: None,
+                last_error: None,
+            })
             .collect();
-        for name in stale {
-            board.certificates.remove(&name);
-            metrics::forget_certificate(&name);
-        }
-        for cert in &files {
-            metrics::certificate_expiry(&cert.name, cert.not_after);
-            board.certificates.insert(cert.name.clone(), cert.clone());
-        }
-    });
+        let mut stale = Vec::new();
+        self.update(|board| {
+            board.generation = generation;
+            board.loaded_at_ms = unix_millis();
+            board.source = config.source.display().to_string();
+            board.listeners = config
+                .listeners
+                .iter()
+                .map(|l| ListenerInfo {
+                    name: l.name.clone(),
+                    address: l.address.to_string(),
+                    tls: l.tls,
+                })
+                .collect();
+            board.routes = config.routes.iter().map(route_info).collect();
+            board.upstreams = config
+                .upstreams
+                .values()
+                .map(|u| UpstreamInfo {
+                    name: u.name.clone(),
+                    balance: snake_case(&format!("{:?}", u.balance)),
+                    servers: u
+                        .servers
+                        .iter()
+                        .map(|s| ServerInfo {
+                            address: s.address.clone(),
+                            weight: s.weight,
+                        })
+                        .collect(),
+                })
+                .collect();
+            stale = board
+                .certificates
+                .values()
+                .filter(|c| c.source == SOURCE_FILE && !files.iter().any(|f| f.name == c.name))
+                .map(|c| c.name.clone())
+                .collect();
+            for name in &stale {
+                board.certificates.remove(name);
+            }
+            for cert in &files {
+                board.certificates.insert(cert.name.clone(), cert.clone());
+            }
+        });
+        stale
+    }
+
+    /// Records a reload attempt: `Ok(generation)` when applied (call [`Self::config_loaded`]
+    /// too), or the errors that refused it.
+    pub fn reload_finished(&self, trigger: &str, result: &Result<u64, Vec<String>>) {
+        self.update(|board| {
+            let reload = &mut board.reload;
+            reload.last_attempt_ms = Some(unix_millis());
+            reload.last_trigger = Some(trigger.to_string());
+            reload.last_ok = Some(result.is_ok());
+            match result {
+                Ok(_) => {
+                    reload.succeeded += 1;
+                    reload.last_errors.clear();
+                }
+                Err(errors) => {
+                    reload.failed += 1;
+                    reload.last_errors = errors.clone();
+                }
+            }
+        });
+    }
+
+    /// Adds or replaces a certificate (ACME issuance, renewal, a placeholder).
+    pub fn publish_certificate(&self, certificate: CertificateInfo) {
+        self.update(|board| {
+            board
+                .certificates
+                .insert(certificate.name.clone(), certificate);
+        });
+    }
 }
 
 /// `RoundRobin` → `round_robin` (the policy name as written in the file).
@@ -204,57 +240,26 @@ fn route_info(route: &crate::config::model::Route) -> RouteInfo {
     }
 }
 
-/// Records a reload attempt: `Ok(generation)` when applied (call [`config_loaded`] too), or the
-/// errors that refused it. Counts it in the metrics.
-pub fn reload_finished(trigger: &str, result: &Result<u64, Vec<String>>) {
-    metrics::reload_result(result.is_ok());
-    update(|board| {
-        let reload = &mut board.reload;
-        reload.last_attempt_ms = Some(unix_millis());
-        reload.last_trigger = Some(trigger.to_string());
-        reload.last_ok = Some(result.is_ok());
-        match result {
-            Ok(_) => {
-                reload.succeeded += 1;
-                reload.last_errors.clear();
-            }
-            Err(errors) => {
-                reload.failed += 1;
-                reload.last_errors = errors.clone();
-            }
-        }
-    });
-}
-
-/// Adds or replaces a certificate (ACME issuance, renewal, a placeholder) and its expiry metric.
-pub fn publish_certificate(certificate: CertificateInfo) {
-    metrics::certificate_expiry(&certificate.name, certificate.not_after);
-    update(|board| {
-        board
-            .certificates
-            .insert(certificate.name.clone(), certificate);
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn reloads_are_counted_and_keep_the_last_errors() {
-        reload_finished(
+        let board = StatusBoard::default();
+        board.reload_finished(
             "SIGHUP",
             &Err(vec!["f.yaml:3:5: routes[0].upstream: no".into()]),
         );
-        let board = snapshot();
-        assert_eq!(board.reload.last_ok, Some(false));
-        assert_eq!(board.reload.last_errors.len(), 1);
-        assert_eq!(board.reload.last_trigger.as_deref(), Some("SIGHUP"));
-        reload_finished("admin", &Ok(2));
-        let board = snapshot();
-        assert_eq!(board.reload.last_ok, Some(true));
-        assert!(board.reload.last_errors.is_empty());
-        assert!(board.reload.failed >= 1 && board.reload.succeeded >= 1);
+        let shown = board.snapshot();
+        assert_eq!(shown.reload.last_ok, Some(false));
+        assert_eq!(shown.reload.last_errors.len(), 1);
+        assert_eq!(shown.reload.last_trigger.as_deref(), Some("SIGHUP"));
+        board.reload_finished("admin", &Ok(2));
+        let shown = board.snapshot();
+        assert_eq!(shown.reload.last_ok, Some(true));
+        assert!(shown.reload.last_errors.is_empty());
+        assert!(shown.reload.failed >= 1 && shown.reload.succeeded >= 1);
     }
 
     #[test]
@@ -266,7 +271,8 @@ mod tests {
 
     #[test]
     fn published_certificates_stay_listed() {
-        publish_certificate(CertificateInfo {
+        let board = StatusBoard::default();
+        board.publish_certificate(CertificateInfo {
             name: "unit-acme".into(),
             domains: vec!["a.test".into()],
             not_after: 2_000_000_000,
@@ -274,6 +280,6 @@ mod tests {
             renewal: Some("renews in 60 days".into()),
             last_error: None,
         });
-        assert_eq!(snapshot().certificates["unit-acme"].source, "acme");
+        assert_eq!(board.snapshot().certificates["unit-acme"].source, "acme");
     }
 }

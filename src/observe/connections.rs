@@ -9,7 +9,7 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use prometheus::{IntCounter, IntGauge};
 
-use super::metrics;
+use super::traffic::TrafficMetrics;
 
 /// Wraps a listener's application; counts its connections under the listener's name.
 pub struct CountedConnections<A> {
@@ -18,10 +18,10 @@ pub struct CountedConnections<A> {
 }
 
 impl<A> CountedConnections<A> {
-    pub fn new(listener: &str, inner: A) -> Self {
+    pub fn new(traffic: &TrafficMetrics, listener: &str, inner: A) -> Self {
         Self {
             inner: Arc::new(inner),
-            handles: metrics::listener_handles(listener),
+            handles: traffic.listener_handles(listener),
         }
     }
 }

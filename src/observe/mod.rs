@@ -1,12 +1,9 @@
-//! Observability: Prometheus metrics (every definition in [`metrics`]), the access log and log
-//! format ([`access`], [`logging`]), request ids ([`request_id`]), per-server counters that survive
-//! reloads ([`servers`]), and the status board other modules fill ([`board`]). The admin listener
-//! serves all of it; the proxy hooks feed it through [`request::RequestObs`].
-//!
-//! For the reload code: after a reload attempt call [`board::reload_finished`], and after a
-//! successful one [`board::config_loaded`] with the new generation (start-up calls it with 1).
-//! Certificate sources call [`board::publish_certificate`]; ACME also calls
-//! [`metrics::acme_result`].
+//! Observability, knowing no domain: the process's metrics registry ([`metrics`]) that every
+//! domain registers its own families in, the request path's families ([`traffic`]), the access
+//! log and log format ([`access`], [`logging`]), request ids ([`request_id`]), per-server counters
+//! that survive reloads ([`servers`]), per-route observers ([`request`]) and the status board
+//! other modules fill ([`board`]). [`Observability`] owns the long-lived parts; the admin
+//! listener serves all of it; the proxy hooks feed it through [`request::RequestObs`].
 
 pub mod access;
 pub mod board;
@@ -18,5 +15,40 @@ pub mod metrics;
 pub mod request;
 pub mod request_id;
 pub mod servers;
+pub mod traffic;
 
-pub use request::{Finish, RequestObs, RouteObserver};
+use std::sync::Arc;
+
+pub use board::StatusBoard;
+pub use metrics::Metrics;
+pub use request::{Finish, RequestObs, RouteObserver, RouteObservers, Unrouted};
+pub use servers::ServerStatsRegistry;
+pub use traffic::TrafficMetrics;
+
+/// The long-lived observation state of the process.
+#[derive(Debug)]
+pub struct Observability {
+    pub metrics: Arc<Metrics>,
+    pub traffic: Arc<TrafficMetrics>,
+    pub servers: Arc<ServerStatsRegistry>,
+    pub observers: RouteObservers,
+    pub board: Arc<StatusBoard>,
+    pub unrouted: Unrouted,
+}
+
+impl Observability {
+    /// A fresh registry with the request path's families defined in it.
+    pub fn new() -> prometheus::Result<Self> {
+        let metrics = Arc::new(Metrics::new()?);
+        let servers = Arc::new(ServerStatsRegistry::default());
+        let traffic = TrafficMetrics::register(&metrics, servers.clone())?;
+        Ok(Self {
+            unrouted: Unrouted::new(&traffic),
+            metrics,
+            traffic,
+            servers,
+            observers: RouteObservers::default(),
+            board: Arc::new(StatusBoard::default()),
+        })
+    }
+}

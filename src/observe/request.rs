@@ -2,9 +2,11 @@
 //! the chosen server, upstream timing, in-flight and WebSocket accounting, and the closing access
 //! log line. The proxy hooks each make one call here; nothing on this path formats a label.
 
-use std::sync::{Arc, LazyLock};
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use pingora::http::{RequestHeader, ResponseHeader};
 use pingora::prelude::Session;
 use pingora::Error;
@@ -12,23 +14,26 @@ use prometheus::IntGauge;
 
 use super::access::{self, AccessLine};
 use super::labels::{status_class_index, NONE};
-use super::metrics::{self, PerServerHandles, RouteHandles, ServerHandles};
 use super::request_id::{self, REQUEST_ID_HEADER};
-use super::servers::{self, InFlight, ServerStats};
+use super::servers::{InFlight, ServerStats};
+use super::traffic::{PerServerHandles, RouteHandles, ServerHandles, TrafficMetrics};
 
-/// Handles for one route and each server of its upstream, made when a configuration is compiled.
+/// Handles for one route and each server of its upstream. Built when a configuration is
+/// prepared; its metric children are resolved when that configuration commits
+/// ([`Self::activate`]), or on first use, so preparing a configuration adds no series.
 pub struct RouteObserver {
     route: Arc<str>,
     upstream: Arc<str>,
-    handles: Option<RouteHandles>,
+    traffic: Arc<TrafficMetrics>,
+    handles: OnceLock<Option<RouteHandles>>,
     servers: Vec<ServerObserver>,
     /// Requests on this route that never got a server.
-    no_server: Option<ServerHandles>,
+    no_server: OnceLock<Option<ServerHandles>>,
 }
 
 struct ServerObserver {
     address: Arc<str>,
-    handles: Option<ServerHandles>,
+    handles: OnceLock<Option<ServerHandles>>,
     stats: Arc<ServerStats>,
 }
 
@@ -42,35 +47,98 @@ impl std::fmt::Debug for RouteObserver {
     }
 }
 
-impl ServerObserver {
-    fn per_server(&self) -> Option<&PerServerHandles> {
-        self.handles.as_ref().and_then(|h| h.server.as_ref())
-    }
-}
-
 impl RouteObserver {
-    /// Resolves the handles of `route` sending to `upstream`, whose servers are `addresses` (the
-    /// same `Arc`s the snapshot hands to the hooks, so finding one is a pointer comparison).
+    /// The observer of `route` sending to `upstream`, whose servers are `servers` (addresses
+    /// the same `Arc`s the snapshot hands to the hooks, so finding one is a pointer comparison;
+    /// each with its stats).
     pub fn new<'a>(
+        traffic: &Arc<TrafficMetrics>,
         route: &str,
         upstream: &str,
-        addresses: impl IntoIterator<Item = &'a Arc<str>>,
+        servers: impl IntoIterator<Item = (&'a Arc<str>, &'a Arc<ServerStats>)>,
     ) -> Self {
-        let servers = addresses
+        let servers = servers
             .into_iter()
-            .map(|address| ServerObserver {
+            .map(|(address, stats)| ServerObserver {
                 address: address.clone(),
-                handles: metrics::server_handles(Some(route), Some(upstream), Some(address)),
-                stats: servers::stats(upstream, address),
+                handles: OnceLock::new(),
+                stats: stats.clone(),
             })
             .collect();
         Self {
             route: Arc::from(route),
             upstream: Arc::from(upstream),
-            handles: metrics::route_handles(Some(route)),
+            traffic: traffic.clone(),
+            handles: OnceLock::new(),
             servers,
-            no_server: metrics::server_handles(Some(route), Some(upstream), None),
+            no_server: OnceLock::new(),
         }
+    }
+
+    /// The route's name.
+    pub fn route(&self) -> &Arc<str> {
+        &self.route
+    }
+
+    /// The upstream's name.
+    pub fn upstream(&self) -> &Arc<str> {
+        &self.upstream
+    }
+
+    /// Whether this observer watches exactly `addresses`, in order.
+    pub fn watches(&self, addresses: &[Arc<str>]) -> bool {
+        self.servers.len() == addresses.len()
+            && self
+                .servers
+                .iter()
+                .zip(addresses)
+                .all(|(s, a)| *s.address == **a)
+    }
+
+    /// Resolves every metric child now (a configuration commits).
+    pub fn activate(&self) {
+        self.handles();
+        self.no_server();
+        for server in &self.servers {
+            self.server_handles(server);
+        }
+    }
+
+    /// Each server's address and stats.
+    pub fn server_stats(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<ServerStats>)> {
+        self.servers.iter().map(|s| (&s.address, &s.stats))
+    }
+
+    fn handles(&self) -> Option<&RouteHandles> {
+        self.handles
+            .get_or_init(|| self.traffic.route_handles(Some(&self.route)))
+            .as_ref()
+    }
+
+    fn no_server(&self) -> Option<&ServerHandles> {
+        self.no_server
+            .get_or_init(|| {
+                self.traffic
+                    .server_handles(Some(&self.route), Some(&self.upstream), None)
+            })
+            .as_ref()
+    }
+
+    fn server_handles<'a>(&self, server: &'a ServerObserver) -> Option<&'a ServerHandles> {
+        server
+            .handles
+            .get_or_init(|| {
+                self.traffic.server_handles(
+                    Some(&self.route),
+                    Some(&self.upstream),
+                    Some(&server.address),
+                )
+            })
+            .as_ref()
+    }
+
+    fn per_server<'a>(&self, server: &'a ServerObserver) -> Option<&'a PerServerHandles> {
+        self.server_handles(server).and_then(|h| h.server.as_ref())
     }
 
     fn server_index(&self, address: &Arc<str>) -> Option<usize> {
@@ -83,46 +151,73 @@ impl RouteObserver {
 
 /// Observers by (route, upstream), kept across reloads: a route whose upstream and servers did not
 /// change gets its handles back instead of resolving every label set again (a 10k-route reload
-/// spent most of its compile time there).
-type Observers = std::collections::HashMap<(Arc<str>, Arc<str>), Arc<RouteObserver>>;
-
-static OBSERVERS: LazyLock<parking_lot::Mutex<Observers>> =
-    LazyLock::new(|| parking_lot::Mutex::new(Observers::new()));
-
-/// The observer of `route` sending to `upstream` with servers `addresses`: the one compiled
-/// before when nothing changed, else a new one.
-pub fn observer_for(route: &str, upstream: &str, addresses: &[Arc<str>]) -> Arc<RouteObserver> {
-    let mut cache = OBSERVERS.lock();
-    let key = (Arc::<str>::from(route), Arc::<str>::from(upstream));
-    if let Some(existing) = cache.get(&key) {
-        let same = existing.servers.len() == addresses.len()
-            && existing
-                .servers
-                .iter()
-                .zip(addresses)
-                .all(|(s, a)| *s.address == **a);
-        if same {
-            return existing.clone();
-        }
-    }
-    let observer = Arc::new(RouteObserver::new(route, upstream, addresses));
-    cache.insert(key, observer.clone());
-    observer
+/// spent most of its compile time there). Looked up while a configuration is prepared, filled
+/// when it commits, pruned when it retires.
+#[derive(Debug, Default)]
+pub struct RouteObservers {
+    map: Mutex<HashMap<RouteKey, Arc<RouteObserver>>>,
 }
 
-/// Forgets the observers of routes not in `keep` (once per compiled configuration).
-pub fn retain_observers(keep: &std::collections::HashSet<&str>) {
-    let mut cache = OBSERVERS.lock();
-    cache.retain(|(route, _), _| keep.contains(&**route));
+/// (route, upstream).
+type RouteKey = (Arc<str>, Arc<str>);
+
+impl RouteObservers {
+    /// The observer kept for `route` sending to `upstream`, when it watches `addresses`.
+    pub fn find(
+        &self,
+        route: &str,
+        upstream: &str,
+        addresses: &[Arc<str>],
+    ) -> Option<Arc<RouteObserver>> {
+        let key = (Arc::<str>::from(route), Arc::<str>::from(upstream));
+        self.map
+            .lock()
+            .get(&key)
+            .filter(|o| o.watches(addresses))
+            .cloned()
+    }
+
+    /// Keeps `observer` for its (route, upstream).
+    pub fn adopt(&self, observer: &Arc<RouteObserver>) {
+        let key = (observer.route.clone(), observer.upstream.clone());
+        self.map.lock().insert(key, observer.clone());
+    }
+
+    /// Forgets the observers of routes for which `keep` is false.
+    pub fn retain(&self, mut keep: impl FnMut(&str) -> bool) {
+        self.map.lock().retain(|(route, _), _| keep(route));
+    }
+
+    /// How many observers are kept.
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Handles for requests that matched no route.
-static UNROUTED: LazyLock<(Option<RouteHandles>, Option<ServerHandles>)> = LazyLock::new(|| {
-    (
-        metrics::route_handles(None),
-        metrics::server_handles(None, None, None),
-    )
-});
+pub struct Unrouted {
+    route: Option<RouteHandles>,
+    server: Option<ServerHandles>,
+}
+
+impl std::fmt::Debug for Unrouted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unrouted").finish_non_exhaustive()
+    }
+}
+
+impl Unrouted {
+    pub fn new(traffic: &TrafficMetrics) -> Self {
+        Self {
+            route: traffic.route_handles(None),
+            server: traffic.server_handles(None, None, None),
+        }
+    }
+}
 
 /// Decrements a gauge when dropped.
 struct GaugeGuard(IntGauge);
@@ -175,7 +270,9 @@ impl RequestObs {
         self.server = route.server_index(address);
         self.upstream_started = Some(Instant::now());
         if let Some(server) = self.server.and_then(|i| route.servers.get(i)) {
-            let gauge = server.per_server().map(|h| GaugeGuard::new(&h.in_flight));
+            let gauge = route
+                .per_server(server)
+                .map(|h| GaugeGuard::new(&h.in_flight));
             self.in_flight = Some((server.stats.begin(), gauge));
         }
     }
@@ -191,7 +288,7 @@ impl RequestObs {
             server
                 .stats
                 .connect_failed(error.etype().as_str(), &route.route);
-            if let Some(h) = server.per_server() {
+            if let Some(h) = route.per_server(server) {
                 h.connect_errors.inc();
                 if retrying {
                     h.retries.inc();
@@ -204,9 +301,9 @@ impl RequestObs {
     /// The chosen server's response header arrived.
     pub fn upstream_responded(&mut self) {
         self.upstream_elapsed = self.upstream_started.map(|t| t.elapsed());
-        if let Some((_, server)) = self.chosen() {
+        if let Some((route, server)) = self.chosen() {
             server.stats.succeeded();
-            if let Some(h) = server.per_server() {
+            if let Some(h) = route.per_server(server) {
                 if let Some(elapsed) = self.upstream_elapsed {
                     h.upstream_duration.observe(elapsed.as_secs_f64());
                 }
@@ -220,7 +317,7 @@ impl RequestObs {
             response.insert_header(REQUEST_ID_HEADER, self.request_id.as_str())?;
         }
         if response.status.as_u16() == 101 && self.websocket.is_none() {
-            let gauge = self.route.as_deref().and_then(|r| r.handles.as_ref());
+            let gauge = self.route.as_deref().and_then(|r| r.handles());
             self.websocket = gauge.map(|h| GaugeGuard::new(&h.open_websockets));
         }
         Ok(())
@@ -247,9 +344,9 @@ impl RequestObs {
         self.in_flight = None;
         self.websocket = None;
         let (route_handles, server_handles) = match (done.route, self.chosen()) {
-            (_, Some((route, server))) => (route.handles.as_ref(), server.handles.as_ref()),
-            (Some(route), None) => (route.handles.as_ref(), route.no_server.as_ref()),
-            (None, None) => (UNROUTED.0.as_ref(), UNROUTED.1.as_ref()),
+            (_, Some((route, server))) => (route.handles(), route.server_handles(server)),
+            (Some(route), None) => (route.handles(), route.no_server()),
+            (None, None) => (done.unrouted.route.as_ref(), done.unrouted.server.as_ref()),
         };
         if let Some(h) = server_handles {
             h.requests[status_class_index(status)].inc();
@@ -301,4 +398,6 @@ pub struct Finish<'a> {
     pub route: Option<&'a RouteObserver>,
     /// The last server chosen, if any.
     pub server: Option<&'a str>,
+    /// Where requests no route matched are counted.
+    pub unrouted: &'a Unrouted,
 }

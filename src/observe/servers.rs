@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -143,32 +143,66 @@ impl Drop for InFlight {
 
 type Key = (String, String);
 
-static REGISTRY: LazyLock<RwLock<BTreeMap<Key, Arc<ServerStats>>>> =
-    LazyLock::new(|| RwLock::new(BTreeMap::new()));
-
-/// The stats of (upstream, server address), created on first use (at configuration load).
-pub fn stats(upstream: &str, address: &str) -> Arc<ServerStats> {
-    let key = (upstream.to_string(), address.to_string());
-    if let Some(found) = REGISTRY.read().get(&key) {
-        return found.clone();
-    }
-    let mut map = REGISTRY.write();
-    map.entry(key).or_default().clone()
+/// Every server's stats by (upstream, address). Long-lived: a reload looks entries up while it
+/// prepares ([`Self::get`]), adds the new ones when it commits ([`Self::adopt`]) and forgets
+/// the servers no configuration names any more when it retires ([`Self::retain`]).
+#[derive(Debug, Default)]
+pub struct ServerStatsRegistry {
+    map: RwLock<BTreeMap<Key, Arc<ServerStats>>>,
 }
 
-/// Calls `f` with every known (upstream, server address) and its stats.
-pub fn for_each(mut f: impl FnMut(&str, &str, &ServerStats)) {
-    let map = REGISTRY.read();
-    for ((upstream, address), stats) in map.iter() {
-        f(upstream, address, stats);
+impl ServerStatsRegistry {
+    /// The stats of (upstream, server address), if known.
+    pub fn get(&self, upstream: &str, address: &str) -> Option<Arc<ServerStats>> {
+        self.map
+            .read()
+            .get(&(upstream.to_string(), address.to_string()))
+            .cloned()
     }
-}
 
-/// The view of (upstream, server address); `None` when no request or config ever named it.
-pub fn view(upstream: &str, address: &str) -> Option<ServerView> {
-    let map = REGISTRY.read();
-    map.get(&(upstream.to_string(), address.to_string()))
-        .map(|s| s.view())
+    /// The stats of (upstream, server address), created and kept on first use.
+    pub fn stats(&self, upstream: &str, address: &str) -> Arc<ServerStats> {
+        if let Some(found) = self.get(upstream, address) {
+            return found;
+        }
+        let key = (upstream.to_string(), address.to_string());
+        self.map.write().entry(key).or_default().clone()
+    }
+
+    /// Keeps `stats` for (upstream, address) (a configuration being committed).
+    pub fn adopt(&self, upstream: &str, address: &str, stats: &Arc<ServerStats>) {
+        self.map
+            .write()
+            .insert((upstream.to_string(), address.to_string()), stats.clone());
+    }
+
+    /// Forgets every server for which `keep(upstream, address)` is false.
+    pub fn retain(&self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.map
+            .write()
+            .retain(|(upstream, address), _| keep(upstream, address));
+    }
+
+    /// Calls `f` with every known (upstream, server address) and its stats.
+    pub fn for_each(&self, mut f: impl FnMut(&str, &str, &ServerStats)) {
+        for ((upstream, address), stats) in self.map.read().iter() {
+            f(upstream, address, stats);
+        }
+    }
+
+    /// The view of (upstream, server address); `None` when no request or config ever named it.
+    pub fn view(&self, upstream: &str, address: &str) -> Option<ServerView> {
+        self.get(upstream, address).map(|s| s.view())
+    }
+
+    /// How many servers are known.
+    pub fn len(&self) -> usize {
+        self.map.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 #[cfg(test)]
@@ -217,10 +251,19 @@ mod tests {
 
     #[test]
     fn registry_returns_the_same_stats_for_the_same_key() {
-        let a = stats("unit-up", "10.0.0.1:80");
-        let b = stats("unit-up", "10.0.0.1:80");
+        let registry = ServerStatsRegistry::default();
+        let a = registry.stats("unit-up", "10.0.0.1:80");
+        let b = registry.stats("unit-up", "10.0.0.1:80");
         assert!(Arc::ptr_eq(&a, &b));
-        assert!(view("unit-up", "10.0.0.1:80").is_some());
-        assert!(view("unit-up", "10.0.0.2:80").is_none());
+        assert!(registry.view("unit-up", "10.0.0.1:80").is_some());
+        assert!(registry.view("unit-up", "10.0.0.2:80").is_none());
+        let adopted = Arc::new(ServerStats::default());
+        registry.adopt("unit-up", "10.0.0.2:80", &adopted);
+        assert!(Arc::ptr_eq(
+            &registry.get("unit-up", "10.0.0.2:80").expect("adopted"),
+            &adopted
+        ));
+        registry.retain(|_, address| address == "10.0.0.2:80");
+        assert_eq!(registry.len(), 1);
     }
 }

@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::metrics::PoolMetrics;
 use super::server::ServerState;
 use crate::balance::hashing::stable_hash;
 use crate::balance::table::{StickyTable, DEFAULT_STICKY_TABLE_CAPACITY};
@@ -79,9 +80,20 @@ pub struct UpstreamPool {
     pub(super) ticket: AtomicU64,
     /// Which prompt prefixes were sent to which server (`cache_aware`).
     pub(super) prefix: Mutex<PrefixIndex>,
+    /// Where the queue is counted; `None` for a pool outside any registry (tests, benches).
+    pub(super) metrics: Option<Arc<PoolMetrics>>,
 }
 
 impl UpstreamPool {
+    /// A pool counting its queue in `metrics`.
+    pub fn with_metrics(name: &str, metrics: Arc<PoolMetrics>) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..Self::new(name)
+        }
+    }
+
+    /// A pool whose queue is counted nowhere.
     pub fn new(name: &str) -> Self {
         Self {
             name: Arc::from(name),
@@ -93,6 +105,7 @@ impl UpstreamPool {
             queued: AtomicU32::new(0),
             ticket: AtomicU64::new(0),
             prefix: Mutex::new(PrefixIndex::new(DEFAULT_PREFIX_INDEX_CAPACITY)),
+            metrics: None,
         }
     }
 
@@ -115,6 +128,31 @@ impl UpstreamPool {
             inputs.discovered = None;
         }
         self.rebuild(&inputs);
+    }
+
+    /// The member addresses [`Self::set_configured`] with `servers` would give, in order: the
+    /// configured ones, then (with `discovery`) those discovery found last. Changes nothing.
+    pub fn addresses_for(&self, servers: &[Server], discovery: bool) -> Vec<Arc<str>> {
+        let mut addresses: Vec<Arc<str>> = Vec::with_capacity(servers.len());
+        let mut add = |address: &str| {
+            if let Some(known) = self.members.load().iter().find(|m| *m.address == *address) {
+                if !addresses.contains(&known.address) {
+                    addresses.push(known.address.clone());
+                }
+            } else if !addresses.iter().any(|a| **a == *address) {
+                addresses.push(Arc::from(address));
+            }
+        };
+        for server in servers {
+            add(&server.address);
+        }
+        if discovery {
+            let found = self.inputs.lock().discovered.clone();
+            for socket in found.iter().flatten() {
+                add(&socket.to_string());
+            }
+        }
+        addresses
     }
 
     /// Sets the addresses DNS discovery found; returns true when the member list changed.
@@ -145,13 +183,12 @@ impl UpstreamPool {
             if next.iter().any(|m: &Arc<Member>| *m.address == *address) {
                 return;
             }
-            let state = previous
-                .get(address.as_str())
-                .map(|m| m.state.clone())
-                .unwrap_or_default();
+            let kept = previous.get(address.as_str());
+            let state = kept.map(|m| m.state.clone()).unwrap_or_default();
             next.push(Arc::new(Member {
                 id: stable_hash(&[self.name.as_bytes(), address.as_bytes()]),
-                address: Arc::from(address),
+                // The same `Arc` as before: route observers find a member by pointer.
+                address: kept.map_or_else(|| Arc::from(address.as_str()), |m| m.address.clone()),
                 socket,
                 weight,
                 max_inflight,

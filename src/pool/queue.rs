@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use super::members::UpstreamPool;
 use super::select::{Outcome, Pick, RequestInfo, Rules};
 use crate::config::model::Queue;
-use crate::observe::metrics;
 
 /// Why no server was given to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +26,9 @@ struct QueueSlot<'a>(&'a UpstreamPool);
 impl Drop for QueueSlot<'_> {
     fn drop(&mut self) {
         let before = self.0.queued.fetch_sub(1, Ordering::AcqRel);
-        metrics::queue_depth(&self.0.name, i64::from(before.saturating_sub(1)));
+        if let Some(metrics) = &self.0.metrics {
+            metrics.queue_depth(&self.0.name, i64::from(before.saturating_sub(1)));
+        }
     }
 }
 
@@ -37,6 +38,12 @@ pub fn retry_after_secs(queue: &Queue) -> u64 {
 }
 
 impl UpstreamPool {
+    fn count_queue_rejection(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.queue_rejected(&self.name);
+        }
+    }
+
     /// Selects a server, waiting in the queue while every eligible one is full.
     pub async fn acquire(
         &self,
@@ -66,9 +73,13 @@ impl UpstreamPool {
                         (n < queue.size).then_some(n + 1)
                     });
                 match entered {
-                    Ok(before) => metrics::queue_depth(&self.name, i64::from(before) + 1),
+                    Ok(before) => {
+                        if let Some(metrics) = &self.metrics {
+                            metrics.queue_depth(&self.name, i64::from(before) + 1);
+                        }
+                    }
                     Err(_) => {
-                        metrics::queue_rejected(&self.name);
+                        self.count_queue_rejection();
                         return Err(overloaded);
                     }
                 }
@@ -77,7 +88,7 @@ impl UpstreamPool {
             let until = *deadline.get_or_insert_with(|| Instant::now() + queue.timeout);
             let left = until.saturating_duration_since(Instant::now());
             if left == Duration::ZERO || tokio::time::timeout(left, notified).await.is_err() {
-                metrics::queue_rejected(&self.name);
+                self.count_queue_rejection();
                 return Err(overloaded);
             }
         }

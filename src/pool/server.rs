@@ -10,8 +10,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use super::health::HealthState;
 use crate::config::model::Health;
-use crate::health::state::HealthState;
 
 /// Recent errors kept per server for status.
 pub const RECENT_ERRORS_KEPT: usize = 8;

@@ -18,10 +18,10 @@ use http::header::CONTENT_LENGTH;
 use pingora::prelude::*;
 
 use super::respond::LocalResponse;
+use crate::inference::metrics::InferenceHandles;
 use crate::inference::openai::{self, BodyError};
 use crate::inference::prefix::BLOCK_CHARS;
 use crate::inference::request::{endpoint, Endpoint, InferenceFacts};
-use crate::observe::metrics::{self, InferenceHandles};
 use crate::pool::Pick;
 use crate::runtime::UpstreamRuntime;
 
@@ -61,7 +61,9 @@ enum Captured {
 }
 
 fn reject(upstream: &UpstreamRuntime, status: u16, reason: &'static str, body: String) -> Prepared {
-    metrics::inference_rejected(&upstream.name, reason);
+    if let Some(metrics) = &upstream.inference_metrics {
+        metrics.rejected(&upstream.name, reason);
+    }
     Prepared::Answer(LocalResponse::json(status, body))
 }
 
@@ -247,8 +249,11 @@ impl InferenceCtx {
         let Some(facts) = &self.facts else {
             return;
         };
+        let Some(metrics) = &upstream.inference_metrics else {
+            return;
+        };
         if let Some(choice) = pick.choice {
-            metrics::inference_decision(
+            metrics.decision(
                 &upstream.name,
                 &pick.member.address,
                 upstream.balance.name(),
@@ -258,8 +263,7 @@ impl InferenceCtx {
         }
         self.attempt_started = Some(Instant::now());
         self.last_chunk = None;
-        self.handles =
-            metrics::inference_handles(&upstream.name, &pick.member.address, &facts.model);
+        self.handles = metrics.handles(&upstream.name, &pick.member.address, &facts.model);
     }
 
     /// A response body chunk went to the client: time to first token, then gaps between chunks.

@@ -21,13 +21,14 @@ use pingora::prelude::*;
 use pingora::proxy::FailToProxy;
 use pingora::{Error, ErrorType};
 
-use crate::acme::http01::{ChallengeTokens, CHALLENGE_PREFIX};
+use crate::acme::http01::CHALLENGE_PREFIX;
+use crate::cluster::Cluster;
 use crate::config::model::{ListenerLimits, LISTENER_HTTP, MAX_RETRIES};
 use crate::lifecycle::{ActiveGuard, ActiveRequests};
 use crate::observe::{Finish, RequestObs};
 use crate::pool::Pick;
 use crate::routing::{normalize_host, strip_path_prefix};
-use crate::runtime::{RouteTarget, SnapshotStore};
+use crate::runtime::{Live, RouteTarget};
 use crate::security;
 use balancing::RetryFacts;
 use respond::LocalResponse;
@@ -43,8 +44,7 @@ pub const DEFAULT_UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(60);
 pub struct Proxy {
     listener: Arc<str>,
     tls: bool,
-    snapshots: Arc<SnapshotStore>,
-    challenges: Arc<ChallengeTokens>,
+    live: Arc<Live>,
     active: Arc<ActiveRequests>,
     limits: ListenerLimits,
 }
@@ -56,18 +56,11 @@ impl Proxy {
         self
     }
 
-    pub fn new(
-        listener: &str,
-        tls: bool,
-        snapshots: Arc<SnapshotStore>,
-        challenges: Arc<ChallengeTokens>,
-        active: Arc<ActiveRequests>,
-    ) -> Self {
+    pub fn new(listener: &str, tls: bool, live: Arc<Live>, active: Arc<ActiveRequests>) -> Self {
         Self {
             listener: Arc::from(listener),
             tls,
-            snapshots,
-            challenges,
+            live,
             active,
             limits: ListenerLimits::default(),
         }
@@ -149,12 +142,12 @@ enum Decision {
     Answer(LocalResponse),
     AnswerText(u16, Arc<str>),
     /// An HTTP-01 token this instance did not publish: another instance of the cluster may have.
-    SharedChallenge(String),
+    SharedChallenge(String, Arc<Cluster>),
 }
 
 impl Proxy {
     fn decide(&self, session: &mut Session, ctx: &mut RequestCtx) -> Decision {
-        let snapshot = self.snapshots.load();
+        let snapshot = self.live.snapshots.load();
         let Some(view) = snapshot.listener(&self.listener) else {
             return Decision::Answer(LocalResponse::status(503));
         };
@@ -162,15 +155,14 @@ impl Proxy {
         let path = req.uri.path();
         // ACME HTTP-01 answers come before any route, on the plain port-80 listener.
         if &*self.listener == LISTENER_HTTP && path.starts_with(CHALLENGE_PREFIX) {
-            return match self.challenges.answer(path) {
-                Some(answer) => Decision::AnswerText(200, answer),
+            let token = &path[CHALLENGE_PREFIX.len()..];
+            return match (self.live.challenges.answer(path), &snapshot.cluster) {
+                (Some(answer), _) => Decision::AnswerText(200, answer),
                 // Tokens are base64url (RFC 8555 §8.3); anything else never reaches Redis.
-                None if crate::cluster::current().is_some()
-                    && is_token(&path[CHALLENGE_PREFIX.len()..]) =>
-                {
-                    Decision::SharedChallenge(path[CHALLENGE_PREFIX.len()..].to_string())
+                (None, Some(cluster)) if is_token(token) => {
+                    Decision::SharedChallenge(token.to_string(), cluster.clone())
                 }
-                None => Decision::Answer(LocalResponse::status(404)),
+                (None, _) => Decision::Answer(LocalResponse::status(404)),
             };
         }
         let raw_host = req
@@ -252,7 +244,6 @@ impl Proxy {
                 false
             }
             Err(refusal) => {
-                crate::observe::metrics::security_rejected(&target.name, refusal.reason());
                 ctx.refusal = Some(refusal);
                 true
             }
@@ -397,11 +388,8 @@ impl ProxyHttp for Proxy {
                 respond::send(session, &response).await?;
                 Ok(true)
             }
-            Decision::SharedChallenge(token) => {
-                let answer = match crate::cluster::current() {
-                    Some(cluster) => cluster.token(&token).await.ok().flatten(),
-                    None => None,
-                };
+            Decision::SharedChallenge(token, cluster) => {
+                let answer = cluster.token(&token).await.ok().flatten();
                 match answer {
                     Some(answer) => send_text(session, 200, &answer).await?,
                     None => respond::send(session, &LocalResponse::status(404)).await?,
@@ -687,6 +675,7 @@ impl ProxyHttp for Proxy {
             started: ctx.started,
             route: ctx.target.as_ref().map(|t| &*t.observer),
             server: ctx.pick.as_ref().map(|p| &*p.member.address),
+            unrouted: &self.live.observe.unrouted,
         };
         ctx.obs.finish(session, e, done);
         // Gives the in-flight slot back now (dropping the context would too, later).

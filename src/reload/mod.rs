@@ -1,17 +1,16 @@
-//! Configuration reload: read → validate → compile a complete new snapshot → one swap. A bad file
-//! leaves the running snapshot in place and is reported with file:line:column. Triggers (SIGHUP,
-//! file changes, `POST /reload`) all end in [`Reloader::reload`].
+//! Configuration reload: read → validate → prepare (cluster, certificates, snapshot) → commit
+//! (one swap) → retire ([`Live`]). A bad file leaves everything in force as it was and is
+//! reported with file:line:column. Triggers (SIGHUP, file changes, `POST /reload`) all end in
+//! [`Reloader::reload`].
 
 pub mod signals;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::config::{self, model::Config};
-use crate::pool::Registry;
-use crate::runtime::{Snapshot, SnapshotStore};
+use crate::runtime::Live;
 
 /// What asked for a reload (for logs and status).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,42 +30,23 @@ impl Trigger {
     }
 }
 
-/// Builds the certificate index for a configuration and swaps it in, or changes nothing and says
-/// why. The ACME manager does both (`AcmeManager::apply`): it also swaps in certificates it
-/// issues later, so only it may replace the index, never with one built before its last swap.
-pub type CertInstaller = dyn Fn(&Config) -> Result<(), String> + Send + Sync;
-
 /// Performs reloads; shared by every trigger.
 pub struct Reloader {
     path: PathBuf,
-    snapshots: Arc<SnapshotStore>,
-    install_certs: Arc<CertInstaller>,
-    /// Upstream pools (health, in-flight, sticky tables) a new snapshot re-attaches to.
-    upstreams: Arc<Registry>,
+    live: Arc<Live>,
     /// The configuration the process started with: what cannot change without a restart.
     started_with: Config,
-    generation: AtomicU64,
     /// One reload at a time.
     serial: tokio::sync::Mutex<()>,
 }
 
 impl Reloader {
-    /// `started_with` is the configuration that produced generation 1.
-    pub fn new(
-        path: &Path,
-        started_with: Config,
-        snapshots: Arc<SnapshotStore>,
-        install_certs: Arc<CertInstaller>,
-        upstreams: Arc<Registry>,
-    ) -> Self {
-        let generation = snapshots.load().generation;
+    /// `started_with` is the configuration in force in `live` at start-up.
+    pub fn new(path: &Path, started_with: Config, live: Arc<Live>) -> Self {
         Self {
             path: path.to_path_buf(),
-            snapshots,
-            install_certs,
-            upstreams,
+            live,
             started_with,
-            generation: AtomicU64::new(generation),
             serial: tokio::sync::Mutex::new(()),
         }
     }
@@ -77,48 +57,41 @@ impl Reloader {
     }
 
     /// Reloads the configuration file. On success returns the new generation; on failure returns
-    /// every error (one per line) and leaves the running configuration untouched.
+    /// every error (one per line) and leaves everything in force as it was.
     pub async fn reload(&self, trigger: Trigger) -> Result<u64, Vec<String>> {
         let _one_at_a_time = self.serial.lock().await;
         let path = self.path.clone();
-        let install_certs = self.install_certs.clone();
-        // Loading resolves upstream names and reads certificate files: blocking work, kept off
-        // the async workers.
+        let live = self.live.clone();
+        // Loading resolves upstream names and reads certificate files, preparing reads stored
+        // certificates: blocking work, kept off the async workers.
         let prepared = tokio::task::spawn_blocking(move || {
             let config = config::load(&path)
                 .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-            // Certificates first: a route that appears with this generation finds its
-            // certificate.
-            install_certs(&config).map_err(|e| vec![e])?;
-            Ok::<_, Vec<String>>(config)
+            let prepared = live.prepare(&config).map_err(|e| vec![e])?;
+            Ok::<_, Vec<String>>((config, prepared))
         })
         .await
         .map_err(|e| vec![format!("reload task failed: {e}")])
         .and_then(|prepared| prepared);
-        let result = match prepared {
-            Ok(config) => Ok(self.apply(&config)),
-            Err(errors) => Err(errors),
-        };
+        let result = prepared.map(|(config, prepared)| {
+            for warning in restart_only_changes(&self.started_with, &config) {
+                tracing::warn!("{warning}");
+            }
+            let generation = self.live.commit(prepared);
+            self.live.retire();
+            generation
+        });
         self.record(trigger, &result);
         result
     }
 
-    /// Installs a validated configuration: compile, then swap.
-    fn apply(&self, config: &Config) -> u64 {
-        for warning in restart_only_changes(&self.started_with, config) {
-            tracing::warn!("{warning}");
-        }
-        let generation = self.generation.load(Ordering::SeqCst) + 1;
-        let snapshot = Snapshot::compile(config, generation, &self.upstreams);
-        self.snapshots.swap(snapshot);
-        self.generation.store(generation, Ordering::SeqCst);
-        crate::observe::board::config_loaded(config, generation);
-        generation
-    }
-
     /// Logs the outcome and hands it to the status board and metrics (the one record of it).
     fn record(&self, trigger: Trigger, result: &Result<u64, Vec<String>>) {
-        crate::observe::board::reload_finished(trigger.as_str(), result);
+        self.live.reload.attempt(result.is_ok());
+        self.live
+            .observe
+            .board
+            .reload_finished(trigger.as_str(), result);
         match result {
             Ok(generation) => {
                 tracing::info!(
@@ -135,7 +108,7 @@ impl Reloader {
                 tracing::error!(
                     trigger = trigger.as_str(),
                     errors = errors.len(),
-                    generation = self.generation.load(Ordering::SeqCst),
+                    generation = self.live.generation(),
                     "configuration refused; still serving the previous one"
                 );
             }

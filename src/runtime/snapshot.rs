@@ -1,22 +1,28 @@
 //! The immutable compiled world: per-listener routing tables pointing at compiled upstreams.
 //! Built completely from a validated [`Config`] before it is swapped in; never mutated after.
-//! Upstreams name their long-lived [`UpstreamPool`] (servers' health, in-flight counts, sticky
-//! tables) from the [`Registry`], so a new snapshot re-attaches to the same state by identity.
+//! Compiling only looks the long-lived state up ([`Live`]: upstream pools, route tables, route
+//! observers, server stats): what it does not find it makes anew, and those new pieces are kept
+//! only when the snapshot commits, so compiling a snapshot that is never swapped in changes
+//! nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::HeaderValue;
 
+use super::Live;
+use crate::cluster::Cluster;
 use crate::config::model::{
     Balance, Cidr, Config, Discovery, Health, Inference, Queue, Sticky, Timeouts, LISTENER_HTTP,
     LISTENER_HTTPS,
 };
+use crate::inference::metrics::InferenceMetrics;
+use crate::observe::servers::ServerStats;
 use crate::observe::RouteObserver;
 use crate::pool::select::Rules;
-use crate::pool::{Registry, UpstreamPool, UpstreamStatus};
+use crate::pool::{planned_addresses, UpstreamPool, UpstreamStatus};
 use crate::routing::Router;
-use crate::security::{limiters, RouteGuard};
+use crate::security::{GuardContext, RouteGuard};
 
 /// Everything the proxy hooks read for one configuration generation.
 #[derive(Debug)]
@@ -26,8 +32,12 @@ pub struct Snapshot {
     listeners: Vec<ListenerView>,
     /// Every upstream, by name.
     upstreams: Vec<Arc<UpstreamRuntime>>,
+    /// Every route target (one per route and listener it serves on).
+    targets: Vec<Arc<RouteTarget>>,
     /// `max_connections_per_ip`, read by each new connection (so a reload changes it).
     pub max_connections_per_ip: Option<u32>,
+    /// The cluster this configuration runs with.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// What one listener does with a request.
@@ -71,6 +81,14 @@ pub struct UpstreamRuntime {
     pub timeouts: Timeouts,
     /// OpenAI-aware routing settings, when the upstream is a pool of inference servers.
     pub inference: Option<Inference>,
+    /// Where inference decisions and timings are counted (inference upstreams).
+    pub inference_metrics: Option<Arc<InferenceMetrics>>,
+    /// The pool's member addresses when this snapshot was compiled (the route observers'
+    /// servers).
+    pub addresses: Vec<Arc<str>>,
+    /// Each of those servers' stats (kept ones, or new ones kept when the snapshot commits),
+    /// shared by every route to this upstream.
+    pub server_stats: Vec<Arc<ServerStats>>,
     pub pool: Arc<UpstreamPool>,
 }
 
@@ -94,20 +112,38 @@ impl UpstreamRuntime {
 }
 
 impl Snapshot {
-    /// Compiles a validated configuration, attaching every upstream to its long-lived pool in
-    /// `registry` (created on first use; state of servers that stay is kept) and forgetting pools
-    /// of upstreams that are gone. Validation already guaranteed every reference, so compilation
-    /// cannot fail on user input. Start-up and reload both call this.
-    pub fn compile(config: &Config, generation: u64, registry: &Registry) -> Self {
-        registry.retain(config);
-        let route_names = config.routes.iter().map(|r| r.name.as_str()).collect();
-        limiters::retain(&route_names);
-        crate::security::quota::retain(&route_names);
-        crate::observe::request::retain_observers(&route_names);
+    /// Nothing: no listener, no upstream (before the first configuration commits).
+    pub fn empty() -> Self {
+        Self {
+            generation: 0,
+            listeners: Vec::new(),
+            upstreams: Vec::new(),
+            targets: Vec::new(),
+            max_connections_per_ip: None,
+            cluster: None,
+        }
+    }
+
+    /// Compiles a validated configuration as `generation`, running with `cluster`. Every
+    /// upstream names its long-lived pool in `live` (a new, unkept one for a new upstream);
+    /// route guards and observers reuse what `live` keeps when their settings are unchanged.
+    /// Validation already guaranteed every reference, so compilation cannot fail on user input.
+    pub fn compile(
+        config: &Config,
+        generation: u64,
+        live: &Live,
+        cluster: Option<&Arc<Cluster>>,
+    ) -> Self {
         let upstreams: HashMap<&str, Arc<UpstreamRuntime>> = config
             .upstreams
             .values()
             .map(|u| {
+                let pool = live.pools.get_or_new(&u.name);
+                let addresses = planned_addresses(&pool, u);
+                let server_stats = addresses
+                    .iter()
+                    .map(|a| live.observe.servers.get(&u.name, a).unwrap_or_default())
+                    .collect();
                 let compiled = UpstreamRuntime {
                     name: Arc::from(u.name.as_str()),
                     balance: u.balance.clone(),
@@ -118,11 +154,19 @@ impl Snapshot {
                     discovery: u.discovery.clone(),
                     timeouts: u.timeouts,
                     inference: u.inference.clone(),
-                    pool: registry.attach(u),
+                    inference_metrics: u.inference.as_ref().map(|_| live.inference.clone()),
+                    addresses,
+                    server_stats,
+                    pool,
                 };
                 (u.name.as_str(), Arc::new(compiled))
             })
             .collect();
+        let guards = GuardContext {
+            tables: &live.route_tables,
+            cluster,
+            metrics: Some(&live.security),
+        };
 
         let https_port = config.listener(LISTENER_HTTPS).map(|l| l.address.port());
         let default_listener = if https_port.is_some() {
@@ -136,6 +180,7 @@ impl Snapshot {
             .and_then(|d| HeaderValue::from_str(&format!("max-age={}", d.as_secs())).ok());
 
         let trusted_proxies: Arc<[Cidr]> = config.trusted_proxies.as_slice().into();
+        let mut targets = Vec::new();
         let listeners = config
             .listeners
             .iter()
@@ -156,19 +201,11 @@ impl Snapshot {
                             strip_prefix: route.strip_prefix,
                             upstream: upstream.clone(),
                             // Servers found later by discovery get route-level metrics only.
-                            observer: crate::observe::request::observer_for(
-                                &route.name,
-                                &upstream.name,
-                                &upstream
-                                    .pool
-                                    .members()
-                                    .iter()
-                                    .map(|m| m.address.clone())
-                                    .collect::<Vec<_>>(),
-                            ),
-                            guard: RouteGuard::compile(&route.name, &route.security),
+                            observer: observer_for(live, &route.name, upstream),
+                            guard: RouteGuard::compile(&route.name, &route.security, guards),
                         });
-                        router.insert(&route.hosts, &route.path_prefix, target);
+                        router.insert(&route.hosts, &route.path_prefix, target.clone());
+                        targets.push(target);
                     }
                 }
                 ListenerView {
@@ -192,8 +229,15 @@ impl Snapshot {
             generation,
             listeners,
             upstreams: all,
+            targets,
             max_connections_per_ip: config.max_connections_per_ip,
+            cluster: cluster.cloned(),
         }
+    }
+
+    /// Every route target of every listener.
+    pub fn targets(&self) -> &[Arc<RouteTarget>] {
+        &self.targets
     }
 
     /// Every upstream, sorted by name.
@@ -207,89 +251,27 @@ impl Snapshot {
     }
 }
 
+/// The observer `live` keeps for `route` sending to `upstream` when it watches the same servers,
+/// else a new one (kept when the snapshot commits).
+fn observer_for(live: &Live, route: &str, upstream: &UpstreamRuntime) -> Arc<RouteObserver> {
+    let observe = &live.observe;
+    observe
+        .observers
+        .find(route, &upstream.name, &upstream.addresses)
+        .unwrap_or_else(|| {
+            Arc::new(RouteObserver::new(
+                &observe.traffic,
+                route,
+                &upstream.name,
+                upstream.addresses.iter().zip(&upstream.server_stats),
+            ))
+        })
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::net::SocketAddr;
-    use std::path::PathBuf;
-
+    use super::super::test_world::{config, listener, route};
     use super::*;
-    use crate::config::model::{HostMatch, Listener, Route, Server, Tls, Upstream};
-
-    fn listener(name: &str, port: u16, tls: bool, redirect: bool) -> Listener {
-        Listener {
-            name: name.into(),
-            address: SocketAddr::from(([127, 0, 0, 1], port)),
-            tls,
-            redirect_to_https: redirect,
-            proxy_protocol: None,
-            limits: Default::default(),
-        }
-    }
-
-    fn route(name: &str, listener: Option<&str>, upstream: &str) -> Route {
-        Route {
-            name: name.into(),
-            hosts: vec![HostMatch::Exact(format!("{name}.test"))],
-            path_prefix: "/".into(),
-            strip_prefix: false,
-            listener: listener.map(str::to_string),
-            upstream: upstream.into(),
-            security: Default::default(),
-        }
-    }
-
-    fn config(listeners: Vec<Listener>, routes: Vec<Route>) -> Config {
-        let upstream = Upstream {
-            name: "u".into(),
-            servers: vec![
-                Server {
-                    address: "127.0.0.1:1".into(),
-                    socket: SocketAddr::from(([127, 0, 0, 1], 1)),
-                    weight: 1,
-                    max_inflight: None,
-                    drain: false,
-                    models: None,
-                },
-                Server {
-                    address: "127.0.0.1:2".into(),
-                    socket: SocketAddr::from(([127, 0, 0, 1], 2)),
-                    weight: 1,
-                    max_inflight: None,
-                    drain: false,
-                    models: None,
-                },
-            ],
-            balance: Default::default(),
-            timeouts: Timeouts::default(),
-            sticky: None,
-            health: Health::default(),
-            retries: 2,
-            queue: Queue::default(),
-            discovery: None,
-            inference: None,
-        };
-        Config {
-            source: PathBuf::from("test.yaml"),
-            state_dir: PathBuf::from("/tmp"),
-            workers: 1,
-            listeners,
-            admin: None,
-            tls: Tls {
-                hsts: Some(std::time::Duration::from_secs(60)),
-                certificates: vec![],
-                acme: vec![],
-            },
-            acme: Default::default(),
-            routes,
-            upstreams: BTreeMap::from([("u".to_string(), upstream)]),
-            shutdown_grace: std::time::Duration::from_secs(1),
-            log: Default::default(),
-            trusted_proxies: Vec::new(),
-            max_connections_per_ip: None,
-            cluster: None,
-        }
-    }
 
     #[test]
     fn unbound_routes_serve_https_and_bound_ones_their_listener() {
@@ -305,7 +287,8 @@ mod tests {
                 route("c", Some("http"), "u"),
             ],
         );
-        let snap = Snapshot::compile(&cfg, 7, &Registry::default());
+        let live = Live::new().expect("live state");
+        let snap = Snapshot::compile(&cfg, 7, &live, None);
         assert_eq!(snap.generation, 7);
         let https = snap.listener("https").expect("https view");
         assert!(https.router.find("a.test", "/").is_some());
@@ -321,6 +304,7 @@ mod tests {
         assert_eq!(http.redirect_https_port, Some(443));
         assert!(http.router.find("c.test", "/").is_some());
         assert!(http.router.find("a.test", "/").is_none());
+        assert_eq!(snap.targets().len(), 3);
     }
 
     #[test]
@@ -329,49 +313,10 @@ mod tests {
             vec![listener("http", 80, false, false)],
             vec![route("a", None, "u")],
         );
-        let snap = Snapshot::compile(&cfg, 1, &Registry::default());
+        let live = Live::new().expect("live state");
+        let snap = Snapshot::compile(&cfg, 1, &live, None);
         let http = snap.listener("http").expect("http view");
         assert_eq!(http.redirect_https_port, None);
         assert!(http.router.find("a.test", "/x").is_some());
-    }
-
-    #[test]
-    fn a_new_snapshot_reattaches_to_long_lived_state() {
-        use crate::pool::{Outcome, RequestInfo};
-        let cfg = config(
-            vec![listener("http", 80, false, false)],
-            vec![route("a", None, "u")],
-        );
-        let registry = Registry::default();
-        let first = Snapshot::compile(&cfg, 1, &registry);
-        let upstream = &first.upstreams()[0];
-        let headers = http::HeaderMap::new();
-        let req = RequestInfo {
-            client_ip: None,
-            headers: &headers,
-            tried: &[],
-            inference: None,
-        };
-        let Outcome::Picked(held) =
-            upstream
-                .pool
-                .select(&upstream.rules(), &req, std::time::Instant::now())
-        else {
-            panic!("no pick");
-        };
-        let second = Snapshot::compile(&cfg, 2, &registry);
-        let again = &second.upstreams()[0];
-        assert!(Arc::ptr_eq(&upstream.pool, &again.pool));
-        let inflight: u32 = again.status().servers.iter().map(|s| s.inflight).sum();
-        assert_eq!(inflight, 1);
-        drop(held);
-        let inflight: u32 = again.status().servers.iter().map(|s| s.inflight).sum();
-        assert_eq!(inflight, 0);
-        // An upstream removed from the config is forgotten.
-        let mut empty = cfg.clone();
-        empty.upstreams.clear();
-        empty.routes.clear();
-        let _third = Snapshot::compile(&empty, 3, &registry);
-        assert!(registry.get("u").is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! What a proxy listener does with a new connection before HTTP parsing, in this order: refuses
 //! connections over the listener's `max_connections`, reads the PROXY header, refuses those over
-//! `max_connections_per_ip` (read from the current snapshot, so a reload changes it), runs the
+//! `max_connections_per_ip` (asked of the configuration in force, so a reload changes it), runs the
 //! TLS handshake on TLS listeners (bounded by `header_timeout`, so a peer that stalls mid-way
 //! holds nothing for long), and bounds the time the first request head may take
 //! (`header_timeout`) by wrapping the stream in a [`HeadDeadline`].
@@ -18,8 +18,8 @@ use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 
 use super::head_deadline::HeadDeadline;
+use super::metrics::SecurityMetrics;
 use super::proxy_protocol::ProxyProtocol;
-use crate::runtime::SnapshotStore;
 
 /// Connections a listener serves at once, counted while they live.
 #[derive(Debug, Default)]
@@ -68,22 +68,32 @@ pub struct GateSettings {
     pub header_timeout: Duration,
 }
 
+/// `max_connections_per_ip` of the configuration in force.
+pub type PerIpMax = dyn Fn() -> Option<u32> + Send + Sync;
+
 /// Wraps a listener's application with the connection checks.
 pub struct ConnectionGate<A> {
     inner: Arc<A>,
     settings: GateSettings,
-    snapshots: Arc<SnapshotStore>,
+    per_ip_max: Box<PerIpMax>,
+    metrics: Option<Arc<SecurityMetrics>>,
     open: Arc<ConnectionCount>,
     per_ip: Arc<super::connections::PerIpLimit>,
     tls: Option<Acceptor>,
 }
 
 impl<A> ConnectionGate<A> {
-    pub fn new(settings: GateSettings, snapshots: Arc<SnapshotStore>, inner: A) -> Self {
+    pub fn new(
+        settings: GateSettings,
+        per_ip_max: Box<PerIpMax>,
+        metrics: Option<Arc<SecurityMetrics>>,
+        inner: A,
+    ) -> Self {
         Self {
             inner: Arc::new(inner),
             settings,
-            snapshots,
+            per_ip_max,
+            metrics,
             open: Arc::new(ConnectionCount::default()),
             per_ip: super::connections::PerIpLimit::new(),
             tls: None,
@@ -94,6 +104,12 @@ impl<A> ConnectionGate<A> {
     pub fn with_tls(mut self, acceptor: Acceptor) -> Self {
         self.tls = Some(acceptor);
         self
+    }
+
+    fn refused(&self, reason: &'static str) {
+        if let Some(metrics) = &self.metrics {
+            metrics.connection_refused(reason);
+        }
     }
 
     /// The TLS handshake on `stream`, as the listener accepted it, finished by `deadline`
@@ -115,12 +131,12 @@ impl<A> ConnectionGate<A> {
             Ok(Ok(tls)) => Some(Box::new(tls)),
             Ok(Err(error)) => {
                 tracing::debug!(%error, "TLS handshake failed");
-                crate::observe::metrics::connection_refused("tls_handshake");
+                self.refused("tls_handshake");
                 None
             }
             Err(_) => {
                 tracing::debug!("TLS handshake not finished within header_timeout");
-                crate::observe::metrics::connection_refused("tls_handshake_timeout");
+                self.refused("tls_handshake_timeout");
                 None
             }
         }
@@ -143,23 +159,26 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGate<A> {
         // One header_timeout covers the TLS handshake and the first request head together.
         let deadline = tokio::time::Instant::now() + self.settings.header_timeout;
         let Some(_place) = self.open.enter(self.settings.max_connections) else {
-            crate::observe::metrics::connection_refused("max_connections");
+            self.refused("max_connections");
             return None;
         };
         if let Some(policy) = &self.settings.proxy_protocol {
             let fd = stream.id();
-            if let Err(error) = policy.accept(&mut *stream, fd).await {
+            if let Err(error) = policy
+                .accept(&mut *stream, fd, self.metrics.as_deref())
+                .await
+            {
                 tracing::debug!(%error, "connection refused");
                 return None;
             }
         }
         // The address the PROXY header named, or the peer's.
-        let per_ip_max = self.snapshots.load().max_connections_per_ip;
+        let per_ip_max = (self.per_ip_max)();
         let _slot = match (per_ip_max, peer_ip(&stream)) {
             (Some(max), Some(ip)) => match self.per_ip.acquire(ip, max) {
                 Some(slot) => Some(slot),
                 None => {
-                    crate::observe::metrics::connection_refused("per_ip");
+                    self.refused("per_ip");
                     return None;
                 }
             },
@@ -170,7 +189,7 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGate<A> {
             None => stream,
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let stream: Stream = Box::new(HeadDeadline::new(stream, left));
+        let stream: Stream = Box::new(HeadDeadline::new(stream, left, self.metrics.clone()));
         // Serve every keep-alive request here so the places cover the connection's whole life.
         let mut next = self.inner.process_new(stream, shutdown).await;
         for _ in 0..u32::MAX {

@@ -21,6 +21,8 @@ use std::future::Future;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Sleep;
 
+use super::metrics::SecurityMetrics;
+
 /// Finds the end of a request head (`\r\n\r\n`, or a bare `\n\n`) across reads.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct HeadEnd {
@@ -52,14 +54,17 @@ pub struct HeadDeadline {
     /// `None` once the head ended.
     deadline: Option<Pin<Box<Sleep>>>,
     head: HeadEnd,
+    /// Where a stalled head is counted.
+    metrics: Option<Arc<SecurityMetrics>>,
 }
 
 impl HeadDeadline {
-    pub fn new(inner: Stream, limit: Duration) -> Self {
+    pub fn new(inner: Stream, limit: Duration, metrics: Option<Arc<SecurityMetrics>>) -> Self {
         Self {
             inner,
             deadline: Some(Box::pin(tokio::time::sleep(limit))),
             head: HeadEnd::default(),
+            metrics,
         }
     }
 }
@@ -73,7 +78,9 @@ impl AsyncRead for HeadDeadline {
         let this = &mut *self;
         if let Some(deadline) = this.deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {
-                crate::observe::metrics::connection_refused("header_timeout");
+                if let Some(metrics) = &this.metrics {
+                    metrics.connection_refused("header_timeout");
+                }
                 return Poll::Ready(Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "request head not complete within header_timeout",

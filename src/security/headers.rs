@@ -48,7 +48,7 @@ mod tests {
             security_headers: true,
             ..Default::default()
         };
-        let guard = RouteGuard::compile("headers-test", &on).unwrap();
+        let guard = RouteGuard::standalone("headers-test", &on).unwrap();
         let mut backend = http::HeaderMap::new();
         backend.insert("x-frame-options", "DENY".parse().unwrap());
         let names: Vec<_> = missing(Some(&guard), &backend)

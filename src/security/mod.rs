@@ -1,7 +1,8 @@
 //! Edge security for a route: client address access lists and rate limits, checked in the request
 //! filter before anything is proxied. [`RouteGuard`] is compiled into the snapshot; the token
-//! buckets behind it are long-lived state kept by route name in [`limiters`], so a reload that
-//! leaves a route's rate limit unchanged keeps every client's bucket.
+//! buckets and quota counts behind it are long-lived state kept by route name in
+//! [`tables::RouteTables`], so a reload that leaves a route's rate limit unchanged keeps every
+//! client's bucket.
 
 pub mod access;
 pub mod basic_auth;
@@ -13,11 +14,12 @@ pub mod fuzz_bodies;
 pub mod gate;
 pub mod head_deadline;
 pub mod headers;
-pub mod limiters;
 pub mod listener;
+pub mod metrics;
 pub mod proxy_header;
 pub mod proxy_protocol;
 pub mod quota;
+pub mod tables;
 
 use std::collections::HashSet;
 use std::net::IpAddr;
@@ -26,8 +28,11 @@ use std::time::Instant;
 
 use http::HeaderMap;
 
-use crate::config::model::{ApiKeys, Cidr, Cors, RateKey, RouteSecurity};
+use crate::cluster::Cluster;
+use crate::config::model::{ApiKeys, Cidr, Cors, RateKey, RateLimit, RouteSecurity};
 use bucket::BucketTable;
+use metrics::SecurityMetrics;
+use tables::RouteTables;
 
 /// Why a request was refused at the edge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,9 +66,23 @@ impl Refusal {
     }
 }
 
+/// What compiling a route's guard draws on.
+#[derive(Clone, Copy)]
+pub struct GuardContext<'a> {
+    /// The long-lived rate-limit and quota tables (looked up, never changed, while compiling).
+    pub tables: &'a RouteTables,
+    /// The cluster in force, whose shared counts the checks use.
+    pub cluster: Option<&'a Arc<Cluster>>,
+    /// Where refusals are counted.
+    pub metrics: Option<&'a Arc<SecurityMetrics>>,
+}
+
 /// One route's compiled checks.
 #[derive(Debug)]
 pub struct RouteGuard {
+    route: Arc<str>,
+    cluster: Option<Arc<Cluster>>,
+    metrics: Option<Arc<SecurityMetrics>>,
     allow: Vec<Cidr>,
     deny: Vec<Cidr>,
     rate: Option<RateCheck>,
@@ -78,6 +97,7 @@ pub struct RouteGuard {
 #[derive(Debug)]
 struct RateCheck {
     key: RateKey,
+    settings: RateLimit,
     table: Arc<BucketTable>,
     route: Arc<str>,
     /// The limit's settings, in the shared buckets' names (a changed limit starts afresh).
@@ -98,7 +118,7 @@ struct KeyCheck {
 }
 
 impl KeyCheck {
-    fn compile(route: &str, keys: &ApiKeys) -> Option<Self> {
+    fn compile(route: &str, keys: &ApiKeys, tables: &RouteTables) -> Option<Self> {
         Some(Self {
             digests: keys.digests.iter().copied().collect(),
             header: http::HeaderName::from_bytes(keys.header.as_bytes()).ok()?,
@@ -106,7 +126,7 @@ impl KeyCheck {
                 Some(key) => Some(http::HeaderValue::from_str(&format!("Bearer {key}")).ok()?),
                 None => None,
             },
-            quota: keys.quota.as_ref().map(|q| quota::table_for(route, q)),
+            quota: keys.quota.as_ref().map(|q| tables.quota_table(route, q)),
         })
     }
 
@@ -137,16 +157,24 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
 
 impl RouteGuard {
     /// The guard for `route`'s settings; `None` when it asks for no checks.
-    pub fn compile(route: &str, security: &RouteSecurity) -> Option<Arc<Self>> {
+    pub fn compile(
+        route: &str,
+        security: &RouteSecurity,
+        context: GuardContext<'_>,
+    ) -> Option<Arc<Self>> {
         if security.is_empty() {
             return None;
         }
         Some(Arc::new(Self {
+            route: Arc::from(route),
+            cluster: context.cluster.cloned(),
+            metrics: context.metrics.cloned(),
             allow: security.allow.clone(),
             deny: security.deny.clone(),
             rate: security.rate_limit.as_ref().map(|limit| RateCheck {
                 key: limit.key.clone(),
-                table: limiters::table_for(route, limit),
+                settings: limit.clone(),
+                table: context.tables.rate_table(route, limit),
                 route: Arc::from(route),
                 tag: format!(
                     "{}/{}ms/{}",
@@ -158,7 +186,7 @@ impl RouteGuard {
             keys: security
                 .api_keys
                 .as_ref()
-                .and_then(|k| KeyCheck::compile(route, k)),
+                .and_then(|k| KeyCheck::compile(route, k, context.tables)),
             max_body: security.max_body,
             cors: security.cors.clone(),
             basic: security
@@ -167,6 +195,29 @@ impl RouteGuard {
                 .and_then(basic_auth::BasicAuthCheck::compile),
             security_headers: security.security_headers,
         }))
+    }
+
+    /// The guard compiled against tables of its own, outside any cluster, counting nowhere
+    /// (tests).
+    #[cfg(test)]
+    pub(crate) fn standalone(route: &str, security: &RouteSecurity) -> Option<Arc<Self>> {
+        let tables = RouteTables::default();
+        let context = GuardContext {
+            tables: &tables,
+            cluster: None,
+            metrics: None,
+        };
+        Self::compile(route, security, context)
+    }
+
+    /// The rate limit's settings and bucket table, if the route has one.
+    pub fn rate_table(&self) -> Option<(&RateLimit, &Arc<BucketTable>)> {
+        self.rate.as_ref().map(|r| (&r.settings, &r.table))
+    }
+
+    /// The token quota table, if the route's API keys have a quota.
+    pub fn quota_table(&self) -> Option<&Arc<quota::QuotaTable>> {
+        self.keys.as_ref().and_then(|k| k.quota.as_ref())
     }
 
     /// The route's Basic authentication.
@@ -188,8 +239,21 @@ impl RouteGuard {
         headers: &HeaderMap,
         now: Instant,
     ) -> Result<Option<quota::Meter>, Refusal> {
+        let verdict = self.admit_uncounted(client, headers, now).await;
+        if let (Err(refusal), Some(metrics)) = (&verdict, &self.metrics) {
+            metrics.rejected(&self.route, refusal.reason());
+        }
+        verdict
+    }
+
+    async fn admit_uncounted(
+        &self,
+        client: Option<IpAddr>,
+        headers: &HeaderMap,
+        now: Instant,
+    ) -> Result<Option<quota::Meter>, Refusal> {
         let digest = self.precheck(client, headers)?;
-        let cluster = crate::cluster::current();
+        let cluster = self.cluster.as_ref();
         if let Some(rate) = &self.rate {
             let mut ip_text = [0u8; 16];
             let key_bytes = rate.key_bytes(client, headers, &digest, &mut ip_text);
@@ -231,7 +295,11 @@ impl RouteGuard {
         };
         match shared.unwrap_or_else(|| table.exhausted(&digest, now)) {
             Some(retry_after) => Err(Refusal::QuotaExceeded { retry_after }),
-            None => Ok(Some(quota::Meter::new(table.clone(), digest))),
+            None => Ok(Some(quota::Meter::new(
+                table.clone(),
+                digest,
+                self.cluster.clone(),
+            ))),
         }
     }
 
@@ -366,7 +434,7 @@ mod tests {
             upstream_key: Some("sk-upstream".into()),
             quota: None,
         });
-        let guard = RouteGuard::compile("guard-test-keys", &settings).unwrap();
+        let guard = RouteGuard::standalone("guard-test-keys", &settings).unwrap();
         let now = Instant::now();
         let with = |value: &str| {
             let mut h = HeaderMap::new();
@@ -400,12 +468,13 @@ mod tests {
 
     #[test]
     fn no_settings_no_guard() {
-        assert!(RouteGuard::compile("r", &RouteSecurity::default()).is_none());
+        assert!(RouteGuard::standalone("r", &RouteSecurity::default()).is_none());
     }
 
     #[test]
     fn rate_limits_count_per_client_address() {
-        let guard = RouteGuard::compile("guard-test-ip", &security(RateKey::ClientIp, 2)).unwrap();
+        let guard =
+            RouteGuard::standalone("guard-test-ip", &security(RateKey::ClientIp, 2)).unwrap();
         let now = Instant::now();
         let headers = HeaderMap::new();
         assert_eq!(guard.check(ip("10.0.0.1"), &headers, now), Ok(()));
@@ -420,7 +489,7 @@ mod tests {
     #[test]
     fn rate_limits_count_per_header_value() {
         let key = RateKey::Header("x-user".into());
-        let guard = RouteGuard::compile("guard-test-header", &security(key, 1)).unwrap();
+        let guard = RouteGuard::standalone("guard-test-header", &security(key, 1)).unwrap();
         let now = Instant::now();
         let mut alice = HeaderMap::new();
         alice.insert("x-user", "alice".parse().unwrap());
@@ -435,7 +504,7 @@ mod tests {
     fn access_lists_refuse_before_counting() {
         let mut settings = security(RateKey::ClientIp, 1);
         settings.deny = vec![Cidr::parse("10.0.0.0/8").unwrap()];
-        let guard = RouteGuard::compile("guard-test-deny", &settings).unwrap();
+        let guard = RouteGuard::standalone("guard-test-deny", &settings).unwrap();
         let now = Instant::now();
         let headers = HeaderMap::new();
         for _ in 0..3 {

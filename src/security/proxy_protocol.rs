@@ -13,6 +13,7 @@ use pingora::protocols::{GetSocketDigest, SocketDigest};
 use pingora::{Error, ErrorType, Result};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::metrics::SecurityMetrics;
 use super::proxy_header::{parse, ProxyError, ProxyHeader, Step, V1_MAX_LEN};
 use crate::config::model::Cidr;
 
@@ -35,7 +36,13 @@ impl ProxyProtocol {
     }
 
     /// Checks the peer, reads the header and rewrites the socket digest of `stream`.
-    pub async fn accept<S>(&self, stream: &mut S, fd: i32) -> Result<()>
+    /// Refusals are counted in `metrics`.
+    pub async fn accept<S>(
+        &self,
+        stream: &mut S,
+        fd: i32,
+        metrics: Option<&SecurityMetrics>,
+    ) -> Result<()>
     where
         S: AsyncRead + GetSocketDigest + Unpin + ?Sized,
     {
@@ -46,7 +53,9 @@ impl ProxyProtocol {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip());
         if !peer.is_some_and(|ip| self.trusts(ip)) {
-            crate::observe::metrics::proxy_protocol_refused("untrusted_peer");
+            if let Some(metrics) = metrics {
+                metrics.proxy_protocol_refused("untrusted_peer");
+            }
             return Error::e_explain(
                 ErrorType::AcceptError,
                 "PROXY protocol: peer is not in proxy_protocol_from",
@@ -55,11 +64,15 @@ impl ProxyProtocol {
         let header = match tokio::time::timeout(self.timeout, read_header(stream)).await {
             Ok(Ok(header)) => header,
             Ok(Err(why)) => {
-                crate::observe::metrics::proxy_protocol_refused("invalid");
+                if let Some(metrics) = metrics {
+                    metrics.proxy_protocol_refused("invalid");
+                }
                 return Error::e_explain(ErrorType::AcceptError, why);
             }
             Err(_) => {
-                crate::observe::metrics::proxy_protocol_refused("timeout");
+                if let Some(metrics) = metrics {
+                    metrics.proxy_protocol_refused("timeout");
+                }
                 return Error::e_explain(ErrorType::AcceptError, "PROXY protocol: header timeout");
             }
         };

@@ -3,10 +3,11 @@
 //! counted request. A key that reached its quota is refused (429, `insufficient_quota`) until its
 //! window ends. Counting happens when a response ends: [`Meter`] reads the usage from a JSON body
 //! or from the SSE event that carries `"usage"` (streams with `stream_options.include_usage`).
-//! Tables are long-lived by route name, so a reload that keeps the quota keeps the counts.
+//! Tables are long-lived by route name ([`super::tables`]), so a reload that keeps the quota
+//! keeps the counts.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::model::TokenQuota;
@@ -79,10 +80,21 @@ impl QuotaTable {
         Some((used >= self.quota.tokens && !left.is_zero()).then(|| left.as_secs().max(1)))
     }
 
+    /// The quota's settings.
+    pub fn quota(&self) -> &TokenQuota {
+        &self.quota
+    }
+
     /// Counts `tokens` locally and, in a cluster, in the shared count (without waiting for it).
-    pub fn count(&self, key: &[u8; 32], tokens: u64, now: Instant) {
+    pub fn count(
+        &self,
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
+        key: &[u8; 32],
+        tokens: u64,
+        now: Instant,
+    ) {
         self.add(key, tokens, now);
-        if let Some(cluster) = crate::cluster::current() {
+        if let Some(cluster) = cluster {
             let (route, tag, key, per) =
                 (self.route.clone(), self.tag.clone(), *key, self.quota.per);
             let shared = cluster.clone();
@@ -100,37 +112,12 @@ impl QuotaTable {
     }
 }
 
-/// Route name → (settings, table).
-type Tables = HashMap<String, (TokenQuota, Arc<QuotaTable>)>;
-
-static TABLES: LazyLock<Mutex<Tables>> = LazyLock::new(|| Mutex::new(HashMap::new()));
-
-fn tables() -> parking_lot::MutexGuard<'static, Tables> {
-    TABLES.lock()
-}
-
-/// The quota table of `route`, reused when its quota is unchanged.
-pub fn table_for(route: &str, quota: &TokenQuota) -> Arc<QuotaTable> {
-    let mut tables = tables();
-    if let Some((settings, table)) = tables.get(route) {
-        if settings == quota {
-            return table.clone();
-        }
-    }
-    let table = Arc::new(QuotaTable::new(route, *quota));
-    tables.insert(route.to_string(), (*quota, table.clone()));
-    table
-}
-
-/// Forgets the tables of routes not in `keep`.
-pub fn retain(keep: &HashSet<&str>) {
-    tables().retain(|name, _| keep.contains(name.as_str()));
-}
-
 /// Reads one response's token usage as its body streams by, and counts it at the end.
 #[derive(Debug)]
 pub struct Meter {
     table: Arc<QuotaTable>,
+    /// The cluster whose shared count also gets the usage.
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     key: [u8; 32],
     /// Unread bytes: the whole JSON body, or the current SSE line.
     buf: Vec<u8>,
@@ -141,9 +128,14 @@ pub struct Meter {
 }
 
 impl Meter {
-    pub fn new(table: Arc<QuotaTable>, key: [u8; 32]) -> Self {
+    pub fn new(
+        table: Arc<QuotaTable>,
+        key: [u8; 32],
+        cluster: Option<Arc<crate::cluster::Cluster>>,
+    ) -> Self {
         Self {
             table,
+            cluster,
             key,
             buf: Vec::new(),
             sse: None,
@@ -182,7 +174,8 @@ impl Meter {
                 self.read_lines();
             }
             if let Some(tokens) = self.tokens {
-                self.table.count(&self.key, tokens, Instant::now());
+                self.table
+                    .count(self.cluster.as_ref(), &self.key, tokens, Instant::now());
             }
             self.buf = Vec::new();
             self.done = true;
@@ -251,14 +244,14 @@ mod tests {
     fn meters_count_json_and_sse_usage_once() {
         let table = Arc::new(QuotaTable::new("r", quota(100)));
         let key = [1u8; 32];
-        let mut json = Meter::new(table.clone(), key);
+        let mut json = Meter::new(table.clone(), key, None);
         json.feed(Some(br#"{"usage":{"total_"#), false);
         json.feed(Some(br#"tokens":30}}"#), false);
         json.feed(None, true);
         json.feed(None, true);
         assert_eq!(table.used(&key), 30);
 
-        let mut sse = Meter::new(table.clone(), key);
+        let mut sse = Meter::new(table.clone(), key, None);
         sse.feed(Some(b"data: {\"choices\":[],\"usage\":null}\n\nda"), false);
         sse.feed(
             Some(b"ta: {\"choices\":[],\"usage\":{\"total_tokens\":12}}\n\ndata: [DONE]"),
@@ -267,7 +260,7 @@ mod tests {
         sse.feed(Some(b"\n\n"), true);
         assert_eq!(table.used(&key), 42);
 
-        let mut none = Meter::new(table.clone(), key);
+        let mut none = Meter::new(table.clone(), key, None);
         none.feed(Some(b"data: {\"choices\":[]}\n\n"), true);
         assert_eq!(table.used(&key), 42);
     }

@@ -17,6 +17,37 @@ pub fn build_index(
     config: &Config,
     acme: &BTreeMap<String, Arc<CertifiedKey>>,
 ) -> Result<CertIndex, String> {
+    let fallback = fallback_for(config, acme)?;
+    Ok(index_with(config, acme, fallback))
+}
+
+/// The self-signed fallback `config` needs (made or loaded from its state dir): only when it
+/// serves TLS and no certificate would be in its index.
+pub fn fallback_for(
+    config: &Config,
+    acme: &BTreeMap<String, Arc<CertifiedKey>>,
+) -> Result<Option<Arc<CertifiedKey>>, String> {
+    let serves_tls = config.listeners.iter().any(|l| l.tls);
+    if !serves_tls || !index_with(config, acme, None).is_empty() {
+        return Ok(None);
+    }
+    let (key, made) = placeholder::load_or_create(&config.state_dir)?;
+    if made {
+        tracing::info!(
+            state_dir = %config.state_dir.display(),
+            "made a self-signed placeholder certificate (no certificate configured)"
+        );
+    }
+    Ok(Some(key))
+}
+
+/// The index for `config` with `fallback` (from [`fallback_for`]) as the certificate of last
+/// resort. Cannot fail.
+pub fn index_with(
+    config: &Config,
+    acme: &BTreeMap<String, Arc<CertifiedKey>>,
+    fallback: Option<Arc<CertifiedKey>>,
+) -> CertIndex {
     let mut index = CertIndex::default();
     let acme_first = config.tls.acme.iter().find(|cert| cert.index == 0);
     if let Some(cert) = acme_first {
@@ -32,16 +63,10 @@ pub fn build_index(
             index.add(&cert.domains, key.clone());
         }
     }
-    let serves_tls = config.listeners.iter().any(|l| l.tls);
-    if serves_tls && index.is_empty() {
-        let (key, made) = placeholder::load_or_create(&config.state_dir)?;
-        if made {
-            tracing::info!(
-                state_dir = %config.state_dir.display(),
-                "made a self-signed placeholder certificate (no certificate configured)"
-            );
+    if index.is_empty() {
+        if let Some(key) = fallback {
+            index.set_fallback(key);
         }
-        index.set_fallback(key);
     }
-    Ok(index)
+    index
 }

@@ -1,4 +1,4 @@
-//! `AcmeManager::apply`, the entry a config reload uses: a certificate added to the
+//! `AcmeManager::apply` (prepare, then commit), the steps a config reload takes: a certificate added to the
 //! configuration is issued and swapped into the SNI store without restart, and one removed stops
 //! being served.
 
@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrogate::acme::http01::ChallengeTokens;
-use ferrogate::acme::AcmeManager;
+use ferrogate::acme::{AcmeManager, AcmeReporting};
 use ferrogate::tls::{CertIndex, CertStore};
 
 use crate::acme_env::{servers_installed, Named, Pebble};
@@ -42,17 +42,22 @@ fn apply_issues_added_certificates_and_drops_removed_ones() {
     );
     let acme = pebble.acme_yaml(&provider);
     let store = Arc::new(CertStore::new(CertIndex::default()));
-    let manager =
-        AcmeManager::new(store.clone(), Arc::new(ChallengeTokens::default())).expect("manager");
+    let reporting = AcmeReporting::standalone().expect("reporting");
+    let manager = AcmeManager::new(
+        store.clone(),
+        Arc::new(ChallengeTokens::default()),
+        reporting,
+    )
+    .expect("manager");
 
     manager
-        .apply(&config(dir.path(), &acme, ""))
+        .apply(&config(dir.path(), &acme, ""), None)
         .expect("apply");
     let fallback = issuer(&store, "new.example.test");
 
     let added = "    - { name: new, domains: [new.example.test], acme: { challenge: dns-01, dns_provider: bind } }\n";
     manager
-        .apply(&config(dir.path(), &acme, added))
+        .apply(&config(dir.path(), &acme, added), None)
         .expect("apply");
     // A per-name placeholder at once, then Pebble's certificate.
     assert!(issuer(&store, "new.example.test").contains("ferrogate placeholder"));
@@ -67,7 +72,7 @@ fn apply_issues_added_certificates_and_drops_removed_ones() {
 
     // Applying the same config again changes nothing (no new order).
     manager
-        .apply(&config(dir.path(), &acme, added))
+        .apply(&config(dir.path(), &acme, added), None)
         .expect("apply");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -80,7 +85,7 @@ fn apply_issues_added_certificates_and_drops_removed_ones() {
     );
 
     manager
-        .apply(&config(dir.path(), &acme, ""))
+        .apply(&config(dir.path(), &acme, ""), None)
         .expect("apply");
     assert_eq!(issuer(&store, "new.example.test"), fallback);
     assert!(manager.status().get("new").is_none());

@@ -37,7 +37,7 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
     let mut failures: u32 = 0;
     let mut waiting = Waiting::default();
     loop {
-        let cluster = crate::cluster::current();
+        let cluster = inner.cluster();
         if let Some(cluster) = &cluster {
             adopt_shared(&inner, &spec, cluster, &mut waiting.seen_fence).await;
         }
@@ -113,9 +113,7 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
                 }
                 let not_after = issued.meta.not_after;
                 let issuer = issued.meta.issuer.clone();
-                if let Err(error) = inner.install(&spec, issued) {
-                    tracing::error!(certificate = %name, %error, "cannot swap in the new certificate");
-                }
+                inner.install(&spec, issued);
                 inner.set_status(&spec, |s| {
                     s.serving = Serving::Issued;
                     s.attempts_succeeded += 1;
@@ -124,7 +122,7 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
                     s.not_after = Some(not_after);
                     s.issuer = Some(issuer);
                 });
-                crate::observe::metrics::acme_result(&name, true);
+                inner.metrics.order(&name, true);
                 tracing::info!(certificate = %name, not_after, "certificate issued and now served");
             }
             Err(error) => {
@@ -148,7 +146,7 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
                     s.last_error = Some(error.clone());
                     s.next_attempt = Some(next);
                 });
-                crate::observe::metrics::acme_result(&name, false);
+                inner.metrics.order(&name, false);
                 tracing::warn!(
                     certificate = %name,
                     failures,
@@ -348,10 +346,7 @@ async fn adopt_shared(
     store_locally(spec, &issued, &shared.key);
     let not_after = issued.meta.not_after;
     let issuer = issued.meta.issuer.clone();
-    if let Err(error) = inner.install(spec, issued) {
-        tracing::error!(certificate = %name, %error, "cannot swap in the shared certificate");
-        return false;
-    }
+    inner.install(spec, issued);
     inner.set_status(spec, |s| {
         s.serving = Serving::Issued;
         s.last_error = None;
@@ -428,7 +423,9 @@ async fn account(inner: &Inner, spec: &TaskSpec) -> Result<Account, String> {
             return Ok(account.clone());
         }
     }
-    let account = crate::acme::account::load_or_create(&spec.state_dir, &spec.acme).await?;
+    let cluster = inner.cluster();
+    let account =
+        crate::acme::account::load_or_create(&spec.state_dir, &spec.acme, cluster.as_ref()).await?;
     *cached = Some((spec.acme.clone(), spec.state_dir.clone(), account.clone()));
     Ok(account)
 }
@@ -453,6 +450,7 @@ async fn attempt(
         &spec.cert.domains,
         &solver,
         replaces,
+        inner.cluster().as_ref(),
     )
     .await?;
     outcome.issued.meta.issued_at = unix_now();
