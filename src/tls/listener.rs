@@ -4,7 +4,7 @@
 //!
 //! - **Provider.** aws-lc-rs, rustls's default provider: its X25519 takes half the time of
 //!   ring's (the key exchange was over a quarter of a resumed handshake's cost, see
-//!   BENCHMARKS.md), and it brings the post-quantum hybrid X25519MLKEM768 that current browsers
+//!   benches/HISTORY.md), and it brings the post-quantum hybrid X25519MLKEM768 that current browsers
 //!   ask for first. ring stays the process default for outgoing connections (pingora's
 //!   upstream TLS, ACME, DNS APIs, Redis).
 //! - **Suite order.** The server's order decides (`ignore_client_order`): AES-128-GCM first.
