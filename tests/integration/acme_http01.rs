@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::acme_env::{certs_report, servers_installed, wait_verified, ChallTestSrv, Pebble};
-use crate::backends::EchoBackend;
+use crate::backends::{closed_port, EchoBackend};
 use crate::client::{exchange, tls_connect, Request, TlsOptions};
-use crate::harness::{free_addr, DaemonBuilder, DEFAULT_TIMEOUTS};
+use crate::harness::{DaemonBuilder, DEFAULT_TIMEOUTS};
 
 /// How long issuance may take in a test.
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -206,11 +206,12 @@ async fn renewal_is_swapped_in_while_a_connection_stays_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_directory_keeps_the_placeholder_and_backs_off() {
-    let nowhere = free_addr();
+    let nowhere = closed_port();
     let daemon = DaemonBuilder::new()
         .acme_certificate("{ name: down, domains: [down.acme.test], acme: { challenge: http-01 } }")
         .yaml(&format!(
-            "acme:\n  directory: https://{nowhere}/dir\n  retry_min: 1s\n  retry_max: 2s\n"
+            "acme:\n  directory: https://{}/dir\n  retry_min: 1s\n  retry_max: 2s\n",
+            nowhere.addr
         ))
         .start()
         .await;
@@ -247,7 +248,7 @@ async fn unreachable_directory_keeps_the_placeholder_and_backs_off() {
     assert!(status["last_error"]
         .as_str()
         .expect("error")
-        .contains(&nowhere.to_string()));
+        .contains(&nowhere.addr.to_string()));
     let report = certs_report(daemon.config_path());
     assert!(report.contains("last error:   ACME directory"), "{report}");
     // Still up and serving.
@@ -263,7 +264,8 @@ async fn failing_challenge_keeps_the_old_certificate() {
     let old = seed_stored(state.path(), "old", &["old.acme.test"], -1000, 200);
     let dns = ChallTestSrv::start();
     // Pebble validates on a port where nothing answers: every challenge fails.
-    let pebble = Pebble::start(free_addr().port(), dns.dns);
+    let nowhere = closed_port();
+    let pebble = Pebble::start(nowhere.addr.port(), dns.dns);
     let daemon = DaemonBuilder::new()
         .state_dir(state.path())
         .acme_certificate("{ name: old, domains: [old.acme.test], acme: { challenge: http-01 } }")

@@ -11,13 +11,14 @@ use ferrogate::acme::AcmeManager;
 use ferrogate::tls::{CertIndex, CertStore};
 
 use crate::acme_env::{servers_installed, Named, Pebble};
-use crate::harness::free_addr;
+use crate::backends::closed_port;
 
 fn config(dir: &Path, acme: &str, certs: &str) -> ferrogate::config::Config {
     let yaml = format!(
         "state_dir: {state}\nlisteners:\n  https: {https}\ntls:\n  certificates:\n{certs}routes:\n  - {{ name: a, upstream: a }}\nupstreams:\n  a:\n    servers: [ {{ address: 127.0.0.1:9 }} ]\n{acme}",
         state = dir.join("state").display(),
-        https = free_addr(),
+        // Never bound: only the ACME manager reads this config.
+        https = closed_port().addr,
     );
     let path = dir.join("ferrogate.yaml");
     ferrogate::config::load_str(&yaml, &path).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
@@ -33,7 +34,9 @@ fn issuer(store: &CertStore, name: &str) -> String {
 fn apply_issues_added_certificates_and_drops_removed_ones() {
     assert!(servers_installed(), "run scripts/setup.sh");
     let named = Named::start("example.test");
-    let pebble = Pebble::start(free_addr().port(), named.addr);
+    // DNS-01 only: nothing answers where Pebble would validate HTTP-01.
+    let nowhere = closed_port();
+    let pebble = Pebble::start(nowhere.addr.port(), named.addr);
     let dir = tempfile::tempdir().expect("tempdir");
     let provider = format!(
         "  dns_providers:\n    bind: {{ type: rfc2136, server: {}, tsig_key_name: acme, tsig_secret_file: {}, propagation_timeout: 20s }}\n",
