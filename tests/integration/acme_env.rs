@@ -2,6 +2,8 @@
 //! openssl), pebble-challtestsrv (mock DNS for Pebble, TXT records for DNS-01) and a bind9
 //! `named` primary accepting TSIG-signed updates. Each is killed when dropped.
 
+mod challenge_port;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +12,8 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::harness::free_addr;
+
+pub use challenge_port::ChallengePort;
 
 /// How long a test server may take to accept connections.
 pub const SERVER_START_TIMEOUT: Duration = Duration::from_secs(15);

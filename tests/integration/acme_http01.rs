@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::acme_env::{certs_report, servers_installed, wait_verified, ChallTestSrv, Pebble};
+use crate::acme_env::{
+    certs_report, servers_installed, wait_verified, ChallTestSrv, ChallengePort, Pebble,
+};
 use crate::backends::{closed_port, EchoBackend};
 use crate::client::{exchange, tls_connect, Request, TlsOptions};
 use crate::harness::{DaemonBuilder, DEFAULT_TIMEOUTS};
@@ -70,8 +72,9 @@ async fn http01_certificate_is_issued_stored_and_selected_by_sni() {
     require_servers();
     let backend = EchoBackend::start("a").await;
     let dns = ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let builder = DaemonBuilder::new();
-    let pebble = Pebble::start(builder.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let daemon = builder
         .certificate("file", &["file.test"])
         .acme_certificate(
@@ -82,6 +85,7 @@ async fn http01_certificate_is_issued_stored_and_selected_by_sni() {
         .yaml(&pebble.acme_yaml(""))
         .start()
         .await;
+    http01.forward_to(daemon.http);
 
     wait_issued(&pebble, "web.acme.test", daemon.https).await;
     wait_issued(&pebble, "www.acme.test", daemon.https).await;
@@ -123,14 +127,16 @@ async fn restart_serves_the_stored_certificate_without_a_new_order() {
     require_servers();
     let state = tempfile::tempdir().expect("state");
     let dns = ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let first = DaemonBuilder::new().state_dir(state.path());
-    let pebble = Pebble::start(first.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let cert = "{ name: keep, domains: [keep.acme.test], acme: { challenge: http-01 } }";
     let daemon = first
         .acme_certificate(cert)
         .yaml(&pebble.acme_yaml(""))
         .start()
         .await;
+    http01.forward_to(daemon.http);
     wait_issued(&pebble, "keep.acme.test", daemon.https).await;
     let (_, info) = tls_connect(daemon.https, &sni("keep.acme.test")).await;
     let issued = info.peer_cert.expect("cert");
@@ -173,8 +179,9 @@ async fn renewal_is_swapped_in_while_a_connection_stays_open() {
     // A 600 s certificate with 210 s left renews 10 s (minus up to 6 s jitter) from now.
     let old = seed_stored(state.path(), "renew", &["renew.acme.test"], -390, 210);
     let dns = ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let builder = DaemonBuilder::new().state_dir(state.path());
-    let pebble = Pebble::start(builder.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let daemon = builder
         .acme_certificate(
             "{ name: renew, domains: [renew.acme.test], acme: { challenge: http-01 } }",
@@ -184,6 +191,7 @@ async fn renewal_is_swapped_in_while_a_connection_stays_open() {
         .yaml(&pebble.acme_yaml(""))
         .start()
         .await;
+    http01.forward_to(daemon.http);
     let (mut held, info) = tls_connect(daemon.https, &sni("renew.acme.test")).await;
     assert!(
         info.peer_cert.expect("cert") == old,

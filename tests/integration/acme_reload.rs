@@ -10,7 +10,7 @@ use ferrogate::acme::http01::ChallengeTokens;
 use ferrogate::acme::AcmeManager;
 use ferrogate::tls::{CertIndex, CertStore};
 
-use crate::acme_env::{servers_installed, Named, Pebble};
+use crate::acme_env::{servers_installed, ChallengePort, Named, Pebble};
 use crate::backends::closed_port;
 
 fn config(dir: &Path, acme: &str, certs: &str) -> ferrogate::config::Config {
@@ -93,9 +93,11 @@ fn apply_issues_added_certificates_and_drops_removed_ones() {
 async fn a_certificate_added_by_a_reload_is_issued_without_restart() {
     assert!(servers_installed(), "run scripts/setup.sh");
     let dns = crate::acme_env::ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let builder = crate::harness::DaemonBuilder::new();
-    let pebble = Pebble::start(builder.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let mut daemon = builder.yaml(&pebble.acme_yaml("")).start().await;
+    http01.forward_to(daemon.http);
     let pid = daemon.pid();
     let added = daemon.initial_yaml().replacen(
         "routes:\n",

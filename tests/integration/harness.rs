@@ -136,12 +136,6 @@ impl DaemonBuilder {
         self
     }
 
-    /// Appends top-level YAML verbatim.
-    /// The plain HTTP listener's address (known before the daemon starts).
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http
-    }
-
     /// Adds a `tls.certificates` entry written as a flow mapping, e.g.
     /// `{ name: a, domains: [a.test], acme: { challenge: http-01 } }`.
     pub fn acme_certificate(mut self, flow_mapping: &str) -> Self {
@@ -155,6 +149,7 @@ impl DaemonBuilder {
         self
     }
 
+    /// Appends top-level YAML verbatim.
     pub fn yaml(mut self, text: &str) -> Self {
         self.extra_yaml.push_str(text);
         if !text.ends_with('\n') {
