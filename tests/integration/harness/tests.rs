@@ -1,0 +1,30 @@
+//! The harness's own start loops, made to lose a port on purpose.
+
+use std::net::TcpListener;
+
+use super::DaemonBuilder;
+use crate::backends::closed_port;
+
+/// A socket bound to the http address without listening: invisible as a listener, so the
+/// daemon is started and pingora reports the address in use; the harness starts it again on
+/// fresh addresses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_start_moves_off_a_listener_address_pingora_reports_in_use() {
+    let squatter = closed_port();
+    let mut builder = DaemonBuilder::new();
+    builder.http = squatter.addr;
+    let d = builder.start().await;
+    assert_eq!(d.discarded_pids.len(), 1, "{}", d.log());
+    assert_ne!(d.http, squatter.addr);
+    assert!(!d.log().contains("is in use"), "{}", d.log());
+}
+
+/// An address another process listens on is seen before the daemon is started at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_start_skips_an_address_held_before_start() {
+    let builder = DaemonBuilder::new();
+    let squatter = TcpListener::bind(builder.http).expect("bind the picked address");
+    let d = builder.start().await;
+    assert!(d.discarded_pids.is_empty());
+    assert_ne!(d.http, squatter.local_addr().expect("addr"));
+}
