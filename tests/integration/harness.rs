@@ -1,11 +1,18 @@
-//! The harness: free loopback ports, self-signed certificates written as PEM, and a
-//! `DaemonBuilder` that writes a config into a temp dir and runs the real `ferrogate` binary until
-//! the `Daemon` is dropped (printing its log when the test failed).
+//! The harness: self-signed certificates written as PEM, and a `DaemonBuilder` that writes a
+//! config into a temp dir and runs the real `ferrogate` binary until the `Daemon` is dropped
+//! (printing its log when the test failed).
 //!
-//! The daemon's listeners come from the YAML, so their addresses are picked in advance; a
-//! parallel test may take one before pingora binds it. `DaemonBuilder::start` therefore waits
-//! until the daemon alone holds every listener ([`sockets`]) and starts it again on fresh
-//! addresses ([`ports`]) when one was taken.
+//! Ports. Tests run in parallel, so a port chosen in advance and left unbound may be taken by
+//! the time its server binds it. The rule:
+//! - Anything a test starts in-process (backends, simulators, relays, sinks) binds
+//!   `127.0.0.1:0`, keeps the bound listener and reports the address it got.
+//! - A port that must stay closed is a `backends::ClosedPort` (bound, never listening).
+//! - Only a server that must be told its ports gets picked ones, through [`ports`]: the daemon
+//!   (`DaemonBuilder::start`) and outside programs (`ports::start_on_picked_ports`). It counts
+//!   as up once it alone holds its sockets ([`sockets`]), and is started again on fresh ports
+//!   when it reports one taken. There is no free-port function to call outside those loops.
+//! - A server restarted on its own address (redis `resume`, `Replica::restart`, the binary
+//!   upgrade handing its sockets over) keeps that address; a bind is retried there a few times.
 
 pub mod ports;
 pub mod sockets;
@@ -14,7 +21,7 @@ mod start;
 mod tests;
 
 use std::fmt::Write as _;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
@@ -31,12 +38,6 @@ pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Upstream timeouts for ordinary tests: fail fast, but never flake on a slow CI machine.
 pub const DEFAULT_TIMEOUTS: &str = "{ connect: 1s, read: 5s }";
-
-/// A loopback address nobody listens on right now (bind port 0, read it, drop the socket).
-pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr")
-}
 
 /// A self-signed certificate and its key, written as PEM files.
 #[derive(Debug, Clone)]
