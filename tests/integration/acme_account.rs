@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::acme_env::{servers_installed, wait_verified, ChallTestSrv, Pebble};
+use crate::acme_env::{servers_installed, wait_verified, ChallTestSrv, ChallengePort, Pebble};
 use crate::harness::DaemonBuilder;
 
 const EAB_KID: &str = "kid-1";
@@ -24,12 +24,9 @@ async fn wait_issued(pebble: &Pebble, name: &str, https: std::net::SocketAddr) {
 async fn external_account_binding_registers_the_account() {
     assert!(servers_installed(), "run scripts/setup.sh");
     let dns = ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let builder = DaemonBuilder::new();
-    let pebble = Pebble::start_with(
-        builder.http_addr().port(),
-        dns.dns,
-        Some((EAB_KID, EAB_KEY)),
-    );
+    let pebble = Pebble::start_with(http01.port(), dns.dns, Some((EAB_KID, EAB_KEY)));
     let secrets = tempfile::tempdir().expect("tempdir");
     let key_file = secrets.path().join("eab.key");
     std::fs::write(&key_file, format!("{EAB_KEY}\n")).expect("key");
@@ -42,6 +39,7 @@ async fn external_account_binding_registers_the_account() {
         .yaml(&pebble.acme_yaml(&eab))
         .start()
         .await;
+    http01.forward_to(daemon.http);
     wait_issued(&pebble, "eab.acme.test", daemon.https).await;
     assert!(!daemon.log().contains(EAB_KEY));
 }
@@ -59,8 +57,9 @@ async fn corrupt_stored_certificate_is_reported_and_issued_again() {
     .expect("chain");
     std::fs::write(dir.join("key.pem"), "garbage").expect("key");
     let dns = ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let builder = DaemonBuilder::new().state_dir(state.path());
-    let pebble = Pebble::start(builder.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let daemon = builder
         .acme_certificate(
             "{ name: broken, domains: [broken.acme.test], acme: { challenge: http-01 } }",
@@ -68,6 +67,7 @@ async fn corrupt_stored_certificate_is_reported_and_issued_again() {
         .yaml(&pebble.acme_yaml(""))
         .start()
         .await;
+    http01.forward_to(daemon.http);
     wait_issued(&pebble, "broken.acme.test", daemon.https).await;
     let log = daemon.log();
     assert!(

@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::acme_env::{servers_installed, wait_verified, ChallTestSrv, Named, Pebble};
+use crate::acme_env::{
+    servers_installed, wait_verified, ChallTestSrv, ChallengePort, Named, Pebble,
+};
 use crate::harness::DaemonBuilder;
 
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -21,8 +23,9 @@ async fn wait_issued(pebble: &Pebble, name: &str, https: std::net::SocketAddr) {
 async fn rfc2136_issues_wildcard_and_apex_and_removes_the_records() {
     assert!(servers_installed(), "run scripts/setup.sh");
     let named = Named::start("example.test");
+    let http01 = ChallengePort::open().await;
     let builder = DaemonBuilder::new();
-    let pebble = Pebble::start(builder.http_addr().port(), named.addr);
+    let pebble = Pebble::start(http01.port(), named.addr);
     let provider = format!(
         "  dns_providers:\n    bind: {{ type: rfc2136, server: {}, tsig_key_name: acme, tsig_algorithm: hmac-sha256, tsig_secret_file: {}, propagation_timeout: 20s }}\n",
         named.addr,
@@ -34,6 +37,7 @@ async fn rfc2136_issues_wildcard_and_apex_and_removes_the_records() {
         .yaml(&pebble.acme_yaml(&provider))
         .start()
         .await;
+    http01.forward_to(daemon.http);
     wait_issued(&pebble, "anything.example.test", daemon.https).await;
     wait_issued(&pebble, "example.test", daemon.https).await;
     wait_issued(&pebble, "alias.example.test", daemon.https).await;
@@ -71,8 +75,9 @@ async fn rfc2136_issues_wildcard_and_apex_and_removes_the_records() {
 async fn exec_hook_publishes_through_challtestsrv() {
     assert!(servers_installed(), "run scripts/setup.sh");
     let dns = ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let builder = DaemonBuilder::new();
-    let pebble = Pebble::start(builder.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let hook_dir = tempfile::tempdir().expect("tempdir");
     let calls = hook_dir.path().join("calls.log");
     let hook = hook_dir.path().join("dns-hook");
@@ -101,6 +106,7 @@ async fn exec_hook_publishes_through_challtestsrv() {
         .yaml(&pebble.acme_yaml(&provider))
         .start()
         .await;
+    http01.forward_to(daemon.http);
     wait_issued(&pebble, "hook.acme.test", daemon.https).await;
     let calls = std::fs::read_to_string(&calls).expect("hook was called");
     let lines: Vec<&str> = calls.lines().collect();

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
-use crate::acme_env::{servers_installed, wait_verified, ChallTestSrv, Pebble};
+use crate::acme_env::{servers_installed, wait_verified, ChallTestSrv, ChallengePort, Pebble};
 use crate::backends::{read_request, RecordedRequest};
 use crate::harness::DaemonBuilder;
 
@@ -194,8 +194,9 @@ async fn cloudflare_regru_and_webhook_send_the_documented_requests() {
     assert!(servers_installed(), "run scripts/setup.sh");
     let dns = ChallTestSrv::start();
     let (api, requests) = stand_in(dns.management).await;
+    let http01 = ChallengePort::open().await;
     let builder = DaemonBuilder::new();
-    let pebble = Pebble::start(builder.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let secrets = tempfile::tempdir().expect("secrets");
     let token = secrets.path().join("cf.token");
     std::fs::write(&token, format!("{CF_TOKEN}\n")).expect("token");
@@ -214,6 +215,7 @@ async fn cloudflare_regru_and_webhook_send_the_documented_requests() {
         .yaml(&pebble.acme_yaml(&providers))
         .start()
         .await;
+    http01.forward_to(daemon.http);
     let root = pebble.issuing_root();
     let https = daemon.https;
     tokio::task::spawn_blocking(move || {

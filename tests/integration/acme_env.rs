@@ -1,7 +1,11 @@
 //! Real ACME test servers on loopback ephemeral ports: Pebble (with its own TLS CA made by
 //! openssl), pebble-challtestsrv (mock DNS for Pebble, TXT records for DNS-01) and a bind9
-//! `named` primary accepting TSIG-signed updates. Each is killed when dropped.
+//! `named` primary accepting TSIG-signed updates. They are told their ports, so each starts on
+//! picked ones and again on fresh ones when it reports one taken. Each is killed when dropped.
 
+mod challenge_port;
+
+use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,10 +13,20 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use crate::harness::free_addr;
+use crate::backends::{closed_port, ClosedPort};
+use crate::harness::ports::{start_on_picked_ports, wait_holding};
+use crate::harness::sockets::Bound;
 
-/// How long a test server may take to accept connections.
-pub const SERVER_START_TIMEOUT: Duration = Duration::from_secs(15);
+pub use challenge_port::ChallengePort;
+
+/// What Go programs (pebble, pebble-challtestsrv) log when an address is taken.
+const GO_ADDRESS_TAKEN: &str = "bind: address already in use";
+/// What named logs when its TCP socket's address is taken (it runs on without it), and when a
+/// taken UDP address left it no interface (it exits).
+const NAMED_ADDRESS_TAKEN: [&str; 2] = [
+    "address in use",
+    "unable to listen on any configured interfaces",
+];
 
 /// True when the ACME test servers are installed (scripts/setup.sh installs them).
 pub fn servers_installed() -> bool {
@@ -34,21 +48,6 @@ fn which(tool: &str) -> Option<PathBuf> {
         .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
         .map(|dir| dir.join(tool))
         .find(|candidate| candidate.is_file())
-}
-
-/// Waits until `addr` accepts TCP.
-pub fn wait_tcp(addr: SocketAddr, child: &mut Child, what: &str) {
-    let deadline = Instant::now() + SERVER_START_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            panic!("{what} exited during start-up with {status}");
-        }
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn kill(child: &mut Child) {
@@ -75,26 +74,41 @@ pub struct ChallTestSrv {
     child: Child,
     pub dns: SocketAddr,
     pub management: SocketAddr,
+    /// Holds its log.
+    _dir: TempDir,
 }
 
 impl ChallTestSrv {
     pub fn start() -> Self {
-        let (dns, management) = (free_addr(), free_addr());
-        let mut child = Command::new("pebble-challtestsrv")
-            .args(["-dns01", &dns.to_string()])
-            .args(["-management", &management.to_string()])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-defaultIPv6", ""])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn pebble-challtestsrv");
-        wait_tcp(management, &mut child, "pebble-challtestsrv");
-        wait_tcp(dns, &mut child, "pebble-challtestsrv DNS");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log_path = dir.path().join("challtestsrv.log");
+        let (child, dns, management) = start_on_picked_ports("pebble-challtestsrv", 2, |picked| {
+            let (dns, management) = (picked[0], picked[1]);
+            let log = File::create(&log_path).expect("challtestsrv log");
+            let mut child = Command::new("pebble-challtestsrv")
+                .args(["-dns01", &dns.to_string()])
+                .args(["-management", &management.to_string()])
+                .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
+                .args(["-defaultIPv6", ""])
+                .stdout(Stdio::from(log.try_clone().expect("clone")))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("spawn pebble-challtestsrv");
+            let sockets = [Bound::Tcp(management), Bound::Tcp(dns), Bound::Udp(dns)];
+            wait_holding(
+                &mut child,
+                "pebble-challtestsrv",
+                &sockets,
+                &log_path,
+                &[GO_ADDRESS_TAKEN],
+            )?;
+            Ok((child, dns, management))
+        });
         Self {
             child,
             dns,
             management,
+            _dir: dir,
         }
     }
 }
@@ -113,6 +127,8 @@ pub struct Pebble {
     pub management: SocketAddr,
     /// The CA of Pebble's own HTTPS certificate (the daemon's `acme.ca_root`).
     pub ca_root: PathBuf,
+    /// Where TLS-ALPN-01 would be validated: nothing answers there.
+    _tls_port: ClosedPort,
 }
 
 impl Pebble {
@@ -187,37 +203,49 @@ impl Pebble {
                 "san.ext",
             ],
         );
-        let (listen, management, tls) = (free_addr(), free_addr(), free_addr());
-        let config = serde_json::json!({ "pebble": {
-            "listenAddress": listen.to_string(),
-            "managementListenAddress": management.to_string(),
-            "certificate": d.join("cert.pem"),
-            "privateKey": d.join("key.pem"),
-            "httpPort": http_port,
-            "tlsPort": tls.port(),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": eab.is_some(),
-            "externalAccountMACKeys": eab.map(|(kid, key)| serde_json::json!({ kid: key })).unwrap_or_else(|| serde_json::json!({})),
-        }});
-        std::fs::write(d.join("pebble.json"), config.to_string()).expect("pebble config");
-        let log = std::fs::File::create(d.join("pebble.log")).expect("pebble log");
-        let mut child = Command::new("pebble")
-            .arg("-config")
-            .arg(d.join("pebble.json"))
-            .args(["-dnsserver", &dns.to_string()])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .stdout(Stdio::from(log.try_clone().expect("clone")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn pebble");
-        wait_tcp(listen, &mut child, "pebble");
-        wait_tcp(management, &mut child, "pebble management");
+        let tls_port = closed_port();
+        let log_path = d.join("pebble.log");
+        let (child, listen, management) = start_on_picked_ports("pebble", 2, |picked| {
+            let (listen, management) = (picked[0], picked[1]);
+            let config = serde_json::json!({ "pebble": {
+                "listenAddress": listen.to_string(),
+                "managementListenAddress": management.to_string(),
+                "certificate": d.join("cert.pem"),
+                "privateKey": d.join("key.pem"),
+                "httpPort": http_port,
+                "tlsPort": tls_port.addr.port(),
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": eab.is_some(),
+                "externalAccountMACKeys": eab.map(|(kid, key)| serde_json::json!({ kid: key })).unwrap_or_else(|| serde_json::json!({})),
+            }});
+            std::fs::write(d.join("pebble.json"), config.to_string()).expect("pebble config");
+            let log = File::create(&log_path).expect("pebble log");
+            let mut child = Command::new("pebble")
+                .arg("-config")
+                .arg(d.join("pebble.json"))
+                .args(["-dnsserver", &dns.to_string()])
+                .env("PEBBLE_VA_NOSLEEP", "1")
+                .stdout(Stdio::from(log.try_clone().expect("clone")))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("spawn pebble");
+            let sockets = [Bound::Tcp(listen), Bound::Tcp(management)];
+            wait_holding(
+                &mut child,
+                "pebble",
+                &sockets,
+                &log_path,
+                &[GO_ADDRESS_TAKEN],
+            )?;
+            Ok((child, listen, management))
+        });
         Self {
             child,
             directory: format!("https://{listen}/dir"),
             management,
             ca_root: d.join("ca.pem"),
             dir,
+            _tls_port: tls_port,
         }
     }
 
@@ -280,7 +308,6 @@ impl Named {
     pub fn start(zone: &str) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
-        let addr = free_addr();
         let secret: String = {
             use base64::Engine;
             let bytes: Vec<u8> = (0..32).map(|_| rand_byte()).collect();
@@ -295,22 +322,35 @@ impl Named {
             ),
         )
         .expect("zone");
-        let conf = format!(
-            "options {{ directory \"{dir}\"; pid-file \"{dir}/named.pid\"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; recursion no; dnssec-validation no; }};\ncontrols {{ }};\nkey \"acme\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\nzone \"{zone}\" {{ type primary; file \"{dir}/zone.db\"; allow-update {{ key \"acme\"; }}; }};\n",
-            dir = d.display(),
-            port = addr.port()
-        );
-        std::fs::write(d.join("named.conf"), conf).expect("named.conf");
-        let log = std::fs::File::create(d.join("named.log")).expect("log");
+        let log_path = d.join("named.log");
         let named = which("named").expect("named installed");
-        let mut child = Command::new(named)
-            .args(["-g", "-c"])
-            .arg(d.join("named.conf"))
-            .stdout(Stdio::from(log.try_clone().expect("clone")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn named");
-        wait_tcp(addr, &mut child, "named");
+        // `reuseport no`: one socket per protocol, which no other named can share.
+        let (child, addr) = start_on_picked_ports("named", 1, |picked| {
+            let addr = picked[0];
+            let conf = format!(
+                "options {{ directory \"{dir}\"; pid-file \"{dir}/named.pid\"; listen-on port {port} {{ 127.0.0.1; }}; listen-on-v6 {{ none; }}; reuseport no; recursion no; dnssec-validation no; }};\ncontrols {{ }};\nkey \"acme\" {{ algorithm hmac-sha256; secret \"{secret}\"; }};\nzone \"{zone}\" {{ type primary; file \"{dir}/zone.db\"; allow-update {{ key \"acme\"; }}; }};\n",
+                dir = d.display(),
+                port = addr.port()
+            );
+            std::fs::write(d.join("named.conf"), conf).expect("named.conf");
+            let log = File::create(&log_path).expect("log");
+            let mut child = Command::new(&named)
+                .args(["-g", "-c"])
+                .arg(d.join("named.conf"))
+                .stdout(Stdio::from(log.try_clone().expect("clone")))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("spawn named");
+            let sockets = [Bound::Tcp(addr), Bound::Udp(addr)];
+            wait_holding(
+                &mut child,
+                "named",
+                &sockets,
+                &log_path,
+                &NAMED_ADDRESS_TAKEN,
+            )?;
+            Ok((child, addr))
+        });
         Self {
             child,
             dir,

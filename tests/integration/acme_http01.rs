@@ -6,10 +6,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use crate::acme_env::{certs_report, servers_installed, wait_verified, ChallTestSrv, Pebble};
-use crate::backends::EchoBackend;
+use crate::acme_env::{
+    certs_report, servers_installed, wait_verified, ChallTestSrv, ChallengePort, Pebble,
+};
+use crate::backends::{closed_port, EchoBackend};
 use crate::client::{exchange, tls_connect, Request, TlsOptions};
-use crate::harness::{free_addr, DaemonBuilder, DEFAULT_TIMEOUTS};
+use crate::harness::{DaemonBuilder, DEFAULT_TIMEOUTS};
 
 /// How long issuance may take in a test.
 const ISSUE_TIMEOUT: Duration = Duration::from_secs(45);
@@ -80,8 +82,9 @@ async fn http01_certificate_is_issued_stored_and_selected_by_sni() {
     require_servers();
     let backend = EchoBackend::start("a").await;
     let dns = ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let builder = DaemonBuilder::new();
-    let pebble = Pebble::start(builder.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let daemon = builder
         .certificate("file", &["file.test"])
         .acme_certificate(
@@ -92,6 +95,7 @@ async fn http01_certificate_is_issued_stored_and_selected_by_sni() {
         .yaml(&pebble.acme_yaml(""))
         .start()
         .await;
+    http01.forward_to(daemon.http);
 
     wait_issued(&pebble, "web.acme.test", daemon.https).await;
     wait_issued(&pebble, "www.acme.test", daemon.https).await;
@@ -133,14 +137,16 @@ async fn restart_serves_the_stored_certificate_without_a_new_order() {
     require_servers();
     let state = tempfile::tempdir().expect("state");
     let dns = ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let first = DaemonBuilder::new().state_dir(state.path());
-    let pebble = Pebble::start(first.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let cert = "{ name: keep, domains: [keep.acme.test], acme: { challenge: http-01 } }";
     let daemon = first
         .acme_certificate(cert)
         .yaml(&pebble.acme_yaml(""))
         .start()
         .await;
+    http01.forward_to(daemon.http);
     wait_issued(&pebble, "keep.acme.test", daemon.https).await;
     let (_, info) = tls_connect(daemon.https, &sni("keep.acme.test")).await;
     let issued = info.peer_cert.expect("cert");
@@ -180,8 +186,9 @@ async fn renewal_is_swapped_in_while_a_connection_stays_open() {
     // A 600 s certificate with 210 s left renews 10 s (minus up to 6 s jitter) from now.
     let old = seed_stored(state.path(), "renew", &["renew.acme.test"], -390, 210);
     let dns = ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let builder = DaemonBuilder::new().state_dir(state.path());
-    let pebble = Pebble::start(builder.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let daemon = builder
         .acme_certificate(
             "{ name: renew, domains: [renew.acme.test], acme: { challenge: http-01 } }",
@@ -191,6 +198,7 @@ async fn renewal_is_swapped_in_while_a_connection_stays_open() {
         .yaml(&pebble.acme_yaml(""))
         .start()
         .await;
+    http01.forward_to(daemon.http);
     let (mut held, info) = tls_connect(daemon.https, &sni("renew.acme.test")).await;
     assert!(
         info.peer_cert.expect("cert") == old,
@@ -213,11 +221,12 @@ async fn renewal_is_swapped_in_while_a_connection_stays_open() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_directory_keeps_the_placeholder_and_backs_off() {
-    let nowhere = free_addr();
+    let nowhere = closed_port();
     let daemon = DaemonBuilder::new()
         .acme_certificate("{ name: down, domains: [down.acme.test], acme: { challenge: http-01 } }")
         .yaml(&format!(
-            "acme:\n  directory: https://{nowhere}/dir\n  retry_min: 1s\n  retry_max: 2s\n"
+            "acme:\n  directory: https://{}/dir\n  retry_min: 1s\n  retry_max: 2s\n",
+            nowhere.addr
         ))
         .start()
         .await;
@@ -254,7 +263,7 @@ async fn unreachable_directory_keeps_the_placeholder_and_backs_off() {
     assert!(status["last_error"]
         .as_str()
         .expect("error")
-        .contains(&nowhere.to_string()));
+        .contains(&nowhere.addr.to_string()));
     let report = certs_report(daemon.config_path());
     assert!(report.contains("last error:   ACME directory"), "{report}");
     // Still up and serving.
@@ -270,7 +279,8 @@ async fn failing_challenge_keeps_the_old_certificate() {
     let old = seed_stored(state.path(), "old", &["old.acme.test"], -1000, 200);
     let dns = ChallTestSrv::start();
     // Pebble validates on a port where nothing answers: every challenge fails.
-    let pebble = Pebble::start(free_addr().port(), dns.dns);
+    let nowhere = closed_port();
+    let pebble = Pebble::start(nowhere.addr.port(), dns.dns);
     let daemon = DaemonBuilder::new()
         .state_dir(state.path())
         .acme_certificate("{ name: old, domains: [old.acme.test], acme: { challenge: http-01 } }")

@@ -10,14 +10,15 @@ use ferrogate::acme::http01::ChallengeTokens;
 use ferrogate::acme::{AcmeManager, AcmeReporting};
 use ferrogate::tls::{CertIndex, CertStore};
 
-use crate::acme_env::{servers_installed, Named, Pebble};
-use crate::harness::free_addr;
+use crate::acme_env::{servers_installed, ChallengePort, Named, Pebble};
+use crate::backends::closed_port;
 
 fn config(dir: &Path, acme: &str, certs: &str) -> ferrogate::config::Config {
     let yaml = format!(
         "state_dir: {state}\nlisteners:\n  https: {https}\ntls:\n  certificates:\n{certs}routes:\n  - {{ name: a, upstream: a }}\nupstreams:\n  a:\n    servers: [ {{ address: 127.0.0.1:9 }} ]\n{acme}",
         state = dir.join("state").display(),
-        https = free_addr(),
+        // Never bound: only the ACME manager reads this config.
+        https = closed_port().addr,
     );
     let path = dir.join("ferrogate.yaml");
     ferrogate::config::load_str(&yaml, &path).unwrap_or_else(|e| panic!("{e}\n{yaml}"))
@@ -33,7 +34,9 @@ fn issuer(store: &CertStore, name: &str) -> String {
 fn apply_issues_added_certificates_and_drops_removed_ones() {
     assert!(servers_installed(), "run scripts/setup.sh");
     let named = Named::start("example.test");
-    let pebble = Pebble::start(free_addr().port(), named.addr);
+    // DNS-01 only: nothing answers where Pebble would validate HTTP-01.
+    let nowhere = closed_port();
+    let pebble = Pebble::start(nowhere.addr.port(), named.addr);
     let dir = tempfile::tempdir().expect("tempdir");
     let provider = format!(
         "  dns_providers:\n    bind: {{ type: rfc2136, server: {}, tsig_key_name: acme, tsig_secret_file: {}, propagation_timeout: 20s }}\n",
@@ -95,9 +98,11 @@ fn apply_issues_added_certificates_and_drops_removed_ones() {
 async fn a_certificate_added_by_a_reload_is_issued_without_restart() {
     assert!(servers_installed(), "run scripts/setup.sh");
     let dns = crate::acme_env::ChallTestSrv::start();
+    let http01 = ChallengePort::open().await;
     let builder = crate::harness::DaemonBuilder::new();
-    let pebble = Pebble::start(builder.http_addr().port(), dns.dns);
+    let pebble = Pebble::start(http01.port(), dns.dns);
     let mut daemon = builder.yaml(&pebble.acme_yaml("")).start().await;
+    http01.forward_to(daemon.http);
     let pid = daemon.pid();
     let added = daemon.initial_yaml().replacen(
         "routes:\n",

@@ -327,7 +327,22 @@ pub async fn slow_server(delay: Duration) -> SocketAddr {
     addr
 }
 
-/// A loopback address with nothing listening (connections are refused).
-pub fn closed_port() -> SocketAddr {
-    crate::harness::free_addr()
+/// A loopback port with nothing listening for as long as this lives: a socket bound to it
+/// without listening (connections are refused) and without SO_REUSEADDR (nobody else can bind
+/// it, so it stays closed while tests run in parallel).
+pub struct ClosedPort {
+    pub addr: SocketAddr,
+    _socket: tokio::net::TcpSocket,
+}
+
+/// A [`ClosedPort`]; keep it alive while the port must stay closed.
+pub fn closed_port() -> ClosedPort {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind 127.0.0.1:0");
+    ClosedPort {
+        addr: socket.local_addr().expect("local_addr"),
+        _socket: socket,
+    }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::net::UdpSocket;
 
 use crate::balance_support::{backend, get, lb_builder, servers_of, wait_status, Replica};
+use crate::harness::ports::START_ATTEMPTS;
 
 const TYPE_A: u16 = 1;
 
@@ -95,12 +96,32 @@ fn expect(replicas: &[&Replica]) -> BTreeSet<String> {
     replicas.iter().map(|r| r.addr.to_string()).collect()
 }
 
+/// Replicas a, b and c on 127.0.0.1, .2 and .3 with one port (DNS gives addresses, the port is
+/// configured): a's, which somebody may hold on .2 or .3 (or 0.0.0.0); then all three move.
+async fn replicas_on_one_port() -> (Replica, Replica, Replica) {
+    let mut taken = Vec::new();
+    for _ in 0..START_ATTEMPTS {
+        let a = Replica::start("a").await;
+        let port = a.addr.port();
+        let b = Replica::start_at("b", SocketAddr::from(([127, 0, 0, 2], port))).await;
+        let c = Replica::start_at("c", SocketAddr::from(([127, 0, 0, 3], port))).await;
+        match (b, c) {
+            (Ok(b), Ok(c)) => return (a, b, c),
+            (b, c) => {
+                for started in [Some(a), b.ok(), c.ok()].into_iter().flatten() {
+                    started.stop();
+                }
+                taken.push(format!("port {port} is taken on 127.0.0.2 or 127.0.0.3"));
+            }
+        }
+    }
+    panic!("{}", taken.join("\n"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn servers_follow_the_dns_records_without_reload() {
-    let a = Replica::start("a").await;
+    let (a, b, c) = replicas_on_one_port().await;
     let port = a.addr.port();
-    let b = Replica::start_at("b", SocketAddr::from(([127, 0, 0, 2], port))).await;
-    let c = Replica::start_at("c", SocketAddr::from(([127, 0, 0, 3], port))).await;
     let ip = |last: u8| Ipv4Addr::new(127, 0, 0, last);
     let dns = DnsServer::start(&[ip(1), ip(2)]).await;
     let d = lb_builder()

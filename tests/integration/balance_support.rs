@@ -56,19 +56,21 @@ pub struct Replica {
 
 impl Replica {
     pub async fn start(name: &str) -> Self {
-        Self::start_at(name, "127.0.0.1:0".parse().expect("addr")).await
+        Self::start_at(name, "127.0.0.1:0".parse().expect("addr"))
+            .await
+            .expect("bind replica")
     }
 
-    /// Starts on `addr` (port 0 = any).
-    pub async fn start_at(name: &str, addr: SocketAddr) -> Self {
-        let listener = TcpListener::bind(addr).await.expect("bind replica");
+    /// Starts on `addr` (port 0 = any); the bind error when it is taken.
+    pub async fn start_at(name: &str, addr: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
         let replica = Self {
             name: name.to_string(),
             addr: listener.local_addr().expect("replica addr"),
             state: Arc::new(ReplicaState::default()),
         };
         replica.serve(listener);
-        replica
+        Ok(replica)
     }
 
     fn serve(&self, listener: TcpListener) {

@@ -56,8 +56,8 @@ fn config_with(dir: &Path, routes: &str, upstreams: &str, listeners_extra: &str)
          upstreams:\n\
          {upstreams}",
         state = dir.join("state").display(),
-        http = closed_port(),
-        https = closed_port(),
+        http = closed_port().addr,
+        https = closed_port().addr,
         cert = cert.cert.display(),
         key = cert.key.display(),
     )
@@ -73,7 +73,7 @@ async fn valid_config_passes() {
         .route("{ name: wild, hosts: [\"*.wild.test\"], upstream: u }")
         .route("{ name: p, hosts: [paths.test], path_prefix: /owui/, strip_prefix: true, upstream: u }")
         .route("{ name: internal, listener: internal, upstream: u }")
-        .upstream("u", &[closed_port(), closed_port()], DEFAULT_TIMEOUTS);
+        .upstream("u", &[closed_port().addr, closed_port().addr], DEFAULT_TIMEOUTS);
     let path = builder.write_config();
     let out = run_check(&path);
     assert!(

@@ -1,5 +1,6 @@
 //! Test servers for several instances as one edge: a real `redis-server` on a loopback port that
-//! can be stopped and started again on the same port, and an HTTP-01 relay standing in for the
+//! can be stopped and started again on the same port (picked ports, again fresh ones when one is
+//! taken: redis cannot bind port 0 and report it), and an HTTP-01 relay standing in for the
 //! address Pebble validates at: it holds validations on request, asks every instance for the token
 //! directly, then lets one of them answer the CA.
 
@@ -12,8 +13,13 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::acme_env::wait_tcp;
-use crate::harness::free_addr;
+use crate::harness::ports::{start_on_picked_ports, wait_holding, PortTaken, START_ATTEMPTS};
+use crate::harness::sockets::Bound;
+
+/// What redis-server logs before it exits when an address is taken.
+const REDIS_ADDRESS_TAKEN: &str = "Address already in use";
+/// A cluster node also listens on its port + 10000 (the cluster bus).
+const CLUSTER_BUS_OFFSET: u16 = 10_000;
 
 /// True when redis-server and redis-cli are installed (scripts/setup.sh installs them).
 pub fn redis_installed() -> bool {
@@ -34,27 +40,58 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with `extra` arguments on a picked port (fresh ones while one is taken).
+    fn start_with(extra: &[&str]) -> Self {
         assert!(
             redis_installed(),
             "redis-server and redis-cli are needed: run scripts/setup.sh"
         );
-        let mut server = Self {
-            child: None,
-            addr: free_addr(),
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        server.resume();
-        server
+        start_on_picked_ports("redis-server", 1, |picked| {
+            let mut server = Self {
+                child: None,
+                addr: picked[0],
+                dir: tempfile::tempdir().expect("tempdir"),
+            };
+            server.try_resume_with(extra)?;
+            Ok(server)
+        })
     }
 
-    /// Starts it again on the same port (empty: nothing is persisted).
+    /// Starts it again on the same port (empty: nothing is persisted). The port cannot change
+    /// (the daemons know it), so a taken one is tried again a few times.
     pub fn resume(&mut self) {
-        self.resume_with(&[]);
+        let mut taken = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            match self.try_resume_with(&[]) {
+                Ok(()) => return,
+                Err(PortTaken(said)) => taken.push(said),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!(
+            "redis-server: {} stayed taken:\n{}",
+            self.addr,
+            taken.join("\n")
+        );
     }
 
-    fn resume_with(&mut self, extra: &[&str]) {
+    fn try_resume_with(&mut self, extra: &[&str]) -> Result<(), PortTaken> {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::File::create(self.dir.path().join("redis.log")).expect("log");
+        let mut sockets = vec![Bound::Tcp(self.addr)];
+        if extra.contains(&"--cluster-enabled") {
+            let Some(bus) = self.addr.port().checked_add(CLUSTER_BUS_OFFSET) else {
+                return Err(PortTaken(format!(
+                    "redis-server: {} leaves no room for its cluster bus port",
+                    self.addr
+                )));
+            };
+            sockets.push(Bound::Tcp(SocketAddr::new(self.addr.ip(), bus)));
+        }
+        let log_path = self.dir.path().join("redis.log");
+        let log = std::fs::File::create(&log_path).expect("log");
         let mut child = Command::new("redis-server")
             .args([
                 "--bind",
@@ -70,8 +107,15 @@ impl RedisServer {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn redis-server");
-        wait_tcp(self.addr, &mut child, "redis-server");
+        wait_holding(
+            &mut child,
+            "redis-server",
+            &sockets,
+            &log_path,
+            &[REDIS_ADDRESS_TAKEN],
+        )?;
         self.child = Some(child);
+        Ok(())
     }
 
     /// Kills it (clients see connections refused).
@@ -268,21 +312,16 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> Self {
-        let mut nodes = Vec::new();
-        for _ in 0..3 {
-            let mut node = RedisServer {
-                child: None,
-                addr: free_addr(),
-                dir: tempfile::tempdir().expect("tempdir"),
-            };
-            node.resume_with(&[
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                "nodes.conf",
-            ]);
-            nodes.push(node);
-        }
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+            })
+            .collect();
         let addresses: Vec<String> = nodes.iter().map(|n| n.addr.to_string()).collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -349,13 +388,8 @@ pub struct RedisSentinel {
 impl RedisSentinel {
     pub fn start() -> Self {
         let master = RedisServer::start();
-        let mut replica = RedisServer {
-            child: None,
-            addr: free_addr(),
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
         let master_port = master.addr.port().to_string();
-        replica.resume_with(&["--replicaof", "127.0.0.1", &master_port]);
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &master_port]);
         let deadline = std::time::Instant::now() + Duration::from_secs(15);
         while !replica
             .cli(&["INFO", "replication"])
@@ -367,30 +401,40 @@ impl RedisSentinel {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        let mut sentinel = RedisServer {
-            child: None,
-            addr: free_addr(),
-            dir: tempfile::tempdir().expect("tempdir"),
-        };
-        let conf = sentinel.dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
-                sentinel.addr.port()
-            ),
-        )
-        .expect("sentinel.conf");
-        let log = std::fs::File::create(sentinel.dir.path().join("sentinel.log")).expect("log");
-        let mut child = Command::new("redis-server")
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(Stdio::from(log.try_clone().expect("clone")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn redis-server --sentinel");
-        wait_tcp(sentinel.addr, &mut child, "redis sentinel");
-        sentinel.child = Some(child);
+        let sentinel = start_on_picked_ports("redis sentinel", 1, |picked| {
+            let mut sentinel = RedisServer {
+                child: None,
+                addr: picked[0],
+                dir: tempfile::tempdir().expect("tempdir"),
+            };
+            let conf = sentinel.dir.path().join("sentinel.conf");
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {}\nbind 127.0.0.1\nsentinel monitor mymaster 127.0.0.1 {master_port} 1\nsentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 5000\n",
+                    sentinel.addr.port()
+                ),
+            )
+            .expect("sentinel.conf");
+            let log_path = sentinel.dir.path().join("sentinel.log");
+            let log = std::fs::File::create(&log_path).expect("log");
+            let mut child = Command::new("redis-server")
+                .arg(&conf)
+                .arg("--sentinel")
+                .stdout(Stdio::from(log.try_clone().expect("clone")))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("spawn redis-server --sentinel");
+            wait_holding(
+                &mut child,
+                "redis sentinel",
+                &[Bound::Tcp(sentinel.addr)],
+                &log_path,
+                &[REDIS_ADDRESS_TAKEN],
+            )?;
+            sentinel.child = Some(child);
+            Ok(sentinel)
+        });
         Self {
             master,
             replica,

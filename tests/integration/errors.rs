@@ -50,7 +50,11 @@ async fn refused_connection_is_502() {
     let closed = closed_port();
     let d = DaemonBuilder::new()
         .route("{ name: down, hosts: [down.test], upstream: secretpool_down }")
-        .upstream("secretpool_down", &[closed], "{ connect: 1s, read: 2s }")
+        .upstream(
+            "secretpool_down",
+            &[closed.addr],
+            "{ connect: 1s, read: 2s }",
+        )
         .start()
         .await;
 
@@ -62,7 +66,7 @@ async fn refused_connection_is_502() {
         "502 took {:?}",
         started.elapsed()
     );
-    assert_no_internal_detail(&r, closed);
+    assert_no_internal_detail(&r, closed.addr);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,30 +1,43 @@
-//! The harness: free loopback ports, self-signed certificates written as PEM, and a
-//! `DaemonBuilder` that writes a config into a temp dir and runs the real `ferrogate` binary until
-//! the `Daemon` is dropped (printing its log when the test failed).
+//! The harness: self-signed certificates written as PEM, and a `DaemonBuilder` that writes a
+//! config into a temp dir and runs the real `ferrogate` binary until the `Daemon` is dropped
+//! (printing its log when the test failed).
+//!
+//! Ports. Tests run in parallel, so a port chosen in advance and left unbound may be taken by
+//! the time its server binds it. The rule:
+//! - Anything a test starts in-process (backends, simulators, relays, sinks) binds
+//!   `127.0.0.1:0`, keeps the bound listener and reports the address it got.
+//! - A port that must stay closed is a `backends::ClosedPort` (bound, never listening).
+//! - Only a server that must be told its ports gets picked ones, through [`ports`]: the daemon
+//!   (`DaemonBuilder::start`) and outside programs (`ports::start_on_picked_ports`). It counts
+//!   as up once it alone holds its sockets ([`sockets`]), and is started again on fresh ports
+//!   when it reports one taken. There is no free-port function to call outside those loops.
+//! - A server restarted on its own address (redis `resume`, `Replica::restart`, the binary
+//!   upgrade handing its sockets over) keeps that address; a bind is retried there a few times.
+
+pub mod ports;
+pub mod sockets;
+mod start;
+#[cfg(test)]
+mod tests;
 
 use std::fmt::Write as _;
-use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use ports::pick_addrs;
+
 /// The daemon binary cargo built for this test run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_ferrogate");
 
-/// How long a daemon may take to accept TCP on every listener.
+/// How long a daemon may take to hold every listener.
 pub const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Upstream timeouts for ordinary tests: fail fast, but never flake on a slow CI machine.
 pub const DEFAULT_TIMEOUTS: &str = "{ connect: 1s, read: 5s }";
-
-/// A loopback address nobody listens on right now (bind port 0, read it, drop the socket).
-pub fn free_addr() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local_addr")
-}
 
 /// A self-signed certificate and its key, written as PEM files.
 #[derive(Debug, Clone)]
@@ -83,7 +96,8 @@ pub struct DaemonBuilder {
     certs: Vec<CertFiles>,
     routes: Vec<String>,
     upstreams: Vec<String>,
-    admin: Option<SocketAddr>,
+    /// The admin listener and further keys of its flow mapping (`, key: value`).
+    admin: Option<(SocketAddr, String)>,
     /// Extra top-level YAML appended verbatim (e.g. `shutdown: { grace_period: 5s }`).
     extra_yaml: String,
     /// ACME certificate entries (flow mappings) after the file certificates.
@@ -102,11 +116,14 @@ impl Default for DaemonBuilder {
 }
 
 impl DaemonBuilder {
+    /// Listener addresses are picked here (the YAML is complete before `start`) and picked
+    /// again by `start` when one turns out taken.
     pub fn new() -> Self {
+        let picked = pick_addrs(2);
         Self {
             dir: tempfile::tempdir().expect("tempdir"),
-            http: free_addr(),
-            https: free_addr(),
+            http: picked[0],
+            https: picked[1],
             http_keys: String::new(),
             https_keys: String::new(),
             extra: Vec::new(),
@@ -123,9 +140,19 @@ impl DaemonBuilder {
         }
     }
 
-    /// Adds the admin listener on a free loopback port.
-    pub fn admin(mut self) -> Self {
-        self.admin = Some(free_addr());
+    /// Adds the admin listener on a loopback port.
+    pub fn admin(self) -> Self {
+        self.admin_with("")
+    }
+
+    /// Adds the admin listener with more keys, e.g. `allow: [10.0.0.0/8]`.
+    pub fn admin_with(mut self, keys: &str) -> Self {
+        let keys = if keys.is_empty() {
+            String::new()
+        } else {
+            format!(", {keys}")
+        };
+        self.admin = Some((pick_addrs(1)[0], keys));
         self
     }
 
@@ -134,12 +161,6 @@ impl DaemonBuilder {
     pub fn upstream_yaml(mut self, name: &str, body: &str) -> Self {
         self.upstreams.push(format!("  {name}:\n{body}"));
         self
-    }
-
-    /// Appends top-level YAML verbatim.
-    /// The plain HTTP listener's address (known before the daemon starts).
-    pub fn http_addr(&self) -> SocketAddr {
-        self.http
     }
 
     /// Adds a `tls.certificates` entry written as a flow mapping, e.g.
@@ -155,6 +176,7 @@ impl DaemonBuilder {
         self
     }
 
+    /// Appends top-level YAML verbatim.
     pub fn yaml(mut self, text: &str) -> Self {
         self.extra_yaml.push_str(text);
         if !text.ends_with('\n') {
@@ -191,14 +213,14 @@ impl DaemonBuilder {
     /// Adds an entry to `listeners.extra`.
     pub fn extra_listener(mut self, name: &str, tls: bool) -> Self {
         self.extra
-            .push((name.to_string(), free_addr(), tls, String::new()));
+            .push((name.to_string(), pick_addrs(1)[0], tls, String::new()));
         self
     }
 
     /// Adds an entry to `listeners.extra` with more keys, e.g. `proxy_protocol: true`.
     pub fn extra_listener_with(mut self, name: &str, tls: bool, keys: &str) -> Self {
         self.extra
-            .push((name.to_string(), free_addr(), tls, format!(", {keys}")));
+            .push((name.to_string(), pick_addrs(1)[0], tls, format!(", {keys}")));
         self
     }
 
@@ -291,8 +313,8 @@ impl DaemonBuilder {
         for u in &self.upstreams {
             y.push_str(u);
         }
-        if let Some(admin) = self.admin {
-            writeln!(y, "admin: {{ listen: {admin} }}").expect("fmt");
+        if let Some((admin, keys)) = &self.admin {
+            writeln!(y, "admin: {{ listen: {admin}{keys} }}").expect("fmt");
         }
         y.push_str(&self.extra_yaml);
         y
@@ -306,6 +328,8 @@ impl DaemonBuilder {
             self.certs.push(files);
         }
         let config_path = self.dir.path().join("ferrogate.yaml");
+        // A start attempt that lost a port leaves the previous file (or symlink) behind.
+        let _ = std::fs::remove_file(&config_path);
         if self.configmap {
             configmap_swap(self.dir.path(), 1, &self.config_yaml());
             std::os::unix::fs::symlink("..data/ferrogate.yaml", &config_path)
@@ -314,47 +338,6 @@ impl DaemonBuilder {
             std::fs::write(&config_path, self.config_yaml()).expect("write config");
         }
         config_path
-    }
-
-    /// Writes the config, starts `ferrogate run`, and waits until every listener accepts TCP.
-    pub async fn start(mut self) -> Daemon {
-        let config_path = self.write_config();
-        let yaml = self.config_yaml();
-        let log_path = self.dir.path().join("daemon.log");
-        let log = File::create(&log_path).expect("create log");
-        let child = Command::new(BIN)
-            .arg("run")
-            .arg("--config")
-            .arg(&config_path)
-            .env("FERROGATE_LOG", "info")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("clone log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn ferrogate");
-        let mut listeners = vec![self.http, self.https];
-        listeners.extend(self.extra.iter().map(|(_, a, _, _)| *a));
-        listeners.extend(self.admin);
-        let mut daemon = Daemon {
-            child,
-            http: self.http,
-            https: self.https,
-            extra: self
-                .extra
-                .iter()
-                .map(|(n, a, _, _)| (n.clone(), *a))
-                .collect(),
-            certs: self.certs,
-            config_yaml: yaml,
-            log_path,
-            config_path,
-            admin: self.admin,
-            configmap_version: 1,
-            _dir: self.dir,
-        };
-        daemon.wait_ready(&listeners).await;
-        daemon
     }
 }
 
@@ -370,41 +353,15 @@ pub struct Daemon {
     config_path: PathBuf,
     /// The admin listener, when the builder added one.
     pub admin: Option<SocketAddr>,
+    /// Processes of start attempts killed because a listener address was taken (they may have
+    /// sent a notification or a request before they were).
+    pub discarded_pids: Vec<u32>,
     configmap_version: u32,
     /// Holds the config, certificates, state and log; removed after the process is gone.
     _dir: TempDir,
 }
 
 impl Daemon {
-    async fn wait_ready(&mut self, listeners: &[SocketAddr]) {
-        let deadline = Instant::now() + DEFAULT_START_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("ferrogate exited during start-up with {status}");
-            }
-            let mut all = true;
-            for addr in listeners {
-                let attempt = tokio::time::timeout(
-                    Duration::from_millis(500),
-                    tokio::net::TcpStream::connect(addr),
-                )
-                .await;
-                if !matches!(attempt, Ok(Ok(_))) {
-                    all = false;
-                    break;
-                }
-            }
-            if all {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "ferrogate did not accept on {listeners:?} within {DEFAULT_START_TIMEOUT:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// The address of an extra listener.
     pub fn extra(&self, name: &str) -> SocketAddr {
         self.extra

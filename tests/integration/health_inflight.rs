@@ -35,7 +35,11 @@ async fn inflight_returns_to_zero_after_disconnects_and_backend_errors() {
             "bad",
             &format!(
                 "{}    retries: 0\n",
-                servers_yaml(&[(erroring.addr, ""), (hanging_up.addr, ""), (refused, "")])
+                servers_yaml(&[
+                    (erroring.addr, ""),
+                    (hanging_up.addr, ""),
+                    (refused.addr, "")
+                ])
             ),
         )
         .start()
@@ -87,7 +91,7 @@ async fn inflight_returns_to_zero_after_disconnects_and_backend_errors() {
         |s| total_inflight(s) == 0,
     )
     .await;
-    for addr in [erroring.addr, hanging_up.addr, refused] {
+    for addr in [erroring.addr, hanging_up.addr, refused.addr] {
         let server = server_of(&s, "bad", addr);
         assert!(server["failures"].as_u64() > Some(0), "{server}");
         assert!(!server["recent_errors"]

@@ -11,9 +11,10 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::backends::closed_port;
 use crate::balance_support::{lb_builder, servers_yaml, status};
 use crate::client::{http_request, Request, Response};
-use crate::harness::{free_addr, Daemon};
+use crate::harness::Daemon;
 
 /// A simulator serving `models`, quick enough for tests.
 async fn node(models: &[&str]) -> SimHandle {
@@ -280,9 +281,9 @@ async fn cache_aware_sends_a_shared_prefix_where_it_is_cached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_node_is_skipped_before_the_first_byte_but_a_started_stream_is_not_replayed() {
     let live = node(&["m"]).await;
-    let dead = free_addr();
+    let dead = closed_port();
     let d = daemon(
-        &[(dead, ""), (live.addr(), "")],
+        &[(dead.addr, ""), (live.addr(), "")],
         "    balance: round_robin\n    retries: 1\n    inference: { engine: vllm, models: [m] }\n",
     )
     .await;

@@ -133,8 +133,8 @@ async fn metrics_count_known_traffic_exactly() {
         .route("{ name: dead, hosts: [dead.test], upstream: dead }")
         .route("{ name: mixed, hosts: [mixed.test], upstream: mixed }")
         .upstream("app", &[a.addr, b.addr], DEFAULT_TIMEOUTS)
-        .upstream("dead", &[dead], DEFAULT_TIMEOUTS)
-        .upstream("mixed", &[dead, c.addr], DEFAULT_TIMEOUTS)
+        .upstream("dead", &[dead.addr], DEFAULT_TIMEOUTS)
+        .upstream("mixed", &[dead.addr, c.addr], DEFAULT_TIMEOUTS)
         .start()
         .await;
 
@@ -158,7 +158,7 @@ async fn metrics_count_known_traffic_exactly() {
         &a.addr.to_string(),
         &b.addr.to_string(),
         &c.addr.to_string(),
-        &dead.to_string(),
+        &dead.addr.to_string(),
     );
     let name = "ferrogate_requests_total";
     assert_eq!(value(&m, name, &req("app", "app", sa, "2xx")), 2.0);

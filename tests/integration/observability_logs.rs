@@ -142,14 +142,11 @@ async fn access_log_can_be_switched_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_allow_list_refuses_other_peers() {
-    let admin = crate::harness::free_addr();
     let d = DaemonBuilder::new()
-        .yaml(&format!(
-            "admin: {{ listen: {admin}, allow: [10.0.0.0/8] }}"
-        ))
+        .admin_with("allow: [10.0.0.0/8]")
         .start()
         .await;
-    // The harness does not wait for this admin listener; it starts with the others.
+    let admin = d.admin.expect("admin");
     let deadline = Instant::now() + LOG_TIMEOUT;
     while tokio::net::TcpStream::connect(admin).await.is_err() {
         assert!(Instant::now() < deadline, "admin listener did not start");

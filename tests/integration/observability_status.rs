@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use crate::backends::EchoBackend;
 use crate::client::https_get;
-use crate::harness::{free_addr, Daemon, DaemonBuilder, BIN, DEFAULT_TIMEOUTS};
+use crate::harness::sockets::tcp_listening;
+use crate::harness::{Daemon, DaemonBuilder, BIN, DEFAULT_TIMEOUTS};
 use crate::observability::admin_get;
 
 /// Longest a single Chromium run may take.
@@ -119,23 +120,26 @@ struct BackendProcess {
 }
 
 impl BackendProcess {
+    /// Started on 127.0.0.1:0; its address is the one the process then listens on.
     async fn start() -> Self {
-        let addr = free_addr();
-        let child = Command::new(BIN)
-            .args(["demo-backend", "--listen", &addr.to_string()])
+        let mut child = Command::new(BIN)
+            .args(["demo-backend", "--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start demo-backend");
         let deadline = Instant::now() + BACKEND_START_TIMEOUT;
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "demo-backend did not listen on {addr}"
-            );
+        let addr = loop {
+            if let Some(addr) = tcp_listening(child.id()).first() {
+                break *addr;
+            }
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("demo-backend exited during start-up with {status}");
+            }
+            assert!(Instant::now() < deadline, "demo-backend did not listen");
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        };
         Self { child, addr }
     }
 
