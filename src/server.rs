@@ -70,7 +70,7 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
     })?;
     let certs = Arc::new(CertStore::new(CertIndex::default()));
     let challenges = Arc::new(ChallengeTokens::default());
-    crate::cluster::apply(config)?;
+    crate::cluster::apply(config).map_err(|e| e.to_string())?;
     let acme = Arc::new(AcmeManager::new(certs.clone(), challenges.clone())?);
     acme.apply(config)?;
     let upstreams = Arc::new(Registry::default());
@@ -177,7 +177,7 @@ pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
         config.clone(),
         shared.snapshots.clone(),
         Arc::new(move |config: &Config| {
-            crate::cluster::apply(config)?;
+            crate::cluster::apply(config).map_err(|e| e.to_string())?;
             acme.apply(config)
         }),
         shared.upstreams.clone(),

@@ -4,6 +4,7 @@
 //! a configuration (or none); everything else asks [`current`]. Without `cluster:` nothing here
 //! runs and every instance keeps its state to itself.
 
+mod error;
 mod keys;
 mod link;
 mod members;
@@ -14,6 +15,7 @@ use std::sync::{Arc, LazyLock};
 
 use arc_swap::ArcSwapOption;
 
+pub use error::ClusterError;
 pub use members::{ClusterView, LockHolder, Member};
 pub use shared::{IssueLock, SharedCert, Stored};
 
@@ -49,7 +51,7 @@ pub fn current() -> Option<Arc<Cluster>> {
 
 /// Makes `config`'s cluster current: unchanged settings keep the running one; changed settings
 /// start a new link (the old one stops when its last user lets go); none stops sharing.
-pub fn apply(config: &Config) -> Result<(), String> {
+pub fn apply(config: &Config) -> Result<(), ClusterError> {
     let running = current();
     let names: Vec<String> = config.tls.acme.iter().map(|c| c.name.clone()).collect();
     match (&config.cluster, running) {
@@ -74,13 +76,13 @@ pub fn apply(config: &Config) -> Result<(), String> {
 }
 
 impl Cluster {
-    fn start(settings: Settings) -> Result<Self, String> {
+    fn start(settings: Settings) -> Result<Self, ClusterError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ferrogate-cluster")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the cluster runtime: {e}"))?;
+            .map_err(ClusterError::Runtime)?;
         let id = format!(
             "{}/{}-{:06x}",
             settings.name,

@@ -188,7 +188,7 @@ async fn turn(
 ) -> Turn {
     let name = &spec.cert.name;
     let period = cluster.settings().sync_interval;
-    let deferred = |inner: &Inner, waiting: &mut Waiting, error: String| {
+    let deferred = |inner: &Inner, waiting: &mut Waiting, error: crate::cluster::ClusterError| {
         if !waiting.deferred {
             tracing::warn!(certificate = %name, %error, "Redis is unreachable; issuance is deferred until it answers");
             waiting.deferred = true;
@@ -257,9 +257,9 @@ async fn issue_under_lock(
         loop {
             tokio::time::sleep(ttl / 3).await;
             match cluster.renew(lock).await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
-                Ok(false) => {
-                    return "the issuance lock expired and another instance may hold it".to_string()
+                Ok(()) => last_renewed = tokio::time::Instant::now(),
+                Err(lost @ crate::cluster::ClusterError::LockLost { .. }) => {
+                    return lost.to_string();
                 }
                 Err(error) if last_renewed.elapsed() >= ttl => {
                     return format!("cannot renew the issuance lock: {error}");
