@@ -132,7 +132,7 @@ pub async fn issue(
             Ok(published) => Some(published),
             Err((published, error)) => {
                 dns.cleanup(&published).await;
-                return Err(error);
+                return Err(error.to_string());
             }
         },
         None => None,

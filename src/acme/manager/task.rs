@@ -441,10 +441,9 @@ async fn attempt(
 ) -> Result<(Issued, String), String> {
     let account = account(inner, spec).await?;
     let solver = match &spec.provider {
-        Some(provider) => Solver::Dns01(Arc::new(DnsSolver::new(
-            provider,
-            &spec.acme.dns_resolvers,
-        )?)),
+        Some(provider) => Solver::Dns01(Arc::new(
+            DnsSolver::new(provider, &spec.acme.dns_resolvers).map_err(|e| e.to_string())?,
+        )),
         None => Solver::Http01(inner.tokens.clone()),
     };
     let mut outcome = issue(
