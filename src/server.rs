@@ -71,8 +71,9 @@ pub fn prepare(config: &Config) -> Result<Shared, String> {
     let certs = Arc::new(CertStore::new(CertIndex::default()));
     let challenges = Arc::new(ChallengeTokens::default());
     crate::cluster::apply(config).map_err(|e| e.to_string())?;
-    let acme = Arc::new(AcmeManager::new(certs.clone(), challenges.clone())?);
-    acme.apply(config)?;
+    let acme =
+        Arc::new(AcmeManager::new(certs.clone(), challenges.clone()).map_err(|e| e.to_string())?);
+    acme.apply(config).map_err(|e| e.to_string())?;
     let upstreams = Arc::new(Registry::default());
     crate::observe::board::config_loaded(config, 1);
     Ok(Shared {
@@ -178,7 +179,7 @@ pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
         shared.snapshots.clone(),
         Arc::new(move |config: &Config| {
             crate::cluster::apply(config).map_err(|e| e.to_string())?;
-            acme.apply(config)
+            acme.apply(config).map_err(|e| e.to_string())
         }),
         shared.upstreams.clone(),
     ));

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::http01::ChallengeTokens;
 use super::status::{CertStatus, Serving, StatusTable};
 use super::storage::{self, Issued, Stored};
+use super::AcmeError;
 use crate::config::model::{Acme, AcmeCertificate, Challenge, Config, DnsProvider};
 use crate::tls::{build_index, placeholder, CertIndex, CertStore};
 
@@ -75,13 +76,13 @@ pub struct AcmeManager {
 
 impl AcmeManager {
     /// A manager with its own small runtime; nothing runs until [`AcmeManager::apply`].
-    pub fn new(certs: Arc<CertStore>, tokens: Arc<ChallengeTokens>) -> Result<Self, String> {
+    pub fn new(certs: Arc<CertStore>, tokens: Arc<ChallengeTokens>) -> Result<Self, AcmeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ferrogate-acme")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the ACME runtime: {e}"))?;
+            .map_err(AcmeError::Runtime)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
@@ -102,10 +103,10 @@ impl AcmeManager {
     /// Makes `config` current: stops tasks of certificates that left it, (re)starts those that
     /// are new or changed, and swaps in the SNI index rebuilt for it. Certificates already served
     /// keep being served until a new one replaces them. On error nothing has changed.
-    pub fn apply(&self, config: &Config) -> Result<(), String> {
+    pub fn apply(&self, config: &Config) -> Result<(), AcmeError> {
         let config = Arc::new(config.clone());
         let Some(runtime) = &self.runtime else {
-            return Err("the ACME runtime has stopped".into());
+            return Err(AcmeError::Stopped);
         };
         let mut state = self.inner.lock();
         let wanted: BTreeMap<String, TaskSpec> = config
@@ -182,7 +183,7 @@ impl Inner {
         self.state.lock()
     }
 
-    fn swap_index(&self, state: &State) -> Result<(), String> {
+    fn swap_index(&self, state: &State) -> Result<(), AcmeError> {
         let Some(config) = &state.config else {
             return Ok(());
         };
@@ -200,7 +201,7 @@ impl Inner {
 
     /// Serves a newly issued certificate, only while `spec` is still the configured one (a task
     /// stopped by `apply` while it waited for the lock must not bring its certificate back).
-    pub(super) fn install(&self, spec: &TaskSpec, issued: Issued) -> Result<(), String> {
+    pub(super) fn install(&self, spec: &TaskSpec, issued: Issued) -> Result<(), AcmeError> {
         let mut state = self.lock();
         if !state
             .tasks
@@ -244,12 +245,12 @@ fn board_entry(status: &CertStatus) -> crate::observe::board::CertificateInfo {
 }
 
 /// The SNI index for `config` with `served` for its ACME certificates.
-fn index_for(config: &Config, served: &BTreeMap<String, Served>) -> Result<CertIndex, String> {
+fn index_for(config: &Config, served: &BTreeMap<String, Served>) -> Result<CertIndex, AcmeError> {
     let keys: BTreeMap<String, Arc<CertifiedKey>> = served
         .iter()
         .map(|(name, served)| (name.clone(), served.key()))
         .collect();
-    build_index(config, &keys)
+    build_index(config, &keys).map_err(AcmeError::Serving)
 }
 
 fn spec_for(config: &Config, cert: &AcmeCertificate) -> TaskSpec {
@@ -279,7 +280,7 @@ pub(super) fn same_names(a: &[String], b: &[String]) -> bool {
 
 /// What to serve before the task has run: the stored certificate if it is still valid, else a
 /// placeholder. A corrupt store is reported and issued again.
-fn initial(spec: &TaskSpec) -> Result<Served, String> {
+fn initial(spec: &TaskSpec) -> Result<Served, AcmeError> {
     let name = &spec.cert.name;
     let now = task::unix_now();
     match storage::load(&spec.state_dir, name) {
@@ -296,7 +297,7 @@ fn initial(spec: &TaskSpec) -> Result<Served, String> {
         Stored::Missing => {}
     }
     tracing::info!(certificate = %name, "serving a self-signed placeholder until the CA issues the certificate");
-    let key = placeholder::for_names(&spec.cert.domains)?;
+    let key = placeholder::for_names(&spec.cert.domains).map_err(AcmeError::Serving)?;
     Ok(Served::Placeholder(key))
 }
 

@@ -15,6 +15,8 @@ use crate::acme::schedule::{
 };
 use crate::acme::status::Serving;
 use crate::acme::storage::{self, Issued};
+use crate::acme::{AcmeError, CaStep};
+use crate::cluster::ClusterError;
 
 /// Longest single sleep: plans are re-checked at least this often.
 pub const MAX_SLEEP: Duration = Duration::from_secs(12 * 3600);
@@ -145,7 +147,7 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
                     s.serving = serving;
                     s.attempts_failed += 1;
                     s.consecutive_failures = failures;
-                    s.last_error = Some(error.clone());
+                    s.last_error = Some(error.to_string());
                     s.next_attempt = Some(next);
                 });
                 crate::observe::metrics::acme_result(&name, false);
@@ -188,7 +190,7 @@ async fn turn(
 ) -> Turn {
     let name = &spec.cert.name;
     let period = cluster.settings().sync_interval;
-    let deferred = |inner: &Inner, waiting: &mut Waiting, error: crate::cluster::ClusterError| {
+    let deferred = |inner: &Inner, waiting: &mut Waiting, error: ClusterError| {
         if !waiting.deferred {
             tracing::warn!(certificate = %name, %error, "Redis is unreachable; issuance is deferred until it answers");
             waiting.deferred = true;
@@ -244,7 +246,7 @@ async fn issue_under_lock(
     cluster: &crate::cluster::Cluster,
     lock: &crate::cluster::IssueLock,
     replaces: Option<CertificateIdentifier<'static>>,
-) -> Result<Option<Issued>, String> {
+) -> Result<Option<Issued>, AcmeError> {
     let name = &spec.cert.name;
     inner.set_status(spec, |s| {
         s.last_attempt = Some(unix_now());
@@ -258,11 +260,12 @@ async fn issue_under_lock(
             tokio::time::sleep(ttl / 3).await;
             match cluster.renew(lock).await {
                 Ok(()) => last_renewed = tokio::time::Instant::now(),
-                Err(lost @ crate::cluster::ClusterError::LockLost { .. }) => {
-                    return lost.to_string();
-                }
+                Err(lost @ ClusterError::LockLost { .. }) => return AcmeError::LockLost(lost),
                 Err(error) if last_renewed.elapsed() >= ttl => {
-                    return format!("cannot renew the issuance lock: {error}");
+                    return AcmeError::Cluster {
+                        context: "cannot renew the issuance lock",
+                        source: error,
+                    };
                 }
                 Err(_) => {}
             }
@@ -276,7 +279,7 @@ async fn issue_under_lock(
         }
     };
     let (issued, key_pem) = outcome;
-    let meta = serde_json::to_string(&issued.meta).map_err(|e| e.to_string())?;
+    let meta = serde_json::to_string(&issued.meta)?;
     match cluster
         .store_cert(lock, &issued.chain_pem, &key_pem, &meta)
         .await
@@ -289,9 +292,10 @@ async fn issue_under_lock(
             tracing::warn!(certificate = %name, ?refused, "another instance took over the issuance; this result is discarded");
             Ok(None)
         }
-        Err(error) => Err(format!(
-            "issued, but cannot store the certificate in Redis: {error}"
-        )),
+        Err(error) => Err(AcmeError::Cluster {
+            context: "issued, but cannot store the certificate in Redis",
+            source: error,
+        }),
     }
 }
 
@@ -374,10 +378,10 @@ async fn attempt_in_time(
     inner: &Inner,
     spec: &TaskSpec,
     replaces: Option<CertificateIdentifier<'static>>,
-) -> Result<(Issued, String), String> {
+) -> Result<(Issued, String), AcmeError> {
     tokio::time::timeout(DEFAULT_ATTEMPT_TIMEOUT, attempt(inner, spec, replaces))
         .await
-        .unwrap_or_else(|_| Err(format!("no result within {DEFAULT_ATTEMPT_TIMEOUT:?}")))
+        .unwrap_or(Err(AcmeError::AttemptTimeout(DEFAULT_ATTEMPT_TIMEOUT)))
 }
 
 /// When to renew a valid certificate, and the ARI id to name as replaced when the CA has ARI.
@@ -397,10 +401,10 @@ async fn plan(
     let id = id.into_owned();
     let lookup = async {
         let account = account(inner, spec).await?;
-        account.renewal_info(&id).await.map_err(|e| match e {
-            instant_acme::Error::Unsupported(_) => String::new(),
-            other => other.to_string(),
-        })
+        account
+            .renewal_info(&id)
+            .await
+            .map_err(|e| AcmeError::from_ca(CaStep::RenewalInfo, e))
     };
     match tokio::time::timeout(DEFAULT_ARI_TIMEOUT, lookup).await {
         Ok(Ok((info, _))) => {
@@ -411,7 +415,11 @@ async fn plan(
             (at, Some(id))
         }
         // The directory has no renewalInfo: the lifetime rule.
-        Ok(Err(error)) if error.is_empty() => (fallback, None),
+        Ok(Err(AcmeError::Ca { source, .. }))
+            if matches!(*source, instant_acme::Error::Unsupported(_)) =>
+        {
+            (fallback, None)
+        }
         Ok(Err(error)) => {
             tracing::debug!(certificate = %spec.cert.name, %error, "ARI look-up failed; using the lifetime rule");
             (fallback, None)
@@ -421,7 +429,7 @@ async fn plan(
 }
 
 /// The account for the spec's directory (cached while the settings stay the same).
-async fn account(inner: &Inner, spec: &TaskSpec) -> Result<Account, String> {
+async fn account(inner: &Inner, spec: &TaskSpec) -> Result<Account, AcmeError> {
     let mut cached = inner.accounts.lock().await;
     if let Some((acme, dir, account)) = cached.as_ref() {
         if *acme == spec.acme && *dir == spec.state_dir {
@@ -438,12 +446,13 @@ async fn attempt(
     inner: &Inner,
     spec: &TaskSpec,
     replaces: Option<CertificateIdentifier<'static>>,
-) -> Result<(Issued, String), String> {
+) -> Result<(Issued, String), AcmeError> {
     let account = account(inner, spec).await?;
     let solver = match &spec.provider {
-        Some(provider) => Solver::Dns01(Arc::new(
-            DnsSolver::new(provider, &spec.acme.dns_resolvers).map_err(|e| e.to_string())?,
-        )),
+        Some(provider) => Solver::Dns01(Arc::new(DnsSolver::new(
+            provider,
+            &spec.acme.dns_resolvers,
+        )?)),
         None => Solver::Http01(inner.tokens.clone()),
     };
     let mut outcome = issue(
