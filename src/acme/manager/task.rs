@@ -1,6 +1,6 @@
 //! One certificate's life: wait until it is due (a third of its lifetime left, or inside the
 //! CA's ARI window), issue, store and swap it in; on failure keep what is served and retry with
-//! exponential backoff.
+//! exponential backoff, or after the longest backoff at once when retrying cannot help.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,7 +11,7 @@ use super::{same_names, serving_of, Inner, TaskSpec};
 use crate::acme::dns01::DnsSolver;
 use crate::acme::issue::{issue, Solver};
 use crate::acme::schedule::{
-    ari_renewal_time, backoff, random_below, renewal_time, MAX_RENEWAL_JITTER,
+    ari_renewal_time, random_below, renewal_time, retry_wait, MAX_RENEWAL_JITTER,
 };
 use crate::acme::status::Serving;
 use crate::acme::storage::{self, Issued};
@@ -24,6 +24,9 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest the ARI look-up may take before the lifetime rule is used instead.
 pub const DEFAULT_ARI_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the status adds to an error that retrying cannot fix.
+pub const PERMANENT_FAILURE_NOTE: &str =
+    "not transient: retrying cannot fix this, so the next attempt waits acme.retry_max";
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
@@ -135,7 +138,14 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
                     // Count failures cluster-wide, so the backoff grows whoever tries next.
                     failures = failures.max(cluster.failures(&name).await.unwrap_or(0) + 1);
                 }
-                let delay = backoff(failures, spec.acme.retry_min, spec.acme.retry_max);
+                let transient = error.is_transient();
+                let delay = retry_wait(
+                    &error,
+                    failures,
+                    spec.acme.retry_min,
+                    spec.acme.retry_max,
+                    unix_now(),
+                );
                 if let Some(cluster) = &cluster {
                     if let Err(error) = cluster.set_backoff(&name, failures, delay).await {
                         tracing::debug!(certificate = %name, %error, "cannot share the backoff");
@@ -143,21 +153,38 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
                 }
                 let next = unix_now() + delay.as_secs() as i64;
                 let serving = serving_of(&inner, &name);
+                let last_error = if transient {
+                    error.to_string()
+                } else {
+                    format!("{error} ({PERMANENT_FAILURE_NOTE})")
+                };
                 inner.set_status(&spec, |s| {
                     s.serving = serving;
                     s.attempts_failed += 1;
                     s.consecutive_failures = failures;
-                    s.last_error = Some(error.to_string());
+                    s.last_error = Some(last_error);
                     s.next_attempt = Some(next);
                 });
                 crate::observe::metrics::acme_result(&name, false);
-                tracing::warn!(
-                    certificate = %name,
-                    failures,
-                    retry_in_secs = delay.as_secs(),
-                    %error,
-                    "certificate issuance failed; keeping the certificate served now and retrying after backoff"
-                );
+                if transient {
+                    tracing::warn!(
+                        certificate = %name,
+                        failures,
+                        retry_in_secs = delay.as_secs(),
+                        transient,
+                        %error,
+                        "certificate issuance failed; keeping the certificate served now and retrying after backoff"
+                    );
+                } else {
+                    tracing::warn!(
+                        certificate = %name,
+                        failures,
+                        retry_in_secs = delay.as_secs(),
+                        transient,
+                        %error,
+                        "certificate issuance failed and retrying cannot fix it; keeping the certificate served now and waiting the longest backoff (acme.retry_max) before the next attempt"
+                    );
+                }
                 tokio::time::sleep(delay).await;
             }
         }
