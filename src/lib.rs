@@ -18,6 +18,7 @@ pub mod health;
 pub mod inference;
 pub mod lifecycle;
 pub mod observe;
+pub mod pem;
 pub mod pool;
 pub mod proxy;
 pub mod reload;

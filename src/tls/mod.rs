@@ -4,7 +4,6 @@
 
 pub mod build;
 pub mod listener;
-pub mod pem;
 pub mod placeholder;
 pub mod store;
 

@@ -75,7 +75,7 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> (Acme, BTre
     if let Some(ca_root) = raw.ca_root {
         let path = checker.resolve(&ca_root);
         match std::fs::read(&path) {
-            Ok(bytes) if crate::tls::pem::parse_chain(&bytes).is_ok() => {
+            Ok(bytes) if crate::pem::parse_chain(&bytes).is_ok() => {
                 acme.ca_root = Some(path);
             }
             Ok(_) => checker.at_value(

@@ -73,7 +73,7 @@ impl Checker {
         let tls_ca = redis.tls.and_then(|tls| tls.ca).and_then(|ca| {
             let path = self.resolve(&ca);
             match std::fs::read(&path) {
-                Ok(bytes) if crate::tls::pem::parse_chain(&bytes).is_ok() => Some(path),
+                Ok(bytes) if crate::pem::parse_chain(&bytes).is_ok() => Some(path),
                 Ok(_) => {
                     self.at_value(
                         "cluster.redis.tls.ca",

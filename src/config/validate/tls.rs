@@ -4,7 +4,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_yaml::Value;
 use x509_parser::extensions::GeneralName;
@@ -14,6 +13,7 @@ use super::Checker;
 use crate::config::duration::parse_duration;
 use crate::config::model::{AcmeCertificate, Certificate, Challenge, Tls};
 use crate::config::raw::{RawCertificate, RawCertificateAcme, RawChallenge, TLS_KEYS};
+use crate::pem;
 
 pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Tls {
     let mut tls = Tls::default();
@@ -249,23 +249,18 @@ fn load_files(
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     let bytes = std::fs::read(path)
         .map_err(|error| format!("cannot read certificate file {}: {error}", path.display()))?;
-    let chain = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("invalid PEM in {}: {error}", path.display()))?;
-    if chain.is_empty() {
-        return Err(format!("no CERTIFICATE found in {}", path.display()));
-    }
-    Ok(chain)
+    pem::parse_chain(&bytes).map_err(|error| match error {
+        pem::ChainError::Invalid(error) => format!("invalid PEM in {}: {error}", path.display()),
+        pem::ChainError::Empty => format!("no CERTIFICATE found in {}", path.display()),
+    })
 }
 
 /// The first private key of a PEM file.
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let bytes = std::fs::read(path)
         .map_err(|error| format!("cannot read key file {}: {error}", path.display()))?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|error| match error {
-        rustls_pki_types::pem::Error::NoItemsFound => {
-            format!("no PRIVATE KEY found in {}", path.display())
-        }
+    pem::parse_private_key(&bytes).map_err(|error| match error {
+        pem::PemError::NoItemsFound => format!("no PRIVATE KEY found in {}", path.display()),
         other => format!("invalid PEM in {}: {other}", path.display()),
     })
 }
