@@ -1,9 +1,6 @@
 //! Tests of each rule, one element kind at a time: listeners, admin, routes, upstreams, TLS.
 
-use std::path::Path;
-
 use super::tests::{errors, ok, one_error, MINIMAL};
-use super::validate;
 use crate::config::model::HostMatch;
 
 /// MINIMAL with its `routes` replaced.
@@ -318,96 +315,6 @@ fn inference_upstreams_are_checked_at_their_keys() {
     let inference = config.upstreams["u"].inference.clone().unwrap();
     assert_eq!(inference.models, crate::config::model::Models::Discover);
     assert!(inference.affinity);
-}
-
-/// A self-signed certificate and key written to `dir`, named `name.pem` and `name.key`.
-fn write_pair(dir: &Path, name: &str, names: &[&str]) {
-    let pair =
-        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    std::fs::write(dir.join(format!("{name}.pem")), pair.cert.pem()).unwrap();
-    std::fs::write(
-        dir.join(format!("{name}.key")),
-        pair.signing_key.serialize_pem(),
-    )
-    .unwrap();
-}
-
-fn with_certificates(
-    dir: &Path,
-    certificates: &str,
-) -> Result<crate::config::Config, crate::config::ConfigErrors> {
-    let source = format!("{MINIMAL}tls:\n  certificates:\n{certificates}");
-    validate(&source, &dir.join("ferrogate.yaml"))
-}
-
-#[test]
-fn file_certificates_are_loaded_relative_to_the_config() {
-    let dir = tempfile::tempdir().unwrap();
-    write_pair(dir.path(), "site", &["Site.example.com", "*.example.org"]);
-    let config = with_certificates(
-        dir.path(),
-        "    - { name: site, cert: site.pem, key: site.key }\n",
-    )
-    .unwrap();
-    let certificate = &config.tls.certificates[0];
-    assert_eq!(certificate.name, "site");
-    assert_eq!(certificate.cert_path, dir.path().join("site.pem"));
-    assert_eq!(certificate.dns_names, ["site.example.com", "*.example.org"]);
-    assert!(certificate.not_after > 1_700_000_000);
-    assert_eq!(certificate.key.cert.len(), 1);
-}
-
-#[test]
-fn a_certificate_without_san_falls_back_to_its_common_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "CN.example.com");
-    let cert = params.self_signed(&key).unwrap();
-    std::fs::write(dir.path().join("cn.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("cn.key"), key.serialize_pem()).unwrap();
-    let config = with_certificates(
-        dir.path(),
-        "    - { name: cn, cert: cn.pem, key: cn.key }\n",
-    )
-    .unwrap();
-    assert_eq!(config.tls.certificates[0].dns_names, ["cn.example.com"]);
-}
-
-#[test]
-fn certificate_file_errors_point_at_the_file_key() {
-    let dir = tempfile::tempdir().unwrap();
-    write_pair(dir.path(), "one", &["one.example.com"]);
-    write_pair(dir.path(), "two", &["two.example.com"]);
-    std::fs::write(dir.path().join("garbage.pem"), "not pem at all").unwrap();
-    let found = with_certificates(
-        dir.path(),
-        "    - { name: a, cert: missing.pem, key: missing.key }\n    - { name: b, cert: one.pem, key: two.key }\n    - { name: c, cert: garbage.pem, key: one.pem }\n    - { name: a, cert: one.pem }\n    - { name: e }\n    - { name: f, key: one.key, cert: one.pem, domains: [x.com] }\n",
-    )
-    .unwrap_err();
-    let summary: Vec<(&str, &str)> = found
-        .iter()
-        .map(|e| (e.key.as_str(), e.message.as_str()))
-        .collect();
-    let expect = [
-        ("tls.certificates[0].cert", "cannot read certificate file"),
-        ("tls.certificates[0].key", "cannot read key file"),
-        ("tls.certificates[1].key", "does not match"),
-        ("tls.certificates[2].cert", "no CERTIFICATE found"),
-        ("tls.certificates[2].key", "no PRIVATE KEY found"),
-        ("tls.certificates[3].name", "duplicate certificate name `a`"),
-        ("tls.certificates[3].cert", "`cert` needs `key`"),
-        ("tls.certificates[4]", "needs `cert` and `key`"),
-        ("tls.certificates[5].domains", "goes with `acme`"),
-    ];
-    assert_eq!(summary.len(), expect.len(), "{found}");
-    for ((key, message), (want_key, want)) in summary.iter().zip(expect) {
-        assert_eq!(*key, want_key, "{found}");
-        assert!(message.contains(want), "{found}");
-    }
 }
 
 #[test]
