@@ -68,6 +68,15 @@ fn golden_five_mistakes() {
 }
 
 #[test]
+fn golden_element_errors() {
+    let path = Path::new("tests/golden/element_errors.yaml");
+    let source = include_str!("../../../tests/golden/element_errors.yaml");
+    let expected = include_str!("../../../tests/golden/element_errors.txt");
+    let found = load_str(source, path).unwrap_err();
+    assert_eq!(found.to_string(), expected);
+}
+
+#[test]
 fn minimal_config_gets_defaults() {
     let config = ok(MINIMAL);
     assert_eq!(config.source, PathBuf::from("test.yaml"));
@@ -246,6 +255,9 @@ upstreams:
             (6, "tls.hsts"),
             (6, "tls.color"),
             (8, "routes[0].upstream"),
+            // Route b has an unknown key and still gets its own other error: it matches the
+            // same requests as route a.
+            (9, "routes[1]"),
             (9, "routes[1].typo"),
             (10, "routes[2].name"),
             (10, "routes[2].hosts[0]"),

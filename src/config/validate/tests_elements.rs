@@ -141,6 +141,81 @@ fn route_hosts_are_checked_one_by_one() {
     );
 }
 
+/// An element with an unknown key is still decoded and checked: each of its errors is reported,
+/// with its own position and key path.
+#[test]
+fn an_unknown_key_does_not_hide_the_other_errors_of_its_element() {
+    let found = errors(&with_routes(
+        "  - { name: a, upstream: nope, colour: red }\n",
+    ));
+    let summary: Vec<(usize, usize, &str)> = found
+        .iter()
+        .map(|e| (e.line, e.column, e.key.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [(4, 26, "routes[0].upstream"), (4, 32, "routes[0].colour")],
+        "{found}"
+    );
+    let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines[0],
+        "test.yaml:4:26: routes[0].upstream: no upstream named `nope` (defined: app)"
+    );
+    assert!(
+        lines[1].starts_with(
+            "test.yaml:4:32: routes[0].colour: unknown key `colour`, expected one of `name`,"
+        ),
+        "{found}"
+    );
+
+    // Several unknown keys, at several depths, beside errors of known keys.
+    let source = "listeners: { http: 0.0.0.0:80 }\nupstreams:\n  u:\n    servers: [ { address: 10.0.0.1:80, wieght: 2, weight: 0 } ]\n    timeouts: { conect: 1s, read: forever }\n    retry: 3\n";
+    let found = errors(source);
+    let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "upstreams.u.servers[0].wieght",
+            "upstreams.u.servers[0].weight",
+            "upstreams.u.timeouts.conect",
+            "upstreams.u.timeouts.read",
+            "upstreams.u.retry",
+        ],
+        "{found}"
+    );
+
+    // A misspelt required key is one mistake: its unknown key, not also the missing one.
+    one_error(
+        &with_routes("  - { name: a, upstrem: app }\n"),
+        4,
+        "routes[0].upstrem",
+        "unknown key `upstrem`",
+    );
+    // A missing required key beside an unknown key that is not like it is its own mistake.
+    let found = errors(&with_routes("  - { upstream: app, colour: red }\n"));
+    let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["routes[0]", "routes[0].colour"], "{found}");
+    assert!(
+        found.0[0].message.contains("missing field `name`"),
+        "{found}"
+    );
+    // Nor does one of another mapping hide it.
+    let found = errors(&with_routes(
+        "  - { name: a, rate_limit: { rate: 1/s, colour: red } }\n",
+    ));
+    let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["routes[0]", "routes[0].rate_limit.colour"],
+        "{found}"
+    );
+    assert!(
+        found.0[0].message.contains("missing field `upstream`"),
+        "{found}"
+    );
+}
+
 #[test]
 fn path_prefix_and_strip_prefix() {
     let source = with_routes("  - { name: a, upstream: app, path_prefix: v1/ }\n");
