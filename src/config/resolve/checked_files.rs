@@ -9,26 +9,32 @@ use crate::config::report::Report;
 /// Reports `file` at its key when it cannot be read or does not hold what its kind needs.
 pub(super) fn check(file: &CheckedFile, report: &mut Report) {
     let path = file.path.display();
-    let message = match (file.kind, std::fs::read(&file.path)) {
-        (CheckedFileKind::Secret, Ok(bytes))
-            if String::from_utf8_lossy(&bytes).trim().is_empty() =>
-        {
-            format!("secret file {path} is empty")
-        }
-        (CheckedFileKind::Secret, Ok(_)) => return,
-        (CheckedFileKind::Secret, Err(error)) => format!("cannot read secret file {path}: {error}"),
-        (CheckedFileKind::AcmeCaRoot | CheckedFileKind::RedisCaRoot, Ok(bytes))
-            if crate::pem::parse_chain(&bytes).is_ok() =>
-        {
-            return
-        }
-        (CheckedFileKind::AcmeCaRoot, Ok(_)) => format!("no PEM certificate found in {path}"),
-        (CheckedFileKind::RedisCaRoot, Ok(_)) => format!("{path} holds no PEM certificate"),
-        (CheckedFileKind::AcmeCaRoot | CheckedFileKind::RedisCaRoot, Err(error)) => {
-            format!("cannot read {path}: {error}")
+    let problem = match std::fs::read(&file.path) {
+        Err(error) => Some(match file.kind {
+            CheckedFileKind::Secret => format!("cannot read secret file {path}: {error}"),
+            CheckedFileKind::AcmeCaRoot | CheckedFileKind::RedisCaRoot => {
+                format!("cannot read {path}: {error}")
+            }
+        }),
+        Ok(bytes) => {
+            let no_certificate = || crate::pem::parse_chain(&bytes).is_err();
+            match file.kind {
+                CheckedFileKind::Secret => String::from_utf8_lossy(&bytes)
+                    .trim()
+                    .is_empty()
+                    .then(|| format!("secret file {path} is empty")),
+                CheckedFileKind::AcmeCaRoot => {
+                    no_certificate().then(|| format!("no PEM certificate found in {path}"))
+                }
+                CheckedFileKind::RedisCaRoot => {
+                    no_certificate().then(|| format!("{path} holds no PEM certificate"))
+                }
+            }
         }
     };
-    report.at_value(&file.at, message);
+    if let Some(message) = problem {
+        report.at_value(&file.at, message);
+    }
 }
 
 impl Secret {
