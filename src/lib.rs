@@ -17,6 +17,7 @@ pub mod inference;
 pub mod lifecycle;
 pub mod monitor;
 pub mod observe;
+pub mod pem;
 pub mod pool;
 pub mod proxy;
 pub mod reload;

@@ -13,7 +13,7 @@ use x509_parser::extensions::GeneralName;
 
 use super::status::CertStatus;
 use super::AcmeError;
-use crate::tls::pem::certified_key_from_pem;
+use crate::pem::certified_key_from_pem;
 use crate::tls::placeholder::write_atomic;
 
 /// A certificate the CA issued, as stored and served.
