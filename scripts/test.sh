@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+echo "== import cycles between top-level modules"
+python3 scripts/import-cycles.py
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo test"
