@@ -12,13 +12,11 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 
-use crate::inference::openai::{bad_request, error_json, model_not_found};
-
+use super::errors::{bad_body, injected_error, invalid_request, model_not_found, overloaded};
 use super::faults::Faults;
 use super::generate::Generation;
 use super::metrics::{render, MetricsInput};
 use super::node::Node;
-use super::openai::{injected_error, overloaded};
 use super::request::{parse_completion, Endpoint};
 
 /// Largest request body read.
@@ -65,10 +63,7 @@ fn unavailable(body: String) -> Response<Body> {
 }
 
 fn invalid(message: &str) -> Response<Body> {
-    json(
-        StatusCode::BAD_REQUEST,
-        error_json(message, "invalid_request_error", None, None),
-    )
+    json(StatusCode::BAD_REQUEST, invalid_request(message))
 }
 
 /// Serves one request.
@@ -104,16 +99,11 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Result<Response<
             | "/sim/faults",
         ) => json(
             StatusCode::METHOD_NOT_ALLOWED,
-            error_json("Method not allowed", "invalid_request_error", None, None),
+            invalid_request("Method not allowed"),
         ),
         _ => json(
             StatusCode::NOT_FOUND,
-            error_json(
-                &format!("No route for {path}"),
-                "invalid_request_error",
-                None,
-                None,
-            ),
+            invalid_request(&format!("No route for {path}")),
         ),
     };
     Ok(response)
@@ -192,7 +182,7 @@ async fn completion(node: Arc<Node>, endpoint: Endpoint, req: Request<Incoming>)
         Ok(parsed) => parsed,
         Err(e) => {
             node.count_bad_request();
-            return json(StatusCode::BAD_REQUEST, bad_request(&e));
+            return json(StatusCode::BAD_REQUEST, bad_body(&e));
         }
     };
     if !node.serves(&parsed.model) {

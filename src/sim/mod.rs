@@ -18,6 +18,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod errors;
 pub mod faults;
 pub mod generate;
 pub mod http;
