@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every check and test ferrogate has: formatting, clippy, unit tests, and the integration tests
-# that start the real daemon against real servers on loopback. Installs what it needs first.
+# Runs every check and test ferrogate has (the daemon and the simulator crate): formatting, clippy,
+# unit tests, and the integration tests that start the real daemon against real servers on loopback. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,8 +8,8 @@ scripts/setup.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
-cargo test --locked
+cargo test --workspace --locked
 echo "== fuzz targets (30 s each)"
 scripts/fuzz.sh 30

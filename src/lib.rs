@@ -25,5 +25,4 @@ pub mod routing;
 pub mod runtime;
 pub mod security;
 pub mod server;
-pub mod sim;
 pub mod tls;

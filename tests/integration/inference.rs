@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ferrogate::sim::{self, SimConfig, SimHandle};
+use ferrogate_sim::{SimConfig, SimHandle};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -29,7 +29,7 @@ async fn node_with(models: &[&str], tune: impl FnOnce(&mut SimConfig)) -> SimHan
         ..SimConfig::default()
     };
     tune(&mut cfg);
-    sim::start(cfg).await.expect("start simulator")
+    ferrogate_sim::start(cfg).await.expect("start simulator")
 }
 
 /// A daemon whose `lb` listener routes everything to the inference upstream `app`.

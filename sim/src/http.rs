@@ -36,11 +36,7 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// A whole answer with its status and content type (the demo backend answers this way too).
-pub(crate) fn respond(
-    status: StatusCode,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
+pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     if let Ok(value) = header::HeaderValue::from_str(content_type) {
