@@ -12,6 +12,7 @@ pub mod balance;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod discovery;
 pub mod health;
