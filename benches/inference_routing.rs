@@ -1,4 +1,4 @@
-//! Routing benchmark for inference upstreams: simulated GPU nodes (`ferrogate::sim`) behind the
+//! Routing benchmark for inference upstreams: simulated GPU nodes (`ferrogate_sim`) behind the
 //! real `ferrogate` daemon, driven by a multi-tenant chat workload (long per-tenant system
 //! prompts, multi-turn chats with growing history, Poisson arrivals ramping to saturation,
 //! streamed answers timed at the client). Scenarios: `main` (every policy at saturation),

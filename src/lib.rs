@@ -12,6 +12,7 @@ pub mod balance;
 pub mod cli;
 pub mod cluster;
 pub mod config;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod inference;
 pub mod lifecycle;
@@ -25,5 +26,4 @@ pub mod routing;
 pub mod runtime;
 pub mod security;
 pub mod server;
-pub mod sim;
 pub mod tls;

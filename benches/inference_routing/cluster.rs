@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferrogate::sim::{self, SimConfig, SimHandle};
+use ferrogate_sim::{SimConfig, SimHandle};
 
 /// The daemon cargo built for this bench (the bench profile: optimized).
 const BIN: &str = env!("CARGO_BIN_EXE_ferrogate");
@@ -182,7 +182,7 @@ pub struct NodeShape {
 }
 
 pub async fn start_node(shape: &NodeShape) -> SimHandle {
-    sim::start(SimConfig {
+    ferrogate_sim::start(SimConfig {
         models: vec![super::workload::MODEL.to_string()],
         max_num_seqs: shape.max_num_seqs,
         max_waiting: None,

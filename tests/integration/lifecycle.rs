@@ -243,7 +243,8 @@ fn container_instructions(text: &str) -> Vec<(String, String)> {
 
 /// No container engine runs on the test machines, so the Containerfile is checked for shape:
 /// known instructions only, a build stage and a small runtime stage, a non-root user, the state
-/// volume, the default config path and a health check on /healthz (through `ferrogate health`).
+/// volume, the default config path and a health check on /healthz (through `ferrogate health`);
+/// the daemon built from the whole workspace, without the demo.
 #[test]
 fn containerfile_is_well_formed() {
     const KNOWN: &[&str] = &[
@@ -307,6 +308,15 @@ fn containerfile_is_well_formed() {
             || has("ENTRYPOINT", "/etc/ferrogate/ferrogate.yaml")
     );
     assert!(has("STOPSIGNAL", "SIGTERM"));
+    // Cargo loads every workspace member's manifest, even to build only the daemon.
+    assert!(
+        has("COPY", "sim sim"),
+        "the build copies the workspace member sim/"
+    );
+    assert!(
+        has("RUN", "--no-default-features"),
+        "the image is built without the demo feature"
+    );
 }
 
 /// The Kubernetes example's ConfigMap carries a configuration that `ferrogate check` accepts.

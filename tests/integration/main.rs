@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod backends;
+mod chromium;
 mod client;
 mod harness;
 
@@ -27,6 +28,8 @@ mod malformed;
 mod observability;
 mod observability_logs;
 mod observability_reload;
+// Kills a `ferrogate demo-backend` process.
+#[cfg(feature = "demo")]
 mod observability_status;
 mod reload;
 mod routing;

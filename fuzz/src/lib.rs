@@ -1,17 +1,18 @@
-//! Fuzz bodies shared by the cargo-fuzz targets in `fuzz/` (nightly, libFuzzer) and by the
-//! stable-toolchain smoke run below: each takes arbitrary bytes and must return without panicking
-//! whatever they are. The config loader, the route matcher, the PROXY header parser.
+//! The fuzz bodies, driving ferrogate's public API: each takes arbitrary bytes and must return
+//! without panicking whatever they are. The config loader, the route matcher, the PROXY header
+//! parser. The cargo-fuzz targets in `fuzz_targets/` (libFuzzer) call them, and so does the
+//! stable-toolchain smoke run below (`cargo test` in this directory).
 
 use std::path::Path;
 
-use crate::config::model::HostMatch;
-use crate::routing::{normalize_host, Router};
-use crate::security::proxy_header::{parse, Step};
+use ferrogate::config::model::HostMatch;
+use ferrogate::routing::{normalize_host, Router};
+use ferrogate::security::proxy_header::{parse, Step, V1_MAX_LEN};
 
 /// The config loader on arbitrary text: errors are fine, panics are not.
 pub fn config_loader(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = crate::config::load_str(text, Path::new("fuzz.yaml"));
+        let _ = ferrogate::config::load_str(text, Path::new("fuzz.yaml"));
     }
 }
 
@@ -44,7 +45,7 @@ pub fn route_matcher(data: &[u8]) {
 /// The PROXY header parser, fed the way the socket reader feeds it.
 pub fn proxy_header(data: &[u8]) {
     let mut have = 0;
-    for _ in 0..=crate::security::proxy_header::V1_MAX_LEN {
+    for _ in 0..=V1_MAX_LEN {
         match parse(&data[..have]) {
             Ok(Step::More(n)) if n > 0 && have + n <= data.len() => have += n,
             Ok(Step::Done(header)) => {

@@ -12,13 +12,11 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited, StreamBody};
 use hyper::body::{Frame, Incoming};
 
-use crate::inference::openai::{bad_request, error_json, model_not_found};
-
+use super::errors::{bad_body, injected_error, invalid_request, model_not_found, overloaded};
 use super::faults::Faults;
 use super::generate::Generation;
 use super::metrics::{render, MetricsInput};
 use super::node::Node;
-use super::openai::{injected_error, overloaded};
 use super::request::{parse_completion, Endpoint};
 
 /// Largest request body read.
@@ -38,11 +36,7 @@ fn full(bytes: impl Into<Bytes>) -> Body {
 }
 
 /// A whole answer with its status and content type (the demo backend answers this way too).
-pub(crate) fn respond(
-    status: StatusCode,
-    content_type: &str,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
+pub fn respond(status: StatusCode, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     let mut response = Response::new(full(body));
     *response.status_mut() = status;
     if let Ok(value) = header::HeaderValue::from_str(content_type) {
@@ -65,10 +59,7 @@ fn unavailable(body: String) -> Response<Body> {
 }
 
 fn invalid(message: &str) -> Response<Body> {
-    json(
-        StatusCode::BAD_REQUEST,
-        error_json(message, "invalid_request_error", None, None),
-    )
+    json(StatusCode::BAD_REQUEST, invalid_request(message))
 }
 
 /// Serves one request.
@@ -104,16 +95,11 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Result<Response<
             | "/sim/faults",
         ) => json(
             StatusCode::METHOD_NOT_ALLOWED,
-            error_json("Method not allowed", "invalid_request_error", None, None),
+            invalid_request("Method not allowed"),
         ),
         _ => json(
             StatusCode::NOT_FOUND,
-            error_json(
-                &format!("No route for {path}"),
-                "invalid_request_error",
-                None,
-                None,
-            ),
+            invalid_request(&format!("No route for {path}")),
         ),
     };
     Ok(response)
@@ -192,7 +178,7 @@ async fn completion(node: Arc<Node>, endpoint: Endpoint, req: Request<Incoming>)
         Ok(parsed) => parsed,
         Err(e) => {
             node.count_bad_request();
-            return json(StatusCode::BAD_REQUEST, bad_request(&e));
+            return json(StatusCode::BAD_REQUEST, bad_body(&e));
         }
     };
     if !node.serves(&parsed.model) {

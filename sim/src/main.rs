@@ -5,7 +5,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use ferrogate::sim::{self, cli::SimArgs};
+use ferrogate_sim::cli::SimArgs;
 
 fn main() -> ExitCode {
     let args = SimArgs::parse();
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let mut node = match sim::serve(listener, cfg).await {
+        let mut node = match ferrogate_sim::serve(listener, cfg).await {
             Ok(node) => node,
             Err(e) => {
                 eprintln!("ferrogate-sim: {e}");

@@ -1,15 +1,17 @@
-//! `ferrogate-sim`: a simulated OpenAI-compatible GPU inference node (vLLM-like) for tests, the demo
-//! and routing benchmarks. It serves `/v1/models`, chat and text completions (streamed or not),
-//! `/health`, and `/metrics` under vLLM, SGLang or llama.cpp names, from a model of a GPU: a paged
-//! prefix cache ([`prefix_cache`]), continuous batching with a FIFO queue ([`node`]), and a
-//! latency model ([`timing`]). Faults are injected by flags or `POST /sim/faults`; `GET
-//! /sim/stats` (or [`SimHandle::stats`]) tells tests what the node saw, cancellations included.
+//! `ferrogate-sim`: a simulated OpenAI-compatible GPU inference node (vLLM-like) for ferrogate's
+//! tests, its demo and its routing benchmarks. It serves `/v1/models`, chat and text completions
+//! (streamed or not), `/health`, and `/metrics` under vLLM, SGLang or llama.cpp names, from a
+//! model of a GPU: a paged prefix cache ([`prefix_cache`]), continuous batching with a FIFO queue
+//! ([`node`]), and a latency model ([`timing`]). Faults are injected by flags or `POST
+//! /sim/faults`; `GET /sim/stats` (or [`SimHandle::stats`]) tells tests what the node saw,
+//! cancellations included. It shares no code with ferrogate: requests are parsed by its own
+//! types ([`request`]), so a parser bug on either side shows up in the tests.
 //!
 //! In-process use:
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use ferrogate::sim::{self, SimConfig};
-//! let node = sim::start(SimConfig::with_model("llama")).await?;
+//! use ferrogate_sim::SimConfig;
+//! let node = ferrogate_sim::start(SimConfig::with_model("llama")).await?;
 //! println!("node at {}", node.url());
 //! let stats = node.stats();
 //! assert_eq!(stats.totals.cancelled, 0);
@@ -18,6 +20,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod errors;
 pub mod faults;
 pub mod generate;
 pub mod http;

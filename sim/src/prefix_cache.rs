@@ -1,11 +1,11 @@
 //! The node's paged prefix cache: prompt text cut into blocks of `block_tokens` tokens whose hashes
 //! are chained (block i's hash covers blocks 0..=i), at most `capacity` blocks resident. A request
 //! references its blocks while it runs; unreferenced blocks stay cached and are evicted least
-//! recently used first when room is needed. Pure data, no clock: recency is a counter.
+//! recently used first when room is needed. Pure data, no clock: recency is a counter. Block
+//! hashes live only in this process's memory, so std's fixed-key SipHash serves.
 
 use std::collections::{BTreeMap, HashMap};
-
-use crate::balance::hashing::stable_hash;
+use std::hash::{DefaultHasher, Hasher};
 
 use super::config::CHARS_PER_TOKEN;
 
@@ -17,7 +17,10 @@ pub fn block_hashes(prompt: &str, block_tokens: usize) -> Vec<u64> {
         .as_bytes()
         .chunks_exact(block_bytes)
         .map(|chunk| {
-            prev = stable_hash(&[&prev.to_le_bytes(), chunk]);
+            let mut hasher = DefaultHasher::new();
+            hasher.write_u64(prev);
+            hasher.write(chunk);
+            prev = hasher.finish();
             prev
         })
         .collect()

@@ -1,11 +1,9 @@
 //! The OpenAI response shapes a node sends: streamed `chat.completion.chunk` / `text_completion`
-//! chunks framed as SSE, the final usage chunk, whole non-streamed responses, and the 503 error
-//! bodies of the simulator's own refusals (other errors reuse [`crate::inference::openai`]).
+//! chunks framed as SSE, the final usage chunk, and whole non-streamed responses (error bodies are
+//! [`super::errors`]).
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-
-use crate::inference::openai::error_json;
 
 use super::request::Endpoint;
 
@@ -128,26 +126,6 @@ pub fn sse_done() -> Bytes {
     Bytes::from_static(b"data: [DONE]\n\n")
 }
 
-/// 503 body when the waiting queue is full.
-pub fn overloaded() -> String {
-    error_json(
-        "The server is overloaded: too many requests waiting",
-        "server_error",
-        None,
-        Some("overloaded"),
-    )
-}
-
-/// 503 body of an injected error.
-pub fn injected_error() -> String {
-    error_json(
-        "Injected fault: the node failed this request",
-        "server_error",
-        None,
-        Some("service_unavailable"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,12 +168,9 @@ mod tests {
     }
 
     #[test]
-    fn sse_framing_and_errors() {
+    fn sse_framing() {
         let e = sse_event(&json!({"a": 1}));
         assert_eq!(&e[..], b"data: {\"a\":1}\n\n");
         assert_eq!(&sse_done()[..], b"data: [DONE]\n\n");
-        let v: Value = serde_json::from_str(&overloaded()).unwrap();
-        assert_eq!(v["error"]["code"], "overloaded");
-        assert!(v["error"]["message"].is_string());
     }
 }
