@@ -216,5 +216,39 @@ impl GeoipHandle {
     }
 }
 
+/// The handle that outlives configurations: one database file in force at a time.
+#[derive(Debug, Default)]
+pub struct GeoipKeeper {
+    kept: Mutex<Option<Arc<GeoipHandle>>>,
+}
+
+impl GeoipKeeper {
+    /// The kept handle when it follows `path`, else a new one over `loaded` (kept only when
+    /// [`GeoipKeeper::adopt`]ed). Changes nothing.
+    pub fn handle_for(&self, path: &Path, loaded: &Arc<GeoipDatabase>) -> Arc<GeoipHandle> {
+        match &*self.kept.lock() {
+            Some(kept) if kept.path() == path => kept.clone(),
+            _ => Arc::new(GeoipHandle::new(path, loaded.clone())),
+        }
+    }
+
+    /// Keeps `handle` (the one the configuration now in force uses; `None`: none). `loaded`,
+    /// read by that configuration's load, replaces the database of a kept handle when it is of
+    /// another version of the file.
+    pub fn adopt(&self, handle: Option<&Arc<GeoipHandle>>, loaded: Option<&Arc<GeoipDatabase>>) {
+        if let (Some(handle), Some(loaded)) = (handle, loaded) {
+            if handle.current().stamp() != loaded.stamp() {
+                handle.replace(loaded.clone());
+            }
+        }
+        *self.kept.lock() = handle.cloned();
+    }
+
+    /// The handle in force.
+    pub fn current(&self) -> Option<Arc<GeoipHandle>> {
+        self.kept.lock().clone()
+    }
+}
+
 #[cfg(test)]
 mod tests;
