@@ -371,6 +371,9 @@ fn observer_for(live: &Live, route: &str, upstream: &UpstreamRuntime) -> Arc<Rou
 }
 
 #[cfg(test)]
+mod tests_rules;
+
+#[cfg(test)]
 mod tests {
     use super::super::test_world::{config, listener, route};
     use super::*;

@@ -44,6 +44,7 @@ mod security_quota;
 mod sticky;
 mod streaming;
 mod tls;
+mod upstream_tls;
 
 mod acme_account;
 mod acme_dns01;
