@@ -141,7 +141,7 @@ async fn scrape_member(
         match list {
             Ok(list) => signals.set_models(list, now),
             Err(error) => {
-                metrics.scrape_failed(&upstream, server, "models");
+                metrics.scrape_failed(upstream, server, "models");
                 tracing::debug!(%upstream, server, %error, "could not read the server's models; keeping the last list");
             }
         }
@@ -155,10 +155,10 @@ async fn scrape_member(
             Ok(reading) => {
                 let previous = signals.last_load().map(|(load, _)| load);
                 signals.set_load(reading, now);
-                metrics.reading(&upstream, server, &reading, previous.as_ref());
+                metrics.reading(upstream, server, &reading, previous.as_ref());
             }
             Err(error) => {
-                metrics.scrape_failed(&upstream, server, "metrics");
+                metrics.scrape_failed(upstream, server, "metrics");
                 tracing::debug!(%upstream, server, %error, "could not read the server's metrics; keeping the last reading");
             }
         }
