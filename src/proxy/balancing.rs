@@ -5,11 +5,10 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
-use http::{HeaderValue, Method};
+use http::{HeaderMap, HeaderValue, Method};
 use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::prelude::*;
-use pingora::{Error, ErrorType};
 
+use super::error::EdgeError;
 use crate::balance::sticky::{private_cache_control, set_cookie, strip_cookie};
 use crate::config::model::StickyMode;
 use crate::inference::request::InferenceFacts;
@@ -53,14 +52,14 @@ pub fn idempotent(method: &Method) -> bool {
 /// `client_ip` stickiness and hashing follow.
 pub async fn choose(
     upstream: &UpstreamRuntime,
-    session: &Session,
+    headers: &HeaderMap,
     client_ip: Option<IpAddr>,
     tried: &[u64],
     inference: Option<&InferenceFacts>,
-) -> std::result::Result<Pick, Refusal> {
+) -> Result<Pick, EdgeError> {
     let req = RequestInfo {
         client_ip,
-        headers: &session.req_header().headers,
+        headers,
         tried,
         inference,
     };
@@ -68,27 +67,19 @@ pub async fn choose(
         .pool
         .acquire(&upstream.rules(), &req, &upstream.queue)
         .await
-}
-
-/// The error for a refusal, and the Retry-After to answer with.
-pub fn refusal_error(refusal: Refusal) -> (Box<Error>, Option<u64>) {
-    match refusal {
-        Refusal::Unavailable => (
-            Error::explain(ErrorType::HTTPStatus(503), "no server available"),
-            None,
-        ),
-        Refusal::Overloaded { retry_after_secs } => (
-            Error::explain(
-                ErrorType::HTTPStatus(503),
-                "every server busy and the queue full",
-            ),
-            Some(retry_after_secs),
-        ),
-    }
+        .map_err(|refusal| match refusal {
+            Refusal::Unavailable => EdgeError::NoServer,
+            Refusal::Overloaded { retry_after_secs } => EdgeError::Overloaded {
+                retry_after: retry_after_secs,
+            },
+        })
 }
 
 /// `indirect`: the backend never sees the sticky cookie.
-pub fn strip_sticky_cookie(upstream: &UpstreamRuntime, request: &mut RequestHeader) -> Result<()> {
+pub fn strip_sticky_cookie(
+    upstream: &UpstreamRuntime,
+    request: &mut RequestHeader,
+) -> Result<(), EdgeError> {
     let Some(StickyMode::Cookie { name }) = upstream.sticky.as_ref().map(|s| &s.mode) else {
         return Ok(());
     };
@@ -104,7 +95,9 @@ pub fn strip_sticky_cookie(upstream: &UpstreamRuntime, request: &mut RequestHead
         .collect();
     request.remove_header(&COOKIE);
     if !kept.is_empty() {
-        request.insert_header(COOKIE, kept.join("; "))?;
+        request
+            .insert_header(COOKIE, kept.join("; "))
+            .map_err(|_| EdgeError::BadRequest)?;
     }
     Ok(())
 }
@@ -115,7 +108,7 @@ pub fn insert_sticky_cookie(
     pick: &Pick,
     secure: bool,
     response: &mut ResponseHeader,
-) -> Result<()> {
+) -> pingora::Result<()> {
     let Some(sticky) = &upstream.sticky else {
         return Ok(());
     };
