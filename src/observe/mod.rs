@@ -3,7 +3,7 @@
 //! log and log format ([`access`], [`logging`]), request ids ([`request_id`]), per-server counters
 //! that survive reloads ([`servers`]), per-route observers ([`request`]) and the status board
 //! other modules fill ([`board`]). [`Observability`] owns the long-lived parts; the admin
-//! listener serves all of it; the proxy hooks feed it through [`request::RequestObs`].
+//! listener serves all of it; the request path feeds it through [`request::RequestObs`].
 
 pub mod access;
 pub mod board;

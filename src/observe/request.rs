@@ -49,7 +49,7 @@ impl std::fmt::Debug for RouteObserver {
 
 impl RouteObserver {
     /// The observer of `route` sending to `upstream`, whose servers are `servers` (addresses
-    /// the same `Arc`s the snapshot hands to the hooks, so finding one is a pointer comparison;
+    /// the same `Arc`s the snapshot hands to the request path, so finding one is a pointer comparison;
     /// each with its stats).
     pub fn new<'a>(
         traffic: &Arc<TrafficMetrics>,

@@ -34,14 +34,10 @@ use pingora::protocols::{Stream, ALPN};
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 
-use crate::config::model::{ListenerLimits, LISTENER_HTTP, MAX_RETRIES};
+use crate::config::model::{ListenerLimits, LISTENER_HTTP};
 use crate::lifecycle::ActiveRequests;
 use crate::runtime::Live;
 use forwarded::PeerText;
-
-/// The most attempts one request makes: the first plus the most retries an upstream may ask for
-/// (each upstream's own `retries` is enforced per request).
-pub const DEFAULT_MAX_TRIES: usize = 1 + MAX_RETRIES as usize;
 
 /// How long an idle pooled upstream connection is kept.
 pub const DEFAULT_UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(60);
