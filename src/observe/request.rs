@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 
 use http::HeaderValue;
 use parking_lot::Mutex;
-use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::http::RequestHeader;
 use prometheus::IntGauge;
 
 use super::access::{self, AccessLine};
 use super::labels::{status_class_index, NONE};
-use super::request_id::{self, REQUEST_ID_HEADER};
+use super::request_id;
 use super::servers::{InFlight, ServerStats};
 use super::traffic::{PerServerHandles, RouteHandles, ServerHandles, TrafficMetrics};
 
@@ -250,17 +250,12 @@ pub struct RequestObs {
 }
 
 impl RequestObs {
-    /// Takes the client's request id when sane, or makes one and writes it into the request, so
-    /// the backend and every response, local ones included, carry the same id.
-    pub fn begin(&mut self, request: &mut RequestHeader) {
-        let incoming = request.headers.get(REQUEST_ID_HEADER);
-        let id = request_id::from_request(incoming);
-        if incoming != Some(&id) {
-            if let Err(error) = request.insert_header(REQUEST_ID_HEADER, id.clone()) {
-                tracing::debug!(%error, "could not set the request id header");
-            }
-        }
-        self.request_id = Some(id);
+    /// Takes the client's request id when sane, or makes one; the backend and every response,
+    /// local ones included, carry it.
+    pub fn begin(&mut self, request: &RequestHeader) {
+        self.request_id = Some(request_id::from_request(
+            request.headers.get(&request_id::REQUEST_ID),
+        ));
     }
 
     /// The request goes to `address` of `route`'s upstream (again, on a retry).
@@ -310,16 +305,12 @@ impl RequestObs {
         }
     }
 
-    /// The response to the client: returns the request id, counts an upgrade.
-    pub fn respond(&mut self, response: &mut ResponseHeader) -> pingora::Result<()> {
-        if let Some(id) = &self.request_id {
-            response.insert_header(REQUEST_ID_HEADER, id.clone())?;
-        }
-        if response.status.as_u16() == 101 && self.websocket.is_none() {
+    /// The response to the client has this status: a 101 counts an open WebSocket.
+    pub fn respond(&mut self, status: u16) {
+        if status == 101 && self.websocket.is_none() {
             let gauge = self.route.as_deref().and_then(|r| r.handles());
             self.websocket = gauge.map(|h| GaugeGuard::new(&h.open_websockets));
         }
-        Ok(())
     }
 
     /// The request failed at its server after the server was chosen (timeouts, resets, `kind`

@@ -1,10 +1,12 @@
 //! `X-Request-Id`: keep a client's id when it is sane (short, visible, no separators that could
 //! break a log line or a header), otherwise make a fresh random 128-bit one as 32 hex digits.
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 /// The header carrying the request id to the backend and back to the client.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// [`REQUEST_ID_HEADER`] as a header name.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 
 /// Longest client-supplied id that is kept.
 pub const MAX_REQUEST_ID_LEN: usize = 128;

@@ -5,6 +5,7 @@
 //! HTTP/1 client on the way.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use pingora::connectors::http::v1::Connector;
@@ -186,6 +187,19 @@ pub async fn take_client_event(
     }
 }
 
+/// How long a client that sent its whole request is left alone before the exchange watches for
+/// it going away. Most answers come sooner, and watching costs a read on the client's socket.
+pub const CLIENT_WATCH_DELAY: Duration = Duration::from_millis(50);
+
+/// The client's next event while waiting for the server's answer: at once while its body is
+/// still coming, after [`CLIENT_WATCH_DELAY`] once it is done.
+async fn watch_client(session: &mut ServerSession, done: bool) -> ClientEvent {
+    if done {
+        tokio::time::sleep(CLIENT_WATCH_DELAY).await;
+    }
+    client_event(session, done).await
+}
+
 /// Waits for the server's response head (the final one, or a 101), forwarding the client's body
 /// meanwhile and informational answers to an HTTP/1 client.
 pub async fn await_response(
@@ -218,7 +232,7 @@ pub async fn await_response(
                     return Err(Failed::Client(EdgeError::downstream(&e)));
                 }
             }
-            event = client_event(session, body.done) => {
+            event = watch_client(session, body.done) => {
                 take_client_event(event, session, attempt, body).await?;
             }
         }

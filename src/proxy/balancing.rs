@@ -1,15 +1,15 @@
 //! The balancing side of the request path: choosing (and queueing for) a server, the sticky
-//! cookie in and out, passive health observations, and which failures may be retried where.
+//! cookie kept from the backend, passive health observations, and which failures may be retried
+//! where. (The cookie is set on responses in [`super::reply`].)
 
 use std::net::IpAddr;
 use std::time::Instant;
 
-use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
+use http::header::COOKIE;
 use http::{HeaderMap, HeaderValue, Method};
-use pingora::http::{RequestHeader, ResponseHeader};
 
 use super::error::EdgeError;
-use crate::balance::sticky::{private_cache_control, set_cookie, strip_cookie};
+use crate::balance::sticky::strip_cookie;
 use crate::config::model::StickyMode;
 use crate::inference::request::InferenceFacts;
 use crate::pool::{Pick, Refusal, RequestInfo};
@@ -78,56 +78,21 @@ pub async fn choose(
 /// `indirect`: the backend never sees the sticky cookie.
 pub fn strip_sticky_cookie(
     upstream: &UpstreamRuntime,
-    request: &mut RequestHeader,
+    headers: &mut HeaderMap,
 ) -> Result<(), EdgeError> {
     let Some(StickyMode::Cookie { name }) = upstream.sticky.as_ref().map(|s| &s.mode) else {
         return Ok(());
     };
-    if !request.headers.contains_key(COOKIE) {
-        return Ok(());
-    }
-    let kept: Vec<String> = request
-        .headers
+    let kept: Vec<String> = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|v| strip_cookie(v, name))
         .collect();
-    request.remove_header(&COOKIE);
+    headers.remove(COOKIE);
     if !kept.is_empty() {
-        request
-            .insert_header(COOKIE, kept.join("; "))
-            .map_err(|_| EdgeError::BadRequest)?;
-    }
-    Ok(())
-}
-
-/// `insert nocache`: pins the client with a cookie when the pick asks for it.
-pub fn insert_sticky_cookie(
-    upstream: &UpstreamRuntime,
-    pick: &Pick,
-    secure: bool,
-    response: &mut ResponseHeader,
-) -> pingora::Result<()> {
-    let Some(sticky) = &upstream.sticky else {
-        return Ok(());
-    };
-    let StickyMode::Cookie { name } = &sticky.mode else {
-        return Ok(());
-    };
-    if !pick.set_cookie {
-        return Ok(());
-    }
-    let cookie = set_cookie(name, pick.member.id, Some(sticky.ttl), secure);
-    response.append_header(SET_COOKIE, cookie)?;
-    let existing = response
-        .headers
-        .get(CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok());
-    if let Some(value) = private_cache_control(existing) {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.insert_header(CACHE_CONTROL, value)?;
-        }
+        let value = HeaderValue::from_str(&kept.join("; ")).map_err(|_| EdgeError::BadRequest)?;
+        headers.insert(COOKIE, value);
     }
     Ok(())
 }

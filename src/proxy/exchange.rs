@@ -110,7 +110,7 @@ pub async fn serve(
         None if !listener::fields_allowed(fields, &app.limits) => Some(EdgeError::HeadTooLarge),
         refused => refused,
     };
-    ex.obs.begin(session.req_header_mut());
+    ex.obs.begin(session.req_header());
     let handled = match refused {
         Some(error) => Err(error),
         None => ex.handle(session).await,

@@ -6,13 +6,13 @@
 
 use std::net::IpAddr;
 
-use http::{HeaderMap, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 
-pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
-pub const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
-pub const X_FORWARDED_HOST: &str = "x-forwarded-host";
-pub const X_REAL_IP: &str = "x-real-ip";
-pub const X_CLIENT_IP: &str = "x-client-ip";
+pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+pub static X_CLIENT_IP: HeaderName = HeaderName::from_static("x-client-ip");
 
 /// `X-Forwarded-Proto` of a TLS listener.
 pub static PROTO_HTTPS: HeaderValue = HeaderValue::from_static("https");
@@ -66,7 +66,7 @@ pub fn forwarded(incoming: &HeaderMap, peer: &PeerText, hop: Hop) -> Forwarded {
     }
     let mut chain = String::new();
     for entry in incoming
-        .get_all(X_FORWARDED_FOR)
+        .get_all(&X_FORWARDED_FOR)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .map(str::trim)
@@ -103,8 +103,14 @@ mod tests {
     #[test]
     fn a_trusted_peer_s_chain_is_appended_to() {
         let mut h = HeaderMap::new();
-        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.1.1.1"));
-        h.append(X_FORWARDED_FOR, HeaderValue::from_static("10.2.2.2 "));
+        h.append(
+            X_FORWARDED_FOR.clone(),
+            HeaderValue::from_static("10.1.1.1"),
+        );
+        h.append(
+            X_FORWARDED_FOR.clone(),
+            HeaderValue::from_static("10.2.2.2 "),
+        );
         let hop = Hop {
             client: ip("10.2.2.2"),
             keep_chain: true,
@@ -117,7 +123,7 @@ mod tests {
     #[test]
     fn an_untrusted_peer_s_chain_is_replaced() {
         let mut h = HeaderMap::new();
-        h.append(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        h.append(X_FORWARDED_FOR.clone(), HeaderValue::from_static("6.6.6.6"));
         let peer = PeerText::new(ip("203.0.113.1"));
         let hop = Hop {
             client: ip("203.0.113.1"),

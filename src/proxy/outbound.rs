@@ -7,16 +7,17 @@
 //! Pure: a function of the client's head and the request's facts.
 
 use http::header::{
-    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, HOST, PROXY_AUTHENTICATE, PROXY_AUTHORIZATION, TE,
-    TRAILER, TRANSFER_ENCODING, UPGRADE,
+    AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, PROXY_AUTHENTICATE,
+    PROXY_AUTHORIZATION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE,
 };
-use http::{HeaderName, HeaderValue, Method, Uri, Version};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use pingora::http::RequestHeader;
 use pingora::protocols::http::authority::raw_target_authority;
 
 use super::balancing;
 use super::error::EdgeError;
 use super::forwarded::{self, Hop, PeerText};
+use crate::observe::request_id::REQUEST_ID;
 use crate::routing::strip_path_prefix;
 use crate::runtime::RouteTarget;
 
@@ -40,6 +41,8 @@ pub struct Outbound<'a> {
     pub proto: &'a HeaderValue,
     /// X-Forwarded-Host: the normalized host the route matched.
     pub forwarded_host: Option<&'a HeaderValue>,
+    /// X-Request-Id.
+    pub request_id: &'a HeaderValue,
     /// The client sends a body (or may still: chunked, or an h2 stream not yet ended).
     pub has_body: bool,
     /// The request is a valid WebSocket upgrade ([`is_websocket_upgrade`]).
@@ -55,12 +58,12 @@ pub fn is_websocket_upgrade(head: &RequestHeader) -> bool {
             .headers
             .get(UPGRADE)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
-        && connection_options(head).any(|option| option.eq_ignore_ascii_case(b"upgrade"))
+        && connection_options(&head.headers).any(|option| option.eq_ignore_ascii_case(b"upgrade"))
 }
 
 /// The tokens of every Connection field.
-fn connection_options(head: &RequestHeader) -> impl Iterator<Item = &[u8]> {
-    head.headers
+fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &[u8]> {
+    headers
         .get_all(CONNECTION)
         .iter()
         .flat_map(|v| v.as_bytes().split(|b| *b == b','))
@@ -68,105 +71,17 @@ fn connection_options(head: &RequestHeader) -> impl Iterator<Item = &[u8]> {
         .filter(|t| !t.is_empty())
 }
 
-/// The head to send upstream for the client's `head`.
-pub fn upstream_head(
-    head: &RequestHeader,
-    out: &Outbound<'_>,
-) -> Result<Box<RequestHeader>, EdgeError> {
-    let mut req = Box::new(head.clone());
-    req.set_version(Version::HTTP_11);
-    authority_to_host(&mut req)?;
-    strip_hop_by_hop(&mut req)?;
-    if out.websocket {
-        req.insert_header(CONNECTION, UPGRADE_OPTION.clone())
-            .map_err(|_| EdgeError::BadRequest)?;
-        req.insert_header(UPGRADE, WEBSOCKET.clone())
-            .map_err(|_| EdgeError::BadRequest)?;
-    }
-    let target = out.target;
-    if target.strip_prefix {
-        let path = strip_path_prefix(&target.path_prefix, req.uri.path());
-        let rewritten = match req.uri.query() {
-            Some(q) => format!("{path}?{q}"),
-            None => path.into_owned(),
-        };
-        let uri: Uri = rewritten.parse().map_err(|_| EdgeError::BadRequest)?;
-        req.set_uri(uri);
-    }
-    balancing::strip_sticky_cookie(&target.upstream, &mut req)?;
-    // GPU nodes never see a client's API key: it is removed or replaced by ours.
-    if let Some((header, replacement)) = target.guard.as_ref().and_then(|g| g.key_rewrite()) {
-        req.remove_header(header);
-        if let Some(value) = replacement {
-            req.insert_header(AUTHORIZATION, value.clone())
-                .map_err(|_| EdgeError::BadRequest)?;
-        }
-    }
-    let fwd = forwarded::forwarded(&req.headers, out.peer, out.hop);
-    let set = |req: &mut RequestHeader, name: &'static str, value: HeaderValue| {
-        req.insert_header(name, value)
-            .map_err(|_| EdgeError::BadRequest)
-    };
-    set(&mut req, forwarded::X_FORWARDED_FOR, fwd.forwarded_for)?;
-    set(&mut req, forwarded::X_FORWARDED_PROTO, out.proto.clone())?;
-    match out.forwarded_host {
-        Some(host) => set(&mut req, forwarded::X_FORWARDED_HOST, host.clone())?,
-        None => {
-            req.remove_header(forwarded::X_FORWARDED_HOST);
-        }
-    }
-    set(&mut req, forwarded::X_REAL_IP, fwd.client_ip.clone())?;
-    set(&mut req, forwarded::X_CLIENT_IP, fwd.client_ip)?;
-    if out.has_body && !req.headers.contains_key(CONTENT_LENGTH) {
-        req.insert_header(TRANSFER_ENCODING, CHUNKED.clone())
-            .map_err(|_| EdgeError::BadRequest)?;
-    }
-    Ok(req)
-}
-
-/// Gives an h2 request (`:authority`) or an absolute-form HTTP/1 request its `Host` and sends
-/// it in origin-form. The parsers already refused a `Host` that differs from the authority.
-fn authority_to_host(req: &mut RequestHeader) -> Result<(), EdgeError> {
-    let authority: Option<HeaderValue> = match req.uri.authority() {
-        Some(authority) => {
-            Some(HeaderValue::from_str(authority.as_str()).map_err(|_| EdgeError::BadRequest)?)
-        }
-        None => match raw_target_authority(req.raw_path()).authority() {
-            Some(bytes) => Some(HeaderValue::from_bytes(bytes).map_err(|_| EdgeError::BadRequest)?),
-            None => None,
-        },
-    };
-    let Some(authority) = authority else {
-        return Ok(());
-    };
-    if authority.as_bytes().contains(&b'@') {
-        return Err(EdgeError::BadRequest);
-    }
-    if req.headers.get(HOST) != Some(&authority) {
-        req.insert_header(HOST, authority)
-            .map_err(|_| EdgeError::BadRequest)?;
-    }
-    // Origin-form: the path and query alone.
-    let origin: Uri = match req.uri.path_and_query() {
-        Some(pq) => Uri::from(pq.clone()),
-        None => Uri::from_static("/"),
-    };
-    req.set_uri(origin);
-    Ok(())
-}
-
-/// Removes the hop-by-hop fields (RFC 9110 §7.6.1): the ones Connection names first (at most
-/// [`MAX_CONNECTION_OPTIONS`]; naming Host or an X-Forwarded field is refused), then the
-/// standard ones.
-fn strip_hop_by_hop(req: &mut RequestHeader) -> Result<(), EdgeError> {
+/// The fields the client's Connection names (RFC 9110 §7.6.1), at most
+/// [`MAX_CONNECTION_OPTIONS`]; naming Host or an X-Forwarded field is refused.
+fn nominated(
+    headers: &HeaderMap,
+) -> Result<[Option<HeaderName>; MAX_CONNECTION_OPTIONS], EdgeError> {
     let mut named: [Option<HeaderName>; MAX_CONNECTION_OPTIONS] = Default::default();
-    for (i, option) in connection_options(req).enumerate() {
+    for (i, option) in connection_options(headers).enumerate() {
         if i >= MAX_CONNECTION_OPTIONS {
             return Err(EdgeError::BadRequest);
         }
-        let Ok(name) = HeaderName::from_bytes(option) else {
-            return Err(EdgeError::BadRequest);
-        };
+        let name = HeaderName::from_bytes(option).map_err(|_| EdgeError::BadRequest)?;
         if matches!(
             name.as_str(),
             "host" | "x-forwarded-for" | "x-forwarded-host" | "x-forwarded-proto"
@@ -175,24 +90,124 @@ fn strip_hop_by_hop(req: &mut RequestHeader) -> Result<(), EdgeError> {
         }
         named[i] = Some(name);
     }
-    for name in named.iter().flatten() {
-        req.remove_header(name);
+    Ok(named)
+}
+
+/// Fields the client's head does not pass on: hop-by-hop ones and the ones set here.
+fn replaced(name: &HeaderName) -> bool {
+    name == CONNECTION
+        || name == TE
+        || name == TRAILER
+        || name == TRANSFER_ENCODING
+        || name == UPGRADE
+        || name == PROXY_AUTHENTICATE
+        || name == PROXY_AUTHORIZATION
+        || name == KEEP_ALIVE
+        || name == PROXY_CONNECTION
+        || name == HTTP2_SETTINGS
+        || name == forwarded::X_FORWARDED_FOR
+        || name == forwarded::X_FORWARDED_PROTO
+        || name == forwarded::X_FORWARDED_HOST
+        || name == forwarded::X_REAL_IP
+        || name == forwarded::X_CLIENT_IP
+        || name == REQUEST_ID
+}
+
+/// The head to send upstream for the client's `head`.
+pub fn upstream_head(
+    head: &RequestHeader,
+    out: &Outbound<'_>,
+) -> Result<Box<RequestHeader>, EdgeError> {
+    let named = nominated(&head.headers)?;
+    let authority = authority(head)?;
+    let mut headers = HeaderMap::with_capacity(head.headers.len() + 8);
+    for (name, value) in head.headers.iter() {
+        let skip = replaced(name)
+            || (authority.is_some() && name == HOST)
+            || named.iter().flatten().any(|n| n == name);
+        if !skip {
+            headers.append(name.clone(), value.clone());
+        }
     }
-    for name in [
-        &CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &PROXY_AUTHENTICATE,
-        &PROXY_AUTHORIZATION,
-        &TE,
-        &TRAILER,
-        &TRANSFER_ENCODING,
-        &UPGRADE,
-        &HTTP2_SETTINGS,
-    ] {
-        req.remove_header(name);
+    if let Some(authority) = authority {
+        headers.insert(HOST, authority);
     }
-    Ok(())
+    if out.websocket {
+        headers.insert(CONNECTION, UPGRADE_OPTION.clone());
+        headers.insert(UPGRADE, WEBSOCKET.clone());
+    }
+    let target = out.target;
+    if headers.contains_key(COOKIE) {
+        balancing::strip_sticky_cookie(&target.upstream, &mut headers)?;
+    }
+    // GPU nodes never see a client's API key: it is removed or replaced by ours.
+    if let Some((header, replacement)) = target.guard.as_ref().and_then(|g| g.key_rewrite()) {
+        headers.remove(header);
+        if let Some(value) = replacement {
+            headers.insert(AUTHORIZATION, value.clone());
+        }
+    }
+    let fwd = forwarded::forwarded(&head.headers, out.peer, out.hop);
+    headers.insert(forwarded::X_FORWARDED_FOR.clone(), fwd.forwarded_for);
+    headers.insert(forwarded::X_FORWARDED_PROTO.clone(), out.proto.clone());
+    if let Some(host) = out.forwarded_host {
+        headers.insert(forwarded::X_FORWARDED_HOST.clone(), host.clone());
+    }
+    headers.insert(forwarded::X_REAL_IP.clone(), fwd.client_ip.clone());
+    headers.insert(forwarded::X_CLIENT_IP.clone(), fwd.client_ip);
+    headers.insert(REQUEST_ID.clone(), out.request_id.clone());
+    if out.has_body && !headers.contains_key(CONTENT_LENGTH) {
+        headers.insert(TRANSFER_ENCODING, CHUNKED.clone());
+    }
+    let uri = origin_form(head, target)?;
+    let (mut parts, ()) = http::Request::builder()
+        .method(head.method.clone())
+        .uri(uri)
+        .version(Version::HTTP_11)
+        .body(())
+        .map_err(|_| EdgeError::BadRequest)?
+        .into_parts();
+    parts.headers = headers;
+    let mut req = Box::new(RequestHeader::from(parts));
+    if !head.raw_path_is_utf8() && !target.strip_prefix {
+        // A target that is not UTF-8 goes on byte for byte.
+        req.set_raw_path(head.raw_path())
+            .map_err(|_| EdgeError::BadRequest)?;
+    }
+    Ok(req)
+}
+
+/// The `Host` an h2 request (`:authority`) or an absolute-form HTTP/1 request gets from its
+/// authority (the parsers already refused a `Host` that differs from it).
+fn authority(head: &RequestHeader) -> Result<Option<HeaderValue>, EdgeError> {
+    let value = match head.uri.authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()),
+        None => match raw_target_authority(head.raw_path()).authority() {
+            Some(bytes) => HeaderValue::from_bytes(bytes),
+            None => return Ok(None),
+        },
+    }
+    .map_err(|_| EdgeError::BadRequest)?;
+    if value.as_bytes().contains(&b'@') {
+        return Err(EdgeError::BadRequest);
+    }
+    Ok(Some(value))
+}
+
+/// The request target in origin-form (path and query), the route's prefix stripped.
+fn origin_form(head: &RequestHeader, target: &RouteTarget) -> Result<Uri, EdgeError> {
+    let Some(pq) = head.uri.path_and_query() else {
+        return Ok(Uri::from_static("/"));
+    };
+    if !target.strip_prefix {
+        return Ok(Uri::from(pq.clone()));
+    }
+    let path = strip_path_prefix(&target.path_prefix, pq.path());
+    let rewritten = match pq.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    rewritten.parse().map_err(|_| EdgeError::BadRequest)
 }
 
 #[cfg(test)]
@@ -228,8 +243,10 @@ mod tests {
     ) -> Result<Box<RequestHeader>, EdgeError> {
         let peer = PeerText::new(Some(IpAddr::from([192, 0, 2, 1])));
         let host = HeaderValue::from_static("a.test");
+        let id = HeaderValue::from_static("req-1");
         let out = Outbound {
             target: &snap.targets()[0],
+            request_id: &id,
             peer: &peer,
             hop: Hop {
                 client: peer.ip,
@@ -287,6 +304,7 @@ mod tests {
         assert_eq!(get(&up, "x-forwarded-proto"), ["https"]);
         assert_eq!(get(&up, "x-forwarded-host"), ["a.test"]);
         assert_eq!(get(&up, "x-real-ip"), ["192.0.2.1"]);
+        assert_eq!(get(&up, "x-request-id"), ["req-1"]);
         assert_eq!(up.version, Version::HTTP_11);
     }
 

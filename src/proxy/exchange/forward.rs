@@ -138,8 +138,14 @@ impl Exchange<'_> {
             .as_ref()
             .ok_or(Attempted::Client(EdgeError::NoServer))?;
         let head = {
+            let request_id = self
+                .obs
+                .request_id
+                .as_ref()
+                .ok_or(Attempted::Client(EdgeError::BadRequest))?;
             let out = Outbound {
                 target,
+                request_id,
                 peer: &self.conn.peer,
                 hop: Hop {
                     client: routed.client.ip,
@@ -194,7 +200,6 @@ impl Exchange<'_> {
         {
             return Err(Attempted::Overloaded);
         }
-        let mut response = Box::new(head.clone());
         let pick = self
             .tries
             .pick
@@ -205,27 +210,23 @@ impl Exchange<'_> {
             .route
             .as_ref()
             .ok_or(Attempted::Client(EdgeError::NoServer))?;
-        self.obs
-            .respond(&mut response)
-            .map_err(|_| Attempted::Client(EdgeError::BadRequest))?;
         let request_id = self
             .obs
             .request_id
-            .clone()
-            .unwrap_or_else(crate::observe::request_id::generate);
-        reply::downstream_head(
-            &mut response,
-            Reply {
-                upstream,
-                pick,
-                secure: self.app.tls,
-                guard: target.guard.as_deref(),
-                cors: mem::take(&mut self.cors),
-                hsts: routed.hsts.as_ref(),
-                request_id: &request_id,
-            },
-        )
-        .map_err(|_| Attempted::Client(EdgeError::BadRequest))?;
+            .as_ref()
+            .ok_or(Attempted::Client(EdgeError::BadRequest))?;
+        let reply = Reply {
+            upstream,
+            pick,
+            secure: self.app.tls,
+            guard: target.guard.as_deref(),
+            cors: mem::take(&mut self.cors),
+            hsts: routed.hsts.as_ref(),
+            request_id,
+        };
+        let response = reply::downstream_head(head, reply)
+            .map_err(|error| Attempted::from(Failed::Server { error, sent: true }, reused))?;
+        self.obs.respond(status);
         if status == 101 {
             return self.upgrade(target, session, response, attempt).await;
         }
