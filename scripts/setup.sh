@@ -22,6 +22,8 @@ command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # cluster: shared state (+ redis-cli)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)                 # the package test's port checks
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)          # the package test runs the daemon as its user
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then
