@@ -15,6 +15,7 @@ mod balance_reload;
 mod check_cmd;
 mod cluster;
 mod cluster_env;
+mod dashboard;
 mod errors;
 mod health;
 mod health_active;
