@@ -29,6 +29,7 @@ mod observability;
 mod observability_logs;
 mod observability_reload;
 mod observability_status;
+mod packaging;
 mod reload;
 mod routing;
 mod security;
