@@ -59,9 +59,12 @@ fn dashboard_queries(dashboard: &Value) -> Vec<Query> {
             continue;
         }
         let name = variable["name"].as_str().unwrap_or("?");
-        let definition = variable["definition"]
+        // What Grafana runs: `query` (a string, or an object holding it); `definition` is shown.
+        let definition = variable["query"]
             .as_str()
-            .unwrap_or_else(|| panic!("variable {name} has no definition"));
+            .or_else(|| variable["query"]["query"].as_str())
+            .or_else(|| variable["definition"].as_str())
+            .unwrap_or_else(|| panic!("variable {name} has no query"));
         out.push(Query {
             place: format!("variable {name}"),
             expr: label_values_selector(definition).unwrap_or_else(|| {
