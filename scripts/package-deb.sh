@@ -2,7 +2,7 @@
 # Builds the Debian package target/debian/ferrogate_VERSION_amd64.deb (VERSION from Cargo.toml) and
 # prints its path. cargo-deb (installed from crates.io when missing) builds the release binary
 # without default features (no built-in demo), strips it (its debug symbols go into
-# ferrogate_VERSION_amd64.ddeb beside it) and packs what [package.metadata.deb] in
+# ferrogate-dbgsym_VERSION_amd64.ddeb beside it) and packs what [package.metadata.deb] in
 # Cargo.toml lists: /usr/bin/ferrogate, the systemd unit, /etc/ferrogate/ferrogate.yaml (a
 # conffile), the manual page, the docs and examples, and the maintainer scripts, all from
 # packaging/debian/. The first release build takes several minutes (fat LTO).
@@ -26,7 +26,7 @@ if [ "$changelog_version" != "$version" ]; then
 fi
 
 deb="target/debian/ferrogate_${version}_${arch}.deb"
-rm -f "$deb" "${deb%.deb}.ddeb"
-cargo deb --locked --dbgsym --output "$deb" >&2
+rm -f "$deb" "target/debian/ferrogate-dbgsym_${version}_${arch}.ddeb"
+cargo deb --locked --dbgsym --output target/debian/ >&2
 test -f "$deb" || { echo "package-deb: cargo-deb did not write $deb" >&2; exit 1; }
 echo "$deb"
