@@ -185,14 +185,23 @@ async fn ready(addr: SocketAddr) -> bool {
     o.status == client::Status::Done
 }
 
-/// Asks a peer to take one more worker (`POST /add_worker?url=`, both routers' API); returns
-/// the HTTP status line it answered.
-fn add_worker(front: SocketAddr, node: SocketAddr) -> String {
+/// Asks a peer to take one more worker (vllm-router: `POST /add_worker?url=`, sglang-router:
+/// `POST /workers {"url"}`); returns the HTTP status line it answered.
+fn add_worker(system: System, front: SocketAddr, node: SocketAddr) -> String {
     use std::io::{Read, Write};
-    let request = format!(
-        "POST /add_worker?url=http://{node} HTTP/1.1\r\nhost: {front}\r\ncontent-length: 0\r\n\
-         connection: close\r\n\r\n"
-    );
+    let request = if system == System::SglangRouter {
+        let body = format!("{{\"url\":\"http://{node}\"}}");
+        format!(
+            "POST /workers HTTP/1.1\r\nhost: {front}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        format!(
+            "POST /add_worker?url=http://{node} HTTP/1.1\r\nhost: {front}\r\n\
+             content-length: 0\r\nconnection: close\r\n\r\n"
+        )
+    };
     let mut answer = String::new();
     let result = std::net::TcpStream::connect(front).and_then(|mut s| {
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
@@ -424,7 +433,7 @@ async fn run_one(knobs: &Knobs, scenario: &Scenario, system: System) -> Result<R
                     // The runner's loop must not wait: the call goes on a thread of its own.
                     Box::new(move || {
                         std::thread::spawn(move || {
-                            let _ = tx.send(add_worker(front_addr, newcomer));
+                            let _ = tx.send(add_worker(system, front_addr, newcomer));
                         });
                     })
                 }
@@ -440,7 +449,7 @@ async fn run_one(knobs: &Knobs, scenario: &Scenario, system: System) -> Result<R
     let note = added
         .map(|rx| {
             let status = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-            format!("POST /add_worker answered {status}")
+            format!("adding the node answered {status}")
         })
         .unwrap_or_default();
     Ok(finish(
