@@ -1,4 +1,5 @@
-//! Command-line interface: `run`, `check`, `certs`, `demo`, `version`.
+//! Command-line interface: `run`, `check`, `certs`, `health`, `version`, and with the `demo`
+//! feature `demo` and `demo-backend`.
 
 use std::path::PathBuf;
 
@@ -37,12 +38,14 @@ pub enum Command {
         config: PathBuf,
     },
     /// Run the daemon on the built-in demo configuration together with a tiny demo backend.
+    #[cfg(feature = "demo")]
     Demo {
         /// Directory for the demo's state (self-signed certificate); created if missing.
         #[arg(long, default_value = ".ferrogate-demo")]
         state_dir: PathBuf,
     },
     /// Serve only the tiny demo backend (echo page, SSE clock, WebSocket echo).
+    #[cfg(feature = "demo")]
     DemoBackend {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:18080")]

@@ -14,7 +14,7 @@ use hyper::body::{Body as _, Frame, Incoming};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::config::{self, model::Config};
-use crate::sim::http::{respond, Body};
+use ferrogate_sim::http::{respond, Body};
 
 /// The demo configuration shipped in the binary.
 pub const DEMO_CONFIG: &str = include_str!("../conf/demo.yaml");
@@ -107,13 +107,13 @@ pub fn spawn_gpu_nodes() {
         runtime.block_on(async {
             let mut nodes = Vec::new();
             for (address, models) in DEMO_GPU_NODES {
-                let config = crate::sim::SimConfig {
+                let config = ferrogate_sim::SimConfig {
                     models: models.iter().map(|m| m.to_string()).collect(),
                     decode_ms: 30.0,
-                    ..crate::sim::SimConfig::default()
+                    ..ferrogate_sim::SimConfig::default()
                 };
                 let started = match TcpListener::bind(address).await {
-                    Ok(listener) => crate::sim::serve(listener, config).await,
+                    Ok(listener) => ferrogate_sim::serve(listener, config).await,
                     Err(e) => Err(e),
                 };
                 match started {

@@ -13,6 +13,7 @@ use pingora::server::{ExecutionPhase, ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::broadcast;
 
+pub mod addresses;
 pub mod probe;
 
 use crate::reload::{signals, watch, Reloader};

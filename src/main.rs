@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use ferrogate::cli::{Cli, Command};
-use ferrogate::{config, demo, server};
+#[cfg(feature = "demo")]
+use ferrogate::demo;
+use ferrogate::{config, server};
 
 /// mimalloc: per-thread free lists instead of glibc's arenas, cheaper on the request path's many
 /// short-lived buffers and on a reload's burst of small allocations (see BENCHMARKS.md).
@@ -54,6 +56,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_INVALID_CONFIG)
             }
         },
+        #[cfg(feature = "demo")]
         Command::Demo { state_dir } => {
             init_logging(&Default::default());
             match demo::prepare(&state_dir) {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        #[cfg(feature = "demo")]
         Command::DemoBackend { listen } => {
             init_logging(&Default::default());
             match demo::serve_backend_blocking(&listen) {

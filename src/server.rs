@@ -138,6 +138,20 @@ pub fn build(
 /// Runs the daemon for a configuration file until a signal ends it; returns only on a start-up
 /// failure.
 pub fn run(path: &Path, config: Config, upgrade: bool) -> Result<(), String> {
+    if !upgrade {
+        // An upgrade takes the running process's sockets over; a fresh start binds its own.
+        let listeners = config
+            .listeners
+            .iter()
+            .map(|l| (format!("listener {}", l.name), l.address));
+        let admin = config.admin.iter().map(|a| ("admin".to_string(), a.listen));
+        let addresses: Vec<(String, std::net::SocketAddr)> = listeners.chain(admin).collect();
+        crate::lifecycle::addresses::check_free(
+            addresses
+                .iter()
+                .map(|(name, address)| (name.as_str(), *address)),
+        )?;
+    }
     let process = prepare(&config)?;
     let reloader = Arc::new(Reloader::new(path, config.clone(), process.live.clone()));
     let daemon = build(&config, &process, &reloader, upgrade)?;

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use ferrogate::sim::{self, SimConfig};
+use ferrogate_sim::SimConfig;
 
 use super::client::{self, Status};
 use super::cluster::Daemon;
@@ -262,7 +262,7 @@ pub async fn add(knobs: &Knobs) {
 const OVERHEAD_REQUESTS: usize = 300;
 
 pub async fn overhead(knobs: &Knobs) {
-    let node = sim::start(SimConfig {
+    let node = ferrogate_sim::start(SimConfig {
         models: vec![MODEL.to_string()],
         prefill_tokens_per_sec: 1e12,
         decode_ms: 0.0,

@@ -1,6 +1,6 @@
-//! cargo-fuzz target: `ferrogate::security::fuzz_bodies::proxy_header` on arbitrary bytes.
+//! cargo-fuzz target: `ferrogate_fuzz::proxy_header` on arbitrary bytes.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ferrogate::security::fuzz_bodies::proxy_header(data);
+    ferrogate_fuzz::proxy_header(data);
 });

@@ -1,6 +1,6 @@
-//! cargo-fuzz target: `ferrogate::security::fuzz_bodies::route_matcher` on arbitrary bytes.
+//! cargo-fuzz target: `ferrogate_fuzz::route_matcher` on arbitrary bytes.
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    ferrogate::security::fuzz_bodies::route_matcher(data);
+    ferrogate_fuzz::route_matcher(data);
 });

@@ -9,18 +9,29 @@ use base64::Engine;
 use instant_acme::{Account, AccountBuilder, AccountCredentials, ExternalAccountKey, NewAccount};
 
 use super::storage::{account_path, private_dir};
+use super::{AcmeError, CaStep};
 use crate::cluster::Cluster;
 use crate::config::model::Acme;
 use crate::tls::placeholder::write_atomic;
 
 /// An HTTP client for the directory: system roots, or only `ca_root` when set.
-fn builder(acme: &Acme) -> Result<AccountBuilder, String> {
+fn builder(acme: &Acme) -> Result<AccountBuilder, AcmeError> {
     crate::tls::install_default_provider();
     match &acme.ca_root {
-        Some(root) => Account::builder_with_root(root)
-            .map_err(|e| format!("ACME client with root {}: {e}", root.display())),
-        None => Account::builder().map_err(|e| format!("ACME client: {e}")),
+        Some(root) => Account::builder_with_root(root).map_err(|source| AcmeError::ClientRoot {
+            root: root.clone(),
+            source: Box::new(source),
+        }),
+        None => Account::builder().map_err(|e| AcmeError::Client(Box::new(e))),
     }
+}
+
+/// The account for stored credentials, from the directory.
+async fn restore(acme: &Acme, credentials: AccountCredentials) -> Result<Account, AcmeError> {
+    builder(acme)?
+        .from_credentials(credentials)
+        .await
+        .map_err(|e| AcmeError::from_ca(CaStep::Directory(acme.directory.clone()), e))
 }
 
 /// Restores the stored account for the directory (the cluster's first, then the local file), or
@@ -29,7 +40,7 @@ pub async fn load_or_create(
     state_dir: &Path,
     acme: &Acme,
     cluster: Option<&Arc<Cluster>>,
-) -> Result<Account, String> {
+) -> Result<Account, AcmeError> {
     let path = account_path(state_dir, &acme.directory);
     let Some(cluster) = cluster else {
         return load_or_create_local(&path, acme).await;
@@ -41,14 +52,11 @@ pub async fn load_or_create(
     match cluster.load_account(&stem).await {
         Ok(Some(json)) => {
             let credentials = serde_json::from_str::<AccountCredentials>(&json)
-                .map_err(|e| format!("the ACME account stored in Redis is unreadable: {e}"))?;
+                .map_err(AcmeError::SharedAccount)?;
             if !path.exists() {
                 write_credentials(&path, json.as_bytes())?;
             }
-            return builder(acme)?
-                .from_credentials(credentials)
-                .await
-                .map_err(|e| format!("ACME directory {}: {e}", acme.directory));
+            return restore(acme, credentials).await;
         }
         Ok(None) => {}
         Err(error) => {
@@ -65,13 +73,10 @@ pub async fn load_or_create(
     match cluster.store_account(&stem, &json).await {
         Ok(in_force) if in_force != json => {
             let credentials = serde_json::from_str::<AccountCredentials>(&in_force)
-                .map_err(|e| format!("the ACME account stored in Redis is unreadable: {e}"))?;
+                .map_err(AcmeError::SharedAccount)?;
             write_credentials(&path, in_force.as_bytes())?;
             tracing::info!(directory = %acme.directory, "using the ACME account another instance shared");
-            builder(acme)?
-                .from_credentials(credentials)
-                .await
-                .map_err(|e| format!("ACME directory {}: {e}", acme.directory))
+            restore(acme, credentials).await
         }
         Ok(_) => Ok(account),
         Err(error) => {
@@ -81,23 +86,18 @@ pub async fn load_or_create(
     }
 }
 
-fn write_credentials(path: &Path, bytes: &[u8]) -> Result<(), String> {
+fn write_credentials(path: &Path, bytes: &[u8]) -> Result<(), AcmeError> {
     if let Some(dir) = path.parent() {
         private_dir(dir)?;
     }
-    write_atomic(path, bytes, 0o600)
+    write_atomic(path, bytes, 0o600).map_err(AcmeError::Write)
 }
 
 /// The account in the local file, or a new one written there.
-async fn load_or_create_local(path: &Path, acme: &Acme) -> Result<Account, String> {
+async fn load_or_create_local(path: &Path, acme: &Acme) -> Result<Account, AcmeError> {
     match std::fs::read(path) {
         Ok(bytes) => match serde_json::from_slice::<AccountCredentials>(&bytes) {
-            Ok(credentials) => {
-                return builder(acme)?
-                    .from_credentials(credentials)
-                    .await
-                    .map_err(|e| format!("ACME directory {}: {e}", acme.directory));
-            }
+            Ok(credentials) => return restore(acme, credentials).await,
             Err(error) => tracing::warn!(
                 path = %path.display(),
                 %error,
@@ -105,18 +105,22 @@ async fn load_or_create_local(path: &Path, acme: &Acme) -> Result<Account, Strin
             ),
         },
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => {
-            return Err(format!("cannot read {}: {error}", path.display()));
+        Err(source) => {
+            return Err(AcmeError::Storage {
+                action: "read",
+                path: path.to_path_buf(),
+                source,
+            });
         }
     }
     let contact = acme.email.as_ref().map(|email| format!("mailto:{email}"));
     let contacts: Vec<&str> = contact.iter().map(String::as_str).collect();
     let eab = match &acme.eab {
         Some(eab) => {
-            let encoded = eab.hmac_key.read()?;
+            let encoded = eab.hmac_key.read().map_err(AcmeError::Secret)?;
             let key = base64::engine::general_purpose::URL_SAFE_NO_PAD
                 .decode(encoded.trim_end_matches('=').as_bytes())
-                .map_err(|_| "the EAB HMAC key is not base64url".to_string())?;
+                .map_err(|_| AcmeError::EabKey)?;
             Some(ExternalAccountKey::new(eab.kid.clone(), &key))
         }
         None => None,
@@ -129,13 +133,8 @@ async fn load_or_create_local(path: &Path, acme: &Acme) -> Result<Account, Strin
     let (account, credentials) = builder(acme)?
         .create(&new_account, acme.directory.clone(), eab.as_ref())
         .await
-        .map_err(|e| {
-            format!(
-                "ACME directory {}: registering an account: {e}",
-                acme.directory
-            )
-        })?;
-    let bytes = serde_json::to_vec(&credentials).map_err(|e| e.to_string())?;
+        .map_err(|e| AcmeError::from_ca(CaStep::Register(acme.directory.clone()), e))?;
+    let bytes = serde_json::to_vec(&credentials)?;
     write_credentials(path, &bytes)?;
     tracing::info!(directory = %acme.directory, id = %account.id(), "registered a new ACME account");
     Ok(account)

@@ -3,6 +3,7 @@
 //! `_acme-challenge`, and the publish → propagate → (CA validates) → clean up sequence.
 
 mod cloudflare;
+mod error;
 mod exec;
 mod http_api;
 mod propagation;
@@ -16,6 +17,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+pub use error::DnsError;
 
 use crate::config::model::{DnsProvider, DnsProviderKind};
 
@@ -66,8 +69,8 @@ pub fn group_by_name(records: &[TxtRecord]) -> BTreeMap<String, Vec<String>> {
 /// A DNS API that can add and remove one TXT value at a name (adding never replaces others).
 #[async_trait]
 pub trait DnsApi: Send + Sync {
-    async fn present(&self, fqdn: &str, value: &str) -> Result<(), String>;
-    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), String>;
+    async fn present(&self, fqdn: &str, value: &str) -> Result<(), DnsError>;
+    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), DnsError>;
 }
 
 /// A configured DNS-01 provider with its propagation check.
@@ -83,7 +86,15 @@ pub struct DnsSolver {
 
 impl DnsSolver {
     /// Builds the solver for a provider; `resolvers` empty = /etc/resolv.conf.
-    pub fn new(provider: &DnsProvider, resolvers: &[SocketAddr]) -> Result<Self, String> {
+    pub fn new(provider: &DnsProvider, resolvers: &[SocketAddr]) -> Result<Self, DnsError> {
+        Self::build(provider, resolvers).map_err(|source| DnsError::Provider {
+            provider: provider.name.clone(),
+            fqdn: None,
+            source: Box::new(source),
+        })
+    }
+
+    fn build(provider: &DnsProvider, resolvers: &[SocketAddr]) -> Result<Self, DnsError> {
         let resolvers = if resolvers.is_empty() {
             wire::system_resolvers()
         } else {
@@ -141,7 +152,7 @@ impl DnsSolver {
     pub async fn publish(
         &self,
         records: &[TxtRecord],
-    ) -> Result<Vec<TxtRecord>, (Vec<TxtRecord>, String)> {
+    ) -> Result<Vec<TxtRecord>, (Vec<TxtRecord>, DnsError)> {
         let mut published = Vec::new();
         let mut resolved = Vec::with_capacity(records.len());
         for record in records {
@@ -162,11 +173,12 @@ impl DnsSolver {
         for record in &resolved {
             tracing::info!(provider = %self.name, fqdn = %record.fqdn, identifier = %record.identifier, "publishing TXT record");
             if let Err(error) = self.api.present(&record.fqdn, &record.value).await {
-                let message = format!(
-                    "DNS provider `{}`: publishing {}: {error}",
-                    self.name, record.fqdn
-                );
-                return Err((published, message));
+                let error = DnsError::Provider {
+                    provider: self.name.clone(),
+                    fqdn: Some(record.fqdn.clone()),
+                    source: Box::new(error),
+                };
+                return Err((published, error));
             }
             published.push(record.clone());
         }
@@ -180,7 +192,14 @@ impl DnsSolver {
         .await;
         match check {
             Ok(()) => Ok(published),
-            Err(error) => Err((published, format!("DNS provider `{}`: {error}", self.name))),
+            Err(error) => Err((
+                published,
+                DnsError::Provider {
+                    provider: self.name.clone(),
+                    fqdn: None,
+                    source: Box::new(error),
+                },
+            )),
         }
     }
 

@@ -11,8 +11,10 @@ use instant_acme::{
 };
 
 use super::dns01::{DnsSolver, TxtRecord};
+use super::error::ValidationFailure;
 use super::http01::ChallengeTokens;
 use super::storage::{parse_issued, Issued};
+use super::{AcmeError, CaStep};
 use crate::cluster::Cluster;
 
 /// How long the CA gets to validate every authorization.
@@ -64,7 +66,7 @@ pub async fn issue(
     solver: &Solver,
     replaces: Option<CertificateIdentifier<'static>>,
     cluster: Option<&Arc<Cluster>>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, AcmeError> {
     let identifiers: Vec<Identifier> = domains.iter().map(|d| Identifier::Dns(d.clone())).collect();
     let mut new_order = NewOrder::new(&identifiers);
     if let Some(replaces) = replaces {
@@ -73,7 +75,7 @@ pub async fn issue(
     let mut order = account
         .new_order(&new_order)
         .await
-        .map_err(|e| format!("new order: {e}"))?;
+        .map_err(|e| AcmeError::from_ca(CaStep::NewOrder, e))?;
 
     // Pass 1: what each pending authorization asks for.
     let kind = solver.challenge_type();
@@ -90,21 +92,26 @@ pub async fn issue(
     {
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
-            let mut authorization = authorization.map_err(|e| format!("authorization: {e}"))?;
+            let mut authorization =
+                authorization.map_err(|e| AcmeError::from_ca(CaStep::Authorization, e))?;
             match authorization.status {
                 AuthorizationStatus::Valid => continue,
                 AuthorizationStatus::Pending => {}
-                other => {
-                    return Err(format!(
-                        "authorization for {} is {other:?}",
-                        authorization.identifier()
-                    ))
+                status => {
+                    return Err(AcmeError::Authorization {
+                        identifier: authorization.identifier().to_string(),
+                        status,
+                    })
                 }
             }
             let identifier = authorization.identifier().to_string();
-            let challenge = authorization
-                .challenge(kind.clone())
-                .ok_or_else(|| format!("the CA offers no {kind:?} challenge for {identifier}"))?;
+            let challenge =
+                authorization
+                    .challenge(kind.clone())
+                    .ok_or_else(|| AcmeError::NoChallenge {
+                        kind: kind.clone(),
+                        identifier: identifier.clone(),
+                    })?;
             let key_authorization = challenge.key_authorization();
             match solver {
                 Solver::Http01(tokens_table) => {
@@ -134,7 +141,7 @@ pub async fn issue(
             Ok(published) => Some(published),
             Err((published, error)) => {
                 dns.cleanup(&published).await;
-                return Err(error);
+                return Err(error.into());
             }
         },
         None => None,
@@ -147,9 +154,10 @@ pub async fn issue(
                 for (token, _) in &shared_tokens {
                     cluster.withdraw_token(token).await;
                 }
-                return Err(format!(
-                    "cannot publish the HTTP-01 token in Redis: {error}"
-                ));
+                return Err(AcmeError::Cluster {
+                    context: "cannot publish the HTTP-01 token in Redis",
+                    source: error,
+                });
             }
         }
     }
@@ -173,22 +181,27 @@ async fn validate_and_finalize(
     order: &mut instant_acme::Order,
     pending: usize,
     kind: ChallengeType,
-) -> Result<(String, String), String> {
+) -> Result<(String, String), AcmeError> {
     if pending > 0 {
         let mut authorizations = order.authorizations();
         while let Some(authorization) = authorizations.next().await {
-            let mut authorization = authorization.map_err(|e| format!("authorization: {e}"))?;
+            let mut authorization =
+                authorization.map_err(|e| AcmeError::from_ca(CaStep::Authorization, e))?;
             if authorization.status != AuthorizationStatus::Pending {
                 continue;
             }
             let identifier = authorization.identifier().to_string();
-            let mut challenge = authorization
-                .challenge(kind.clone())
-                .ok_or_else(|| format!("no {kind:?} challenge for {identifier}"))?;
+            let mut challenge =
+                authorization
+                    .challenge(kind.clone())
+                    .ok_or_else(|| AcmeError::NoChallenge {
+                        kind: kind.clone(),
+                        identifier: identifier.clone(),
+                    })?;
             challenge
                 .set_ready()
                 .await
-                .map_err(|e| format!("challenge for {identifier}: {e}"))?;
+                .map_err(|e| AcmeError::from_ca(CaStep::Challenge(identifier), e))?;
         }
     }
     let retries = RetryPolicy::new()
@@ -198,17 +211,17 @@ async fn validate_and_finalize(
     let status = order
         .poll_ready(&retries)
         .await
-        .map_err(|e| format!("waiting for validation: {e}"))?;
+        .map_err(|e| AcmeError::from_ca(CaStep::Validation, e))?;
     if status != OrderStatus::Ready {
-        return Err(format!(
-            "order is {status:?}: {}",
-            failure_detail(order).await
-        ));
+        return Err(AcmeError::Validation {
+            status,
+            failures: failures(order).await,
+        });
     }
     let key_pem = order
         .finalize()
         .await
-        .map_err(|e| format!("finalize: {e}"))?;
+        .map_err(|e| AcmeError::from_ca(CaStep::Finalize, e))?;
     let retries = RetryPolicy::new()
         .initial_delay(Duration::from_millis(250))
         .backoff(1.5)
@@ -216,27 +229,29 @@ async fn validate_and_finalize(
     let chain = order
         .poll_certificate(&retries)
         .await
-        .map_err(|e| format!("downloading the certificate: {e}"))?;
+        .map_err(|e| AcmeError::from_ca(CaStep::Download, e))?;
     Ok((chain, key_pem))
 }
 
-/// The CA's reasons for a failed order, one per failed challenge.
-async fn failure_detail(order: &mut instant_acme::Order) -> String {
+/// The CA's reasons for a failed order: the order's own problem, then one per failed challenge.
+async fn failures(order: &mut instant_acme::Order) -> Vec<ValidationFailure> {
     let mut reasons = Vec::new();
     if let Some(problem) = &order.state().error {
-        reasons.push(problem.to_string());
+        reasons.push(ValidationFailure {
+            identifier: None,
+            problem: problem.clone(),
+        });
     }
     let mut authorizations = order.authorizations();
     while let Some(Ok(authorization)) = authorizations.next().await {
         for challenge in &authorization.challenges {
             if let Some(problem) = &challenge.error {
-                reasons.push(format!("{}: {problem}", authorization.identifier()));
+                reasons.push(ValidationFailure {
+                    identifier: Some(authorization.identifier().to_string()),
+                    problem: problem.clone(),
+                });
             }
         }
     }
-    if reasons.is_empty() {
-        "no reason given".into()
-    } else {
-        reasons.join("; ")
-    }
+    reasons
 }

@@ -20,6 +20,7 @@ use super::http01::ChallengeTokens;
 use super::metrics::AcmeMetrics;
 use super::status::{CertStatus, Serving, StatusTable};
 use super::storage::{self, Issued, Stored};
+use super::AcmeError;
 use crate::cluster::Cluster;
 use crate::config::model::{Acme, AcmeCertificate, Challenge, Config, DnsProvider};
 use crate::observe::board::{CertificateInfo, StatusBoard};
@@ -127,13 +128,13 @@ impl AcmeManager {
         certs: Arc<CertStore>,
         tokens: Arc<ChallengeTokens>,
         reporting: AcmeReporting,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, AcmeError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ferrogate-acme")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the ACME runtime: {e}"))?;
+            .map_err(AcmeError::Runtime)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 state: Mutex::new(State::default()),
@@ -164,10 +165,10 @@ impl AcmeManager {
     /// (its stored certificate, else a self-signed placeholder) and the fallback certificate.
     /// Certificates already served keep being served until a new one replaces them. Changes
     /// nothing; on error nothing is prepared.
-    pub fn prepare(&self, config: &Config) -> Result<CertPlan, String> {
+    pub fn prepare(&self, config: &Config) -> Result<CertPlan, AcmeError> {
         let config = Arc::new(config.clone());
         if self.runtime.is_none() {
-            return Err("the ACME runtime has stopped".into());
+            return Err(AcmeError::Stopped);
         }
         let state = self.inner.lock();
         let wanted: BTreeMap<String, TaskSpec> = config
@@ -194,7 +195,7 @@ impl AcmeManager {
             }
             to_start.push((name.clone(), spec.clone()));
         }
-        let fallback = fallback_for(&config, &keys_of(&served))?;
+        let fallback = fallback_for(&config, &keys_of(&served)).map_err(AcmeError::Serving)?;
         Ok(CertPlan {
             config,
             fallback,
@@ -256,7 +257,7 @@ impl AcmeManager {
     }
 
     /// [`Self::prepare`] then [`Self::commit`] (start-up and tests).
-    pub fn apply(&self, config: &Config, cluster: Option<Arc<Cluster>>) -> Result<(), String> {
+    pub fn apply(&self, config: &Config, cluster: Option<Arc<Cluster>>) -> Result<(), AcmeError> {
         let plan = self.prepare(config)?;
         self.commit(plan, cluster);
         Ok(())
@@ -384,7 +385,7 @@ pub(super) fn same_names(a: &[String], b: &[String]) -> bool {
 
 /// What to serve before the task has run: the stored certificate if it is still valid, else a
 /// placeholder. A corrupt store is reported and issued again.
-fn initial(spec: &TaskSpec) -> Result<Served, String> {
+fn initial(spec: &TaskSpec) -> Result<Served, AcmeError> {
     let name = &spec.cert.name;
     let now = task::unix_now();
     match storage::load(&spec.state_dir, name) {
@@ -401,7 +402,7 @@ fn initial(spec: &TaskSpec) -> Result<Served, String> {
         Stored::Missing => {}
     }
     tracing::info!(certificate = %name, "serving a self-signed placeholder until the CA issues the certificate");
-    let key = placeholder::for_names(&spec.cert.domains)?;
+    let key = placeholder::for_names(&spec.cert.domains).map_err(AcmeError::Serving)?;
     Ok(Served::Placeholder(key))
 }
 

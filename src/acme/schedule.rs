@@ -1,8 +1,10 @@
-//! When to renew and when to retry: pure functions over times (Unix seconds) and counts, so the
-//! manager's timing is tested here without a clock.
+//! When to renew and when to retry: pure functions over times (Unix seconds), counts and
+//! errors, so the manager's timing is tested here without a clock.
 
 use std::hash::BuildHasher;
 use std::time::Duration;
+
+use super::AcmeError;
 
 /// At most this much jitter is taken off a renewal time, so many certificates issued together do
 /// not all renew in the same second.
@@ -48,6 +50,37 @@ pub fn backoff(failures: u32, min: Duration, max: Duration) -> Duration {
     min.saturating_mul(1u32 << exponent).min(max)
 }
 
+/// The wait after failed attempt number `failures`. A transient failure waits the exponential
+/// [`backoff`], or until the time the CA named (`ca_wait`) when that is later, never past `max`;
+/// a permanent one (retrying cannot fix it) waits `max` at once.
+pub fn retry_delay(
+    failures: u32,
+    transient: bool,
+    ca_wait: Option<Duration>,
+    min: Duration,
+    max: Duration,
+) -> Duration {
+    if !transient {
+        return max;
+    }
+    let delay = backoff(failures, min, max);
+    ca_wait.map_or(delay, |wait| delay.max(wait).min(max))
+}
+
+/// [`retry_delay`] for an issuance that failed with `error` at `now` (Unix seconds).
+pub fn retry_wait(
+    error: &AcmeError,
+    failures: u32,
+    min: Duration,
+    max: Duration,
+    now: i64,
+) -> Duration {
+    let ca_wait = error
+        .retry_after()
+        .map(|at| Duration::from_secs(at.saturating_sub(now).max(0) as u64));
+    retry_delay(failures, error.is_transient(), ca_wait, min, max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +121,52 @@ mod tests {
         );
         assert_eq!(backoff(0, min, max), min);
         assert_eq!(backoff(u32::MAX, min, max), max);
+    }
+
+    #[test]
+    fn permanent_failures_wait_the_longest_at_once() {
+        let (min, max) = (Duration::from_secs(60), Duration::from_secs(6 * 3600));
+        assert_eq!(retry_delay(1, true, None, min, max), min);
+        assert_eq!(retry_delay(3, true, None, min, max), min * 4);
+        assert_eq!(retry_delay(1, false, None, min, max), max);
+        assert_eq!(retry_delay(7, false, None, min, max), max);
+        // The CA's own time stretches a short backoff, within `max`; it never shortens one.
+        let hour = Duration::from_secs(3600);
+        assert_eq!(retry_delay(1, true, Some(hour), min, max), hour);
+        assert_eq!(retry_delay(1, true, Some(max * 10), min, max), max);
+        assert_eq!(
+            retry_delay(5, true, Some(Duration::ZERO), min, max),
+            min * 16
+        );
+    }
+
+    #[test]
+    fn the_error_chooses_the_wait() {
+        use crate::acme::CaStep;
+        let (min, max) = (Duration::from_secs(1), Duration::from_secs(4));
+        let problem = |kind: &str, detail: &str| {
+            let problem: instant_acme::Problem = serde_json::from_value(serde_json::json!({
+                "type": format!("urn:ietf:params:acme:error:{kind}"),
+                "detail": detail,
+            }))
+            .expect("problem");
+            instant_acme::Error::Api(problem)
+        };
+        let unreachable = AcmeError::from_ca(
+            CaStep::Directory("https://127.0.0.1:1/dir".into()),
+            instant_acme::Error::Other("connection refused".into()),
+        );
+        assert_eq!(retry_wait(&unreachable, 1, min, max, 0), min);
+        assert_eq!(retry_wait(&unreachable, 2, min, max, 0), min * 2);
+        let rejected = AcmeError::from_ca(CaStep::NewOrder, problem("rejectedIdentifier", "no"));
+        assert_eq!(retry_wait(&rejected, 1, min, max, 0), max);
+        let limited = AcmeError::from_ca(
+            CaStep::NewOrder,
+            problem("rateLimited", "retry after 1970-01-01 00:00:03 UTC: see"),
+        );
+        assert_eq!(retry_wait(&limited, 1, min, max, 0), Duration::from_secs(3));
+        // Already past the CA's time: the plain backoff.
+        assert_eq!(retry_wait(&limited, 1, min, max, 10), min);
     }
 
     #[test]

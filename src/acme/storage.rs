@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use x509_parser::extensions::GeneralName;
 
 use super::status::CertStatus;
-use crate::tls::pem::certified_key_from_pem;
+use super::AcmeError;
+use crate::pem::certified_key_from_pem;
 use crate::tls::placeholder::write_atomic;
 
 /// A certificate the CA issued, as stored and served.
@@ -71,18 +72,25 @@ pub fn account_path(state_dir: &Path, directory: &str) -> PathBuf {
 }
 
 /// Creates `dir` (and parents) with mode 0700.
-pub fn private_dir(dir: &Path) -> Result<(), String> {
-    fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
-        .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))
+pub fn private_dir(dir: &Path) -> Result<(), AcmeError> {
+    let failed = |action| {
+        move |source| AcmeError::Storage {
+            action,
+            path: dir.to_path_buf(),
+            source,
+        }
+    };
+    fs::create_dir_all(dir).map_err(failed("create"))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(failed("restrict"))
 }
 
 /// Parses a PEM chain and key into a servable certificate and its description.
-pub fn parse_issued(chain_pem: &str, key_pem: &str, directory: &str) -> Result<Issued, String> {
-    let key = certified_key_from_pem(chain_pem.as_bytes(), key_pem.as_bytes())?;
-    let leaf = key.cert.first().ok_or("empty certificate chain")?;
-    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
-        .map_err(|e| format!("invalid certificate: {e}"))?;
+pub fn parse_issued(chain_pem: &str, key_pem: &str, directory: &str) -> Result<Issued, AcmeError> {
+    let key =
+        certified_key_from_pem(chain_pem.as_bytes(), key_pem.as_bytes()).map_err(AcmeError::Pem)?;
+    let leaf = key.cert.first().ok_or(AcmeError::EmptyChain)?;
+    let (_, parsed) =
+        x509_parser::parse_x509_certificate(leaf.as_ref()).map_err(AcmeError::X509)?;
     let mut domains = Vec::new();
     if let Ok(Some(san)) = parsed.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -107,17 +115,18 @@ pub fn parse_issued(chain_pem: &str, key_pem: &str, directory: &str) -> Result<I
 }
 
 /// Writes a newly issued certificate: key (0600) first, then chain, then meta.
-pub fn save(state_dir: &Path, name: &str, issued: &Issued, key_pem: &str) -> Result<(), String> {
+pub fn save(state_dir: &Path, name: &str, issued: &Issued, key_pem: &str) -> Result<(), AcmeError> {
     let dir = cert_dir(state_dir, name);
     private_dir(&dir)?;
-    write_atomic(&dir.join("key.pem"), key_pem.as_bytes(), 0o600)?;
+    write_atomic(&dir.join("key.pem"), key_pem.as_bytes(), 0o600).map_err(AcmeError::Write)?;
     write_atomic(
         &dir.join("fullchain.pem"),
         issued.chain_pem.as_bytes(),
         0o644,
-    )?;
-    let meta = serde_json::to_vec_pretty(&issued.meta).map_err(|e| e.to_string())?;
-    write_atomic(&dir.join("meta.json"), &meta, 0o644)
+    )
+    .map_err(AcmeError::Write)?;
+    let meta = serde_json::to_vec_pretty(&issued.meta)?;
+    write_atomic(&dir.join("meta.json"), &meta, 0o644).map_err(AcmeError::Write)
 }
 
 /// What loading a stored certificate found.
@@ -160,8 +169,8 @@ pub fn load(state_dir: &Path, name: &str) -> Stored {
 pub fn save_status(state_dir: &Path, status: &CertStatus) {
     let dir = cert_dir(state_dir, &status.name);
     let result = private_dir(&dir).and_then(|()| {
-        let bytes = serde_json::to_vec_pretty(status).map_err(|e| e.to_string())?;
-        write_atomic(&dir.join("status.json"), &bytes, 0o644)
+        let bytes = serde_json::to_vec_pretty(status)?;
+        write_atomic(&dir.join("status.json"), &bytes, 0o644).map_err(AcmeError::Write)
     });
     if let Err(error) = result {
         tracing::warn!(certificate = %status.name, %error, "cannot write certificate status");

@@ -13,6 +13,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Client, Cmd, ConnectionInfo, FromRedisValue, IntoConnectionInfo, Script};
 
 use super::metrics::ClusterMetrics;
+use super::ClusterError;
 use crate::config::model::{redact_url, Redis, RedisTarget};
 
 /// An open connection of either kind (both are cheap clones of a shared handle).
@@ -79,34 +80,41 @@ impl Link {
         }
     }
 
-    fn password(&self) -> Result<Option<String>, String> {
+    fn password(&self) -> Result<Option<String>, ClusterError> {
         self.settings
             .password
             .as_ref()
             .map(|s| s.read())
             .transpose()
+            .map_err(ClusterError::Secret)
     }
 
-    fn tls_certificates(&self) -> Result<Option<redis::TlsCertificates>, String> {
+    fn tls_certificates(&self) -> Result<Option<redis::TlsCertificates>, ClusterError> {
         let Some(path) = &self.settings.tls_ca else {
             return Ok(None);
         };
-        let root = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let root = std::fs::read(path).map_err(|source| ClusterError::CaFile {
+            path: path.clone(),
+            source,
+        })?;
         Ok(Some(redis::TlsCertificates {
             client_tls: None,
             root_cert: Some(root),
         }))
     }
 
-    fn connection_info(&self, url: &str) -> Result<ConnectionInfo, String> {
+    fn connection_info(&self, url: &str) -> Result<ConnectionInfo, ClusterError> {
         let info = url
             .into_connection_info()
-            .map_err(|e| format!("{}: {e}", redact_url(url)))?;
+            .map_err(|source| ClusterError::Url {
+                url: redact_url(url),
+                source,
+            })?;
         self.with_password(info)
     }
 
     /// `info` with the configured password, when one is configured.
-    fn with_password(&self, info: ConnectionInfo) -> Result<ConnectionInfo, String> {
+    fn with_password(&self, info: ConnectionInfo) -> Result<ConnectionInfo, ClusterError> {
         Ok(match self.password()? {
             Some(password) => {
                 let redis = info.redis_settings().clone().set_password(password);
@@ -116,15 +124,18 @@ impl Link {
         })
     }
 
-    fn client(&self, info: ConnectionInfo) -> Result<Client, String> {
+    fn client(&self, info: ConnectionInfo) -> Result<Client, ClusterError> {
         let client = match self.tls_certificates()? {
             Some(certs) => Client::build_with_tls(info, certs),
             None => Client::open(info),
         };
-        client.map_err(|e| format!("Redis client: {e}"))
+        client.map_err(|source| ClusterError::Connect {
+            target: "Redis client",
+            source,
+        })
     }
 
-    fn manager(&self, client: Client) -> Result<Conn, String> {
+    fn manager(&self, client: Client) -> Result<Conn, ClusterError> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(self.timeout.max(Duration::from_millis(200))))
             .set_response_timeout(Some(self.timeout))
@@ -132,12 +143,15 @@ impl Link {
             .set_max_delay(Duration::from_millis(500));
         ConnectionManager::new_lazy_with_config(client, config)
             .map(Conn::Single)
-            .map_err(|e| format!("Redis connection: {e}"))
+            .map_err(|source| ClusterError::Connect {
+                target: "Redis connection",
+                source,
+            })
     }
 
     /// Opens the connection if there is none (and, with Sentinel, follows a new master). Must run
     /// on the runtime that drives the connection.
-    pub async fn ensure(&self) -> Result<(), String> {
+    pub async fn ensure(&self) -> Result<(), ClusterError> {
         match &self.settings.target {
             RedisTarget::Single(url) => {
                 if self.conn.load().is_none() {
@@ -156,14 +170,20 @@ impl Link {
                     if let Some(certs) = self.tls_certificates()? {
                         builder = builder.certs(certs);
                     }
-                    let client = builder
-                        .build()
-                        .map_err(|e| format!("Redis Cluster client: {e}"))?;
+                    let client = builder.build().map_err(|source| ClusterError::Connect {
+                        target: "Redis Cluster client",
+                        source,
+                    })?;
                     let conn =
                         tokio::time::timeout(self.timeout * 4, client.get_async_connection())
                             .await
-                            .map_err(|_| "Redis Cluster: no answer".to_string())?
-                            .map_err(|e| format!("Redis Cluster: {e}"))?;
+                            .map_err(|_| ClusterError::NoAnswer {
+                                target: "Redis Cluster",
+                            })?
+                            .map_err(|source| ClusterError::Connect {
+                                target: "Redis Cluster",
+                                source,
+                            })?;
                     self.conn
                         .store(Some(std::sync::Arc::new(Conn::Cluster(conn))));
                 }
@@ -173,13 +193,15 @@ impl Link {
                 // Sentinels between look-ups.
                 let mut sentinel = self.sentinel.lock().await;
                 if sentinel.is_none() {
-                    *sentinel = Some(
-                        redis::sentinel::Sentinel::build(nodes.clone())
-                            .map_err(|e| format!("Sentinel: {e}"))?,
-                    );
+                    *sentinel = Some(redis::sentinel::Sentinel::build(nodes.clone()).map_err(
+                        |source| ClusterError::Connect {
+                            target: "Sentinel",
+                            source,
+                        },
+                    )?);
                 }
                 let Some(sentinel) = sentinel.as_mut() else {
-                    return Err("Sentinel: no client".into());
+                    return Err(ClusterError::Unavailable("Sentinel: no client"));
                 };
                 let mut node = redis::sentinel::SentinelNodeConnectionInfo::default();
                 if nodes.iter().any(|url| url.starts_with("rediss://")) {
@@ -190,8 +212,11 @@ impl Link {
                     sentinel.async_master_for(master, Some(&node)),
                 )
                 .await
-                .map_err(|_| "Sentinel: no answer".to_string())?
-                .map_err(|e| format!("Sentinel: {e}"))?;
+                .map_err(|_| ClusterError::NoAnswer { target: "Sentinel" })?
+                .map_err(|source| ClusterError::Connect {
+                    target: "Sentinel",
+                    source,
+                })?;
                 let address = client.get_connection_info().addr().to_string();
                 let mut current = self.master.lock();
                 if current.as_deref() != Some(address.as_str()) || self.conn.load().is_none() {
@@ -225,7 +250,7 @@ impl Link {
         }
     }
 
-    fn failed(&self, error: &str) {
+    fn failed(&self, error: &ClusterError) {
         let now = (self.epoch.elapsed().as_millis() as u64).max(1);
         self.failed_at.store(now, Ordering::Relaxed);
         if self.up.swap(false, Ordering::Relaxed) {
@@ -236,18 +261,24 @@ impl Link {
         }
     }
 
-    fn current(&self, fast_fail: bool) -> Result<Conn, String> {
+    fn current(&self, fast_fail: bool) -> Result<Conn, ClusterError> {
         if fast_fail && self.skipping() {
-            return Err("Redis was unreachable a moment ago".into());
+            return Err(ClusterError::Unavailable(
+                "Redis was unreachable a moment ago",
+            ));
         }
         match self.conn.load_full() {
             Some(conn) => Ok((*conn).clone()),
-            None => Err("not connected to Redis yet".into()),
+            None => Err(ClusterError::Unavailable("not connected to Redis yet")),
         }
     }
 
     /// Runs one command. With `fast_fail`, fails at once while Redis is known to be away.
-    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd, fast_fail: bool) -> Result<T, String> {
+    pub async fn query<T: FromRedisValue>(
+        &self,
+        cmd: &Cmd,
+        fast_fail: bool,
+    ) -> Result<T, ClusterError> {
         let conn = self.current(fast_fail)?;
         let work = async {
             match conn {
@@ -255,7 +286,10 @@ impl Link {
                 Conn::Cluster(mut c) => cmd.query_async::<T>(&mut c).await,
             }
         };
-        self.finish(tokio::time::timeout(self.timeout, work).await)
+        self.finish(
+            tokio::time::timeout(self.timeout, work).await,
+            ClusterError::Command,
+        )
     }
 
     /// Whether this is a Redis Cluster (multi-key commands must stay on one slot).
@@ -264,7 +298,10 @@ impl Link {
     }
 
     /// Runs a pipeline (one server or Sentinel's master only).
-    pub async fn pipeline<T: FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, String> {
+    pub async fn pipeline<T: FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, ClusterError> {
         let conn = self.current(false)?;
         let work = async {
             match conn {
@@ -272,7 +309,10 @@ impl Link {
                 Conn::Cluster(mut c) => pipe.query_async::<T>(&mut c).await,
             }
         };
-        self.finish(tokio::time::timeout(self.timeout, work).await)
+        self.finish(
+            tokio::time::timeout(self.timeout, work).await,
+            ClusterError::Command,
+        )
     }
 
     /// Runs a script (EVALSHA, loading it on first use).
@@ -282,7 +322,7 @@ impl Link {
         keys: &[&str],
         args: &[&str],
         fast_fail: bool,
-    ) -> Result<T, String> {
+    ) -> Result<T, ClusterError> {
         let conn = self.current(fast_fail)?;
         let mut invocation = script.prepare_invoke();
         for key in keys {
@@ -297,28 +337,27 @@ impl Link {
                 Conn::Cluster(mut c) => invocation.invoke_async::<T>(&mut c).await,
             }
         };
-        self.finish(tokio::time::timeout(self.timeout, work).await)
+        self.finish(
+            tokio::time::timeout(self.timeout, work).await,
+            ClusterError::from_script,
+        )
     }
 
+    /// Records the outcome of one call; `failure` types a Redis error (command or script).
     fn finish<T>(
         &self,
         result: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
-    ) -> Result<T, String> {
-        match result {
+        failure: fn(redis::RedisError) -> ClusterError,
+    ) -> Result<T, ClusterError> {
+        let error = match result {
             Ok(Ok(value)) => {
                 self.succeeded();
-                Ok(value)
+                return Ok(value);
             }
-            Ok(Err(error)) => {
-                let error = error.to_string();
-                self.failed(&error);
-                Err(error)
-            }
-            Err(_) => {
-                let error = format!("no answer from Redis within {:?}", self.timeout);
-                self.failed(&error);
-                Err(error)
-            }
-        }
+            Ok(Err(error)) => failure(error),
+            Err(_) => ClusterError::Timeout(self.timeout),
+        };
+        self.failed(&error);
+        Err(error)
     }
 }

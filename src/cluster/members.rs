@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::Inner;
+use super::{ClusterError, Inner};
 
 /// One instance as it describes itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +77,7 @@ pub(super) async fn heartbeat(inner: Arc<Inner>) {
                     redis_up: false,
                     members: previous.members.clone(),
                     locks: previous.locks.clone(),
-                    error: Some(error),
+                    error: Some(error.to_string()),
                 }
             }
         };
@@ -95,7 +95,7 @@ pub(super) async fn heartbeat(inner: Arc<Inner>) {
 }
 
 /// One heartbeat: announce, expire the silent, read members and lock holders.
-async fn beat(inner: &Inner, started: i64) -> Result<(Vec<Member>, Vec<LockHolder>), String> {
+async fn beat(inner: &Inner, started: i64) -> Result<(Vec<Member>, Vec<LockHolder>), ClusterError> {
     let now = unix_ms();
     let period = inner.settings.sync_interval.as_millis() as i64;
     let silent = 3 * period.max(1000);
@@ -106,7 +106,7 @@ async fn beat(inner: &Inner, started: i64) -> Result<(Vec<Member>, Vec<LockHolde
         started,
         seen_ms_ago: 0,
     };
-    let description = serde_json::to_string(&me).map_err(|e| e.to_string())?;
+    let description = serde_json::to_string(&me)?;
     let members_key = inner.keys.members();
     let mut pipe = redis::pipe();
     pipe.cmd("ZADD")

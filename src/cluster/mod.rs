@@ -6,6 +6,7 @@
 //! ACME manager. Without `cluster:` nothing here runs and every instance keeps its state to
 //! itself.
 
+mod error;
 mod keys;
 mod link;
 mod members;
@@ -15,6 +16,7 @@ mod shared;
 
 use std::sync::Arc;
 
+pub use error::ClusterError;
 pub use members::{ClusterView, LockHolder, Member};
 pub use shared::{IssueLock, SharedCert, Stored};
 
@@ -59,7 +61,7 @@ impl ClusterPlan {
         config: &Config,
         running: Option<&Arc<Cluster>>,
         metrics: &metrics::ClusterMetrics,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ClusterError> {
         match (&config.cluster, running) {
             (None, _) => Ok(Self::Alone),
             (Some(settings), Some(running)) if running.inner.settings == *settings => {
@@ -105,13 +107,13 @@ impl ClusterPlan {
 
 impl Cluster {
     /// A cluster for `settings` with its runtime, not yet joined ([`Self::join`]).
-    fn prepare(settings: Settings, metrics: metrics::ClusterMetrics) -> Result<Self, String> {
+    fn prepare(settings: Settings, metrics: metrics::ClusterMetrics) -> Result<Self, ClusterError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("ferrogate-cluster")
             .enable_all()
             .build()
-            .map_err(|e| format!("cannot start the cluster runtime: {e}"))?;
+            .map_err(ClusterError::Runtime)?;
         let id = format!(
             "{}/{}-{:06x}",
             settings.name,

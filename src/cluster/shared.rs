@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::scripts::{ACQUIRE, ADD_TOKENS, READ_TOKENS, RELEASE, RENEW, STORE_CERT, TAKE_TOKEN};
-use super::Cluster;
+use super::{Cluster, ClusterError};
 
 /// How long a published HTTP-01 token stays in Redis at most (it is withdrawn after validation).
 const TOKEN_TTL_SECS: u64 = 600;
@@ -54,7 +54,7 @@ impl Cluster {
     }
 
     /// The certificate stored for `name`, if any.
-    pub async fn load_cert(&self, name: &str) -> Result<Option<SharedCert>, String> {
+    pub async fn load_cert(&self, name: &str) -> Result<Option<SharedCert>, ClusterError> {
         let mut cmd = redis::cmd("HGETALL");
         cmd.arg(self.inner.keys.cert(name));
         let mut fields: HashMap<String, String> = self.inner.link.query(&cmd, false).await?;
@@ -74,14 +74,14 @@ impl Cluster {
     }
 
     /// The fencing token the stored certificate was written with (`None`: nothing stored).
-    pub async fn stored_fence(&self, name: &str) -> Result<Option<i64>, String> {
+    pub async fn stored_fence(&self, name: &str) -> Result<Option<i64>, ClusterError> {
         let mut cmd = redis::cmd("HGET");
         cmd.arg(self.inner.keys.cert(name)).arg("fence");
         self.inner.link.query(&cmd, false).await
     }
 
     /// Takes `name`'s issuance lock if it is free.
-    pub async fn try_lock(&self, name: &str) -> Result<Option<IssueLock>, String> {
+    pub async fn try_lock(&self, name: &str) -> Result<Option<IssueLock>, ClusterError> {
         let value = format!("{}#{:016x}", self.inner.id, fastrand::u64(..));
         let ttl = Self::millis(self.inner.settings.lock_ttl);
         let keys = [
@@ -100,8 +100,8 @@ impl Cluster {
         }))
     }
 
-    /// Extends the lock; false when it is no longer this holder's.
-    pub async fn renew(&self, lock: &IssueLock) -> Result<bool, String> {
+    /// Extends the lock; [`ClusterError::LockLost`] when it is no longer this holder's.
+    pub async fn renew(&self, lock: &IssueLock) -> Result<(), ClusterError> {
         let ttl = Self::millis(self.inner.settings.lock_ttl);
         let key = self.inner.keys.cert_lock(&lock.name);
         let held: i64 = self
@@ -109,13 +109,19 @@ impl Cluster {
             .link
             .eval(&RENEW, &[&key], &[&lock.value, &ttl], false)
             .await?;
-        Ok(held == 1)
+        if held == 1 {
+            Ok(())
+        } else {
+            Err(ClusterError::LockLost {
+                certificate: lock.name.clone(),
+            })
+        }
     }
 
     /// Gives the lock back (only if still this holder's); failures only logged, it expires anyway.
     pub async fn release(&self, lock: &IssueLock) {
         let key = self.inner.keys.cert_lock(&lock.name);
-        let result: Result<i64, String> = self
+        let result: Result<i64, ClusterError> = self
             .inner
             .link
             .eval(&RELEASE, &[&key], &[&lock.value], false)
@@ -126,7 +132,7 @@ impl Cluster {
     }
 
     /// The member id holding `name`'s lock.
-    pub async fn holder(&self, name: &str) -> Result<Option<String>, String> {
+    pub async fn holder(&self, name: &str) -> Result<Option<String>, ClusterError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.inner.keys.cert_lock(name));
         let value: Option<String> = self.inner.link.query(&cmd, false).await?;
@@ -140,7 +146,7 @@ impl Cluster {
         chain: &str,
         key: &str,
         meta: &str,
-    ) -> Result<Stored, String> {
+    ) -> Result<Stored, ClusterError> {
         let keys = [
             self.inner.keys.cert_lock(&lock.name),
             self.inner.keys.cert(&lock.name),
@@ -164,7 +170,7 @@ impl Cluster {
     }
 
     /// Failures so far and the time left, while `name`'s issuance backs off cluster-wide.
-    pub async fn backoff(&self, name: &str) -> Result<Option<(u32, Duration)>, String> {
+    pub async fn backoff(&self, name: &str) -> Result<Option<(u32, Duration)>, ClusterError> {
         let key = self.inner.keys.cert_backoff(name);
         let mut pipe = redis::pipe();
         pipe.cmd("GET").arg(&key).cmd("PTTL").arg(&key);
@@ -176,7 +182,7 @@ impl Cluster {
     }
 
     /// Failures counted cluster-wide (kept after the wait ends, until a success clears them).
-    pub async fn failures(&self, name: &str) -> Result<u32, String> {
+    pub async fn failures(&self, name: &str) -> Result<u32, ClusterError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.inner.keys.cert_failures(name));
         let count: Option<u32> = self.inner.link.query(&cmd, false).await?;
@@ -189,7 +195,7 @@ impl Cluster {
         name: &str,
         failures: u32,
         delay: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), ClusterError> {
         let key = self.inner.keys.cert_backoff(name);
         let mut pipe = redis::pipe();
         pipe.cmd("SET")
@@ -208,7 +214,7 @@ impl Cluster {
     }
 
     /// Forgets the failures after a success.
-    pub async fn clear_backoff(&self, name: &str) -> Result<(), String> {
+    pub async fn clear_backoff(&self, name: &str) -> Result<(), ClusterError> {
         let mut cmd = redis::cmd("DEL");
         cmd.arg(self.inner.keys.cert_backoff(name))
             .arg(self.inner.keys.cert_failures(name));
@@ -216,14 +222,14 @@ impl Cluster {
     }
 
     /// The ACME account credentials (JSON) stored for a directory.
-    pub async fn load_account(&self, directory: &str) -> Result<Option<String>, String> {
+    pub async fn load_account(&self, directory: &str) -> Result<Option<String>, ClusterError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.inner.keys.account(directory));
         self.inner.link.query(&cmd, false).await
     }
 
     /// Stores account credentials unless some are there already; returns the ones in force.
-    pub async fn store_account(&self, directory: &str, json: &str) -> Result<String, String> {
+    pub async fn store_account(&self, directory: &str, json: &str) -> Result<String, ClusterError> {
         let key = self.inner.keys.account(directory);
         let mut set = redis::cmd("SET");
         set.arg(&key).arg(json).arg("NX");
@@ -238,7 +244,11 @@ impl Cluster {
     }
 
     /// Publishes an HTTP-01 token so every instance can answer it.
-    pub async fn publish_token(&self, token: &str, key_authorization: &str) -> Result<(), String> {
+    pub async fn publish_token(
+        &self,
+        token: &str,
+        key_authorization: &str,
+    ) -> Result<(), ClusterError> {
         let mut cmd = redis::cmd("SET");
         cmd.arg(self.inner.keys.http01(token))
             .arg(key_authorization)
@@ -257,7 +267,7 @@ impl Cluster {
     }
 
     /// A token another instance published.
-    pub async fn token(&self, token: &str) -> Result<Option<String>, String> {
+    pub async fn token(&self, token: &str) -> Result<Option<String>, ClusterError> {
         let mut cmd = redis::cmd("GET");
         cmd.arg(self.inner.keys.http01(token));
         self.inner.link.query(&cmd, true).await
@@ -276,7 +286,7 @@ impl Cluster {
         let bucket = self.inner.keys.rate(route, settings, key);
         let rate = format!("{:.17e}", per_second / 1000.0);
         let burst = burst.to_string();
-        let wait_ms: Result<i64, String> = self
+        let wait_ms: Result<i64, ClusterError> = self
             .inner
             .link
             .eval(&TAKE_TOKEN, &[&bucket], &[&rate, &burst], true)
@@ -297,7 +307,7 @@ impl Cluster {
         key: &[u8; 32],
     ) -> Option<(u64, Duration)> {
         let counter = self.inner.keys.quota(route, settings, key);
-        let read: Result<(u64, u64), String> = self
+        let read: Result<(u64, u64), ClusterError> = self
             .inner
             .link
             .eval(&READ_TOKENS, &[&counter], &[], true)
@@ -314,7 +324,7 @@ impl Cluster {
         key: &[u8; 32],
         tokens: u64,
         per: Duration,
-    ) -> Result<u64, String> {
+    ) -> Result<u64, ClusterError> {
         let counter = self.inner.keys.quota(route, settings, key);
         let tokens = tokens.to_string();
         let per = Self::millis(per);

@@ -1,14 +1,19 @@
 //! Configuration: the YAML file → a validated [`model::Config`], with every error reported at once
 //! as `file:line:column: key.path: message`.
 //!
-//! `raw` mirrors the file for serde, `spans` remembers where each key sits, `validate` turns raw
-//! into the model; only `model`, `error` and `duration` are public.
+//! Loading is three steps: read the file; `validate` it into a draft (pure: `raw` mirrors the file
+//! for serde, `spans` remembers where each key sits); `resolve` the draft (every DNS look-up and
+//! file read the model needs). Both steps report into one list, so all errors come out together.
+//! Only `model`, `error`, `duration` and `cidr` are public.
 
 pub mod cidr;
+mod draft;
 pub mod duration;
 pub mod error;
 pub mod model;
 mod raw;
+mod report;
+mod resolve;
 mod spans;
 mod validate;
 
@@ -18,7 +23,7 @@ pub use duration::parse_duration;
 pub use error::{ConfigError, ConfigErrors};
 pub use model::Config;
 
-/// Reads and validates the configuration file at `path`.
+/// Reads, validates and resolves the configuration file at `path`.
 pub fn load(path: &Path) -> Result<model::Config, error::ConfigErrors> {
     match std::fs::read_to_string(path) {
         Ok(source) => load_str(&source, path),
@@ -32,8 +37,11 @@ pub fn load(path: &Path) -> Result<model::Config, error::ConfigErrors> {
     }
 }
 
-/// Validates `source` as if read from `path`: `path` names the file in messages, and relative
-/// certificate, key and `state_dir` paths resolve against its directory.
+/// Validates and resolves `source` as if read from `path`: `path` names the file in messages,
+/// and relative certificate, key and `state_dir` paths resolve against its directory. A file
+/// that fails validation still has its files and host names looked up, for their errors.
 pub fn load_str(source: &str, path: &Path) -> Result<model::Config, error::ConfigErrors> {
-    validate::validate(source, path)
+    let validate::Validated { draft, mut report } = validate::validate(source, path)?;
+    let config = resolve::resolve(draft, &mut report);
+    report.finish(config)
 }

@@ -1,7 +1,8 @@
 //! The validated configuration: the only config types the rest of the daemon sees.
 //!
 //! Everything here has been checked: names are unique, references resolve, durations are parsed,
-//! addresses are resolved and certificate files are loaded. Raw serde types never leave `config/`.
+//! addresses are resolved and certificate files are loaded. Raw serde types never leave `config/`,
+//! nor do the drafts that validation hands to resolution. Plain data: no I/O.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -268,25 +269,12 @@ pub struct Eab {
     pub hmac_key: Secret,
 }
 
-/// Where a secret is read from when it is needed (never stored in the model, never logged).
+/// Where a secret is read from when it is needed (never stored in the model, never logged); read
+/// by `Secret::read`, which lives with the configuration's other file reads in `config::resolve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Secret {
     File(PathBuf),
     Env(String),
-}
-
-impl Secret {
-    /// Reads the secret, trimmed of surrounding whitespace.
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            Self::File(path) => std::fs::read_to_string(path)
-                .map(|s| s.trim().to_string())
-                .map_err(|e| format!("cannot read secret file {}: {e}", path.display())),
-            Self::Env(name) => std::env::var(name)
-                .map(|s| s.trim().to_string())
-                .map_err(|_| format!("environment variable {name} is not set")),
-        }
-    }
 }
 
 /// A DNS-01 provider.

@@ -1,5 +1,6 @@
-//! Raw YAML → validated [`Config`]: parses once, decodes each section and element on its own, runs
+//! Raw YAML → a validated [`Draft`]: parses once, decodes each section and element on its own, runs
 //! the semantic checks and collects every error (file, line, column, key path) before giving up.
+//! Pure: files and host names the draft names are left to [`super::resolve`].
 
 mod acme;
 mod api_keys;
@@ -17,7 +18,7 @@ mod tls;
 mod upstreams;
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
 #[cfg(test)]
 mod tests_acme;
 #[cfg(test)]
@@ -33,29 +34,41 @@ use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
+use super::draft::{CheckedFile, CheckedFileKind, Draft, NamedFile};
 use super::duration::parse_duration;
-use super::error::{ConfigError, ConfigErrors};
-use super::model::{Config, DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATE_DIR};
+use super::error::ConfigErrors;
+use super::model::{DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATE_DIR};
 use super::raw::{RawShutdown, TOP_LEVEL_KEYS};
+use super::report::Report;
 use super::spans::{Position, SpanIndex};
 
-/// Validates `source`, read from `file` (used in messages and to resolve relative paths).
-pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
+/// A validated draft and the errors found in it; a draft with errors still lists every element
+/// that decoded, for their look-ups.
+pub(super) struct Validated {
+    pub draft: Draft,
+    pub report: Report,
+}
+
+/// Validates `source`, read from `file` (used in messages and to resolve relative paths), into a
+/// draft for [`super::resolve`]. `Err` only when the file is not a YAML mapping at all.
+pub(super) fn validate(source: &str, file: &Path) -> Result<Validated, ConfigErrors> {
+    let mut report = Report::new(file, source);
     let document: Value = match serde_yaml::from_str(source) {
         Ok(document) => document,
         Err(error) => {
-            let spans = SpanIndex::build(source);
-            return Err(ConfigErrors(vec![syntax_error(file, &error, &spans)]));
+            let (key, position, message) = syntax_error(&error, report.spans());
+            report.push(&key, position, message);
+            return Err(report.into_errors());
         }
     };
-    let mut checker = Checker::new(file, source);
     if !matches!(document, Value::Mapping(_) | Value::Null) {
-        checker.at_value(
+        report.at_value(
             "",
             "expected a mapping of sections (listeners, routes, upstreams, ...)",
         );
-        return Err(ConfigErrors::sorted(checker.errors));
+        return Err(report.into_errors());
     }
+    let mut checker = Checker::new(file, report);
     let sections = checker.sections(&document, "", TOP_LEVEL_KEYS);
     let section = |name: &str| {
         sections
@@ -69,7 +82,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
             checker.at_value("state_dir", "must not be empty");
             PathBuf::new()
         }
-        Some(dir) => checker.resolve(&dir),
+        Some(dir) => checker.file_path(&dir),
         None => PathBuf::from(DEFAULT_STATE_DIR),
     };
     let workers = checker.workers(section("workers"));
@@ -105,10 +118,7 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         &listeners,
     );
 
-    if !checker.errors.is_empty() {
-        return Err(ConfigErrors::sorted(checker.errors));
-    }
-    Ok(Config {
+    let draft = Draft {
         source: file.to_path_buf(),
         state_dir,
         workers,
@@ -123,98 +133,82 @@ pub fn validate(source: &str, file: &Path) -> Result<Config, ConfigErrors> {
         trusted_proxies,
         max_connections_per_ip,
         cluster,
+        checked_files: checker.checked_files,
+    };
+    Ok(Validated {
+        draft,
+        report: checker.report,
     })
 }
 
-/// A YAML syntax error: one error at serde_yaml's position (a repeated key, which serde_yaml
-/// reports without one, at the repeat).
-fn syntax_error(file: &Path, error: &serde_yaml::Error, spans: &SpanIndex) -> ConfigError {
+/// A YAML syntax error: `(key, position, message)` at serde_yaml's position (a repeated key,
+/// which serde_yaml reports without one, at the repeat).
+fn syntax_error(error: &serde_yaml::Error, spans: &SpanIndex) -> (String, Position, String) {
     let mut message = error.to_string();
     if message.contains("duplicate entry with key") {
         if let Some((key, position)) = spans.first_duplicate() {
-            return ConfigError {
-                file: file.to_path_buf(),
-                line: position.line,
-                column: position.column,
-                key: key.to_string(),
-                message: format!("duplicate key `{key}`: given twice in the same mapping"),
-            };
+            let message = format!("duplicate key `{key}`: given twice in the same mapping");
+            return (key.to_string(), position, message);
         }
     }
-    let (line, column) = match error.location() {
+    let position = match error.location() {
         Some(location) => {
             let at = format!(" at line {} column {}", location.line(), location.column());
             message = message.replacen(&at, "", 1);
-            (location.line().max(1), location.column().max(1))
+            Position {
+                line: location.line().max(1),
+                column: location.column().max(1),
+            }
         }
-        None => (1, 1),
+        None => Position::START,
     };
-    ConfigError {
-        file: file.to_path_buf(),
-        line,
-        column,
-        key: String::new(),
-        message: format!("invalid YAML: {message}"),
-    }
+    (String::new(), position, format!("invalid YAML: {message}"))
 }
 
-/// Validation state: where positions come from and the errors found so far.
+/// Validation state: where errors go and the files to check once validation is done.
 pub(super) struct Checker {
-    file: PathBuf,
+    report: Report,
     /// The config file's directory, against which relative paths resolve.
     base_dir: PathBuf,
-    source: String,
-    /// Positions are needed only to report an error: indexed on first use, so a valid file (every
-    /// reload that succeeds) pays for one YAML parse, not two.
-    spans: std::cell::OnceCell<SpanIndex>,
-    errors: Vec<ConfigError>,
+    checked_files: Vec<CheckedFile>,
 }
 
 impl Checker {
-    fn new(file: &Path, source: &str) -> Self {
+    fn new(file: &Path, report: Report) -> Self {
         Self {
-            file: file.to_path_buf(),
+            report,
             base_dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
-            source: source.to_string(),
-            spans: std::cell::OnceCell::new(),
-            errors: Vec::new(),
+            checked_files: Vec::new(),
         }
     }
 
     /// The position index of the source (built now if this is the first error).
     fn spans(&self) -> &SpanIndex {
-        self.spans.get_or_init(|| SpanIndex::build(&self.source))
+        self.report.spans()
     }
 
-    fn push(&mut self, key: &str, position: Position, message: String) {
-        self.errors.push(ConfigError {
-            file: self.file.clone(),
-            line: position.line,
-            column: position.column,
-            key: key.to_string(),
-            message,
-        });
+    /// Errors so far, to tell whether a check added any.
+    pub(super) fn error_count(&self) -> usize {
+        self.report.error_count()
     }
 
     /// An error about the key at `path` itself (unknown, unsupported, missing pieces).
     pub(super) fn at_key(&mut self, path: &str, message: impl Into<String>) {
-        let position = self.spans().key_position(path);
-        self.push(path, position, message.into());
+        self.report.at_key(path, message);
     }
 
     /// An error about the value at `path`.
     pub(super) fn at_value(&mut self, path: &str, message: impl Into<String>) {
-        let position = self.spans().value_position(path);
-        self.push(path, position, message.into());
+        self.report.at_value(path, message);
     }
 
     /// The line of the value at `path`, for "first defined at line N" hints.
     pub(super) fn line_of(&self, path: &str) -> usize {
-        self.spans().value_position(path).line
+        self.report.line_of(path)
     }
 
     /// A path from the file, relative ones taken against the config file's directory.
-    pub(super) fn resolve(&self, path: &str) -> PathBuf {
+    pub(super) fn file_path(&self, path: &str) -> PathBuf {
         // `./x` and `.` add nothing but noise to paths shown in logs and errors.
         self.base_dir
             .join(path)
@@ -223,15 +217,32 @@ impl Checker {
             .collect()
     }
 
-    fn workers(&mut self, value: Option<&Value>) -> usize {
-        let default = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// A file named in the configuration: as written, and the path it means.
+    pub(super) fn named_file(&self, written: &str) -> NamedFile {
+        NamedFile {
+            written: written.to_string(),
+            path: self.file_path(written),
+        }
+    }
+
+    /// Asks for the file at `path`, named by the key at `at`, to be checked once validation is
+    /// done (by [`super::resolve`]).
+    pub(super) fn check_file(&mut self, at: &str, path: PathBuf, kind: CheckedFileKind) {
+        self.checked_files.push(CheckedFile {
+            at: at.to_string(),
+            path,
+            kind,
+        });
+    }
+
+    /// `workers`; `None` when not given (one per core, asked of the system when resolving).
+    fn workers(&mut self, value: Option<&Value>) -> Option<usize> {
         match self.decode::<usize>(value, "workers") {
             Some(0) => {
                 self.at_value("workers", "must be at least 1");
-                default()
+                None
             }
-            Some(workers) => workers,
-            None => default(),
+            other => other,
         }
     }
 

@@ -67,7 +67,7 @@ impl Reloader {
         let prepared = tokio::task::spawn_blocking(move || {
             let config = config::load(&path)
                 .map_err(|errors| errors.0.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-            let prepared = live.prepare(&config).map_err(|e| vec![e])?;
+            let prepared = live.prepare(&config).map_err(|e| vec![e.to_string()])?;
             Ok::<_, Vec<String>>((config, prepared))
         })
         .await

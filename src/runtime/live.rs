@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use crate::acme::http01::ChallengeTokens;
 use crate::acme::metrics::AcmeMetrics;
-use crate::acme::{AcmeManager, AcmeReporting, CertPlan};
+use crate::acme::{AcmeError, AcmeManager, AcmeReporting, CertPlan};
 use crate::cluster::metrics::ClusterMetrics;
-use crate::cluster::ClusterPlan;
+use crate::cluster::{ClusterError, ClusterPlan};
 use crate::config::model::Config;
 use crate::inference::metrics::InferenceMetrics;
 use crate::observe::Observability;
@@ -46,6 +46,15 @@ pub struct Live {
     pub reload: ReloadMetrics,
     pub certificates: Arc<CertMetrics>,
     cluster: ClusterMetrics,
+}
+
+/// Why a configuration could not be prepared (nothing changed).
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error("cluster: {0}")]
+    Cluster(#[from] ClusterError),
+    #[error("certificates: {0}")]
+    Certificates(#[from] AcmeError),
 }
 
 /// A configuration ready to be committed: nothing of it is in force yet.
@@ -82,7 +91,8 @@ impl Live {
             certificates: certificates.clone(),
             metrics: AcmeMetrics::register(&metrics).map_err(define)?,
         };
-        let acme = AcmeManager::new(certs.clone(), challenges.clone(), reporting)?;
+        let acme = AcmeManager::new(certs.clone(), challenges.clone(), reporting)
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             security: SecurityMetrics::register(&metrics).map_err(define)?,
             reload: ReloadMetrics::register(&metrics).map_err(define)?,
@@ -109,7 +119,7 @@ impl Live {
             )
         })?;
         let live = Self::new()?;
-        let prepared = live.prepare(config)?;
+        let prepared = live.prepare(config).map_err(|e| e.to_string())?;
         live.commit(prepared);
         Ok(Arc::new(live))
     }
@@ -123,7 +133,7 @@ impl Live {
     /// none), the certificate plan (what each certificate serves first; reads stored
     /// certificates, may make a placeholder), and the compiled snapshot. Changes no live state;
     /// on error nothing is prepared.
-    pub fn prepare(&self, config: &Config) -> Result<Prepared, String> {
+    pub fn prepare(&self, config: &Config) -> Result<Prepared, PrepareError> {
         let running = self.snapshots.load();
         let cluster = ClusterPlan::prepare(config, running.cluster.as_ref(), &self.cluster)?;
         let certs = self.acme.prepare(config)?;
@@ -409,10 +419,13 @@ mod tests {
         assert!(second.cluster.is_some());
         let error = match live.prepare(&second) {
             Ok(_) => panic!("the certificate step should have failed"),
-            Err(error) => error,
+            Err(error) => {
+                assert!(matches!(error, PrepareError::Certificates(_)), "{error}");
+                error
+            }
         };
         assert!(
-            error.contains("self-signed") || error.contains("a-file"),
+            error.to_string().contains("self-signed") || error.to_string().contains("a-file"),
             "{error}"
         );
 

@@ -9,6 +9,6 @@ pub mod store;
 #[cfg(test)]
 pub(crate) mod test_world;
 
-pub use live::{Live, Prepared};
+pub use live::{Live, PrepareError, Prepared};
 pub use snapshot::{ListenerView, RouteTarget, Snapshot, UpstreamRuntime};
 pub use store::SnapshotStore;

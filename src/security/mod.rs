@@ -10,7 +10,6 @@ pub mod bucket;
 pub mod client;
 pub mod connections;
 pub mod cors;
-pub mod fuzz_bodies;
 pub mod gate;
 pub mod head_deadline;
 pub mod headers;

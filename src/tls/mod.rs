@@ -5,7 +5,6 @@
 pub mod build;
 pub mod listener;
 pub mod metrics;
-pub mod pem;
 pub mod placeholder;
 pub mod store;
 

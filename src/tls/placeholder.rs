@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use rustls::sign::CertifiedKey;
 
-use super::pem::certified_key_from_pem;
+use crate::pem::certified_key_from_pem;
 
 /// Names the placeholder certificate carries.
 pub const PLACEHOLDER_NAMES: &[&str] = &["localhost", "127.0.0.1", "::1"];

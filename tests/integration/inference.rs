@@ -1,12 +1,12 @@
 //! Inference upstreams through the real daemon against real GPU node simulators
-//! (`ferrogate::sim`): model routing, the merged `/v1/models`, OpenAI errors, the body forwarded
+//! (`ferrogate_sim`): model routing, the merged `/v1/models`, OpenAI errors, the body forwarded
 //! byte for byte (small and large), session affinity, cache-aware prefix routing, failover before
 //! the first byte, cancellation of the upstream when the client goes away, admission errors.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use ferrogate::sim::{self, SimConfig, SimHandle};
+use ferrogate_sim::{SimConfig, SimHandle};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -30,7 +30,7 @@ async fn node_with(models: &[&str], tune: impl FnOnce(&mut SimConfig)) -> SimHan
         ..SimConfig::default()
     };
     tune(&mut cfg);
-    sim::start(cfg).await.expect("start simulator")
+    ferrogate_sim::start(cfg).await.expect("start simulator")
 }
 
 /// A daemon whose `lb` listener routes everything to the inference upstream `app`.

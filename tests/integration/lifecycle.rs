@@ -1,6 +1,7 @@
 //! Process lifecycle against the real daemon: graceful SIGTERM (a long request completes, new
 //! connections are refused, exit 0), READY=1 over NOTIFY_SOCKET, the SIGUSR2 binary upgrade under
-//! load with zero failed requests, and the systemd unit and container files.
+//! load with zero failed requests, a start refused when a listener's address is taken, and the
+//! systemd unit and container files.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::backends::{slow_server, EchoBackend};
 use crate::client::{http_get, http_request, Request};
-use crate::harness::{send_signal, DaemonBuilder};
+use crate::harness::{send_signal, DaemonBuilder, BIN};
 
 const SLOW_RESPONSE: Duration = Duration::from_secs(2);
 
@@ -242,7 +243,8 @@ fn container_instructions(text: &str) -> Vec<(String, String)> {
 
 /// No container engine runs on the test machines, so the Containerfile is checked for shape:
 /// known instructions only, a build stage and a small runtime stage, a non-root user, the state
-/// volume, the default config path and a health check on /healthz (through `ferrogate health`).
+/// volume, the default config path and a health check on /healthz (through `ferrogate health`);
+/// the daemon built from the whole workspace, without the demo.
 #[test]
 fn containerfile_is_well_formed() {
     const KNOWN: &[&str] = &[
@@ -306,6 +308,15 @@ fn containerfile_is_well_formed() {
             || has("ENTRYPOINT", "/etc/ferrogate/ferrogate.yaml")
     );
     assert!(has("STOPSIGNAL", "SIGTERM"));
+    // Cargo loads every workspace member's manifest, even to build only the daemon.
+    assert!(
+        has("COPY", "sim sim"),
+        "the build copies the workspace member sim/"
+    );
+    assert!(
+        has("RUN", "--no-default-features"),
+        "the image is built without the demo feature"
+    );
 }
 
 /// The Kubernetes example's ConfigMap carries a configuration that `ferrogate check` accepts.
@@ -336,4 +347,48 @@ fn kubernetes_example_config_passes_check() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+}
+
+#[test]
+fn a_listener_address_in_use_stops_the_start_naming_the_listener() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = held.local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("ferrogate.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "state_dir: {}\nlisteners:\n  http: {taken}\nroutes:\n  - {{ name: a, upstream: a }}\nupstreams:\n  a: {{ servers: [ {{ address: 127.0.0.1:9 }} ] }}\n",
+            dir.path().join("state").display()
+        ),
+    )
+    .expect("write config");
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ferrogate");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("ferrogate kept running although {taken} was taken");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+        .expect("read stderr");
+    assert!(!status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("listener http cannot listen on {taken}")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("in use"), "{stderr}");
+    drop(held);
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod backends;
+mod chromium;
 mod client;
 mod harness;
 
@@ -16,6 +17,7 @@ mod balance_reload;
 mod check_cmd;
 mod cluster;
 mod cluster_env;
+mod dashboard;
 mod errors;
 mod health;
 mod health_active;
@@ -29,7 +31,10 @@ mod malformed;
 mod observability;
 mod observability_logs;
 mod observability_reload;
+// Kills a `ferrogate demo-backend` process.
+#[cfg(feature = "demo")]
 mod observability_status;
+mod packaging;
 mod reload;
 mod routing;
 mod security;

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::backends::EchoBackend;
+use crate::chromium::{run_chromium, screenshot};
 use crate::client::https_get;
 use crate::harness::{Daemon, DaemonBuilder, DEFAULT_TIMEOUTS};
 use crate::observability::{admin_get, value, wait_for_total};
-use crate::observability_status::{run_chromium, screenshot};
 
 /// Longest wait for the file watcher to apply (or refuse) a rewritten file.
 const RELOAD_TIMEOUT: Duration = Duration::from_secs(15);

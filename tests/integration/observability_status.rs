@@ -3,115 +3,29 @@
 //! up, with its recent error, the routes and the certificate, after the page has refreshed itself
 //! from /status.json. Screenshots at desktop and phone widths are saved under
 //! `target/tmp/status-page/`. Chromium is required: without it this test fails (scripts/setup.sh
-//! installs it).
+//! installs it). The killed backend is `ferrogate demo-backend`, so the test needs the `demo`
+//! feature.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::backends::EchoBackend;
+use crate::chromium::{run_chromium, screenshot};
 use crate::client::https_get;
 use crate::harness::sockets::tcp_listening;
 use crate::harness::{Daemon, DaemonBuilder, BIN, DEFAULT_TIMEOUTS};
 use crate::observability::admin_get;
 
-/// Longest a single Chromium run may take.
-const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(90);
 /// Virtual time Chromium gives the page before dumping it: two refresh periods and a bit.
 const REFRESH_BUDGET_MS: u32 = 12_000;
 /// Longest wait for in-flight counts to return to zero.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest wait for the backend process to listen.
 const BACKEND_START_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The Chromium binary: `$FERROGATE_CHROMIUM`, else `chromium` or `chromium-browser` on PATH.
-fn chromium() -> PathBuf {
-    if let Some(path) = std::env::var_os("FERROGATE_CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path) {
-        for name in ["chromium", "chromium-browser"] {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    panic!(
-        "Chromium is required for the status page test and was not found \
-         (run scripts/setup.sh, or set FERROGATE_CHROMIUM)"
-    );
-}
-
-/// Runs headless Chromium on `url` with `extra` arguments; kills it after the timeout.
-pub fn run_chromium(url: &str, extra: &[String]) -> Output {
-    let profile = tempfile::tempdir().expect("chromium profile dir");
-    let mut child = Command::new(chromium())
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start chromium");
-    let deadline = Instant::now() + CHROMIUM_TIMEOUT;
-    while child.try_wait().expect("chromium try_wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium did not finish within {CHROMIUM_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("chromium output");
-    assert!(
-        output.status.success(),
-        "chromium failed: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
-/// Takes a screenshot of `url` at `width`×`height` into `file`; checks it is a real PNG.
-pub fn screenshot(url: &str, file: &Path, width: u32, height: u32) {
-    let _ = std::fs::remove_file(file);
-    run_chromium(
-        url,
-        &[
-            format!("--screenshot={}", file.display()),
-            format!("--window-size={width},{height}"),
-        ],
-    );
-    let png =
-        std::fs::read(file).unwrap_or_else(|e| panic!("no screenshot {}: {e}", file.display()));
-    assert!(
-        png.starts_with(b"\x89PNG\r\n\x1a\n"),
-        "{} is not a PNG",
-        file.display()
-    );
-    assert!(
-        png.len() > 10_000,
-        "{} is suspiciously small",
-        file.display()
-    );
-}
 
 /// A backend in its own process (`ferrogate demo-backend`), so the test can kill it for real.
 struct BackendProcess {

@@ -6,7 +6,7 @@ use http::Method;
 use serde_json::Value;
 
 use super::http_api::{form_encode, ApiClient};
-use super::DnsApi;
+use super::{DnsApi, DnsError};
 use crate::config::model::Secret;
 
 /// TTL Cloudflare gets for challenge records (its minimum for non-enterprise zones).
@@ -19,7 +19,7 @@ pub struct Cloudflare {
 }
 
 impl Cloudflare {
-    pub fn new(token: Secret, api_url: String) -> Result<Self, String> {
+    pub fn new(token: Secret, api_url: String) -> Result<Self, DnsError> {
         Ok(Self {
             token,
             api_url,
@@ -27,8 +27,13 @@ impl Cloudflare {
         })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, String> {
-        let token = self.token.read()?;
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, DnsError> {
+        let token = self.token.read().map_err(DnsError::Secret)?;
         let authorization = format!("Bearer {token}");
         let url = format!("{}{path}", self.api_url);
         let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
@@ -44,23 +49,23 @@ impl Cloudflare {
                 body,
             )
             .await?;
-        let parsed: Value = serde_json::from_slice(&response.body).map_err(|_| {
-            format!(
-                "cloudflare answered {} with a body that is not JSON",
-                response.status
-            )
-        })?;
+        let parsed: Value =
+            serde_json::from_slice(&response.body).map_err(|_| DnsError::NotJson {
+                api: "cloudflare",
+                status: response.status,
+            })?;
         if response.status >= 300 || parsed["success"] != Value::Bool(true) {
-            return Err(format!(
-                "cloudflare answered {}: {}",
-                response.status, parsed["errors"]
+            return Err(DnsError::answered(
+                "cloudflare",
+                response.status,
+                Some(parsed["errors"].to_string()),
             ));
         }
         Ok(parsed)
     }
 
     /// The id of the most specific zone holding `fqdn`.
-    async fn zone_id(&self, fqdn: &str) -> Result<String, String> {
+    async fn zone_id(&self, fqdn: &str) -> Result<String, DnsError> {
         let name = fqdn.trim_end_matches('.');
         let labels: Vec<&str> = name.split('.').collect();
         for start in 0..labels.len().saturating_sub(1) {
@@ -76,13 +81,16 @@ impl Cloudflare {
                 return Ok(id.to_string());
             }
         }
-        Err(format!("no Cloudflare zone found for {name}"))
+        Err(DnsError::NoZone {
+            api: "Cloudflare",
+            name: name.to_string(),
+        })
     }
 }
 
 #[async_trait]
 impl DnsApi for Cloudflare {
-    async fn present(&self, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn present(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
         let zone = self.zone_id(fqdn).await?;
         let record = serde_json::json!({
             "type": "TXT",
@@ -99,7 +107,7 @@ impl DnsApi for Cloudflare {
         .map(|_| ())
     }
 
-    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
         let zone = self.zone_id(fqdn).await?;
         let query = format!(
             "/zones/{zone}/dns_records?type=TXT&name={}&content={}",

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::DnsApi;
+use super::{DnsApi, DnsError};
 
 /// How long one hook call may run.
 pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -19,7 +19,7 @@ impl Exec {
         Self { command }
     }
 
-    async fn run(&self, action: &str, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn run(&self, action: &'static str, fqdn: &str, value: &str) -> Result<(), DnsError> {
         let child = tokio::process::Command::new(&self.command)
             .arg(action)
             .arg(fqdn)
@@ -29,13 +29,14 @@ impl Exec {
             .output();
         let output = tokio::time::timeout(DEFAULT_EXEC_TIMEOUT, child)
             .await
-            .map_err(|_| {
-                format!(
-                    "`{} {action}` did not finish within {DEFAULT_EXEC_TIMEOUT:?}",
-                    self.command.display()
-                )
+            .map_err(|_| DnsError::Timeout {
+                what: format!("`{} {action}` did not finish", self.command.display()),
+                after: DEFAULT_EXEC_TIMEOUT,
             })?
-            .map_err(|e| format!("cannot run {}: {e}", self.command.display()))?;
+            .map_err(|source| DnsError::Io {
+                what: format!("cannot run {}", self.command.display()),
+                source,
+            })?;
         if output.status.success() {
             return Ok(());
         }
@@ -49,21 +50,22 @@ impl Exec {
             .into_iter()
             .rev()
             .collect();
-        Err(format!(
-            "`{} {action}` exited with {}: {tail}",
-            self.command.display(),
-            output.status
-        ))
+        Err(DnsError::Hook {
+            command: self.command.clone(),
+            action,
+            status: output.status,
+            stderr: tail,
+        })
     }
 }
 
 #[async_trait]
 impl DnsApi for Exec {
-    async fn present(&self, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn present(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
         self.run("present", fqdn, value).await
     }
 
-    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
         self.run("cleanup", fqdn, value).await
     }
 }

@@ -10,6 +10,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
+use super::DnsError;
+
 /// How long one API call may take.
 pub const DEFAULT_API_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -27,11 +29,11 @@ pub struct ApiResponse {
 }
 
 impl ApiClient {
-    pub fn new() -> Result<Self, String> {
+    pub fn new() -> Result<Self, DnsError> {
         crate::tls::install_default_provider();
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .try_with_platform_verifier()
-            .map_err(|e| format!("TLS roots: {e}"))?
+            .map_err(DnsError::TlsRoots)?
             .https_or_http()
             .enable_http1()
             .build();
@@ -47,36 +49,44 @@ impl ApiClient {
         url: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
-    ) -> Result<ApiResponse, String> {
+    ) -> Result<ApiResponse, DnsError> {
         let mut builder = Request::builder().method(method.clone()).uri(url);
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
         let request = builder
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("bad request to {}: {e}", redact(url)))?;
+            .map_err(|source| DnsError::Request {
+                url: redact(url).to_string(),
+                source,
+            })?;
+        let what = || format!("{method} {}", redact(url));
         let call = async {
             let response = self
                 .client
                 .request(request)
                 .await
-                .map_err(|e| format!("{method} {}: {e}", redact(url)))?;
+                .map_err(|source| DnsError::Http {
+                    what: what(),
+                    source,
+                })?;
             let status = response.status().as_u16();
             let body = response
                 .into_body()
                 .collect()
                 .await
-                .map_err(|e| format!("{method} {}: reading the body: {e}", redact(url)))?
+                .map_err(|source| DnsError::Body {
+                    what: what(),
+                    source,
+                })?
                 .to_bytes();
             Ok(ApiResponse { status, body })
         };
         tokio::time::timeout(DEFAULT_API_TIMEOUT, call)
             .await
-            .map_err(|_| {
-                format!(
-                    "{method} {}: no answer within {DEFAULT_API_TIMEOUT:?}",
-                    redact(url)
-                )
+            .map_err(|_| DnsError::Timeout {
+                what: format!("{}: no answer", what()),
+                after: DEFAULT_API_TIMEOUT,
             })?
     }
 }

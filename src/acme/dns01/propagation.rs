@@ -9,7 +9,7 @@ use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RData, RecordType};
 
 use super::wire::{self, query, txt_values};
-use super::MAX_CNAME_HOPS;
+use super::{DnsError, MAX_CNAME_HOPS};
 
 /// Pause between two rounds of propagation queries.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -53,9 +53,11 @@ pub async fn find_zone(
     servers: &[SocketAddr],
     fqdn: &str,
     recursive: bool,
-) -> Result<String, String> {
+) -> Result<String, DnsError> {
     let name = wire::name(fqdn)?;
-    let mut last_error = format!("no server to ask for the zone of {fqdn}");
+    let mut last_error = DnsError::NoServer {
+        name: fqdn.to_string(),
+    };
     for server in servers {
         match query(*server, &name, RecordType::SOA, recursive).await {
             Ok(answer) => {
@@ -68,7 +70,10 @@ pub async fn find_zone(
                 if let Some(zone) = soa_owner {
                     return Ok(zone);
                 }
-                last_error = format!("{server} gave no SOA for {fqdn}");
+                last_error = DnsError::NoSoa {
+                    server: *server,
+                    name: fqdn.to_string(),
+                };
             }
             Err(error) => last_error = error,
         }
@@ -77,7 +82,7 @@ pub async fn find_zone(
 }
 
 /// The authoritative servers (port 53) of the zone holding `fqdn`, via the resolvers.
-async fn authoritative(resolvers: &[SocketAddr], fqdn: &str) -> Result<Vec<SocketAddr>, String> {
+async fn authoritative(resolvers: &[SocketAddr], fqdn: &str) -> Result<Vec<SocketAddr>, DnsError> {
     let zone = find_zone(resolvers, fqdn, true).await?;
     let zone_name = wire::name(&zone)?;
     let mut hosts = Vec::new();
@@ -112,7 +117,7 @@ async fn authoritative(resolvers: &[SocketAddr], fqdn: &str) -> Result<Vec<Socke
         }
     }
     if addresses.is_empty() {
-        return Err(format!("found no authoritative server for zone {zone}"));
+        return Err(DnsError::NoAuthoritative { zone });
     }
     Ok(addresses)
 }
@@ -128,7 +133,7 @@ pub async fn wait_visible(
     nameservers: &[SocketAddr],
     resolvers: &[SocketAddr],
     timeout: Duration,
-) -> Result<(), String> {
+) -> Result<(), DnsError> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut servers_by_name: BTreeMap<&str, Vec<SocketAddr>> = BTreeMap::new();
     for fqdn in grouped.keys() {
@@ -140,30 +145,34 @@ pub async fn wait_visible(
         servers_by_name.insert(fqdn, servers);
     }
     loop {
-        let mut missing = None;
+        // The first name and server still missing a value, and the query error if one failed.
+        let mut missing: Option<(&String, SocketAddr, Option<DnsError>)> = None;
         'names: for (fqdn, expected) in grouped {
             let name = wire::name(fqdn)?;
             for server in &servers_by_name[fqdn.as_str()] {
                 let seen = match query(*server, &name, RecordType::TXT, false).await {
                     Ok(answer) => txt_values(&answer, &name),
                     Err(error) => {
-                        missing = Some(format!("{fqdn} on {server}: {error}"));
+                        missing = Some((fqdn, *server, Some(error)));
                         break 'names;
                     }
                 };
                 if !all_visible(expected, &seen) {
-                    missing = Some(format!("{fqdn} on {server}"));
+                    missing = Some((fqdn, *server, None));
                     break 'names;
                 }
             }
         }
-        let Some(missing) = missing else {
+        let Some((fqdn, server, last_error)) = missing else {
             return Ok(());
         };
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "TXT record not visible within {timeout:?}: {missing}"
-            ));
+            return Err(DnsError::NotVisible {
+                timeout,
+                fqdn: fqdn.clone(),
+                server,
+                last_error: last_error.map(Box::new),
+            });
         }
         tokio::time::sleep(DEFAULT_POLL_INTERVAL).await;
     }

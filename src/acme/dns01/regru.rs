@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::http_api::{form, ApiClient};
 use super::propagation::find_zone;
-use super::DnsApi;
+use super::{DnsApi, DnsError};
 use crate::config::model::Secret;
 
 pub struct Regru {
@@ -29,7 +29,7 @@ impl Regru {
         api_url: String,
         zone: Option<String>,
         resolvers: Vec<SocketAddr>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DnsError> {
         Ok(Self {
             username,
             password,
@@ -41,7 +41,7 @@ impl Regru {
     }
 
     /// The registered domain holding `fqdn` and the record's name relative to it.
-    async fn split(&self, fqdn: &str) -> Result<(String, String), String> {
+    async fn split(&self, fqdn: &str) -> Result<(String, String), DnsError> {
         let name = fqdn.trim_end_matches('.').to_ascii_lowercase();
         let zone = match &self.zone {
             Some(zone) => zone.clone(),
@@ -52,11 +52,14 @@ impl Regru {
         };
         subdomain_of(&name, &zone)
             .map(|sub| (zone.clone(), sub))
-            .ok_or_else(|| format!("{name} is not inside {zone}"))
+            .ok_or_else(|| DnsError::OutsideZone {
+                name: name.clone(),
+                zone: zone.clone(),
+            })
     }
 
-    async fn call(&self, method: &str, input: Value) -> Result<(), String> {
-        let password = self.password.read()?;
+    async fn call(&self, method: &str, input: Value) -> Result<(), DnsError> {
+        let password = self.password.read().map_err(DnsError::Secret)?;
         let input = input.to_string();
         let body = form(&[
             ("username", &self.username),
@@ -74,12 +77,11 @@ impl Regru {
                 body.into_bytes(),
             )
             .await?;
-        let answer: Value = serde_json::from_slice(&response.body).map_err(|_| {
-            format!(
-                "reg.ru answered {} with a body that is not JSON",
-                response.status
-            )
-        })?;
+        let answer: Value =
+            serde_json::from_slice(&response.body).map_err(|_| DnsError::NotJson {
+                api: "reg.ru",
+                status: response.status,
+            })?;
         check_answer(&answer)
     }
 }
@@ -100,22 +102,47 @@ fn subdomain_of(name: &str, zone: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// Success at the top level and for every domain.
-fn check_answer(answer: &Value) -> Result<(), String> {
+/// reg.ru's error codes for a login, password or source address it does not accept.
+const AUTH_ERROR_CODES: &[&str] = &[
+    "NO_USERNAME",
+    "NO_AUTH",
+    "PASSWORD_AUTH_FAILED",
+    "RESELLER_AUTH_FAILED",
+    "ACCESS_DENIED",
+    "ACCESS_DENIED_FROM_IP",
+];
+
+/// Success at the top level and for every domain. A domain's error is a refusal of that
+/// change; a top-level one is refused credentials, or else says nothing of lasting.
+fn check_answer(answer: &Value) -> Result<(), DnsError> {
     if answer["result"] != "success" {
-        return Err(format!(
-            "reg.ru: {} ({})",
-            answer["error_text"].as_str().unwrap_or("error"),
-            answer["error_code"].as_str().unwrap_or("no code")
-        ));
+        let code = answer["error_code"].as_str().unwrap_or("no code");
+        let detail = format!(
+            "{} ({code})",
+            answer["error_text"].as_str().unwrap_or("error")
+        );
+        return Err(if AUTH_ERROR_CODES.contains(&code) {
+            DnsError::Auth {
+                api: "reg.ru".into(),
+                detail,
+            }
+        } else {
+            DnsError::Failed {
+                api: "reg.ru",
+                detail,
+            }
+        });
     }
     for domain in answer["answer"]["domains"].as_array().into_iter().flatten() {
         if domain["result"] != "success" {
-            return Err(format!(
-                "reg.ru: {} for {}",
-                domain["error_text"].as_str().unwrap_or("error"),
-                domain["dname"].as_str().unwrap_or("?")
-            ));
+            return Err(DnsError::Refused {
+                api: "reg.ru",
+                detail: format!(
+                    "{} for {}",
+                    domain["error_text"].as_str().unwrap_or("error"),
+                    domain["dname"].as_str().unwrap_or("?")
+                ),
+            });
         }
     }
     Ok(())
@@ -123,7 +150,7 @@ fn check_answer(answer: &Value) -> Result<(), String> {
 
 #[async_trait]
 impl DnsApi for Regru {
-    async fn present(&self, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn present(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
         let (zone, subdomain) = self.split(fqdn).await?;
         let input = serde_json::json!({
             "domains": [{ "dname": zone }],
@@ -134,7 +161,7 @@ impl DnsApi for Regru {
         self.call("zone/add_txt", input).await
     }
 
-    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
         let (zone, subdomain) = self.split(fqdn).await?;
         let input = serde_json::json!({
             "domains": [{ "dname": zone }],
@@ -170,10 +197,14 @@ mod tests {
         let ok = serde_json::json!({"result":"success","answer":{"domains":[{"dname":"a.ru","result":"success"}]}});
         assert!(check_answer(&ok).is_ok());
         let bad = serde_json::json!({"result":"success","answer":{"domains":[{"dname":"a.ru","result":"error","error_text":"no zone"}]}});
-        assert!(check_answer(&bad).unwrap_err().contains("no zone"));
+        let refused = check_answer(&bad).unwrap_err();
+        assert!(refused.to_string().contains("no zone"));
+        assert!(!refused.is_transient());
         let top = serde_json::json!({"result":"error","error_code":"PASSWORD_AUTH_FAILED","error_text":"bad password"});
-        assert!(check_answer(&top)
-            .unwrap_err()
-            .contains("PASSWORD_AUTH_FAILED"));
+        let auth = check_answer(&top).unwrap_err();
+        assert!(auth.to_string().contains("PASSWORD_AUTH_FAILED"));
+        assert!(!auth.is_transient());
+        let busy = serde_json::json!({"result":"error","error_code":"IP_EXCEEDED_ALLOWED_CONNECTION_RATE","error_text":"too many"});
+        assert!(check_answer(&busy).unwrap_err().is_transient());
     }
 }

@@ -13,7 +13,7 @@ use hickory_proto::rr::{Name, RData, RecordSet, RecordType};
 
 use super::propagation::find_zone;
 use super::wire::{self, exchange};
-use super::{DnsApi, DEFAULT_TXT_TTL};
+use super::{DnsApi, DnsError, DEFAULT_TXT_TTL};
 use crate::config::model::{Secret, TsigAlgorithm};
 
 /// Allowed clock difference for TSIG, seconds.
@@ -35,7 +35,7 @@ impl Rfc2136 {
         key_name: &str,
         algorithm: TsigAlgorithm,
         secret: Secret,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DnsError> {
         let algorithm = match algorithm {
             TsigAlgorithm::HmacSha256 => HickoryTsig::HmacSha256,
             TsigAlgorithm::HmacSha384 => HickoryTsig::HmacSha384,
@@ -50,49 +50,55 @@ impl Rfc2136 {
         })
     }
 
-    fn signer(&self) -> Result<TSigner, String> {
-        let encoded = self.secret.read()?;
+    fn signer(&self) -> Result<TSigner, DnsError> {
+        let encoded = self.secret.read().map_err(DnsError::Secret)?;
         let key = base64::engine::general_purpose::STANDARD
             .decode(encoded.as_bytes())
-            .map_err(|_| "the TSIG secret is not valid base64".to_string())?;
+            .map_err(|_| DnsError::TsigNotBase64)?;
         TSigner::new(
             key,
             self.algorithm.clone(),
             self.key_name.clone(),
             DEFAULT_TSIG_FUDGE,
         )
-        .map_err(|e| format!("TSIG key: {e}"))
+        .map_err(DnsError::TsigKey)
     }
 
-    async fn zone_of(&self, fqdn: &Name) -> Result<Name, String> {
+    async fn zone_of(&self, fqdn: &Name) -> Result<Name, DnsError> {
         let zone = match &self.zone {
             Some(zone) => zone.clone(),
             None => find_zone(&[self.server], &fqdn.to_string(), false).await?,
         };
         let zone = wire::name(&zone)?;
         if !zone.zone_of(fqdn) {
-            return Err(format!("{fqdn} is not inside zone {zone}"));
+            return Err(DnsError::OutsideZone {
+                name: fqdn.to_string(),
+                zone: zone.to_string(),
+            });
         }
         Ok(zone)
     }
 
-    async fn send(&self, mut message: Message, what: &str) -> Result<(), String> {
+    async fn send(&self, mut message: Message, action: &'static str) -> Result<(), DnsError> {
         let signer = self.signer()?;
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
             .unwrap_or(0);
-        message
-            .finalize(&signer, now)
-            .map_err(|e| format!("signing the update: {e}"))?;
+        message.finalize(&signer, now).map_err(DnsError::Signing)?;
         let id = message.id();
-        let bytes = message
-            .to_vec()
-            .map_err(|e| format!("encode update: {e}"))?;
+        let bytes = message.to_vec().map_err(|source| DnsError::Encode {
+            what: "encode update",
+            source,
+        })?;
         let answer = exchange(self.server, &bytes, id).await?;
         match answer.response_code() {
             ResponseCode::NoError => Ok(()),
-            code => Err(format!("{} refused to {what}: {code}", self.server)),
+            code => Err(DnsError::UpdateRefused {
+                server: self.server,
+                action,
+                code,
+            }),
         }
     }
 
@@ -105,14 +111,14 @@ impl Rfc2136 {
 
 #[async_trait]
 impl DnsApi for Rfc2136 {
-    async fn present(&self, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn present(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
         let name = wire::name(fqdn)?;
         let zone = self.zone_of(&name).await?;
         let message = update_message::append(Self::rrset(&name, value), zone, false, false);
         self.send(message, "add the TXT record").await
     }
 
-    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
         let name = wire::name(fqdn)?;
         let zone = self.zone_of(&name).await?;
         let message = update_message::delete_by_rdata(Self::rrset(&name, value), zone, false);

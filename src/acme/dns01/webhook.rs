@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use http::Method;
 
 use super::http_api::ApiClient;
-use super::DnsApi;
+use super::{DnsApi, DnsError};
 
 pub struct Webhook {
     url: String,
@@ -13,14 +13,14 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    pub fn new(url: String) -> Result<Self, String> {
+    pub fn new(url: String) -> Result<Self, DnsError> {
         Ok(Self {
             url,
             client: ApiClient::new()?,
         })
     }
 
-    async fn call(&self, action: &str, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn call(&self, action: &str, fqdn: &str, value: &str) -> Result<(), DnsError> {
         let body = serde_json::json!({ "fqdn": fqdn, "value": value }).to_string();
         let url = format!("{}/{action}", self.url);
         let response = self
@@ -35,18 +35,22 @@ impl Webhook {
         if (200..300).contains(&response.status) {
             Ok(())
         } else {
-            Err(format!("webhook {action} answered {}", response.status))
+            Err(DnsError::answered(
+                format!("webhook {action}"),
+                response.status,
+                None,
+            ))
         }
     }
 }
 
 #[async_trait]
 impl DnsApi for Webhook {
-    async fn present(&self, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn present(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
         self.call("present", fqdn, value).await
     }
 
-    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), String> {
+    async fn cleanup(&self, fqdn: &str, value: &str) -> Result<(), DnsError> {
         self.call("cleanup", fqdn, value).await
     }
 }

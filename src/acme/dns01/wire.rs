@@ -8,22 +8,33 @@ use hickory_proto::rr::{Name, RData, RecordType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
-use super::DEFAULT_QUERY_TIMEOUT;
+use super::{DnsError, DEFAULT_QUERY_TIMEOUT};
 
 /// Sends `bytes` (an encoded message with id `id`) to `server` and returns the decoded answer.
-pub async fn exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String> {
+pub async fn exchange(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, DnsError> {
     let answer = tokio::time::timeout(DEFAULT_QUERY_TIMEOUT, exchange_udp(server, bytes, id))
         .await
-        .map_err(|_| format!("no answer from {server} within {DEFAULT_QUERY_TIMEOUT:?}"))??;
+        .map_err(|_| DnsError::Timeout {
+            what: format!("no answer from {server}"),
+            after: DEFAULT_QUERY_TIMEOUT,
+        })??;
     if !answer.truncated() {
         return Ok(answer);
     }
     tokio::time::timeout(DEFAULT_QUERY_TIMEOUT, exchange_tcp(server, bytes))
         .await
-        .map_err(|_| format!("no TCP answer from {server} within {DEFAULT_QUERY_TIMEOUT:?}"))?
+        .map_err(|_| DnsError::Timeout {
+            what: format!("no TCP answer from {server}"),
+            after: DEFAULT_QUERY_TIMEOUT,
+        })?
 }
 
-async fn exchange_udp(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, String> {
+/// The error of a socket step (`what`: `udp send to 10.0.0.53:53`, …).
+fn io(what: String) -> impl FnOnce(std::io::Error) -> DnsError {
+    move |source| DnsError::Io { what, source }
+}
+
+async fn exchange_udp(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Message, DnsError> {
     let local: SocketAddr = if server.is_ipv4() {
         ([0, 0, 0, 0], 0).into()
     } else {
@@ -31,21 +42,21 @@ async fn exchange_udp(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
     };
     let socket = UdpSocket::bind(local)
         .await
-        .map_err(|e| format!("udp socket: {e}"))?;
+        .map_err(io("udp socket".into()))?;
     socket
         .connect(server)
         .await
-        .map_err(|e| format!("udp connect {server}: {e}"))?;
+        .map_err(io(format!("udp connect {server}")))?;
     socket
         .send(bytes)
         .await
-        .map_err(|e| format!("udp send to {server}: {e}"))?;
+        .map_err(io(format!("udp send to {server}")))?;
     let mut buffer = vec![0u8; 4096];
     loop {
         let read = socket
             .recv(&mut buffer)
             .await
-            .map_err(|e| format!("udp receive from {server}: {e}"))?;
+            .map_err(io(format!("udp receive from {server}")))?;
         match Message::from_vec(&buffer[..read]) {
             Ok(message) if message.id() == id => return Ok(message),
             // A stray or late datagram: keep waiting for ours.
@@ -54,27 +65,27 @@ async fn exchange_udp(server: SocketAddr, bytes: &[u8], id: u16) -> Result<Messa
     }
 }
 
-async fn exchange_tcp(server: SocketAddr, bytes: &[u8]) -> Result<Message, String> {
+async fn exchange_tcp(server: SocketAddr, bytes: &[u8]) -> Result<Message, DnsError> {
     let mut stream = TcpStream::connect(server)
         .await
-        .map_err(|e| format!("tcp connect {server}: {e}"))?;
-    let length = u16::try_from(bytes.len()).map_err(|_| "message too long".to_string())?;
+        .map_err(io(format!("tcp connect {server}")))?;
+    let length = u16::try_from(bytes.len()).map_err(|_| DnsError::TooLong)?;
     let mut framed = length.to_be_bytes().to_vec();
     framed.extend_from_slice(bytes);
     stream
         .write_all(&framed)
         .await
-        .map_err(|e| format!("tcp send to {server}: {e}"))?;
+        .map_err(io(format!("tcp send to {server}")))?;
     let length = stream
         .read_u16()
         .await
-        .map_err(|e| format!("tcp receive from {server}: {e}"))?;
+        .map_err(io(format!("tcp receive from {server}")))?;
     let mut buffer = vec![0u8; usize::from(length)];
     stream
         .read_exact(&mut buffer)
         .await
-        .map_err(|e| format!("tcp receive from {server}: {e}"))?;
-    Message::from_vec(&buffer).map_err(|e| format!("bad answer from {server}: {e}"))
+        .map_err(io(format!("tcp receive from {server}")))?;
+    Message::from_vec(&buffer).map_err(|source| DnsError::BadAnswer { server, source })
 }
 
 /// A random message id.
@@ -88,7 +99,7 @@ pub async fn query(
     name: &Name,
     record_type: RecordType,
     recursive: bool,
-) -> Result<Message, String> {
+) -> Result<Message, DnsError> {
     let mut message = Message::new();
     let id = random_id();
     message
@@ -97,11 +108,19 @@ pub async fn query(
         .set_op_code(OpCode::Query)
         .set_recursion_desired(recursive)
         .add_query(Query::query(name.clone(), record_type));
-    let bytes = message.to_vec().map_err(|e| format!("encode query: {e}"))?;
+    let bytes = message.to_vec().map_err(|source| DnsError::Encode {
+        what: "encode query",
+        source,
+    })?;
     let answer = exchange(server, &bytes, id).await?;
     match answer.response_code() {
         ResponseCode::NoError | ResponseCode::NXDomain => Ok(answer),
-        code => Err(format!("{server} answered {code} for {name} {record_type}")),
+        code => Err(DnsError::Rcode {
+            server,
+            name: name.to_string(),
+            record_type,
+            code,
+        }),
     }
 }
 
@@ -144,13 +163,16 @@ fn parse_resolv_conf(text: &str) -> Vec<SocketAddr> {
 }
 
 /// Parses an absolute name (a trailing dot is added when missing).
-pub fn name(text: &str) -> Result<Name, String> {
+pub fn name(text: &str) -> Result<Name, DnsError> {
     let absolute = if text.ends_with('.') {
         text.to_string()
     } else {
         format!("{text}.")
     };
-    Name::from_ascii(&absolute).map_err(|e| format!("invalid DNS name `{text}`: {e}"))
+    Name::from_ascii(&absolute).map_err(|source| DnsError::InvalidName {
+        name: text.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! One certificate's life: wait until it is due (a third of its lifetime left, or inside the
 //! CA's ARI window), issue, store and swap it in; on failure keep what is served and retry with
-//! exponential backoff.
+//! exponential backoff, or after the longest backoff at once when retrying cannot help.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,10 +11,12 @@ use super::{same_names, serving_of, Inner, TaskSpec};
 use crate::acme::dns01::DnsSolver;
 use crate::acme::issue::{issue, Solver};
 use crate::acme::schedule::{
-    ari_renewal_time, backoff, random_below, renewal_time, MAX_RENEWAL_JITTER,
+    ari_renewal_time, random_below, renewal_time, retry_wait, MAX_RENEWAL_JITTER,
 };
 use crate::acme::status::Serving;
 use crate::acme::storage::{self, Issued};
+use crate::acme::{AcmeError, CaStep};
+use crate::cluster::ClusterError;
 
 /// Longest single sleep: plans are re-checked at least this often.
 pub const MAX_SLEEP: Duration = Duration::from_secs(12 * 3600);
@@ -22,6 +24,9 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(12 * 3600);
 pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest the ARI look-up may take before the lifetime rule is used instead.
 pub const DEFAULT_ARI_TIMEOUT: Duration = Duration::from_secs(30);
+/// What the status adds to an error that retrying cannot fix.
+pub const PERMANENT_FAILURE_NOTE: &str =
+    "not transient: retrying cannot fix this, so the next attempt waits acme.retry_max";
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> i64 {
@@ -131,7 +136,14 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
                     // Count failures cluster-wide, so the backoff grows whoever tries next.
                     failures = failures.max(cluster.failures(&name).await.unwrap_or(0) + 1);
                 }
-                let delay = backoff(failures, spec.acme.retry_min, spec.acme.retry_max);
+                let transient = error.is_transient();
+                let delay = retry_wait(
+                    &error,
+                    failures,
+                    spec.acme.retry_min,
+                    spec.acme.retry_max,
+                    unix_now(),
+                );
                 if let Some(cluster) = &cluster {
                     if let Err(error) = cluster.set_backoff(&name, failures, delay).await {
                         tracing::debug!(certificate = %name, %error, "cannot share the backoff");
@@ -139,21 +151,38 @@ pub async fn run(inner: Arc<Inner>, spec: TaskSpec) {
                 }
                 let next = unix_now() + delay.as_secs() as i64;
                 let serving = serving_of(&inner, &name);
+                let last_error = if transient {
+                    error.to_string()
+                } else {
+                    format!("{error} ({PERMANENT_FAILURE_NOTE})")
+                };
                 inner.set_status(&spec, |s| {
                     s.serving = serving;
                     s.attempts_failed += 1;
                     s.consecutive_failures = failures;
-                    s.last_error = Some(error.clone());
+                    s.last_error = Some(last_error);
                     s.next_attempt = Some(next);
                 });
                 inner.metrics.order(&name, false);
-                tracing::warn!(
-                    certificate = %name,
-                    failures,
-                    retry_in_secs = delay.as_secs(),
-                    %error,
-                    "certificate issuance failed; keeping the certificate served now and retrying after backoff"
-                );
+                if transient {
+                    tracing::warn!(
+                        certificate = %name,
+                        failures,
+                        retry_in_secs = delay.as_secs(),
+                        transient,
+                        %error,
+                        "certificate issuance failed; keeping the certificate served now and retrying after backoff"
+                    );
+                } else {
+                    tracing::warn!(
+                        certificate = %name,
+                        failures,
+                        retry_in_secs = delay.as_secs(),
+                        transient,
+                        %error,
+                        "certificate issuance failed and retrying cannot fix it; keeping the certificate served now and waiting the longest backoff (acme.retry_max) before the next attempt"
+                    );
+                }
                 tokio::time::sleep(delay).await;
             }
         }
@@ -186,7 +215,7 @@ async fn turn(
 ) -> Turn {
     let name = &spec.cert.name;
     let period = cluster.settings().sync_interval;
-    let deferred = |inner: &Inner, waiting: &mut Waiting, error: String| {
+    let deferred = |inner: &Inner, waiting: &mut Waiting, error: ClusterError| {
         if !waiting.deferred {
             tracing::warn!(certificate = %name, %error, "Redis is unreachable; issuance is deferred until it answers");
             waiting.deferred = true;
@@ -242,7 +271,7 @@ async fn issue_under_lock(
     cluster: &crate::cluster::Cluster,
     lock: &crate::cluster::IssueLock,
     replaces: Option<CertificateIdentifier<'static>>,
-) -> Result<Option<Issued>, String> {
+) -> Result<Option<Issued>, AcmeError> {
     let name = &spec.cert.name;
     inner.set_status(spec, |s| {
         s.last_attempt = Some(unix_now());
@@ -255,12 +284,13 @@ async fn issue_under_lock(
         loop {
             tokio::time::sleep(ttl / 3).await;
             match cluster.renew(lock).await {
-                Ok(true) => last_renewed = tokio::time::Instant::now(),
-                Ok(false) => {
-                    return "the issuance lock expired and another instance may hold it".to_string()
-                }
+                Ok(()) => last_renewed = tokio::time::Instant::now(),
+                Err(lost @ ClusterError::LockLost { .. }) => return AcmeError::LockLost(lost),
                 Err(error) if last_renewed.elapsed() >= ttl => {
-                    return format!("cannot renew the issuance lock: {error}");
+                    return AcmeError::Cluster {
+                        context: "cannot renew the issuance lock",
+                        source: error,
+                    };
                 }
                 Err(_) => {}
             }
@@ -274,7 +304,7 @@ async fn issue_under_lock(
         }
     };
     let (issued, key_pem) = outcome;
-    let meta = serde_json::to_string(&issued.meta).map_err(|e| e.to_string())?;
+    let meta = serde_json::to_string(&issued.meta)?;
     match cluster
         .store_cert(lock, &issued.chain_pem, &key_pem, &meta)
         .await
@@ -287,9 +317,10 @@ async fn issue_under_lock(
             tracing::warn!(certificate = %name, ?refused, "another instance took over the issuance; this result is discarded");
             Ok(None)
         }
-        Err(error) => Err(format!(
-            "issued, but cannot store the certificate in Redis: {error}"
-        )),
+        Err(error) => Err(AcmeError::Cluster {
+            context: "issued, but cannot store the certificate in Redis",
+            source: error,
+        }),
     }
 }
 
@@ -369,10 +400,10 @@ async fn attempt_in_time(
     inner: &Inner,
     spec: &TaskSpec,
     replaces: Option<CertificateIdentifier<'static>>,
-) -> Result<(Issued, String), String> {
+) -> Result<(Issued, String), AcmeError> {
     tokio::time::timeout(DEFAULT_ATTEMPT_TIMEOUT, attempt(inner, spec, replaces))
         .await
-        .unwrap_or_else(|_| Err(format!("no result within {DEFAULT_ATTEMPT_TIMEOUT:?}")))
+        .unwrap_or(Err(AcmeError::AttemptTimeout(DEFAULT_ATTEMPT_TIMEOUT)))
 }
 
 /// When to renew a valid certificate, and the ARI id to name as replaced when the CA has ARI.
@@ -392,10 +423,10 @@ async fn plan(
     let id = id.into_owned();
     let lookup = async {
         let account = account(inner, spec).await?;
-        account.renewal_info(&id).await.map_err(|e| match e {
-            instant_acme::Error::Unsupported(_) => String::new(),
-            other => other.to_string(),
-        })
+        account
+            .renewal_info(&id)
+            .await
+            .map_err(|e| AcmeError::from_ca(CaStep::RenewalInfo, e))
     };
     match tokio::time::timeout(DEFAULT_ARI_TIMEOUT, lookup).await {
         Ok(Ok((info, _))) => {
@@ -406,7 +437,11 @@ async fn plan(
             (at, Some(id))
         }
         // The directory has no renewalInfo: the lifetime rule.
-        Ok(Err(error)) if error.is_empty() => (fallback, None),
+        Ok(Err(AcmeError::Ca { source, .. }))
+            if matches!(*source, instant_acme::Error::Unsupported(_)) =>
+        {
+            (fallback, None)
+        }
         Ok(Err(error)) => {
             tracing::debug!(certificate = %spec.cert.name, %error, "ARI look-up failed; using the lifetime rule");
             (fallback, None)
@@ -416,7 +451,7 @@ async fn plan(
 }
 
 /// The account for the spec's directory (cached while the settings stay the same).
-async fn account(inner: &Inner, spec: &TaskSpec) -> Result<Account, String> {
+async fn account(inner: &Inner, spec: &TaskSpec) -> Result<Account, AcmeError> {
     let mut cached = inner.accounts.lock().await;
     if let Some((acme, dir, account)) = cached.as_ref() {
         if *acme == spec.acme && *dir == spec.state_dir {
@@ -435,7 +470,7 @@ async fn attempt(
     inner: &Inner,
     spec: &TaskSpec,
     replaces: Option<CertificateIdentifier<'static>>,
-) -> Result<(Issued, String), String> {
+) -> Result<(Issued, String), AcmeError> {
     let account = account(inner, spec).await?;
     let solver = match &spec.provider {
         Some(provider) => Solver::Dns01(Arc::new(DnsSolver::new(

@@ -3,15 +3,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_yaml::Value;
 
 use super::Checker;
+use crate::config::draft::{CheckedFileKind, DraftTls};
 use crate::config::duration::parse_duration;
 use crate::config::model::{
-    Acme, Challenge, DnsProvider, DnsProviderKind, Eab, Listener, Secret, Tls, TsigAlgorithm,
+    Acme, Challenge, DnsProvider, DnsProviderKind, Eab, Listener, Secret, TsigAlgorithm,
     CLOUDFLARE_API_URL, DEFAULT_PROPAGATION_TIMEOUT, LETSENCRYPT_DIRECTORY,
     LETSENCRYPT_STAGING_DIRECTORY, LISTENER_HTTP, REGRU_API_URL,
 };
@@ -73,20 +73,9 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> (Acme, BTre
         }
     }
     if let Some(ca_root) = raw.ca_root {
-        let path = checker.resolve(&ca_root);
-        match std::fs::read(&path) {
-            Ok(bytes) if crate::tls::pem::parse_chain(&bytes).is_ok() => {
-                acme.ca_root = Some(path);
-            }
-            Ok(_) => checker.at_value(
-                "acme.ca_root",
-                format!("no PEM certificate found in {}", path.display()),
-            ),
-            Err(error) => checker.at_value(
-                "acme.ca_root",
-                format!("cannot read {}: {error}", path.display()),
-            ),
-        }
+        let path = checker.file_path(&ca_root);
+        checker.check_file("acme.ca_root", path.clone(), CheckedFileKind::AcmeCaRoot);
+        acme.ca_root = Some(path);
     }
     if let Some(eab) = raw.eab {
         if eab.kid.is_empty() {
@@ -128,7 +117,7 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> (Acme, BTre
 /// Cross-checks ACME certificates against the `acme` section and the listeners.
 pub(super) fn check_certificates(
     checker: &mut Checker,
-    tls: &Tls,
+    tls: &DraftTls,
     declared: &BTreeSet<String>,
     acme_section_present: bool,
     listeners: &[Listener],
@@ -221,7 +210,8 @@ fn addresses(checker: &mut Checker, path: &str, list: &[String]) -> Vec<SocketAd
     parsed
 }
 
-/// A secret given as `{base}_file` or `{base}_env` (exactly one); files must be readable now.
+/// A secret given as `{base}_file` or `{base}_env` (exactly one); a file is checked for being
+/// readable and not blank once validation is done.
 pub(super) fn secret(
     checker: &mut Checker,
     path: &str,
@@ -238,24 +228,10 @@ pub(super) fn secret(
             None
         }
         (Some(file), None) => {
-            let resolved: PathBuf = checker.resolve(&file);
-            match std::fs::read(&resolved) {
-                Ok(bytes) if String::from_utf8_lossy(&bytes).trim().is_empty() => {
-                    checker.at_value(
-                        &format!("{path}.{base}_file"),
-                        format!("secret file {} is empty", resolved.display()),
-                    );
-                    None
-                }
-                Ok(_) => Some(Secret::File(resolved)),
-                Err(error) => {
-                    checker.at_value(
-                        &format!("{path}.{base}_file"),
-                        format!("cannot read secret file {}: {error}", resolved.display()),
-                    );
-                    None
-                }
-            }
+            let resolved = checker.file_path(&file);
+            let at = format!("{path}.{base}_file");
+            checker.check_file(&at, resolved.clone(), CheckedFileKind::Secret);
+            Some(Secret::File(resolved))
         }
         (None, Some(env)) if env.is_empty() => {
             checker.at_value(&format!("{path}.{base}_env"), "must not be empty");
@@ -363,7 +339,7 @@ fn check_provider(
         RawDnsProviderType::Exec => {
             let command = required(checker, path, "command", raw.command)?;
             DnsProviderKind::Exec {
-                command: checker.resolve(&command),
+                command: checker.file_path(&command),
             }
         }
         RawDnsProviderType::Webhook => {

@@ -8,8 +8,9 @@ use serde_yaml::Value;
 use super::acme::secret;
 use super::balancing::positive_duration;
 use super::Checker;
+use crate::config::draft::{CheckedFileKind, DraftCluster};
 use crate::config::model::{
-    Cluster, Redis, RedisTarget, DEFAULT_KEY_PREFIX, DEFAULT_LOCK_TTL, DEFAULT_REDIS_TIMEOUT,
+    Redis, RedisTarget, DEFAULT_KEY_PREFIX, DEFAULT_LOCK_TTL, DEFAULT_REDIS_TIMEOUT,
     DEFAULT_SYNC_INTERVAL,
 };
 use crate::config::raw::RawCluster;
@@ -21,9 +22,9 @@ const MIN_SYNC_INTERVAL: Duration = Duration::from_millis(100);
 
 impl Checker {
     /// Validates the `cluster` section; `None` when absent or invalid (errors recorded).
-    pub(super) fn cluster(&mut self, value: Option<&Value>) -> Option<Cluster> {
+    pub(super) fn cluster(&mut self, value: Option<&Value>) -> Option<DraftCluster> {
         let raw = self.decode::<RawCluster>(value, "cluster")?;
-        let before = self.errors.len();
+        let before = self.error_count();
         let redis = raw.redis;
         let given: Vec<&str> = [
             ("url", redis.url.is_some()),
@@ -70,25 +71,14 @@ impl Checker {
                 None
             }
         };
-        let tls_ca = redis.tls.and_then(|tls| tls.ca).and_then(|ca| {
-            let path = self.resolve(&ca);
-            match std::fs::read(&path) {
-                Ok(bytes) if crate::tls::pem::parse_chain(&bytes).is_ok() => Some(path),
-                Ok(_) => {
-                    self.at_value(
-                        "cluster.redis.tls.ca",
-                        format!("{} holds no PEM certificate", path.display()),
-                    );
-                    None
-                }
-                Err(error) => {
-                    self.at_value(
-                        "cluster.redis.tls.ca",
-                        format!("cannot read {}: {error}", path.display()),
-                    );
-                    None
-                }
-            }
+        let tls_ca = redis.tls.and_then(|tls| tls.ca).map(|ca| {
+            let path = self.file_path(&ca);
+            self.check_file(
+                "cluster.redis.tls.ca",
+                path.clone(),
+                CheckedFileKind::RedisCaRoot,
+            );
+            path
         });
         let password = if redis.password_file.is_some() || redis.password_env.is_some() {
             secret(
@@ -115,10 +105,9 @@ impl Checker {
         let name = match raw.name {
             Some(name) if name.is_empty() || name.contains(char::is_whitespace) => {
                 self.at_value("cluster.name", "must be a non-empty word without spaces");
-                String::new()
+                None
             }
-            Some(name) => name,
-            None => default_name(),
+            other => other,
         };
         let lock_ttl = positive_duration(self, "cluster.lock_ttl", raw.lock_ttl, DEFAULT_LOCK_TTL);
         if lock_ttl < MIN_LOCK_TTL {
@@ -135,10 +124,10 @@ impl Checker {
         }
         let timeout =
             positive_duration(self, "cluster.timeout", raw.timeout, DEFAULT_REDIS_TIMEOUT);
-        if self.errors.len() > before {
+        if self.error_count() > before {
             return None;
         }
-        Some(Cluster {
+        Some(DraftCluster {
             name,
             redis: Redis {
                 target: target?,
@@ -198,15 +187,6 @@ fn check_redis_url(url: &str) -> Result<(), String> {
     redis::IntoConnectionInfo::into_connection_info(url)
         .map(|_| ())
         .map_err(|e| format!("`{url}`: {e}"))
-}
-
-/// The host name, or `ferrogate` when it cannot be read.
-fn default_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|name| name.trim().to_string())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "ferrogate".to_string())
 }
 
 #[cfg(test)]

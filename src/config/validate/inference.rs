@@ -17,7 +17,7 @@ const MIN_REFRESH: Duration = Duration::from_millis(100);
 impl Checker {
     /// The checked `inference` block at `path`.
     pub(super) fn inference(&mut self, path: &str, raw: RawInference) -> Option<Inference> {
-        let errors_before = self.errors.len();
+        let errors_before = self.error_count();
         let engine = Engine::parse(&raw.engine);
         if engine.is_none() {
             self.at_value(
@@ -67,7 +67,7 @@ impl Checker {
             }
             Some(Some(size)) => size,
         };
-        if self.errors.len() != errors_before {
+        if self.error_count() != errors_before {
             return None;
         }
         Some(Inference {

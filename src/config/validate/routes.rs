@@ -7,6 +7,7 @@ use serde_yaml::Value;
 use super::hosts::parse_host;
 use super::listeners::Listeners;
 use super::Checker;
+use crate::config::draft::DraftRoute;
 use crate::config::model::{HostMatch, Route};
 use crate::config::raw::RawRoute;
 
@@ -21,7 +22,7 @@ pub(super) fn check(
     value: Option<&Value>,
     upstream_names: &[String],
     listeners: &Listeners,
-) -> Vec<Route> {
+) -> Vec<DraftRoute> {
     let mut routes = Vec::new();
     // Element path by name of every route seen, valid or not, for duplicate checks (hashed: a
     // configuration may hold tens of thousands of routes).
@@ -31,7 +32,6 @@ pub(super) fn check(
         let Some(raw) = checker.decode::<RawRoute>(Some(element), &path) else {
             continue;
         };
-        let errors_before = checker.errors.len();
         let name_path = format!("{path}.name");
         if raw.name.is_empty() {
             checker.at_value(&name_path, "a route name must not be empty");
@@ -113,18 +113,29 @@ pub(super) fn check(
         }
 
         let security = checker.route_security(&path, &raw);
+        let api_keys = raw
+            .api_keys
+            .as_ref()
+            .map(|keys| checker.api_keys(&format!("{path}.api_keys"), keys));
+        let basic_auth = raw
+            .basic_auth
+            .as_ref()
+            .map(|auth| checker.basic_auth(&format!("{path}.basic_auth"), auth));
 
-        if checker.errors.len() == errors_before {
-            routes.push(Route {
-                name: raw.name,
-                hosts,
-                path_prefix,
-                strip_prefix: raw.strip_prefix,
-                listener: raw.listener,
-                upstream: raw.upstream,
-                security,
-            });
-        }
+        let route = Route {
+            name: raw.name,
+            hosts,
+            path_prefix,
+            strip_prefix: raw.strip_prefix,
+            listener: raw.listener,
+            upstream: raw.upstream,
+            security,
+        };
+        routes.push(DraftRoute {
+            route,
+            api_keys,
+            basic_auth,
+        });
     }
     routes
 }

@@ -1,4 +1,5 @@
-//! `routes[].rate_limit`, `routes[].allow` and `routes[].deny`: rate syntax, key names, CIDR lists.
+//! `routes[].rate_limit`, `allow`, `deny`, `cors`, `max_body` and `security_headers`: rate syntax,
+//! key names, CIDR lists, origins and sizes.
 
 use std::time::Duration;
 
@@ -32,7 +33,8 @@ impl Checker {
         }
     }
 
-    /// The security settings of the route at `path`.
+    /// The security settings of the route at `path` but for `api_keys` and `basic_auth`, whose
+    /// files are read by `resolve`.
     pub(super) fn route_security(&mut self, path: &str, raw: &RawRoute) -> RouteSecurity {
         let security = RouteSecurity {
             rate_limit: raw
@@ -49,14 +51,8 @@ impl Checker {
                 .cors
                 .as_ref()
                 .and_then(|c| self.cors(&format!("{path}.cors"), c)),
-            api_keys: raw
-                .api_keys
-                .as_ref()
-                .and_then(|k| self.api_keys(&format!("{path}.api_keys"), k)),
-            basic_auth: raw
-                .basic_auth
-                .as_ref()
-                .and_then(|b| self.basic_auth(&format!("{path}.basic_auth"), b)),
+            api_keys: None,
+            basic_auth: None,
             security_headers: raw.security_headers.unwrap_or(false),
         };
         if raw.basic_auth.is_some() && raw.api_keys.is_some() {
@@ -88,7 +84,7 @@ impl Checker {
     }
 
     fn cors(&mut self, path: &str, raw: &RawCors) -> Option<Cors> {
-        let errors_before = self.errors.len();
+        let errors_before = self.error_count();
         if raw.origins.is_empty() {
             self.at_value(
                 &format!("{path}.origins"),
@@ -121,7 +117,7 @@ impl Checker {
             .methods
             .clone()
             .unwrap_or_else(|| DEFAULT_CORS_METHODS.iter().map(|m| m.to_string()).collect());
-        (self.errors.len() == errors_before).then(|| Cors {
+        (self.error_count() == errors_before).then(|| Cors {
             origins: raw.origins.clone(),
             methods: methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
             headers: raw

@@ -1,13 +1,19 @@
 //! Tests of whole files: the golden file, a minimal and the DESIGN.md example, syntax errors, and
-//! all errors of several elements reported together.
+//! all errors of several elements reported together; the helpers the other test files share.
+//!
+//! Most helpers load through `config::load_str` (validation, then resolution) so that a test sees
+//! the model the daemon would; their inputs name no files and only literal addresses, so the
+//! resolution step finds nothing to look up. [`draft`] runs validation alone.
 
 use std::path::{Path, PathBuf};
 
-use super::validate;
+use super::{validate, Validated};
+use crate::config::draft::{CheckedFileKind, Draft, ServerHost};
 use crate::config::error::ConfigErrors;
+use crate::config::load_str;
 use crate::config::model::{Config, HostMatch, DEFAULT_STATE_DIR};
 
-pub(super) const MINIMAL: &str = "\
+pub(in crate::config) const MINIMAL: &str = "\
 listeners:
   https: 127.0.0.1:8443
 routes:
@@ -17,22 +23,33 @@ upstreams:
     servers: [ { address: 127.0.0.1:3000 } ]
 ";
 
-pub(super) fn ok(source: &str) -> Config {
-    match validate(source, Path::new("test.yaml")) {
+pub(in crate::config) fn ok(source: &str) -> Config {
+    match load_str(source, Path::new("test.yaml")) {
         Ok(config) => config,
         Err(errors) => panic!("expected a valid config, got:\n{errors}"),
     }
 }
 
-pub(super) fn errors(source: &str) -> ConfigErrors {
-    match validate(source, Path::new("test.yaml")) {
+pub(in crate::config) fn errors(source: &str) -> ConfigErrors {
+    match load_str(source, Path::new("test.yaml")) {
         Ok(_) => panic!("expected errors for:\n{source}"),
         Err(errors) => errors,
     }
 }
 
+/// The draft of `source` read from `/etc/ferrogate/ferrogate.yaml`, validated alone: nothing is
+/// read or looked up. Panics on a validation error.
+pub(super) fn draft(source: &str) -> Draft {
+    let Validated { draft, report } =
+        validate(source, Path::new("/etc/ferrogate/ferrogate.yaml")).unwrap();
+    match report.finish(draft) {
+        Ok(draft) => draft,
+        Err(errors) => panic!("expected a valid draft, got:\n{errors}"),
+    }
+}
+
 /// Asserts exactly one error, at `key` on `line`, whose message contains `needle`.
-pub(super) fn one_error(source: &str, line: usize, key: &str, needle: &str) {
+pub(in crate::config) fn one_error(source: &str, line: usize, key: &str, needle: &str) {
     let found = errors(source);
     assert_eq!(found.len(), 1, "expected one error, got:\n{found}");
     let error = &found.0[0];
@@ -45,8 +62,17 @@ fn golden_five_mistakes() {
     let path = Path::new("tests/golden/five_mistakes.yaml");
     let source = include_str!("../../../tests/golden/five_mistakes.yaml");
     let expected = include_str!("../../../tests/golden/five_mistakes.txt");
-    let found = validate(source, path).unwrap_err();
+    let found = load_str(source, path).unwrap_err();
     assert_eq!(found.len(), 5, "{found}");
+    assert_eq!(found.to_string(), expected);
+}
+
+#[test]
+fn golden_element_errors() {
+    let path = Path::new("tests/golden/element_errors.yaml");
+    let source = include_str!("../../../tests/golden/element_errors.yaml");
+    let expected = include_str!("../../../tests/golden/element_errors.txt");
+    let found = load_str(source, path).unwrap_err();
     assert_eq!(found.to_string(), expected);
 }
 
@@ -122,10 +148,10 @@ upstreams:
 #[test]
 fn relative_state_dir_resolves_against_the_config_directory() {
     let source = MINIMAL.to_string() + "state_dir: state\n";
-    let config = validate(&source, Path::new("/etc/ferrogate/ferrogate.yaml")).unwrap();
+    let config = load_str(&source, Path::new("/etc/ferrogate/ferrogate.yaml")).unwrap();
     assert_eq!(config.state_dir, PathBuf::from("/etc/ferrogate/state"));
     let source = MINIMAL.to_string() + "state_dir: /srv/state\n";
-    let config = validate(&source, Path::new("/etc/ferrogate/ferrogate.yaml")).unwrap();
+    let config = load_str(&source, Path::new("/etc/ferrogate/ferrogate.yaml")).unwrap();
     assert_eq!(config.state_dir, PathBuf::from("/srv/state"));
     one_error(
         &(MINIMAL.to_string() + "state_dir: ''\n"),
@@ -138,11 +164,11 @@ fn relative_state_dir_resolves_against_the_config_directory() {
 #[test]
 fn bundled_configs_are_valid() {
     let demo = include_str!("../../../conf/demo.yaml");
-    let config = validate(demo, Path::new("conf/demo.yaml")).unwrap();
+    let config = load_str(demo, Path::new("conf/demo.yaml")).unwrap();
     assert_eq!(config.routes.len(), 2);
     assert!(config.upstreams["gpu"].inference.is_some());
     let owui = include_str!("../../../conf/openwebui.yaml");
-    let config = validate(owui, Path::new("conf/openwebui.yaml")).unwrap();
+    let config = load_str(owui, Path::new("conf/openwebui.yaml")).unwrap();
     assert_eq!(config.routes.len(), 4);
 }
 
@@ -229,6 +255,9 @@ upstreams:
             (6, "tls.hsts"),
             (6, "tls.color"),
             (8, "routes[0].upstream"),
+            // Route b has an unknown key and still gets its own other error: it matches the
+            // same requests as route a.
+            (9, "routes[1]"),
             (9, "routes[1].typo"),
             (10, "routes[2].name"),
             (10, "routes[2].hosts[0]"),
@@ -272,4 +301,72 @@ fn type_errors_point_at_the_value() {
         "workers",
         "invalid type",
     );
+}
+
+/// Validation reads no file and looks up no name: every one is left in the draft, with the key
+/// that named it, for `resolve`.
+#[test]
+fn validation_reads_no_files_and_looks_up_no_names() {
+    let draft = draft(
+        "\
+listeners: { https: 127.0.0.1:8443 }
+tls:
+  certificates:
+    - { name: site, cert: missing/site.pem, key: /nonexistent/site.key }
+acme:
+  ca_root: /nonexistent/ca.pem
+  eab: { kid: k, hmac_key_file: eab.key }
+routes:
+  - { name: app, upstream: app, api_keys: { file: keys.txt } }
+  - { name: ops, hosts: [ops.test], upstream: app, basic_auth: { users_file: /nonexistent/users } }
+upstreams:
+  app:
+    servers: [ { address: no-such-host.invalid:80 }, { address: 127.0.0.1:81 } ]
+cluster:
+  redis: { url: 'rediss://r:6380', tls: { ca: /nonexistent/redis-ca.pem } }
+",
+    );
+    let certificate = &draft.tls.certificates[0];
+    assert_eq!(certificate.at, "tls.certificates[0]");
+    assert_eq!(
+        certificate.cert_path,
+        PathBuf::from("/etc/ferrogate/missing/site.pem")
+    );
+    let servers = &draft.upstreams["app"].servers;
+    assert_eq!(
+        servers[0].host,
+        ServerHost::Name {
+            host: "no-such-host.invalid".into(),
+            port: 80
+        }
+    );
+    assert_eq!(servers[0].at, "upstreams.app.servers[0].address");
+    assert_eq!(
+        servers[1].host,
+        ServerHost::Socket(([127, 0, 0, 1], 81).into())
+    );
+    let route = &draft.routes[0];
+    let api_keys = route.api_keys.as_ref().unwrap();
+    assert_eq!(
+        (api_keys.file.written.as_str(), api_keys.file.path.as_path()),
+        ("keys.txt", Path::new("/etc/ferrogate/keys.txt"))
+    );
+    assert!(route.route.security.api_keys.is_none());
+    let users = &draft.routes[1].basic_auth.as_ref().unwrap().users_file;
+    assert_eq!(users.path, Path::new("/nonexistent/users"));
+    let checked: Vec<(&str, CheckedFileKind)> = draft
+        .checked_files
+        .iter()
+        .map(|file| (file.at.as_str(), file.kind))
+        .collect();
+    assert_eq!(
+        checked,
+        [
+            ("acme.ca_root", CheckedFileKind::AcmeCaRoot),
+            ("acme.eab.hmac_key_file", CheckedFileKind::Secret),
+            ("cluster.redis.tls.ca", CheckedFileKind::RedisCaRoot),
+        ]
+    );
+    assert_eq!(draft.workers, None);
+    assert_eq!(draft.cluster.unwrap().name, None);
 }

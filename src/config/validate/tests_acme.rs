@@ -1,6 +1,6 @@
 //! Tests of the `acme` section and ACME certificates: every key, with the position of each error.
 
-use super::tests::{errors, ok};
+use super::tests::{draft, errors, ok};
 use crate::config::model::{
     Challenge, DnsProviderKind, Secret, TsigAlgorithm, LETSENCRYPT_DIRECTORY,
     LETSENCRYPT_STAGING_DIRECTORY,
@@ -33,17 +33,8 @@ fn assert_one(source: &str, line: usize, key: &str, needle: &str) {
     assert!(all[0].2.contains(needle), "{all:#?}");
 }
 
-fn secret_file(dir: &tempfile::TempDir, name: &str, text: &str) -> String {
-    let path = dir.path().join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
 #[test]
 fn acme_certificates_and_section_are_accepted() {
-    let dir = tempfile::tempdir().unwrap();
-    let tsig = secret_file(&dir, "tsig", "c2VjcmV0\n");
-    let token = secret_file(&dir, "cf", "tok\n");
     let source = format!(
         "{BASE}tls:
   certificates:
@@ -56,14 +47,15 @@ acme:
   retry_min: 2s
   retry_max: 1m
   dns_providers:
-    bind: {{ type: rfc2136, server: 127.0.0.1:53, tsig_key_name: acme, tsig_algorithm: hmac-sha512, tsig_secret_file: {tsig}, nameservers: [127.0.0.1:53], propagation_timeout: 30s }}
-    cf: {{ type: cloudflare, api_token_file: {token} }}
+    bind: {{ type: rfc2136, server: 127.0.0.1:53, tsig_key_name: acme, tsig_algorithm: hmac-sha512, tsig_secret_file: /etc/ferrogate/tsig.key, nameservers: [127.0.0.1:53], propagation_timeout: 30s }}
+    cf: {{ type: cloudflare, api_token_file: cf.token }}
     reg: {{ type: regru, username: u, password_env: REGRU_PASS, zone: example.com, api_url: 'http://127.0.0.1:9/api' }}
     hook: {{ type: exec, command: /bin/true }}
     web: {{ type: webhook, url: 'http://127.0.0.1:9/dns/' }}
 "
     );
-    let config = ok(&source);
+    // Validation alone: the secret files are only named here, read by `resolve`.
+    let config = draft(&source);
     assert_eq!(config.acme.directory, LETSENCRYPT_STAGING_DIRECTORY);
     assert_eq!(config.acme.email.as_deref(), Some("ops@example.com"));
     assert_eq!(config.acme.retry_min.as_secs(), 2);
@@ -88,7 +80,7 @@ acme:
             ..
         } => {
             assert_eq!(*tsig_algorithm, TsigAlgorithm::HmacSha512);
-            assert_eq!(tsig_secret.read().unwrap(), "c2VjcmV0");
+            assert_eq!(*tsig_secret, Secret::File("/etc/ferrogate/tsig.key".into()));
         }
         other => panic!("{other:?}"),
     }
@@ -98,6 +90,12 @@ acme:
         } => {
             assert_eq!(*password, Secret::Env("REGRU_PASS".into()));
             assert_eq!(api_url, "http://127.0.0.1:9/api");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &config.acme.dns_providers["cf"].kind {
+        DnsProviderKind::Cloudflare { api_token, .. } => {
+            assert_eq!(*api_token, Secret::File("/etc/ferrogate/cf.token".into()))
         }
         other => panic!("{other:?}"),
     }

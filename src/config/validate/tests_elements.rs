@@ -1,9 +1,6 @@
 //! Tests of each rule, one element kind at a time: listeners, admin, routes, upstreams, TLS.
 
-use std::path::Path;
-
 use super::tests::{errors, ok, one_error, MINIMAL};
-use super::validate;
 use crate::config::model::HostMatch;
 
 /// MINIMAL with its `routes` replaced.
@@ -141,6 +138,81 @@ fn route_hosts_are_checked_one_by_one() {
             HostMatch::Exact("ok.com".into()),
             HostMatch::Wildcard("wild.org".into())
         ]
+    );
+}
+
+/// An element with an unknown key is still decoded and checked: each of its errors is reported,
+/// with its own position and key path.
+#[test]
+fn an_unknown_key_does_not_hide_the_other_errors_of_its_element() {
+    let found = errors(&with_routes(
+        "  - { name: a, upstream: nope, colour: red }\n",
+    ));
+    let summary: Vec<(usize, usize, &str)> = found
+        .iter()
+        .map(|e| (e.line, e.column, e.key.as_str()))
+        .collect();
+    assert_eq!(
+        summary,
+        [(4, 26, "routes[0].upstream"), (4, 32, "routes[0].colour")],
+        "{found}"
+    );
+    let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines[0],
+        "test.yaml:4:26: routes[0].upstream: no upstream named `nope` (defined: app)"
+    );
+    assert!(
+        lines[1].starts_with(
+            "test.yaml:4:32: routes[0].colour: unknown key `colour`, expected one of `name`,"
+        ),
+        "{found}"
+    );
+
+    // Several unknown keys, at several depths, beside errors of known keys.
+    let source = "listeners: { http: 0.0.0.0:80 }\nupstreams:\n  u:\n    servers: [ { address: 10.0.0.1:80, wieght: 2, weight: 0 } ]\n    timeouts: { conect: 1s, read: forever }\n    retry: 3\n";
+    let found = errors(source);
+    let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "upstreams.u.servers[0].wieght",
+            "upstreams.u.servers[0].weight",
+            "upstreams.u.timeouts.conect",
+            "upstreams.u.timeouts.read",
+            "upstreams.u.retry",
+        ],
+        "{found}"
+    );
+
+    // A misspelt required key is one mistake: its unknown key, not also the missing one.
+    one_error(
+        &with_routes("  - { name: a, upstrem: app }\n"),
+        4,
+        "routes[0].upstrem",
+        "unknown key `upstrem`",
+    );
+    // A missing required key beside an unknown key that is not like it is its own mistake.
+    let found = errors(&with_routes("  - { upstream: app, colour: red }\n"));
+    let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(keys, ["routes[0]", "routes[0].colour"], "{found}");
+    assert!(
+        found.0[0].message.contains("missing field `name`"),
+        "{found}"
+    );
+    // Nor does one of another mapping hide it.
+    let found = errors(&with_routes(
+        "  - { name: a, rate_limit: { rate: 1/s, colour: red } }\n",
+    ));
+    let keys: Vec<&str> = found.iter().map(|e| e.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["routes[0]", "routes[0].rate_limit.colour"],
+        "{found}"
+    );
+    assert!(
+        found.0[0].message.contains("missing field `upstream`"),
+        "{found}"
     );
 }
 
@@ -318,96 +390,6 @@ fn inference_upstreams_are_checked_at_their_keys() {
     let inference = config.upstreams["u"].inference.clone().unwrap();
     assert_eq!(inference.models, crate::config::model::Models::Discover);
     assert!(inference.affinity);
-}
-
-/// A self-signed certificate and key written to `dir`, named `name.pem` and `name.key`.
-fn write_pair(dir: &Path, name: &str, names: &[&str]) {
-    let pair =
-        rcgen::generate_simple_self_signed(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap();
-    std::fs::write(dir.join(format!("{name}.pem")), pair.cert.pem()).unwrap();
-    std::fs::write(
-        dir.join(format!("{name}.key")),
-        pair.signing_key.serialize_pem(),
-    )
-    .unwrap();
-}
-
-fn with_certificates(
-    dir: &Path,
-    certificates: &str,
-) -> Result<crate::config::Config, crate::config::ConfigErrors> {
-    let source = format!("{MINIMAL}tls:\n  certificates:\n{certificates}");
-    validate(&source, &dir.join("ferrogate.yaml"))
-}
-
-#[test]
-fn file_certificates_are_loaded_relative_to_the_config() {
-    let dir = tempfile::tempdir().unwrap();
-    write_pair(dir.path(), "site", &["Site.example.com", "*.example.org"]);
-    let config = with_certificates(
-        dir.path(),
-        "    - { name: site, cert: site.pem, key: site.key }\n",
-    )
-    .unwrap();
-    let certificate = &config.tls.certificates[0];
-    assert_eq!(certificate.name, "site");
-    assert_eq!(certificate.cert_path, dir.path().join("site.pem"));
-    assert_eq!(certificate.dns_names, ["site.example.com", "*.example.org"]);
-    assert!(certificate.not_after > 1_700_000_000);
-    assert_eq!(certificate.key.cert.len(), 1);
-}
-
-#[test]
-fn a_certificate_without_san_falls_back_to_its_common_name() {
-    let dir = tempfile::tempdir().unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "CN.example.com");
-    let cert = params.self_signed(&key).unwrap();
-    std::fs::write(dir.path().join("cn.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("cn.key"), key.serialize_pem()).unwrap();
-    let config = with_certificates(
-        dir.path(),
-        "    - { name: cn, cert: cn.pem, key: cn.key }\n",
-    )
-    .unwrap();
-    assert_eq!(config.tls.certificates[0].dns_names, ["cn.example.com"]);
-}
-
-#[test]
-fn certificate_file_errors_point_at_the_file_key() {
-    let dir = tempfile::tempdir().unwrap();
-    write_pair(dir.path(), "one", &["one.example.com"]);
-    write_pair(dir.path(), "two", &["two.example.com"]);
-    std::fs::write(dir.path().join("garbage.pem"), "not pem at all").unwrap();
-    let found = with_certificates(
-        dir.path(),
-        "    - { name: a, cert: missing.pem, key: missing.key }\n    - { name: b, cert: one.pem, key: two.key }\n    - { name: c, cert: garbage.pem, key: one.pem }\n    - { name: a, cert: one.pem }\n    - { name: e }\n    - { name: f, key: one.key, cert: one.pem, domains: [x.com] }\n",
-    )
-    .unwrap_err();
-    let summary: Vec<(&str, &str)> = found
-        .iter()
-        .map(|e| (e.key.as_str(), e.message.as_str()))
-        .collect();
-    let expect = [
-        ("tls.certificates[0].cert", "cannot read certificate file"),
-        ("tls.certificates[0].key", "cannot read key file"),
-        ("tls.certificates[1].key", "does not match"),
-        ("tls.certificates[2].cert", "no CERTIFICATE found"),
-        ("tls.certificates[2].key", "no PRIVATE KEY found"),
-        ("tls.certificates[3].name", "duplicate certificate name `a`"),
-        ("tls.certificates[3].cert", "`cert` needs `key`"),
-        ("tls.certificates[4]", "needs `cert` and `key`"),
-        ("tls.certificates[5].domains", "goes with `acme`"),
-    ];
-    assert_eq!(summary.len(), expect.len(), "{found}");
-    for ((key, message), (want_key, want)) in summary.iter().zip(expect) {
-        assert_eq!(*key, want_key, "{found}");
-        assert!(message.contains(want), "{found}");
-    }
 }
 
 #[test]

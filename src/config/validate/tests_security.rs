@@ -141,36 +141,6 @@ fn trusted_proxies_are_cidr_ranges() {
 }
 
 #[test]
-fn api_keys_read_digest_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = dir.path().join("keys");
-    let digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-    std::fs::write(&keys, format!("{digest}\n")).unwrap();
-    let upstream = dir.path().join("up.key");
-    std::fs::write(&upstream, "sk-up\n").unwrap();
-    let config = ok(&route_with(&format!(
-        "api_keys: {{ file: {}, upstream_key_file: {} }}",
-        keys.display(),
-        upstream.display()
-    )));
-    let api = config.routes[0].security.api_keys.clone().unwrap();
-    assert_eq!(api.digests.len(), 1);
-    assert_eq!(api.header, "authorization");
-    assert_eq!(api.upstream_key.as_deref(), Some("sk-up"));
-
-    std::fs::write(&keys, "sk-plaintext\n").unwrap();
-    let source = route_with(&format!("api_keys: {{ file: {} }}", keys.display()));
-    one_error(
-        &source,
-        4,
-        "routes[0].api_keys.file",
-        "not a hex SHA-256 digest",
-    );
-    let source = route_with("api_keys: { file: /nonexistent/keys }");
-    one_error(&source, 4, "routes[0].api_keys.file", "cannot read");
-}
-
-#[test]
 fn max_body_is_a_size() {
     let config = ok(&route_with("max_body: 10MB"));
     assert_eq!(config.routes[0].security.max_body, Some(10 << 20));
@@ -208,50 +178,5 @@ fn cors_origins_and_defaults() {
         4,
         "routes[0].cors.max_age",
         "invalid duration",
-    );
-}
-
-#[test]
-fn basic_auth_reads_a_bcrypt_users_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let good = dir.path().join("users");
-    let hash = "$2y$05$5mGF0Zo1kpvCbH3UCiKrkeXKSCfZjLi.Vh0HBB6Ot0ZVt9JxjCdym";
-    std::fs::write(&good, format!("alice:{hash}\n")).unwrap();
-    let config = ok(&route_with(&format!(
-        "basic_auth: {{ realm: ops, users_file: {} }}, security_headers: true",
-        good.display()
-    )));
-    let security = &config.routes[0].security;
-    let basic = security.basic_auth.as_ref().unwrap();
-    assert_eq!(basic.realm, "ops");
-    assert_eq!(basic.users, [("alice".to_string(), hash.to_string())]);
-    assert!(basic.forward_authorization);
-    assert!(security.security_headers);
-
-    let plain = dir.path().join("plain");
-    std::fs::write(&plain, "alice:secret\n").unwrap();
-    one_error(
-        &route_with(&format!(
-            "basic_auth: {{ users_file: {} }}",
-            plain.display()
-        )),
-        4,
-        "routes[0].basic_auth.users_file",
-        "not bcrypt",
-    );
-    one_error(
-        &route_with("basic_auth: { users_file: /nonexistent/users }"),
-        4,
-        "routes[0].basic_auth.users_file",
-        "cannot read",
-    );
-    one_error(
-        &route_with(&format!(
-            "basic_auth: {{ users_file: {}, realm: 'a\"b' }}",
-            good.display()
-        )),
-        4,
-        "routes[0].basic_auth.realm",
-        "printable ASCII",
     );
 }

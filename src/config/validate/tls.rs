@@ -1,22 +1,17 @@
-//! `tls`: HSTS and certificates; file certificates are read, parsed and matched with their key.
+//! `tls`: HSTS and certificates: ACME ones with their names and challenge, file ones with their
+//! paths (the files are read by `resolve`).
 
-use std::path::Path;
-use std::sync::Arc;
-
-use rustls::sign::CertifiedKey;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde_yaml::Value;
-use x509_parser::extensions::GeneralName;
 
 use super::hosts::parse_host;
 use super::Checker;
+use crate::config::draft::{CertificateFiles, DraftTls};
 use crate::config::duration::parse_duration;
-use crate::config::model::{AcmeCertificate, Certificate, Challenge, Tls};
+use crate::config::model::{AcmeCertificate, Challenge};
 use crate::config::raw::{RawCertificate, RawCertificateAcme, RawChallenge, TLS_KEYS};
 
-pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Tls {
-    let mut tls = Tls::default();
+pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> DraftTls {
+    let mut tls = DraftTls::default();
     let Some(value) = value else {
         return tls;
     };
@@ -61,7 +56,7 @@ fn check_certificate(
     checker: &mut Checker,
     path: &str,
     raw: RawCertificate,
-) -> Option<Certificate> {
+) -> Option<CertificateFiles> {
     if raw.domains.is_some() && (raw.cert.is_some() || raw.key.is_some()) {
         checker.at_key(
             &format!("{path}.domains"),
@@ -69,7 +64,12 @@ fn check_certificate(
         );
     }
     match (raw.cert, raw.key) {
-        (Some(cert), Some(key)) => load_files(checker, path, raw.name, &cert, &key),
+        (Some(cert), Some(key)) => Some(CertificateFiles {
+            at: path.to_string(),
+            name: raw.name,
+            cert_path: checker.file_path(&cert),
+            key_path: checker.file_path(&key),
+        }),
         (Some(_), None) => {
             checker.at_key(&format!("{path}.cert"), "`cert` needs `key` beside it");
             None
@@ -188,109 +188,4 @@ fn is_directory_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
-fn load_files(
-    checker: &mut Checker,
-    path: &str,
-    name: String,
-    cert: &str,
-    key: &str,
-) -> Option<Certificate> {
-    let cert_key = format!("{path}.cert");
-    let key_key = format!("{path}.key");
-    let cert_path = checker.resolve(cert);
-    let key_path = checker.resolve(key);
-    let chain = read_chain(&cert_path).map_err(|message| checker.at_value(&cert_key, message));
-    let private_key = read_key(&key_path).map_err(|message| checker.at_value(&key_key, message));
-    let (Ok(chain), Ok(private_key)) = (chain, private_key) else {
-        return None;
-    };
-    let described = chain
-        .first()
-        .ok_or_else(|| "no certificate".to_string())
-        .and_then(describe_leaf);
-    let (dns_names, not_after) = match described {
-        Ok(described) => described,
-        Err(message) => {
-            checker.at_value(&cert_key, format!("{}: {message}", cert_path.display()));
-            return None;
-        }
-    };
-    let signing_key = match rustls::crypto::ring::sign::any_supported_type(&private_key) {
-        Ok(signing_key) => signing_key,
-        Err(error) => {
-            let message = format!("unsupported private key in {}: {error}", key_path.display());
-            checker.at_value(&key_key, message);
-            return None;
-        }
-    };
-    let certified = CertifiedKey::new(chain, signing_key);
-    if let Err(error) = certified.keys_match() {
-        let message = format!(
-            "the key in {} does not match the certificate in {}: {error}",
-            key_path.display(),
-            cert_path.display()
-        );
-        checker.at_value(&key_key, message);
-        return None;
-    }
-    Some(Certificate {
-        name,
-        cert_path,
-        key_path,
-        dns_names,
-        key: Arc::new(certified),
-        not_after,
-    })
-}
-
-/// The certificates of a PEM file, leaf first; at least one.
-fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|error| format!("cannot read certificate file {}: {error}", path.display()))?;
-    let chain = CertificateDer::pem_slice_iter(&bytes)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| format!("invalid PEM in {}: {error}", path.display()))?;
-    if chain.is_empty() {
-        return Err(format!("no CERTIFICATE found in {}", path.display()));
-    }
-    Ok(chain)
-}
-
-/// The first private key of a PEM file.
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let bytes = std::fs::read(path)
-        .map_err(|error| format!("cannot read key file {}: {error}", path.display()))?;
-    PrivateKeyDer::from_pem_slice(&bytes).map_err(|error| match error {
-        rustls_pki_types::pem::Error::NoItemsFound => {
-            format!("no PRIVATE KEY found in {}", path.display())
-        }
-        other => format!("invalid PEM in {}: {other}", path.display()),
-    })
-}
-
-/// The leaf's DNS names (subjectAltName, else the subject CN; lowercased) and its notAfter.
-fn describe_leaf(leaf: &CertificateDer<'_>) -> Result<(Vec<String>, i64), String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(leaf.as_ref())
-        .map_err(|error| format!("invalid certificate: {error}"))?;
-    let mut names = Vec::new();
-    let san = parsed
-        .subject_alternative_name()
-        .map_err(|error| format!("invalid subjectAltName: {error}"))?;
-    if let Some(san) = san {
-        for general_name in &san.value.general_names {
-            if let GeneralName::DNSName(name) = general_name {
-                names.push(name.to_ascii_lowercase());
-            }
-        }
-    }
-    if names.is_empty() {
-        if let Some(cn) = parsed.subject().iter_common_name().next() {
-            if let Ok(cn) = cn.as_str() {
-                names.push(cn.to_ascii_lowercase());
-            }
-        }
-    }
-    Ok((names, parsed.validity().not_after.timestamp()))
 }

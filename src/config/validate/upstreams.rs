@@ -1,24 +1,25 @@
-//! `upstreams`: servers (resolved addresses, weights, limits), timeouts, and the balancing keys
-//! checked in [`super::balancing`].
+//! `upstreams`: servers (address syntax, weights, limits), timeouts, and the balancing keys
+//! checked in [`super::balancing`]. Host names are looked up later, by `resolve`.
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_yaml::Value;
 
 use super::balancing;
 use super::Checker;
+use crate::config::draft::{DraftServer, DraftUpstream, ServerHost};
 use crate::config::duration::parse_duration;
-use crate::config::model::{Server, Timeouts, Upstream, DEFAULT_RETRIES, DEFAULT_WEIGHT};
+use crate::config::model::{Timeouts, Upstream, DEFAULT_RETRIES, DEFAULT_WEIGHT};
 use crate::config::raw::{RawTimeouts, RawUpstream};
 
 /// Largest allowed server weight.
 const MAX_WEIGHT: u32 = 1000;
 
-/// The checked upstreams, and every declared name for route references.
+/// The checked upstreams (every one that decoded), and every declared name for route references.
 pub(super) struct Upstreams {
-    pub upstreams: BTreeMap<String, Upstream>,
+    pub upstreams: BTreeMap<String, DraftUpstream>,
     /// Every upstream name in the file, valid or not.
     pub names: Vec<String>,
 }
@@ -35,17 +36,19 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Upstreams {
         let Some(raw) = checker.decode::<RawUpstream>(Some(element), &path) else {
             continue;
         };
-        let errors_before = checker.errors.len();
         let upstream = check_upstream(checker, &path, name.clone(), raw);
-        if checker.errors.len() == errors_before {
-            upstreams.insert(name, upstream);
-        }
+        upstreams.insert(name, upstream);
     }
     Upstreams { upstreams, names }
 }
 
-fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstream) -> Upstream {
-    let mut servers: Vec<Server> = Vec::new();
+fn check_upstream(
+    checker: &mut Checker,
+    path: &str,
+    name: String,
+    raw: RawUpstream,
+) -> DraftUpstream {
+    let mut servers: Vec<DraftServer> = Vec::new();
     let servers_path = format!("{path}.servers");
     let raw_servers = raw.servers.unwrap_or_default();
     if raw_servers.is_empty() && raw.discovery.is_none() {
@@ -54,6 +57,7 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
             "an upstream needs at least one server (or `discovery`)",
         );
     }
+    let has_inference = raw.inference.is_some();
     let mut seen: Vec<String> = Vec::new();
     for (index, raw_server) in raw_servers.into_iter().enumerate() {
         let server_path = format!("{servers_path}[{index}]");
@@ -78,10 +82,17 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
             continue;
         }
         seen.push(raw_server.address.clone());
-        match resolve(&raw_server.address) {
-            Ok(socket) => servers.push(Server {
+        if raw_server.models.is_some() && !has_inference {
+            checker.at_key(
+                &format!("{server_path}.models"),
+                "`models` on a server needs `inference:` on its upstream",
+            );
+        }
+        match parse_address(&raw_server.address) {
+            Ok(host) => servers.push(DraftServer {
+                at: address_path,
                 address: raw_server.address,
-                socket,
+                host,
                 weight,
                 max_inflight: raw_server.max_inflight.filter(|m| *m > 0),
                 drain: raw_server.drain.unwrap_or(false),
@@ -92,19 +103,10 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
     }
 
     let balance = balancing::balance(checker, path, raw.balance, raw.hash_key);
-    let has_inference = raw.inference.is_some();
     checker.inference_policy(path, &balance, has_inference);
     let inference = raw
         .inference
         .and_then(|i| checker.inference(&format!("{path}.inference"), i));
-    for (index, server) in servers.iter().enumerate() {
-        if server.models.is_some() && !has_inference {
-            checker.at_key(
-                &format!("{servers_path}[{index}].models"),
-                "`models` on a server needs `inference:` on its upstream",
-            );
-        }
-    }
     let sticky = raw
         .sticky
         .map(|s| balancing::sticky(checker, &format!("{path}.sticky"), s));
@@ -118,9 +120,9 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
         .timeouts
         .map(|raw| check_timeouts(checker, &format!("{path}.timeouts"), raw))
         .unwrap_or_default();
-    Upstream {
+    let upstream = Upstream {
         name,
-        servers,
+        servers: Vec::new(),
         balance,
         timeouts,
         sticky,
@@ -129,7 +131,8 @@ fn check_upstream(checker: &mut Checker, path: &str, name: String, raw: RawUpstr
         queue,
         discovery,
         inference,
-    }
+    };
+    DraftUpstream { upstream, servers }
 }
 
 fn check_timeouts(checker: &mut Checker, path: &str, raw: RawTimeouts) -> Timeouts {
@@ -162,10 +165,10 @@ fn check_timeouts(checker: &mut Checker, path: &str, raw: RawTimeouts) -> Timeou
     }
 }
 
-/// `host:port` or `[v6]:port` → the first address it resolves to.
-fn resolve(address: &str) -> Result<SocketAddr, String> {
+/// `host:port` or `[v6]:port` → a socket address, or the name and port to look up.
+fn parse_address(address: &str) -> Result<ServerHost, String> {
     if let Ok(socket) = address.parse::<SocketAddr>() {
-        return Ok(socket);
+        return Ok(ServerHost::Socket(socket));
     }
     let expected = "expected HOST:PORT or [IPv6]:PORT";
     let Some((host, port)) = address.rsplit_once(':') else {
@@ -177,14 +180,10 @@ fn resolve(address: &str) -> Result<SocketAddr, String> {
     let Ok(port) = port.parse::<u16>() else {
         return Err(format!("invalid port in server address `{address}`"));
     };
-    match (host, port).to_socket_addrs() {
-        Ok(mut found) => found
-            .next()
-            .ok_or_else(|| format!("cannot resolve server address `{address}`: no address found")),
-        Err(error) => Err(format!(
-            "cannot resolve server address `{address}`: {error}"
-        )),
-    }
+    Ok(ServerHost::Name {
+        host: host.to_string(),
+        port,
+    })
 }
 
 #[cfg(test)]
@@ -192,17 +191,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn resolves_literals_and_names() {
+    fn literals_are_addresses_and_names_wait_for_resolving() {
         assert_eq!(
-            resolve("10.0.0.1:80"),
-            Ok(SocketAddr::from(([10, 0, 0, 1], 80)))
+            parse_address("10.0.0.1:80"),
+            Ok(ServerHost::Socket(SocketAddr::from(([10, 0, 0, 1], 80))))
         );
-        assert_eq!(resolve("[::1]:8080").map(|a| a.port()), Ok(8080));
-        assert_eq!(resolve("localhost:8000").map(|a| a.port()), Ok(8000));
+        assert_eq!(
+            parse_address("[::1]:8080"),
+            Ok(ServerHost::Socket("[::1]:8080".parse().unwrap()))
+        );
+        assert_eq!(
+            parse_address("localhost:8000"),
+            Ok(ServerHost::Name {
+                host: "localhost".into(),
+                port: 8000
+            })
+        );
+        assert!(parse_address("no-such-host.invalid:80").is_ok());
     }
 
     #[test]
-    fn rejects_malformed_and_unresolvable() {
+    fn rejects_malformed() {
         for bad in [
             "10.0.0.1",
             ":80",
@@ -211,9 +220,7 @@ mod tests {
             "host:port",
             "host:99999",
         ] {
-            assert!(resolve(bad).is_err(), "{bad}");
+            assert!(parse_address(bad).is_err(), "{bad}");
         }
-        let message = resolve("no-such-host.invalid:80").unwrap_err();
-        assert!(message.contains("`no-such-host.invalid:80`"), "{message}");
     }
 }

@@ -12,11 +12,14 @@ use super::ports::{pick_addrs, PortTaken, START_ATTEMPTS};
 use super::sockets::{holder, Bound, Holder};
 use super::{Daemon, DaemonBuilder, BIN, DEFAULT_START_TIMEOUT};
 
-/// What pingora 0.9.1 logs (WARN, `pingora_core::listeners::l4`) each second while a listener
-/// address is taken; after 30 tries its listener thread panics and the daemon runs on without
-/// that listener.
-fn listener_taken_line(addr: SocketAddr) -> String {
-    format!("{addr} is in use, will try again")
+/// What the daemon says when it finds a listener address taken before it starts (it then exits
+/// non-zero), and what pingora logs each second when an address is taken after that check (a
+/// race with another process).
+fn listener_taken_lines(addr: SocketAddr) -> [String; 2] {
+    [
+        format!("cannot listen on {addr}: the address is in use"),
+        format!("{addr} is in use, will try again"),
+    ]
 }
 
 impl DaemonBuilder {
@@ -121,7 +124,10 @@ impl DaemonBuilder {
     /// pingora's line for a taken address in the log, kills it and returns `PortTaken`.
     async fn wait_ready(&self, child: &mut Child, log_path: &Path) -> Result<(), PortTaken> {
         let listeners = self.listener_addrs();
-        let taken_lines: Vec<String> = listeners.iter().map(|a| listener_taken_line(*a)).collect();
+        let taken_lines: Vec<String> = listeners
+            .iter()
+            .flat_map(|a| listener_taken_lines(*a))
+            .collect();
         let deadline = Instant::now() + DEFAULT_START_TIMEOUT;
         loop {
             // Exit status first: a log read afterwards holds everything the daemon said.

@@ -9,10 +9,10 @@ use super::{DaemonBuilder, BIN};
 use crate::backends::closed_port;
 
 /// A socket bound to the http address without listening: invisible as a listener, so the
-/// daemon is started and pingora reports the address in use; the harness starts it again on
+/// daemon is started, finds the address in use and exits; the harness starts it again on
 /// fresh addresses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daemon_start_moves_off_a_listener_address_pingora_reports_in_use() {
+async fn daemon_start_moves_off_a_listener_address_the_daemon_finds_in_use() {
     let squatter = closed_port();
     let mut builder = DaemonBuilder::new();
     builder.http = squatter.addr;
