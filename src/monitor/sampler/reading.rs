@@ -23,6 +23,19 @@ pub const PREFIX_HITS: &str = "ferrogate_inference_observed_prefix_hit_tokens_to
 pub const PREFIX_QUERIES: &str = "ferrogate_inference_observed_prefix_query_tokens_total";
 pub const DECISIONS: &str = "ferrogate_inference_decisions_total";
 
+/// Every family read.
+const FAMILIES: [&str; 9] = [
+    REQUESTS,
+    REQUEST_DURATION,
+    UPSTREAM_RESPONSE,
+    CONNECT_ERRORS,
+    TTFT,
+    INTER_TOKEN,
+    PREFIX_HITS,
+    PREFIX_QUERIES,
+    DECISIONS,
+];
+
 /// The status class counted as an error.
 const SERVER_ERROR_CLASS: &str = "5xx";
 
@@ -94,6 +107,9 @@ pub fn read(families: &[MetricFamily], watched: &Watched, at: Instant) -> Readin
     }
     for family in families {
         let name = family.name();
+        if !FAMILIES.contains(&name) {
+            continue;
+        }
         for metric in family.get_metric() {
             add(&mut reading, watched, name, metric);
         }
@@ -103,7 +119,12 @@ pub fn read(families: &[MetricFamily], watched: &Watched, at: Instant) -> Readin
 
 /// Adds one child of family `name` to whatever it counts for.
 fn add(reading: &mut Reading, watched: &Watched, name: &str, metric: &Metric) {
-    let route = label(metric, "route").and_then(|r| reading.routes.get_mut(r));
+    let route = match name {
+        REQUESTS | REQUEST_DURATION => {
+            label(metric, "route").and_then(|r| reading.routes.get_mut(r))
+        }
+        _ => None,
+    };
     match name {
         REQUESTS => {
             let value = metric.get_counter().get_value();
@@ -275,17 +296,7 @@ mod tests {
 
         let families = metrics.gather();
         // Every family read is registered under the name read.
-        for name in [
-            REQUESTS,
-            REQUEST_DURATION,
-            UPSTREAM_RESPONSE,
-            CONNECT_ERRORS,
-            TTFT,
-            INTER_TOKEN,
-            PREFIX_HITS,
-            PREFIX_QUERIES,
-            DECISIONS,
-        ] {
+        for name in FAMILIES {
             assert!(
                 families.iter().any(|f| f.name() == name),
                 "no family {name}"
