@@ -4,7 +4,8 @@
 //! of its own. A connection with no stream in flight for `idle_timeout`, and every connection when
 //! the server shuts down, gets a GOAWAY and is driven on until it closes (streams the client
 //! opened before seeing the GOAWAY are still served), for at most [`DRAIN_BOUND`] once nothing is
-//! in flight, so a dead peer holds nothing. Streams refused as malformed are counted over the
+//! in flight, so a dead peer holds nothing; its socket then lingers ([`super::linger`]) so the
+//! peer's answer to the GOAWAY never meets a reset. Streams refused as malformed are counted over the
 //! connection's life: past [`MAX_REJECTED_STREAMS`] it is closed with ENHANCE_YOUR_CALM.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -19,6 +20,7 @@ use pingora::server::ShutdownWatch;
 use tokio::sync::Notify;
 
 use super::exchange::{self, Ending};
+use super::linger::Lingering;
 use super::{Connection, ProxyApp};
 use crate::config::model::MAX_H2_WINDOW;
 
@@ -106,6 +108,7 @@ pub async fn serve(
         proxy_digest: stream.get_proxy_digest(),
         socket_digest: stream.get_socket_digest(),
     });
+    let stream = Lingering::wrap(stream);
     let mut h2 = match handshake(stream, Some(app.h2_options.clone())).await {
         Ok(h2) => h2,
         Err(error) => {

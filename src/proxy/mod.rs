@@ -15,6 +15,7 @@ pub mod framing;
 pub mod h1;
 pub mod h2;
 pub mod inference;
+pub mod linger;
 pub mod outbound;
 pub mod relay;
 pub mod reply;
