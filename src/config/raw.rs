@@ -397,6 +397,8 @@ pub struct RawInference {
     pub max_body: Option<serde_yaml::Value>,
     pub affinity: Option<bool>,
     pub signal_max_age: Option<String>,
+    pub prefill_tokens_per_sec: Option<u64>,
+    pub cache_tokens: Option<u64>,
 }
 
 /// `inference.models`: `discover` or an explicit list.

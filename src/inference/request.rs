@@ -5,7 +5,7 @@ use http::{HeaderMap, Method};
 
 use super::affinity::session_key;
 use super::openai::InferenceRequest;
-use super::prefix::{block_hashes, normalize};
+use super::prefix::{block_hashes, estimate_tokens, normalize};
 
 /// `X-OpenWebUI-Chat-Id`: one chat, the best affinity key.
 pub const CHAT_ID_HEADER: &str = "x-openwebui-chat-id";
@@ -40,11 +40,13 @@ pub fn endpoint(method: &Method, path: &str) -> Endpoint {
 }
 
 /// The routing facts of one generate request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InferenceFacts {
     pub model: String,
     /// Chained hashes of the normalized prompt's blocks (see [`super::prefix`]).
     pub hashes: Vec<u64>,
+    /// The prompt's tokens, estimated from its normalized text.
+    pub prompt_tokens: f64,
     /// The session affinity key, if the request carries one.
     pub session: Option<String>,
     pub stream: bool,
@@ -59,8 +61,10 @@ impl InferenceFacts {
             request.user.as_deref(),
         )
         .map(str::to_string);
+        let normalized = normalize(&request.prompt);
         Self {
-            hashes: block_hashes(&normalize(&request.prompt)),
+            hashes: block_hashes(&normalized),
+            prompt_tokens: estimate_tokens(normalized.chars().count()),
             model: request.model,
             session,
             stream: request.stream,
@@ -108,6 +112,7 @@ mod tests {
         let facts = InferenceFacts::new(request.clone(), &headers);
         assert_eq!(facts.session.as_deref(), Some("user-7"));
         assert_eq!(facts.hashes.len(), 3);
+        assert_eq!(facts.prompt_tokens, 250.0);
         headers.insert(CHAT_ID_HEADER, "chat-1".parse().unwrap());
         let facts = InferenceFacts::new(request, &headers);
         assert_eq!(facts.session.as_deref(), Some("chat-1"));

@@ -16,11 +16,7 @@ use super::server::ServerState;
 use crate::balance::hashing::stable_hash;
 use crate::balance::table::{StickyTable, DEFAULT_STICKY_TABLE_CAPACITY};
 use crate::config::model::{Server, DEFAULT_WEIGHT};
-use crate::inference::prefix::PrefixIndex;
-
-/// (prefix block, server) pairs the `cache_aware` index remembers per upstream (about 100 bytes
-/// each).
-pub const DEFAULT_PREFIX_INDEX_CAPACITY: usize = 262_144;
+use crate::inference::prefix::PrefixModel;
 
 /// What a sticky table is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -78,8 +74,9 @@ pub struct UpstreamPool {
     pub(super) queued: AtomicU32,
     /// Rotates ties between equally loaded servers.
     pub(super) ticket: AtomicU64,
-    /// Which prompt prefixes were sent to which server (`cache_aware`).
-    pub(super) prefix: Mutex<PrefixIndex>,
+    /// Which prompt prefixes each server holds, and over how many servers each is spread
+    /// (`cache_aware`).
+    pub(super) prefix: Mutex<PrefixModel>,
     /// Where the queue is counted; `None` for a pool outside any registry (tests, benches).
     pub(super) metrics: Option<Arc<PoolMetrics>>,
 }
@@ -104,7 +101,7 @@ impl UpstreamPool {
             released: Arc::new(Notify::new()),
             queued: AtomicU32::new(0),
             ticket: AtomicU64::new(0),
-            prefix: Mutex::new(PrefixIndex::new(DEFAULT_PREFIX_INDEX_CAPACITY)),
+            prefix: Mutex::new(PrefixModel::default()),
             metrics: None,
         }
     }
@@ -223,7 +220,11 @@ impl UpstreamPool {
                 inputs.models.clone(),
             );
         }
+        let ids: Vec<u64> = next.iter().map(|m| m.id).collect();
         self.members.store(Arc::new(next));
+        let mut prefix = self.prefix.lock();
+        prefix.index.retain_servers(&ids);
+        prefix.spread.retain_servers(&ids);
     }
 }
 

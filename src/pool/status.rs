@@ -20,7 +20,21 @@ pub struct UpstreamStatus {
     /// Requests waiting for a free server.
     pub queued: u32,
     pub servers: Vec<ServerStatus>,
+    /// `cache_aware`: the busiest prompt prefixes (tenants) now and the servers carrying each.
+    pub prefixes: Vec<PrefixStatus>,
 }
+
+/// One prompt prefix (a tenant's system prompt) and the servers carrying it, home first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixStatus {
+    /// The prefix's first block hash, in hex.
+    pub key: String,
+    /// (server address, requests in the window), home first.
+    pub holders: Vec<(String, u64)>,
+}
+
+/// Prefixes listed in status at most.
+pub const STATUS_PREFIXES: usize = 16;
 
 /// One server's status.
 #[derive(Debug, Clone)]
@@ -87,11 +101,34 @@ impl UpstreamPool {
                 }
             })
             .collect();
+        let members = self.members();
+        let address = |id: u64| {
+            members
+                .iter()
+                .find(|m| m.id == id)
+                .map_or_else(|| format_id(id), |m| m.address.to_string())
+        };
+        let prefixes = if balance == "cache_aware" {
+            self.busiest_prefixes(STATUS_PREFIXES, now)
+                .into_iter()
+                .map(|p| PrefixStatus {
+                    key: format!("{:016x}", p.key),
+                    holders: p
+                        .holders
+                        .into_iter()
+                        .map(|(id, requests)| (address(id), requests))
+                        .collect(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         UpstreamStatus {
             name: self.name.to_string(),
             balance,
             queued: self.queued(),
             servers,
+            prefixes,
         }
     }
 }
@@ -132,10 +169,33 @@ pub fn to_json(generation: u64, upstreams: &[UpstreamStatus]) -> String {
             }
             server_json(&mut out, s);
         }
+        out.push_str("],\"prefixes\":[");
+        for (j, p) in u.prefixes.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            prefix_json(&mut out, p);
+        }
         out.push_str("]}");
     }
     out.push_str("]}\n");
     out
+}
+
+/// `{"key":"..","spread":N,"holders":[{"server":"..","requests":N},..]}`.
+fn prefix_json(out: &mut String, p: &PrefixStatus) {
+    out.push_str("{\"key\":");
+    quote(out, &p.key);
+    let _ = write!(out, ",\"spread\":{},\"holders\":[", p.holders.len());
+    for (i, (server, requests)) in p.holders.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"server\":");
+        quote(out, server);
+        let _ = write!(out, ",\"requests\":{requests}}}");
+    }
+    out.push_str("]}");
 }
 
 fn server_json(out: &mut String, s: &ServerStatus) {
@@ -237,7 +297,10 @@ mod tests {
             "{json}"
         );
         assert!(json.contains("\"state\":\"draining\",\"inflight\":0,\"max_inflight\":4,\"weight\":2,\"effective_weight\":2.000"), "{json}");
-        assert!(json.ends_with("\"recent_errors\":[]}]}]}\n"), "{json}");
+        assert!(
+            json.ends_with("\"recent_errors\":[]}],\"prefixes\":[]}]}\n"),
+            "{json}"
+        );
         assert!(json.contains("\"models\":null,\"waiting\":null,\"running\":null,\"kv_usage\":null,\"signal_age_ms\":null,"), "{json}");
     }
 
@@ -267,6 +330,7 @@ mod tests {
             kv_usage: Some(0.25),
             prefix_hit_tokens: None,
             prefix_query_tokens: None,
+            cache_tokens: None,
         };
         member.state.signals.set_load(load, Instant::now());
         let json = to_json(1, &[pool.status("least_inflight", None)]);

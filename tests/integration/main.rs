@@ -22,6 +22,7 @@ mod health_active;
 mod health_inflight;
 mod http_listener;
 mod inference;
+mod inference_cost;
 mod inference_scrape;
 mod lifecycle;
 mod malformed;

@@ -67,6 +67,14 @@ impl Checker {
             }
             Some(Some(size)) => size,
         };
+        for (key, value) in [
+            ("prefill_tokens_per_sec", raw.prefill_tokens_per_sec),
+            ("cache_tokens", raw.cache_tokens),
+        ] {
+            if value == Some(0) {
+                self.at_value(&format!("{path}.{key}"), "must be greater than zero");
+            }
+        }
         if self.error_count() != errors_before {
             return None;
         }
@@ -77,6 +85,8 @@ impl Checker {
             max_body,
             affinity: raw.affinity.unwrap_or(true),
             signal_max_age,
+            prefill_tokens_per_sec: raw.prefill_tokens_per_sec,
+            cache_tokens: raw.cache_tokens,
         })
     }
 
