@@ -30,6 +30,7 @@ fn pool(servers: usize) -> UpstreamPool {
                 max_inflight: None,
                 drain: false,
                 models: None,
+                kv_events: None,
             }
         })
         .collect();
@@ -104,7 +105,7 @@ fn prefix_index(c: &mut Criterion) {
                 service_secs: 1.0,
                 prefill_rate: 4_000.0,
                 prefill_backlog_secs: 0.0,
-                matched_blocks: index.matched(hashes, server),
+                cached_tokens: index.matched(hashes, server) as f64 * prefix::TOKENS_PER_BLOCK,
                 holder_rank: None,
                 cache_fill: index.fill(server),
                 prefixes_held: 8,

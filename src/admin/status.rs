@@ -88,6 +88,9 @@ pub struct ServerStatus<'a> {
     /// Clients pinned to this server in client_ip/header tables; `null` when unknown.
     pub sticky_sessions: Option<u64>,
     pub recent_errors: Vec<RecentError>,
+    /// The state of its KV-cache event stream (`exact`, or why the approximate index decides
+    /// for it); `null` for a server that publishes none.
+    pub kv_events: Option<&'static str>,
 }
 
 /// What the balancer knows of a server.
@@ -207,6 +210,7 @@ pub fn shape<'a>(
                         last_success_ms: view.last_success_ms,
                         sticky_sessions: pool.map(|p| p.sticky_entries as u64),
                         recent_errors: view.recent_errors,
+                        kv_events: pool.and_then(|p| p.kv_events),
                     }
                 })
                 .collect(),
@@ -350,6 +354,7 @@ mod tests {
             recent_errors: Vec::new(),
             models: None,
             load: None,
+            kv_events: Some("fallback_silent"),
         }
     }
 

@@ -1,11 +1,14 @@
 //! Exact cache state from an engine's KV-cache events (vLLM `--kv-events-config`): [`wire`]
 //! decodes the published batches, [`block_hash`] hashes a prompt's tokens the way the engine
-//! does, and [`NodeBlocks`] is what one node holds, as its events say. Batches carry sequence
+//! does, [`tokens`] keeps the block hashes of prompts' first messages as an engine tokenized
+//! them, and [`NodeBlocks`] is what one node holds, as its events say. Batches carry sequence
 //! numbers: a gap stops trusting the set until the missing batches are replayed; a replay that
 //! fails, or a publisher silent while its node serves, falls back to the approximate index for
-//! that node until the stream is whole again.
+//! that node until the stream is whole again. The subscriber that feeds it is
+//! [`crate::monitor::kv_events`].
 
 pub mod block_hash;
+pub mod tokens;
 pub mod wire;
 
 use std::collections::{BTreeMap, HashSet};

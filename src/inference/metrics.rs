@@ -13,6 +13,17 @@ use prometheus::{GaugeVec, Histogram, HistogramVec, IntCounterVec};
 use super::signals::Load;
 use crate::observe::metrics::{counter_growth, Labels, Metrics, Refresh};
 
+/// Every state label of `ferrogate_inference_kv_events_state`.
+const KV_STATES: &[&str] = &[
+    "exact",
+    "replaying",
+    "connecting",
+    "fallback_gap",
+    "fallback_silent",
+    "fallback_broken",
+    "fallback_overflow",
+];
+
 /// The inference families.
 pub struct InferenceMetrics {
     labels: Arc<Labels>,
@@ -33,6 +44,10 @@ pub struct InferenceMetrics {
     prefill_rate: GaugeVec,
     index_corrections: IntCounterVec,
     prefix_spread: GaugeVec,
+    kv_state: GaugeVec,
+    kv_blocks: GaugeVec,
+    kv_batches: IntCounterVec,
+    kv_tokenized: IntCounterVec,
     /// (upstream, server) → when its metrics were last read, for the age gauge.
     readings: Mutex<BTreeMap<(String, String), Instant>>,
 }
@@ -105,6 +120,18 @@ impl InferenceMetrics {
             prefix_spread: m.float_gauge("ferrogate_inference_prefix_spread",
                 "Servers carrying each prompt prefix (tenant) active in the last 10 s: the mean and the max over prefixes, and how many prefixes are active (stat mean, max, prefixes).",
                 &["upstream", "stat"])?,
+            kv_state: m.float_gauge("ferrogate_inference_kv_events_state",
+                "1 for the state of a server's KV-cache event stream (exact, replaying, connecting, fallback_gap, fallback_silent, fallback_broken, fallback_overflow), 0 for the others; any but exact routes the server by the approximate index.",
+                &["upstream", "server", "state"])?,
+            kv_blocks: m.float_gauge("ferrogate_inference_kv_events_blocks",
+                "Blocks a server holds according to its KV-cache events (0 while its stream is not exact).",
+                &["upstream", "server"])?,
+            kv_batches: m.counter("ferrogate_inference_kv_events_batches_total",
+                "KV-cache event batches received from a server, by kind (live, replayed: a replay answered, undecodable).",
+                &["upstream", "server", "kind"])?,
+            kv_tokenized: m.counter("ferrogate_inference_kv_tokenize_total",
+                "Prompt first messages tokenized by an engine for exact routing, by result (ok, failed).",
+                &["upstream", "result"])?,
             readings: Mutex::new(BTreeMap::new()),
         });
         m.on_render(inference.clone());
@@ -195,6 +222,58 @@ impl InferenceMetrics {
             self.prefix_spread
                 .with_label_values(&[upstream.as_str(), stat])
                 .set(value);
+        }
+    }
+
+    /// Publishes the state of a server's KV-cache event stream and the blocks it holds.
+    pub fn kv_events_state(&self, upstream: &str, server: &str, state: &str, blocks: usize) {
+        let upstream = self.labels.upstreams.admit(upstream);
+        let server = self.labels.servers.admit(server);
+        for known in KV_STATES {
+            self.kv_state
+                .with_label_values(&[upstream.as_str(), server.as_str(), known])
+                .set(if *known == state { 1.0 } else { 0.0 });
+        }
+        self.kv_blocks
+            .with_label_values(&[upstream.as_str(), server.as_str()])
+            .set(blocks as f64);
+    }
+
+    /// Removes a server no longer followed from the state gauge.
+    pub fn kv_events_forget(&self, upstream: &str, server: &str) {
+        let upstream = self.labels.upstreams.admit(upstream);
+        let server = self.labels.servers.admit(server);
+        for known in KV_STATES {
+            let _ = self
+                .kv_state
+                .remove_label_values(&[upstream.as_str(), server.as_str(), known]);
+        }
+        let _ = self
+            .kv_blocks
+            .remove_label_values(&[upstream.as_str(), server.as_str()]);
+    }
+
+    /// Counts a KV-cache event batch (`live`, `replayed`, `undecodable`).
+    pub fn kv_events_batch(&self, upstream: &str, server: &str, kind: &'static str) {
+        let upstream = self.labels.upstreams.admit(upstream);
+        let server = self.labels.servers.admit(server);
+        if let Ok(c) = self.kv_batches.get_metric_with_label_values(&[
+            upstream.as_str(),
+            server.as_str(),
+            kind,
+        ]) {
+            c.inc();
+        }
+    }
+
+    /// Counts a tokenization of a prompt's first message (`ok`, `failed`).
+    pub fn kv_tokenized(&self, upstream: &str, result: &'static str) {
+        let upstream = self.labels.upstreams.admit(upstream);
+        if let Ok(c) = self
+            .kv_tokenized
+            .get_metric_with_label_values(&[upstream.as_str(), result])
+        {
+            c.inc();
         }
     }
 

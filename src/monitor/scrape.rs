@@ -305,6 +305,7 @@ mod tests {
             signal_max_age: Duration::from_secs(30),
             prefill_tokens_per_sec: None,
             cache_tokens: None,
+            kv_hash_seed: "0".into(),
         }
     }
 
@@ -322,6 +323,7 @@ mod tests {
                 max_inflight: None,
                 drain: false,
                 models: own.clone(),
+                kv_events: None,
             })
             .collect();
         pool.set_configured(&servers, false, models);

@@ -15,7 +15,8 @@ use super::metrics::PoolMetrics;
 use super::server::ServerState;
 use crate::balance::hashing::stable_hash;
 use crate::balance::table::{StickyTable, DEFAULT_STICKY_TABLE_CAPACITY};
-use crate::config::model::{Server, DEFAULT_WEIGHT};
+use crate::config::model::{KvEvents, Server, DEFAULT_WEIGHT};
+use crate::inference::kv_events::tokens::PromptTokens;
 use crate::inference::prefix::PrefixModel;
 
 /// What a sticky table is keyed by.
@@ -40,6 +41,8 @@ pub struct Member {
     /// Models the configuration says this server serves (inference upstreams); `None` leaves it
     /// to discovery.
     pub models: Option<Arc<[String]>>,
+    /// Where the server publishes its KV-cache events, if configured.
+    pub kv_events: Option<KvEvents>,
     pub state: Arc<ServerState>,
 }
 
@@ -77,6 +80,8 @@ pub struct UpstreamPool {
     /// Which prompt prefixes each server holds, and over how many servers each is spread
     /// (`cache_aware`).
     pub(super) prefix: Mutex<PrefixModel>,
+    /// The engine block hashes of prompts' first messages (servers with `kv_events`).
+    pub kv_tokens: PromptTokens,
     /// Where the queue is counted; `None` for a pool outside any registry (tests, benches).
     pub(super) metrics: Option<Arc<PoolMetrics>>,
 }
@@ -102,6 +107,7 @@ impl UpstreamPool {
             queued: AtomicU32::new(0),
             ticket: AtomicU64::new(0),
             prefix: Mutex::new(PrefixModel::default()),
+            kv_tokens: PromptTokens::default(),
             metrics: None,
         }
     }
@@ -109,6 +115,11 @@ impl UpstreamPool {
     /// The members now.
     pub fn members(&self) -> Arc<Vec<Arc<Member>>> {
         self.members.load_full()
+    }
+
+    /// Whether any member publishes KV-cache events.
+    pub fn follows_kv_events(&self) -> bool {
+        self.members.load().iter().any(|m| m.kv_events.is_some())
     }
 
     /// Requests waiting in the queue now.
@@ -176,7 +187,8 @@ impl UpstreamPool {
                        max_inflight,
                        drain,
                        discovered,
-                       models: Option<Arc<[String]>>| {
+                       models: Option<Arc<[String]>>,
+                       kv_events: Option<KvEvents>| {
             if next.iter().any(|m: &Arc<Member>| *m.address == *address) {
                 return;
             }
@@ -192,6 +204,7 @@ impl UpstreamPool {
                 drain,
                 discovered,
                 models,
+                kv_events,
                 state,
             }));
         };
@@ -207,6 +220,7 @@ impl UpstreamPool {
                     .as_deref()
                     .map(Arc::from)
                     .or_else(|| inputs.models.clone()),
+                s.kv_events.clone(),
             );
         }
         for socket in inputs.discovered.iter().flatten() {
@@ -218,6 +232,7 @@ impl UpstreamPool {
                 false,
                 true,
                 inputs.models.clone(),
+                None,
             );
         }
         let ids: Vec<u64> = next.iter().map(|m| m.id).collect();
@@ -240,6 +255,7 @@ mod tests {
             max_inflight: None,
             drain: false,
             models: None,
+            kv_events: None,
         }
     }
 

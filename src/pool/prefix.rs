@@ -36,6 +36,18 @@ pub enum ReadingEffect {
 }
 
 impl UpstreamPool {
+    /// Whether the index believes some server holds the first block of `hashes` (a prompt
+    /// seen before, so where it is cached matters).
+    pub fn prefix_seen(&self, hashes: &[u64]) -> bool {
+        let Some(first) = hashes.first() else {
+            return false;
+        };
+        let model = self.prefix.lock();
+        self.members()
+            .iter()
+            .any(|m| model.index.matched(std::slice::from_ref(first), m.id) > 0)
+    }
+
     /// Learns from a metrics reading of `member` (`previous`: the reading before it);
     /// `configured_cache_tokens` is the upstream's `inference.cache_tokens`.
     pub fn learn_from_reading(
@@ -133,6 +145,7 @@ mod tests {
                 max_inflight: None,
                 drain: false,
                 models: None,
+                kv_events: None,
             }],
             false,
             None,

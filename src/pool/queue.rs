@@ -33,6 +33,10 @@ impl Drop for QueueSlot<'_> {
     }
 }
 
+/// Longest a request whose prompt was seen before waits for its first message to be tokenized
+/// (upstreams whose servers publish KV-cache events); later requests find it ready.
+pub const TOKENIZE_BUDGET: Duration = Duration::from_millis(25);
+
 /// Longest Retry-After hint given.
 pub const MAX_RETRY_AFTER_SECS: f64 = 600.0;
 
@@ -98,6 +102,18 @@ impl UpstreamPool {
         req: &RequestInfo<'_>,
         queue: &Queue,
     ) -> Result<Pick, Refusal> {
+        if let Some(facts) = req.inference.filter(|_| self.follows_kv_events()) {
+            if let Some(lead) = &facts.lead {
+                // Exact routing needs the prompt's tokens. For a prompt seen before, where it
+                // is cached matters: wait for them briefly, else the approximate index decides.
+                // A new one is held by no server: it is tokenized meanwhile, for its follow-ups.
+                if self.prefix_seen(&facts.hashes) {
+                    let _ = self.kv_tokens.wait(lead, TOKENIZE_BUDGET).await;
+                } else {
+                    let _ = self.kv_tokens.lookup(lead, Instant::now());
+                }
+            }
+        }
         let mut slot: Option<QueueSlot<'_>> = None;
         let mut deadline: Option<Instant> = None;
         loop {
@@ -159,6 +175,7 @@ mod tests {
                 max_inflight: Some(1),
                 drain: false,
                 models: None,
+                kv_events: None,
             }],
             false,
             None,

@@ -42,6 +42,8 @@ pub struct ServerState {
     pub signals: crate::inference::signals::NodeSignals,
     /// What `cache_aware` learned about it (slots, service time, prefill rate and backlog).
     pub model: crate::inference::node_model::NodeModel,
+    /// The blocks its KV-cache events say it holds, when it publishes them.
+    pub kv: Mutex<crate::inference::kv_events::NodeBlocks>,
 }
 
 impl ServerState {

@@ -61,6 +61,9 @@ pub struct ServerStatus {
     pub models: Option<Arc<[String]>>,
     /// Its last metrics reading (inference servers) and how old it is.
     pub load: Option<(Load, Duration)>,
+    /// The state of its KV-cache event stream, when it publishes one (`exact`, or why the
+    /// approximate index decides for it).
+    pub kv_events: Option<&'static str>,
 }
 
 impl UpstreamPool {
@@ -98,6 +101,10 @@ impl UpstreamPool {
                         .signals
                         .last_load()
                         .map(|(load, at)| (load, now.saturating_duration_since(at))),
+                    kv_events: m
+                        .kv_events
+                        .as_ref()
+                        .map(|_| m.state.kv.lock().state().as_str()),
                 }
             })
             .collect();
@@ -257,6 +264,12 @@ fn signals_json(out: &mut String, s: &ServerStatus) {
         Some(v) if v.is_finite() => v.to_string(),
         _ => "null".to_string(),
     };
+    match s.kv_events {
+        Some(state) => {
+            let _ = write!(out, ",\"kv_events\":\"{state}\"");
+        }
+        None => out.push_str(",\"kv_events\":null"),
+    }
     let _ = write!(
         out,
         ",\"waiting\":{},\"running\":{},\"kv_usage\":{},\"signal_age_ms\":{}",
@@ -286,6 +299,7 @@ mod tests {
                 max_inflight: Some(4),
                 drain: true,
                 models: None,
+                kv_events: None,
             }],
             false,
             None,
@@ -301,7 +315,7 @@ mod tests {
             json.ends_with("\"recent_errors\":[]}],\"prefixes\":[]}]}\n"),
             "{json}"
         );
-        assert!(json.contains("\"models\":null,\"waiting\":null,\"running\":null,\"kv_usage\":null,\"signal_age_ms\":null,"), "{json}");
+        assert!(json.contains("\"models\":null,\"kv_events\":null,\"waiting\":null,\"running\":null,\"kv_usage\":null,\"signal_age_ms\":null,"), "{json}");
     }
 
     #[test]
@@ -315,6 +329,7 @@ mod tests {
                 max_inflight: None,
                 drain: false,
                 models: None,
+                kv_events: None,
             }],
             false,
             None,
@@ -335,7 +350,7 @@ mod tests {
         member.state.signals.set_load(load, Instant::now());
         let json = to_json(1, &[pool.status("least_inflight", None)]);
         assert!(
-            json.contains("\"models\":[\"a\\\"b\",\"c\"],\"waiting\":3,\"running\":1.5,\"kv_usage\":0.25,\"signal_age_ms\":"),
+            json.contains("\"models\":[\"a\\\"b\",\"c\"],\"kv_events\":null,\"waiting\":3,\"running\":1.5,\"kv_usage\":0.25,\"signal_age_ms\":"),
             "{json}"
         );
         let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");

@@ -262,7 +262,11 @@ impl InferenceCtx {
                 &pick.member.address,
                 upstream.balance.name(),
                 choice.reason.as_str(),
-                choice.matched_blocks as u64 * TOKENS_PER_BLOCK,
+                choice
+                    .predicted
+                    .map_or(choice.matched_blocks as u64 * TOKENS_PER_BLOCK, |p| {
+                        p.cached_tokens as u64
+                    }),
             );
         }
         self.attempt_started = Some(Instant::now());

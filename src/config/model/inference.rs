@@ -81,4 +81,9 @@ pub struct Inference {
     pub prefill_tokens_per_sec: Option<u64>,
     /// Each server's KV cache in tokens, when its engine does not report it (vLLM does).
     pub cache_tokens: Option<u64>,
+    /// `PYTHONHASHSEED` the engines hash their blocks with (`kv_events` servers).
+    pub kv_hash_seed: String,
 }
+
+/// `PYTHONHASHSEED` assumed for the engines' block hashes unless configured.
+pub const DEFAULT_KV_HASH_SEED: &str = "0";

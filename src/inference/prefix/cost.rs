@@ -10,8 +10,6 @@
 //! the server holding more of the prompt, then the one holding fewer prefixes, then the least
 //! loaded.
 
-use super::TOKENS_PER_BLOCK;
-
 /// Batch slots assumed for a server when neither the engine nor `max_inflight` tells.
 pub const DEFAULT_BATCH_SLOTS: f64 = 8.0;
 /// Share of a recompute's own prefill charged for what it evicts on a full cache.
@@ -34,8 +32,9 @@ pub struct NodeView {
     pub prefill_rate: f64,
     /// Seconds of prefill already sent to it.
     pub prefill_backlog_secs: f64,
-    /// Leading blocks of the prompt it holds.
-    pub matched_blocks: usize,
+    /// Prompt tokens it holds (leading blocks of the approximate index, or exact from its
+    /// KV-cache events).
+    pub cached_tokens: f64,
     /// Its rank among the prompt's prefix holders (0: home), if it is one.
     pub holder_rank: Option<usize>,
     /// How full its modelled cache is, 0..1.
@@ -68,7 +67,7 @@ impl NodeView {
         let slots = self.slots.max(1.0);
         let queued = (self.ahead + 1.0 - slots).max(0.0);
         let queue_secs = queued * self.service_secs / slots;
-        let cached_tokens = (self.matched_blocks as f64 * TOKENS_PER_BLOCK).min(prompt_tokens);
+        let cached_tokens = self.cached_tokens.clamp(0.0, prompt_tokens.max(0.0));
         let prefill_secs = (prompt_tokens - cached_tokens).max(0.0) / self.prefill_rate.max(1.0);
         let eviction = prefill_secs * EVICTION_WEIGHT * self.cache_fill.clamp(0.0, 1.0);
         Cost {
@@ -104,18 +103,17 @@ pub fn choose(
         .collect();
     let best_match = open
         .iter()
-        .map(|i| views[*i].matched_blocks)
-        .max()
-        .unwrap_or(0);
+        .map(|i| views[*i].cached_tokens)
+        .fold(0.0, f64::max);
+    let holds_most = |i: usize| best_match > 0.0 && views[i].cached_tokens >= best_match;
     // A server holding the most of the prompt with a free slot keeps it, whatever else costs.
-    let home_free = best_match > 0
-        && open
-            .iter()
-            .any(|i| views[*i].matched_blocks == best_match && views[*i].has_free_slot());
+    let home_free = open
+        .iter()
+        .any(|i| holds_most(*i) && views[*i].has_free_slot());
     let pool: Vec<usize> = if home_free {
         open.iter()
             .copied()
-            .filter(|i| views[*i].matched_blocks == best_match && views[*i].has_free_slot())
+            .filter(|i| holds_most(*i) && views[*i].has_free_slot())
             .collect()
     } else {
         open
@@ -130,7 +128,7 @@ pub fn choose(
         let v = &views[i];
         (
             v.holder_rank.unwrap_or(usize::MAX),
-            std::cmp::Reverse(v.matched_blocks),
+            std::cmp::Reverse(v.cached_tokens as u64),
             v.prefixes_held,
             // Less work ahead, in slots' worth, then rotation.
             (v.ahead / v.slots.max(1.0) * 1_000.0) as u64,
@@ -145,7 +143,7 @@ pub fn choose(
     Some(Decision {
         index,
         cost: costs[index],
-        replica: best_match > 0 && views[index].matched_blocks < best_match,
+        replica: best_match > 0.0 && views[index].cached_tokens < best_match,
     })
 }
 
@@ -153,9 +151,9 @@ pub fn choose(
 mod tests {
     use super::*;
 
-    /// 5,000-token prompts (78 blocks), 4,000 tokens/s: a full recompute is 1.25 s.
+    /// 5,000-token prompts (78 blocks of 64), 4,000 tokens/s: a full recompute is 1.25 s.
     const PROMPT: f64 = 5_000.0;
-    const HELD: usize = 78;
+    const HELD: f64 = 78.0 * 64.0;
 
     fn node(server: u64) -> NodeView {
         NodeView {
@@ -165,7 +163,7 @@ mod tests {
             service_secs: 1.5,
             prefill_rate: 4_000.0,
             prefill_backlog_secs: 0.0,
-            matched_blocks: 0,
+            cached_tokens: 0.0,
             holder_rank: None,
             cache_fill: 1.0,
             prefixes_held: 4,
@@ -175,7 +173,7 @@ mod tests {
     fn holder(server: u64, ahead: f64) -> NodeView {
         NodeView {
             ahead,
-            matched_blocks: HELD,
+            cached_tokens: HELD,
             holder_rank: Some(0),
             ..node(server)
         }
@@ -227,7 +225,7 @@ mod tests {
     fn equal_costs_prefer_the_holder_then_its_home() {
         // A prompt too short for its prefill to matter: costs are equal.
         let short = |v: NodeView| NodeView {
-            matched_blocks: v.matched_blocks.min(1),
+            cached_tokens: v.cached_tokens.min(64.0),
             ..v
         };
         let views = [short(node(0)), short(holder(1, 0.0)), short(node(2))];

@@ -10,9 +10,10 @@ use std::time::Instant;
 use super::super::members::{Member, UpstreamPool};
 use crate::config::model::{Balance, Inference};
 use crate::inference::affinity::{load_bound, rendezvous};
+use crate::inference::kv_events::DEFAULT_KV_BLOCK_SIZE;
 use crate::inference::node_model::{DEFAULT_PREFILL_TOKENS_PER_SEC, MIN_PREFILL_SAMPLE_TOKENS};
 use crate::inference::prefix::cost::DEFAULT_BATCH_SLOTS;
-use crate::inference::prefix::{self, NodeView, PrefixModel};
+use crate::inference::prefix::{self, NodeView, PrefixModel, TOKENS_PER_BLOCK};
 use crate::inference::request::InferenceFacts;
 
 /// Load bound factor for session affinity (a server above this × mean is skipped).
@@ -143,12 +144,21 @@ fn cache_aware(
     let fallback_rate = settings
         .prefill_tokens_per_sec
         .map_or(DEFAULT_PREFILL_TOKENS_PER_SEC, |r| r as f64);
+    let exact = facts
+        .lead
+        .as_ref()
+        .and_then(|lead| pool.kv_tokens.ready(lead.key));
     let views: Vec<NodeView> = eligible
         .iter()
         .zip(&room)
         .map(|(m, room)| {
             let estimates = m.state.model.estimates(fallback_rate, now);
-            let matched_blocks = model.index.matched(&facts.hashes, m.id);
+            let approximate = (model.index.matched(&facts.hashes, m.id) as f64 * TOKENS_PER_BLOCK)
+                .min(facts.prompt_tokens);
+            let cached_tokens = match (&exact, &m.kv_events) {
+                (Some(hashes), Some(_)) => exact_cached(m, hashes, approximate),
+                _ => approximate,
+            };
             NodeView {
                 server: m.id,
                 ahead: load(m, settings, true, now) + if *room { 0.0 } else { queued_share },
@@ -156,8 +166,8 @@ fn cache_aware(
                 service_secs: estimates.service_secs,
                 prefill_rate: prefill_rate(settings, estimates.prefill_rate),
                 prefill_backlog_secs: estimates.prefill_backlog_secs,
-                matched_blocks,
-                holder_rank: (matched_blocks > 0)
+                cached_tokens,
+                holder_rank: (cached_tokens > 0.0)
                     .then(|| model.spread.rank(key, m.id, now))
                     .flatten(),
                 cache_fill: model.index.fill(m.id),
@@ -170,7 +180,7 @@ fn cache_aware(
     let mut allowed: Vec<bool> = views
         .iter()
         .zip(&room)
-        .map(|(v, room)| *room || v.matched_blocks > 0)
+        .map(|(v, room)| *room || v.cached_tokens > 0.0)
         .collect();
     if !allowed.iter().any(|a| *a) {
         allowed = vec![true; views.len()];
@@ -185,7 +195,7 @@ fn cache_aware(
     let view = &views[decision.index];
     let reason = if decision.replica {
         Reason::Replicate
-    } else if view.matched_blocks > 0 {
+    } else if view.cached_tokens > 0.0 {
         Reason::PrefixHit
     } else {
         Reason::LeastCost
@@ -195,7 +205,7 @@ fn cache_aware(
     Some(Choice {
         index: decision.index,
         reason,
-        matched_blocks: view.matched_blocks,
+        matched_blocks: (view.cached_tokens / TOKENS_PER_BLOCK).round() as usize,
         predicted: Some(Predicted {
             cached_tokens: cost.cached_tokens,
             uncached_tokens,
@@ -207,6 +217,24 @@ fn cache_aware(
                 && uncached_tokens >= MIN_PREFILL_SAMPLE_TOKENS,
         }),
     })
+}
+
+/// The prompt tokens `member` holds by its KV-cache events, when its stream is exact: the
+/// leading blocks of the prompt's first message (`hashes`, as the engine hashes them) it holds,
+/// and, when it holds that whole message, what the approximate index says it holds beyond (the
+/// rest of a chat's history). A node whose stream is not exact counts by the index alone.
+fn exact_cached(member: &Member, hashes: &[u64], approximate: f64) -> f64 {
+    let kv = member.state.kv.lock();
+    if !kv.is_exact() {
+        return approximate;
+    }
+    let held = kv.matched(hashes);
+    let tokens = (held * kv.block_size().unwrap_or(DEFAULT_KV_BLOCK_SIZE)) as f64;
+    if held == hashes.len() {
+        tokens.max(approximate)
+    } else {
+        tokens
+    }
 }
 
 /// Records a `cache_aware` request sent to `member`: the index learns the prompt is there, the

@@ -17,6 +17,7 @@ fn server(port: u16, models: Option<&[&str]>) -> Server {
         max_inflight: None,
         drain: false,
         models: models.map(|m| m.iter().map(|s| s.to_string()).collect()),
+        kv_events: None,
     }
 }
 
@@ -30,6 +31,7 @@ fn settings(affinity: bool) -> Inference {
         signal_max_age: Duration::from_secs(30),
         prefill_tokens_per_sec: None,
         cache_tokens: None,
+        kv_hash_seed: "0".into(),
     }
 }
 
@@ -41,6 +43,7 @@ fn facts(model: &str, prompt: &str, session: Option<&str>) -> InferenceFacts {
         prompt_tokens: crate::inference::prefix::estimate_tokens(normalized.chars().count()),
         session: session.map(str::to_string),
         stream: true,
+        lead: None,
     }
 }
 
