@@ -24,6 +24,7 @@ mod health_inflight;
 mod http_listener;
 mod inference;
 mod inference_cost;
+mod inference_kv_events;
 mod inference_scrape;
 mod lifecycle;
 mod malformed;
