@@ -53,8 +53,8 @@ async fn ask(lb: SocketAddr, tenant: usize, turn: usize) -> Response {
         ],
     }))
     .expect("json");
-    let mut req = Request::post("lb.test", "/v1/chat/completions")
-        .header("Content-Type", "application/json");
+    let mut req =
+        Request::post("lb.test", "/v1/chat/completions").header("Content-Type", "application/json");
     req.body = body;
     let r = http_request(lb, &req).await;
     assert_eq!(r.status, 200, "{}", r.text());
