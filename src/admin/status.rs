@@ -56,6 +56,25 @@ pub struct UpstreamStatus<'a> {
     /// Sticky session settings; `null` until sticky sessions exist.
     pub sticky: Option<()>,
     pub servers: Vec<ServerStatus<'a>>,
+    /// `cache_aware`: the busiest prompt prefixes (tenants) and the servers carrying each, home
+    /// first; empty for other policies.
+    pub prefixes: Vec<PrefixStatus>,
+}
+
+/// One prompt prefix and its spread over servers.
+#[derive(Debug, Serialize)]
+pub struct PrefixStatus {
+    pub key: String,
+    /// How many servers carry it now.
+    pub spread: usize,
+    pub holders: Vec<PrefixHolder>,
+}
+
+/// A server carrying a prefix and its requests of it in the window.
+#[derive(Debug, Serialize)]
+pub struct PrefixHolder {
+    pub server: String,
+    pub requests: u64,
 }
 
 /// One server: configuration, state and live counters.
@@ -79,6 +98,9 @@ pub struct ServerStatus<'a> {
     /// Clients pinned to this server in client_ip/header tables; `null` when unknown.
     pub sticky_sessions: Option<u64>,
     pub recent_errors: Vec<RecentError>,
+    /// The state of its KV-cache event stream (`exact`, or why the approximate index decides
+    /// for it); `null` for a server that publishes none.
+    pub kv_events: Option<&'static str>,
 }
 
 /// What the balancer knows of a server.
@@ -142,6 +164,27 @@ pub fn shape<'a>(
             name: &u.name,
             balance: &u.balance,
             sticky: None,
+            prefixes: pools
+                .iter()
+                .find(|p| p.name == u.name)
+                .map(|p| {
+                    p.prefixes
+                        .iter()
+                        .map(|prefix| PrefixStatus {
+                            key: prefix.key.clone(),
+                            spread: prefix.holders.len(),
+                            holders: prefix
+                                .holders
+                                .iter()
+                                .map(|(server, requests)| PrefixHolder {
+                                    server: server.clone(),
+                                    requests: *requests,
+                                })
+                                .collect(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             servers: u
                 .servers
                 .iter()
@@ -177,6 +220,7 @@ pub fn shape<'a>(
                         last_success_ms: view.last_success_ms,
                         sticky_sessions: pool.map(|p| p.sticky_entries as u64),
                         recent_errors: view.recent_errors,
+                        kv_events: pool.and_then(|p| p.kv_events),
                     }
                 })
                 .collect(),
@@ -324,6 +368,7 @@ mod tests {
             recent_errors: Vec::new(),
             models: None,
             load: None,
+            kv_events: Some("fallback_silent"),
         }
     }
 
@@ -338,6 +383,10 @@ mod tests {
                 pooled("10.0.0.1:80", "ejected", 0),
                 pooled("10.0.0.2:80", "up", 5),
             ],
+            prefixes: vec![pool::PrefixStatus {
+                key: "00000000000000ff".into(),
+                holders: vec![("10.0.0.2:80".into(), 9)],
+            }],
         }];
         let up = |_: &str, _: &str| {
             Some(ServerView {
@@ -352,6 +401,10 @@ mod tests {
         };
         let doc = shape(&board, up, &pools, Totals::default(), 0);
         let value: serde_json::Value = serde_json::from_str(&json(&doc)).unwrap();
+        let prefix = &value["upstreams"][0]["prefixes"][0];
+        assert_eq!(prefix["spread"], 1);
+        assert_eq!(prefix["holders"][0]["server"], "10.0.0.2:80");
+        assert_eq!(prefix["holders"][0]["requests"], 9);
         let servers = &value["upstreams"][0]["servers"];
         assert_eq!(servers[0]["state"], "down");
         assert_eq!(servers[0]["state_source"], "health");

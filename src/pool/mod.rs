@@ -6,6 +6,7 @@
 pub mod health;
 pub mod members;
 pub mod metrics;
+pub mod prefix;
 pub mod queue;
 pub mod select;
 pub mod server;
@@ -18,7 +19,7 @@ pub use members::{Member, StickyKey, UpstreamPool};
 pub use queue::Refusal;
 pub use select::{Outcome, Pick, RequestInfo};
 pub use server::{InflightGuard, RecentError, ServerState};
-pub use status::{ServerStatus, UpstreamStatus};
+pub use status::{PrefixStatus, ServerStatus, UpstreamStatus};
 
 use crate::config::model::{Models, Upstream};
 use crate::inference::metrics::InferenceMetrics;

@@ -207,12 +207,19 @@ impl UpstreamPool {
             return Outcome::Unavailable;
         };
         let member = eligible[index];
-        let Some(guard) = member
+        let Some(mut guard) = member
             .state
             .try_acquire(member.max_inflight, &self.released)
         else {
             return Outcome::Full;
         };
+        if let (Some(facts), Some(predicted)) = (req.inference, choice.and_then(|c| c.predicted)) {
+            // Only a request that goes teaches the model; a waiting one chooses again.
+            inference::commit(self, facts, member, &predicted, now);
+            if predicted.queue_secs > 0.0 {
+                guard.skip_service_time();
+            }
+        }
         self.stick(rules, table_key, member.id, now);
         Outcome::Picked(Pick {
             member: member.clone(),

@@ -20,7 +20,21 @@ pub struct UpstreamStatus {
     /// Requests waiting for a free server.
     pub queued: u32,
     pub servers: Vec<ServerStatus>,
+    /// `cache_aware`: the busiest prompt prefixes (tenants) now and the servers carrying each.
+    pub prefixes: Vec<PrefixStatus>,
 }
+
+/// One prompt prefix (a tenant's system prompt) and the servers carrying it, home first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixStatus {
+    /// The prefix's first block hash, in hex.
+    pub key: String,
+    /// (server address, requests in the window), home first.
+    pub holders: Vec<(String, u64)>,
+}
+
+/// Prefixes listed in status at most.
+pub const STATUS_PREFIXES: usize = 16;
 
 /// One server's status.
 #[derive(Debug, Clone)]
@@ -47,6 +61,9 @@ pub struct ServerStatus {
     pub models: Option<Arc<[String]>>,
     /// Its last metrics reading (inference servers) and how old it is.
     pub load: Option<(Load, Duration)>,
+    /// The state of its KV-cache event stream, when it publishes one (`exact`, or why the
+    /// approximate index decides for it).
+    pub kv_events: Option<&'static str>,
 }
 
 impl UpstreamPool {
@@ -84,14 +101,41 @@ impl UpstreamPool {
                         .signals
                         .last_load()
                         .map(|(load, at)| (load, now.saturating_duration_since(at))),
+                    kv_events: m
+                        .kv_events
+                        .as_ref()
+                        .map(|_| m.state.kv.lock().state().as_str()),
                 }
             })
             .collect();
+        let members = self.members();
+        let address = |id: u64| {
+            members
+                .iter()
+                .find(|m| m.id == id)
+                .map_or_else(|| format_id(id), |m| m.address.to_string())
+        };
+        let prefixes = if balance == "cache_aware" {
+            self.busiest_prefixes(STATUS_PREFIXES, now)
+                .into_iter()
+                .map(|p| PrefixStatus {
+                    key: format!("{:016x}", p.key),
+                    holders: p
+                        .holders
+                        .into_iter()
+                        .map(|(id, requests)| (address(id), requests))
+                        .collect(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         UpstreamStatus {
             name: self.name.to_string(),
             balance,
             queued: self.queued(),
             servers,
+            prefixes,
         }
     }
 }
@@ -132,10 +176,33 @@ pub fn to_json(generation: u64, upstreams: &[UpstreamStatus]) -> String {
             }
             server_json(&mut out, s);
         }
+        out.push_str("],\"prefixes\":[");
+        for (j, p) in u.prefixes.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            prefix_json(&mut out, p);
+        }
         out.push_str("]}");
     }
     out.push_str("]}\n");
     out
+}
+
+/// `{"key":"..","spread":N,"holders":[{"server":"..","requests":N},..]}`.
+fn prefix_json(out: &mut String, p: &PrefixStatus) {
+    out.push_str("{\"key\":");
+    quote(out, &p.key);
+    let _ = write!(out, ",\"spread\":{},\"holders\":[", p.holders.len());
+    for (i, (server, requests)) in p.holders.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"server\":");
+        quote(out, server);
+        let _ = write!(out, ",\"requests\":{requests}}}");
+    }
+    out.push_str("]}");
 }
 
 fn server_json(out: &mut String, s: &ServerStatus) {
@@ -197,6 +264,12 @@ fn signals_json(out: &mut String, s: &ServerStatus) {
         Some(v) if v.is_finite() => v.to_string(),
         _ => "null".to_string(),
     };
+    match s.kv_events {
+        Some(state) => {
+            let _ = write!(out, ",\"kv_events\":\"{state}\"");
+        }
+        None => out.push_str(",\"kv_events\":null"),
+    }
     let _ = write!(
         out,
         ",\"waiting\":{},\"running\":{},\"kv_usage\":{},\"signal_age_ms\":{}",
@@ -226,6 +299,7 @@ mod tests {
                 max_inflight: Some(4),
                 drain: true,
                 models: None,
+                kv_events: None,
             }],
             false,
             None,
@@ -237,8 +311,11 @@ mod tests {
             "{json}"
         );
         assert!(json.contains("\"state\":\"draining\",\"inflight\":0,\"max_inflight\":4,\"weight\":2,\"effective_weight\":2.000"), "{json}");
-        assert!(json.ends_with("\"recent_errors\":[]}]}]}\n"), "{json}");
-        assert!(json.contains("\"models\":null,\"waiting\":null,\"running\":null,\"kv_usage\":null,\"signal_age_ms\":null,"), "{json}");
+        assert!(
+            json.ends_with("\"recent_errors\":[]}],\"prefixes\":[]}]}\n"),
+            "{json}"
+        );
+        assert!(json.contains("\"models\":null,\"kv_events\":null,\"waiting\":null,\"running\":null,\"kv_usage\":null,\"signal_age_ms\":null,"), "{json}");
     }
 
     #[test]
@@ -252,6 +329,7 @@ mod tests {
                 max_inflight: None,
                 drain: false,
                 models: None,
+                kv_events: None,
             }],
             false,
             None,
@@ -267,11 +345,12 @@ mod tests {
             kv_usage: Some(0.25),
             prefix_hit_tokens: None,
             prefix_query_tokens: None,
+            cache_tokens: None,
         };
         member.state.signals.set_load(load, Instant::now());
         let json = to_json(1, &[pool.status("least_inflight", None)]);
         assert!(
-            json.contains("\"models\":[\"a\\\"b\",\"c\"],\"waiting\":3,\"running\":1.5,\"kv_usage\":0.25,\"signal_age_ms\":"),
+            json.contains("\"models\":[\"a\\\"b\",\"c\"],\"kv_events\":null,\"waiting\":3,\"running\":1.5,\"kv_usage\":0.25,\"signal_age_ms\":"),
             "{json}"
         );
         let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");

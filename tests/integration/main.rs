@@ -23,6 +23,8 @@ mod health_active;
 mod health_inflight;
 mod http_listener;
 mod inference;
+mod inference_cost;
+mod inference_kv_events;
 mod inference_scrape;
 mod lifecycle;
 mod malformed;
