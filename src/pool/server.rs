@@ -1,5 +1,5 @@
 //! One backend server's long-lived state, kept by identity (upstream + address) across reloads:
-//! in-flight count, counters, health, recent errors. [`InflightGuard`] holds one in-flight slot
+//! in-flight count, counters, health, recent errors, runtime admin settings. [`InflightGuard`] holds one in-flight slot
 //! and gives it back when dropped, whatever ended the request.
 
 use std::collections::VecDeque;
@@ -40,6 +40,8 @@ pub struct ServerState {
     checking: AtomicBool,
     /// What an inference server reports about itself (models, queue, KV-cache use).
     pub signals: crate::inference::signals::NodeSignals,
+    /// The admin state and runtime weight an operator set through the admin API.
+    pub admin: super::admin::ServerAdmin,
 }
 
 impl ServerState {

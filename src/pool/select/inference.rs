@@ -93,7 +93,7 @@ pub fn choose(
     let with_signals = matches!(balance, Balance::Metrics | Balance::CacheAware);
     let loads: Vec<f64> = eligible
         .iter()
-        .map(|m| load(m, settings, with_signals, now) / f64::from(m.weight.max(1)))
+        .map(|m| load(m, settings, with_signals, now) / f64::from(m.current_weight().max(1)))
         .collect();
     let cache_aware = matches!(balance, Balance::CacheAware) && !facts.hashes.is_empty();
     if cache_aware {
