@@ -45,6 +45,18 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Ctl { admin, action } => {
+            match ferrogate::admin::ctl::run(&admin, &action.command()) {
+                Ok(output) => {
+                    print!("{output}");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("ferrogate ctl: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config, upgrade } => match config::load(&config) {
             Ok(loaded) => {
                 init_logging(&loaded.log);

@@ -33,6 +33,7 @@ mod observability_reload;
 mod observability_status;
 mod reload;
 mod routing;
+mod runtime_api;
 mod security;
 mod security_auth;
 mod security_client_addr;
