@@ -67,6 +67,12 @@ pub enum Command {
         #[command(subcommand)]
         action: CtlAction,
     },
+    /// Translate an haproxy.cfg into a ferrogate configuration: YAML on stdout, what could not
+    /// be translated on stderr as FILE:LINE: what and why (exit 0; 2 when nothing could be read).
+    ImportHaproxy {
+        /// The HAProxy configuration file.
+        file: PathBuf,
+    },
     /// Print the version.
     Version,
 }
