@@ -21,6 +21,7 @@ mod health;
 mod health_active;
 mod health_inflight;
 mod http_listener;
+mod import_haproxy;
 mod inference;
 mod inference_scrape;
 mod lifecycle;
