@@ -27,6 +27,7 @@ mod inference_scrape;
 mod lifecycle;
 mod malformed;
 mod observability;
+mod observability_history;
 mod observability_logs;
 mod observability_reload;
 // Kills a `ferrogate demo-backend` process.
