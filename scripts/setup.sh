@@ -22,6 +22,9 @@ command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # cluster: shared state (+ redis-cli)
+command -v ss >/dev/null 2>&1 || need+=(iproute2)                 # the package test's port checks
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)          # the package test runs the daemon as its user
+command -v lintian >/dev/null 2>&1 || need+=(lintian)             # the package test lints the .deb
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then

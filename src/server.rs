@@ -18,7 +18,7 @@ use crate::admin::AdminApp;
 use crate::config::model::Config;
 use crate::lifecycle::probe::Endpoint;
 use crate::lifecycle::{ActiveRequests, ControlPlane, Readiness, Signals};
-use crate::monitor::{DnsDiscovery, HealthChecker, NodeScraper};
+use crate::monitor::{DnsDiscovery, HealthChecker, HistorySampler, NodeScraper};
 use crate::observe::connections::CountedConnections;
 use crate::proxy::Proxy;
 use crate::reload::Reloader;
@@ -121,6 +121,8 @@ pub fn build(
     server.add_service(background_service("dns discovery", discovery));
     let scraper = NodeScraper::new(live.snapshots.clone(), live.inference.clone());
     server.add_service(background_service("node scraper", scraper));
+    let sampler = HistorySampler::new(live.clone());
+    server.add_service(background_service("history sampler", sampler));
 
     if let Some(admin) = &config.admin {
         let mut service = Service::new(

@@ -142,7 +142,7 @@ fn text(status: u16, body: String) -> Response<Vec<u8>> {
 }
 
 /// `/status` and `/status.json`: the board joined with the proxy's counters and the balancer's
-/// state of every server.
+/// state of every server, the recent history and the GPU-pool panel.
 fn status_page(live: &Live, as_html: bool) -> Response<Vec<u8>> {
     let observe = &live.observe;
     let board = observe.board.snapshot();
@@ -158,6 +158,13 @@ fn status_page(live: &Live, as_html: bool) -> Response<Vec<u8>> {
         .cluster
         .as_ref()
         .map(|cluster| (*cluster.view()).clone());
+    doc.history = observe.history.view();
+    let engines: Vec<(&str, &'static str)> = snapshot
+        .upstreams()
+        .iter()
+        .filter_map(|u| Some((&*u.name, u.inference.as_ref()?.engine.name())))
+        .collect();
+    doc.gpu_pools = status::gpu::shape(&pools, &engines, doc.history.as_ref());
     if as_html {
         reply(200, "text/html; charset=utf-8", status::html(&doc))
     } else {

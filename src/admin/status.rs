@@ -1,11 +1,16 @@
 //! The status document behind `/status.json` and `/status`: the board (configuration, reloads,
 //! certificates) joined with each server's live counters. Shaping is a pure function of its inputs
 //! so it is tested without a daemon; fields that later work fills (active health, sticky sessions,
-//! certificate renewal) are present now as `null`.
+//! certificate renewal) are present now as `null`. The recent history of every route, upstream
+//! and inference node (`history`) and the GPU-pool panel ([`gpu`]) are filled in by the caller.
+
+pub mod gpu;
+pub mod pretty;
 
 use serde::Serialize;
 
 use crate::observe::board::{Board, CertificateInfo, ListenerInfo, ReloadInfo, RouteInfo};
+use crate::observe::history::HistoryView;
 use crate::observe::servers::{PassiveState, RecentError, ServerView};
 use crate::pool;
 
@@ -36,6 +41,11 @@ pub struct StatusDoc<'a> {
     pub certificates: Vec<CertificateStatus<'a>>,
     /// Members, lock holders and Redis as this instance sees them; `null` without `cluster:`.
     pub cluster: Option<crate::cluster::ClusterView>,
+    /// The last window of every route's, upstream's and inference node's series; `null`
+    /// without history (no admin listener).
+    pub history: Option<HistoryView>,
+    /// Per inference upstream: models → nodes, node signals, decisions by reason.
+    pub gpu_pools: Vec<gpu::GpuPool>,
 }
 
 /// One upstream and its servers.
@@ -228,12 +238,16 @@ pub fn shape<'a>(
         upstreams,
         certificates,
         cluster: None,
+        history: None,
+        gpu_pools: Vec::new(),
     }
 }
 
-/// The document as JSON text.
+/// The document as JSON text (pretty, with arrays of numbers on one line).
 pub fn json(doc: &StatusDoc<'_>) -> String {
-    serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    serde_json::to_string_pretty(doc)
+        .map(|text| pretty::inline_number_arrays(&text))
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 /// The HTML page with the document embedded (so it renders at once, without a second request);
@@ -414,6 +428,45 @@ mod tests {
             joined_state(PassiveState::Up, Some(&drained)),
             ("down", "health")
         );
+    }
+
+    #[test]
+    fn the_history_and_the_gpu_panel_are_sections_of_their_own() {
+        use crate::observe::history::{History, Points};
+        use std::time::{Duration, Instant};
+
+        let board = board();
+        let mut doc = shape(&board, |_, _| None, &[], Totals::default(), 0);
+        let value: serde_json::Value = serde_json::from_str(&json(&doc)).unwrap();
+        assert!(value["history"].is_null(), "no history without a sampler");
+        assert_eq!(value["gpu_pools"], serde_json::json!([]));
+
+        let history = History::default();
+        history.configure(Some(Duration::from_secs(5)));
+        let points = Points {
+            routes: vec![("chat".into(), [Some(1.5), Some(0.0), Some(0.02), Some(0.2)])],
+            ..Points::default()
+        };
+        let t0 = Instant::now();
+        history.record(t0, 10_000, &points);
+        history.record(t0 + Duration::from_secs(5), 15_000, &Points::default());
+        doc.history = history.view();
+        let value: serde_json::Value = serde_json::from_str(&json(&doc)).unwrap();
+        let h = &value["history"];
+        assert_eq!(h["step_ms"], 5_000);
+        assert_eq!(h["start_ms"], 10_000);
+        assert_eq!(h["points"], 2);
+        assert_eq!(h["window_points"], 180);
+        assert_eq!(
+            h["routes"]["chat"]["requests_per_s"],
+            serde_json::json!([1.5, null])
+        );
+        assert_eq!(h["routes"]["chat"]["latency_p99_s"][0], 0.2);
+        assert!(h["upstreams"].as_object().is_some_and(|u| u.is_empty()));
+        // The rest of the document is as before.
+        assert_eq!(value["upstreams"][0]["name"], "owui");
+        let page = html(&doc);
+        assert!(page.contains("\"requests_per_s\":[1.5,null]"));
     }
 
     #[test]

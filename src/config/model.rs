@@ -37,6 +37,12 @@ pub const DEFAULT_WEIGHT: u32 = 1;
 
 /// Default admin address when `admin:` is present without `listen`.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+/// Default step of the status page's history (`admin.history.step`): 180 steps make 15 minutes.
+pub const DEFAULT_HISTORY_STEP: Duration = Duration::from_secs(5);
+/// Shortest `admin.history.step` (a 18 s window).
+pub const MIN_HISTORY_STEP: Duration = Duration::from_millis(100);
+/// Longest `admin.history.step` (a 3 h window).
+pub const MAX_HISTORY_STEP: Duration = Duration::from_secs(60);
 
 /// Name of the built-in plain HTTP listener (`listeners.http`).
 pub const LISTENER_HTTP: &str = "http";
@@ -140,6 +146,8 @@ pub struct Admin {
     /// Peers allowed to use the admin endpoints; `None` = anyone who can reach `listen`, which
     /// validation allows only for a loopback address.
     pub allow: Option<Vec<Cidr>>,
+    /// `admin.history.step`: how often the status page's history takes a sample.
+    pub history_step: Duration,
 }
 
 /// `log`: how the daemon writes its log (restart-only).

@@ -86,6 +86,15 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     /// CIDR ranges allowed to connect; required for a non-loopback `listen`.
     pub allow: Option<Vec<String>>,
+    pub history: Option<RawHistory>,
+}
+
+/// `admin.history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    /// Time between two samples (a duration).
+    pub step: Option<String>,
 }
 
 /// `log`.

@@ -170,11 +170,14 @@ impl Live {
             self.certificates.expiry(&cert.name, cert.not_after);
         }
         self.reload.generation(generation);
+        let step = config.admin.as_ref().map(|admin| admin.history_step);
+        self.observe.history.configure(step);
         generation
     }
 
     /// Forgets what the configuration in force no longer names: pools of removed upstreams,
-    /// tables and observers of removed routes, stats of servers no route watches. Requests in
+    /// tables and observers of removed routes, stats of servers no route watches, and the
+    /// history of all of them (nodes: servers no longer in their upstream's pool). Requests in
     /// flight keep what they hold.
     pub fn retire(&self) {
         let snapshot = self.snapshots.load();
@@ -193,6 +196,20 @@ impl Live {
         self.observe
             .servers
             .retain(|upstream, address| servers.contains(&(upstream, address)));
+        let pools: Vec<_> = snapshot
+            .upstreams()
+            .iter()
+            .map(|u| (&*u.name, u.pool.members()))
+            .collect();
+        let members: HashSet<(&str, &str)> = pools
+            .iter()
+            .flat_map(|(name, members)| members.iter().map(move |m| (*name, &*m.address)))
+            .collect();
+        self.observe.history.retain(
+            |route| routes.contains(route),
+            |upstream| upstreams.contains(upstream),
+            |upstream, address| members.contains(&(upstream, address)),
+        );
     }
 
     /// Keeps what `snapshot` made anew: its pools (configured with `config`'s servers), its
@@ -365,6 +382,58 @@ mod tests {
         assert!(live.pools.get("w").is_some());
         assert_eq!(live.route_tables.len(), (1, 0));
         assert_eq!(live.observe.observers.len(), 1);
+    }
+
+    #[test]
+    fn the_history_follows_the_admin_section_and_retires_with_the_configuration() {
+        use crate::observe::history::Points;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let live = Live::new().expect("live state");
+        let bare = load(dir.path(), &state, "", "", "");
+        live.commit(live.prepare(&bare).expect("prepare"));
+        assert!(
+            live.observe.history.view().is_none(),
+            "no admin, no history"
+        );
+
+        let admin = "admin: { history: { step: 250ms } }\n";
+        let cfg = load(dir.path(), &state, "", "", admin);
+        live.commit(live.prepare(&cfg).expect("prepare"));
+        assert_eq!(
+            live.observe.history.step(),
+            Some(std::time::Duration::from_millis(250))
+        );
+        let points = Points {
+            routes: vec![("a".into(), [Some(1.0), None, None, None])],
+            upstreams: vec![("u".into(), [Some(1.0), None, None, None])],
+            nodes: vec![
+                (("u".into(), "127.0.0.1:2".into()), [None; 8]),
+                (("u".into(), "127.0.0.1:9".into()), [None; 8]),
+            ],
+            decisions: Vec::new(),
+        };
+        live.observe
+            .history
+            .record(std::time::Instant::now(), 0, &points);
+        live.retire();
+        let view = live.observe.history.view().expect("history on");
+        assert!(view.routes.contains_key("a") && view.upstreams.contains_key("u"));
+        assert_eq!(
+            view.nodes["u"].keys().collect::<Vec<_>>(),
+            ["127.0.0.1:2"],
+            "a server no longer in the pool"
+        );
+
+        let mut renamed = load(dir.path(), &state, "", "", admin);
+        renamed.routes[0].name = "a2".into();
+        live.commit(live.prepare(&renamed).expect("prepare"));
+        live.retire();
+        let view = live.observe.history.view().expect("history on");
+        assert!(view.routes.is_empty(), "{view:?}");
+        assert!(view.upstreams.contains_key("u"));
     }
 
     #[test]

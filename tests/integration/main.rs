@@ -16,6 +16,7 @@ mod balance_reload;
 mod check_cmd;
 mod cluster;
 mod cluster_env;
+mod dashboard;
 mod errors;
 mod health;
 mod health_active;
@@ -27,11 +28,13 @@ mod inference_scrape;
 mod lifecycle;
 mod malformed;
 mod observability;
+mod observability_history;
 mod observability_logs;
 mod observability_reload;
 // Kills a `ferrogate demo-backend` process.
 #[cfg(feature = "demo")]
 mod observability_status;
+mod packaging;
 mod reload;
 mod routing;
 mod runtime_api;

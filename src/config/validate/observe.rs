@@ -1,13 +1,17 @@
-//! `admin` (listen address and `allow` CIDR list: a non-loopback address needs an explicit list)
-//! and `log` (format and the access log switch).
+//! `admin` (listen address, `allow` CIDR list: a non-loopback address needs an explicit list,
+//! and the status page history's step) and `log` (format and the access log switch).
 
 use std::net::SocketAddr;
 
 use serde_yaml::Value;
 
 use super::{listeners, Checker};
-use crate::config::model::{Admin, Cidr, Listener, Log, LogFormat, DEFAULT_ADMIN_LISTEN};
-use crate::config::raw::{RawAdmin, RawLog, RawLogFormat};
+use crate::config::duration::parse_duration;
+use crate::config::model::{
+    Admin, Cidr, Listener, Log, LogFormat, DEFAULT_ADMIN_LISTEN, DEFAULT_HISTORY_STEP,
+    MAX_HISTORY_STEP, MIN_HISTORY_STEP,
+};
+use crate::config::raw::{RawAdmin, RawHistory, RawLog, RawLogFormat};
 use crate::config::spans::child_index;
 
 impl Checker {
@@ -43,7 +47,33 @@ impl Checker {
             ),
             _ => {}
         }
-        Some(Admin { listen, allow })
+        let history_step = self.history_step(raw.history);
+        Some(Admin {
+            listen,
+            allow,
+            history_step,
+        })
+    }
+
+    /// `admin.history.step`: a duration from [`MIN_HISTORY_STEP`] to [`MAX_HISTORY_STEP`].
+    fn history_step(&mut self, raw: Option<RawHistory>) -> std::time::Duration {
+        let Some(text) = raw.and_then(|h| h.step) else {
+            return DEFAULT_HISTORY_STEP;
+        };
+        match parse_duration(&text) {
+            Ok(step) if (MIN_HISTORY_STEP..=MAX_HISTORY_STEP).contains(&step) => step,
+            Ok(_) => {
+                self.at_value(
+                    "admin.history.step",
+                    "must be from 100ms to 1m (the status page keeps 180 steps: 15 minutes at the default 5s)",
+                );
+                DEFAULT_HISTORY_STEP
+            }
+            Err(message) => {
+                self.at_value("admin.history.step", message);
+                DEFAULT_HISTORY_STEP
+            }
+        }
     }
 
     fn allow_list(&mut self, ranges: &[String]) -> Vec<Cidr> {
@@ -76,7 +106,7 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::super::tests::{ok, one_error, MINIMAL};
-    use crate::config::model::LogFormat;
+    use crate::config::model::{LogFormat, DEFAULT_HISTORY_STEP};
 
     #[test]
     fn admin_defaults_to_loopback_and_keeps_an_allow_list() {
@@ -116,6 +146,41 @@ mod tests {
             &(MINIMAL.to_string() + "admin: { listen: 127.0.0.1:9901, alow: [] }\n"),
             8,
             "admin.alow",
+            "unknown key",
+        );
+    }
+
+    #[test]
+    fn the_history_step_defaults_to_5s_and_stays_in_range() {
+        let config = ok(&(MINIMAL.to_string() + "admin: {}\n"));
+        assert_eq!(config.admin.unwrap().history_step, DEFAULT_HISTORY_STEP);
+        let config = ok(&(MINIMAL.to_string() + "admin: { history: { step: 250ms } }\n"));
+        assert_eq!(
+            config.admin.unwrap().history_step,
+            std::time::Duration::from_millis(250)
+        );
+        one_error(
+            &(MINIMAL.to_string() + "admin:\n  history: { step: 10ms }\n"),
+            9,
+            "admin.history.step",
+            "must be from 100ms to 1m",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "admin:\n  history: { step: 2h }\n"),
+            9,
+            "admin.history.step",
+            "must be from 100ms to 1m",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "admin:\n  history: { step: soon }\n"),
+            9,
+            "admin.history.step",
+            "soon",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "admin:\n  history: { window: 1h }\n"),
+            9,
+            "admin.history.window",
             "unknown key",
         );
     }
