@@ -213,22 +213,41 @@ fn ssl_fc_picks_the_listener() {
 }
 
 #[test]
-fn order_differences_are_noted() {
+fn order_differences_are_kept_or_noted() {
     let text = format!(
-        "{HEAD}frontend web\n  bind :80\n  use_backend a if {{ path_beg /api/ }}\n  use_backend b if {{ hdr(host) x.test }}\n  use_backend a if {{ hdr(host) x.test y.test }}\nbackend a\n  server a 10.0.0.1:80\nbackend b\n  server b 10.0.0.2:80\n"
+        "{HEAD}frontend web\n  bind :80\n  use_backend a if {{ path_beg /api/ }}\n  use_backend b if {{ hdr(host) x.test }}\n  use_backend a if {{ hdr(host) x.test y.test }}\n  use_backend a if {{ hdr(host) z.test }}\n  use_backend b if {{ hdr(host) z.test }} {{ path_beg /z/ }}\nbackend a\n  server a 10.0.0.1:80\nbackend b\n  server b 10.0.0.2:80\n"
     );
     let out = run(&text);
+    let r = routes(&yaml(&out));
+    let find = |hosts: &[&str], prefix: Option<&str>| {
+        r.iter()
+            .find(|route| {
+                route["hosts"] == serde_yaml::to_value(hosts).expect("hosts")
+                    && route["path_prefix"].as_str() == prefix
+            })
+            .unwrap_or_else(|| panic!("no route {hosts:?} {prefix:?} in {r:?}"))
+            .clone()
+    };
+    // HAProxy sent x.test/api/ to the earlier any-host rule: x.test gets that route too.
+    assert_eq!(find(&["x.test"], Some("/api/"))["upstream"], s("a"));
+    assert_eq!(find(&["x.test"], None)["upstream"], s("b"));
     assert!(
-        notes_at(&out, line_of(&text, "use_backend b if"))
-            .contains("ferrogate prefers the more specific host"),
+        notes_at(
+            &out,
+            line_of(&text, "use_backend b if { hdr(host) x.test }")
+        )
+        .is_empty(),
         "{:?}",
         out.notes
     );
-    let r = routes(&yaml(&out));
     // x.test went to b first: the third rule keeps y.test only.
-    assert_eq!(
-        route(&r, "web-a-2")["hosts"],
-        serde_yaml::to_value(["y.test"]).expect("hosts")
+    assert_eq!(find(&["y.test"], None)["upstream"], s("a"));
+    // A longer prefix for the same host after a rule that takes it all: noted.
+    assert!(
+        notes_at(&out, line_of(&text, "path_beg /z/"))
+            .contains("ferrogate prefers the more specific host"),
+        "{:?}",
+        out.notes
     );
 }
 

@@ -242,6 +242,19 @@ fn certificate(
 /// Turns every frontend's binds into listeners: the first TLS bind is `https`, the first plain
 /// one on port 80 (or any port when nothing is TLS) is `http`, the others are extra listeners
 /// named after their frontend.
+/// Whether the section sends plain requests to https (`[http-request] redirect scheme https`):
+/// its plain bind is the one ferrogate's `http` listener replaces, whatever its port.
+fn redirects_to_https(scope: &Scope<'_>) -> bool {
+    scope.section.directives.iter().any(|d| {
+        let words: Vec<&str> = d.words.iter().map(String::as_str).collect();
+        matches!(
+            words.as_slice(),
+            ["http-request", "redirect", "scheme", "https", ..]
+                | ["redirect", "scheme", "https", ..]
+        )
+    })
+}
+
 pub fn assign_listeners(context: &mut Context, frontends: &[Scope<'_>]) -> Listeners {
     let mut out = Listeners::default();
     let mut cert_names = Vec::new();
@@ -334,7 +347,10 @@ pub fn assign_listeners(context: &mut Context, frontends: &[Scope<'_>]) -> Liste
             let taken = |name: &str| out.listeners.iter().any(|l| l.name == name);
             let name = if bind.tls && !taken("https") {
                 "https".to_string()
-            } else if !bind.tls && !taken("http") && (port_80 || !any_tls) {
+            } else if !bind.tls
+                && !taken("http")
+                && (port_80 || !any_tls || redirects_to_https(scope))
+            {
                 if !port_80 {
                     entry.plain_line.get_or_insert(d.line);
                 }
@@ -450,12 +466,14 @@ fn overlaps(a: &str, b: &str) -> bool {
     a.starts_with(b) || b.starts_with(a)
 }
 
-/// Drops what can never be reached and says where ferrogate's choice (host, then longest
-/// prefix) differs from HAProxy's (first rule that matches).
+/// Drops what can never be reached, gives a host the route of an earlier any-host rule for a
+/// narrower path (as HAProxy's first match would), and says where ferrogate's choice (host,
+/// then longest prefix) still differs from HAProxy's (first rule that matches).
 fn check_order(context: &mut Context, planned: &mut Vec<Planned>) {
     let mut keep: Vec<Planned> = Vec::new();
     for mut p in planned.drain(..) {
         let mut dropped = false;
+        let mut shadows: Vec<Planned> = Vec::new();
         for earlier in &keep {
             if earlier.listener != p.listener || earlier.spec.has_match() || p.spec.has_match() {
                 continue;
@@ -490,6 +508,26 @@ fn check_order(context: &mut Context, planned: &mut Vec<Planned>) {
                 }
             }
             let host_first = earlier.spec.hosts.is_empty() && !p.spec.hosts.is_empty();
+            // An any-host rule for a narrower path comes first: HAProxy sends these hosts'
+            // requests under that path to it, so they get a route of their own that does too.
+            if host_first
+                && path_of(&earlier.spec) != path_of(&p.spec)
+                && path_of(&earlier.spec).starts_with(path_of(&p.spec))
+            {
+                let mut spec = earlier.spec.clone();
+                spec.hosts = p.spec.hosts.clone();
+                shadows.push(Planned {
+                    spec,
+                    listener: earlier.listener.clone(),
+                    action: earlier.action.clone(),
+                    line: earlier.line,
+                    origin: earlier.origin.clone(),
+                    answered: earlier.answered,
+                    dead: false,
+                    lists: earlier.lists.clone(),
+                });
+                continue;
+            }
             let longer_first = earlier.spec.hosts == p.spec.hosts
                 && path_of(&p.spec).len() > path_of(&earlier.spec).len()
                 && path_of(&p.spec).starts_with(path_of(&earlier.spec));
@@ -501,6 +539,16 @@ fn check_order(context: &mut Context, planned: &mut Vec<Planned>) {
             }
         }
         if !dropped {
+            for shadow in shadows {
+                let taken = keep.iter().any(|k| {
+                    k.listener == shadow.listener
+                        && k.spec.hosts == shadow.spec.hosts
+                        && k.spec.path_prefix == shadow.spec.path_prefix
+                });
+                if !taken {
+                    keep.push(shadow);
+                }
+            }
             keep.push(p);
         }
     }
@@ -643,6 +691,12 @@ fn overlay(
                 continue;
             }
         }
+        // What each route takes before it: a copy for a later route that an earlier route
+        // already takes whole would only collide with that route.
+        let scopes: Vec<(Option<String>, Spec)> = planned
+            .iter()
+            .map(|p| (p.listener.clone(), p.spec.clone()))
+            .collect();
         let mut applied = false;
         for (index, base) in planned.iter_mut().enumerate() {
             if base.answered || base.dead || (standalone && base.spec.hosts.is_empty()) {
@@ -687,6 +741,11 @@ fn overlay(
                     && p.spec.hosts == within.hosts
                     && p.spec.path_prefix == within.path_prefix
                     && p.spec.matching == within.matching
+            }) || scopes[..index].iter().any(|(listener, earlier)| {
+                *listener == base.listener
+                    && earlier.hosts == within.hosts
+                    && earlier.path_prefix == within.path_prefix
+                    && earlier.matching == within.matching
             });
             if !duplicate {
                 overlays.push((
