@@ -23,6 +23,7 @@ mod health_active;
 mod health_inflight;
 mod http_listener;
 mod import_haproxy;
+mod import_haproxy_parity;
 mod inference;
 mod inference_scrape;
 mod lifecycle;
