@@ -1,7 +1,8 @@
 //! The runtime API through the real daemon and `ferrogate ctl`: `drain` moves new clients off a
 //! server while a client pinned by the sticky cookie stays, `disable` moves every client off,
 //! `weight` changes the round-robin share; all three survive reloads while the server stays in
-//! the file and are dropped when it leaves and comes back; a peer outside `admin.allow` gets 403.
+//! the file (a drained server's pinned client stays, the shares hold) and are dropped when it
+//! leaves and comes back; a peer outside `admin.allow` gets 403.
 
 use std::net::SocketAddr;
 use std::process::{Command, Output};
@@ -203,6 +204,71 @@ async fn weight_changes_the_round_robin_share() {
 
     ctl_ok(admin, &["weight", "app", &a.addr.to_string(), "0"]).await;
     assert_eq!(new_clients(lb, 20, &["a", "b"]).await, vec![0, 20]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_reload_the_drained_servers_pinned_client_stays_and_the_weights_hold() {
+    let (a, b, c) = (
+        Replica::start("a").await,
+        Replica::start("b").await,
+        Replica::start("c").await,
+    );
+    let list = servers_yaml(&[(a.addr, ""), (b.addr, ""), (c.addr, "")]);
+    let mut d = lb_builder()
+        .upstream_yaml(
+            "app",
+            &format!(
+                "{list}    sticky: {{ mode: cookie, cookie: fg_srv, ttl: 1h }}\n    retries: 2\n"
+            ),
+        )
+        .start()
+        .await;
+    let (lb, admin) = (d.extra("lb"), d.admin.expect("admin"));
+    let names = ["a", "b", "c"];
+    let first = get(lb, "/", &[]).await;
+    let cookie = cookie_pair(&first).expect("sticky cookie");
+    let pinned = backend(&first);
+    let replica = |name: &str| [&a, &b, &c].into_iter().find(|r| r.name == name).cloned();
+    let pinned_addr = replica(&pinned).expect("pinned replica").addr.to_string();
+    let others: Vec<String> = names
+        .iter()
+        .filter(|n| **n != pinned)
+        .map(|n| replica(n).expect("replica").addr.to_string())
+        .collect();
+    ctl_ok(admin, &["drain", "app", &pinned_addr]).await;
+    ctl_ok(admin, &["weight", "app", &others[0], "3"]).await;
+
+    // A file change that keeps the servers: the drain and the weight stay in force.
+    let yaml = d.initial_yaml().replace("retries: 2", "retries: 1");
+    d.replace_config(&yaml);
+    wait_servers(&d, "generation 2", |doc| doc["generation"] == 2).await;
+    for _ in 0..5 {
+        let r = get(lb, "/", &[("Cookie", &cookie)]).await;
+        assert_eq!(
+            backend(&r),
+            pinned,
+            "the pinned client stays after the reload"
+        );
+    }
+    let order: Vec<&str> = [pinned_addr.as_str(), others[0].as_str(), others[1].as_str()]
+        .iter()
+        .map(|addr| {
+            [&a, &b, &c]
+                .into_iter()
+                .find(|r| r.addr.to_string() == *addr)
+                .map(|r| r.name.as_str())
+                .expect("replica")
+        })
+        .collect();
+    let counts = new_clients(lb, 40, &order).await;
+    assert_eq!(
+        counts[0], 0,
+        "no new client on the drained server: {counts:?}"
+    );
+    assert!(
+        (29..=31).contains(&counts[1]),
+        "weight 3 against 1 after the reload: {counts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
