@@ -7,6 +7,7 @@
 mod backend;
 mod frontend;
 mod headers;
+mod listeners;
 mod spec;
 
 use std::collections::HashMap;
@@ -216,7 +217,7 @@ pub fn translate(config: &HaproxyConfig, label: &str, dialect: Dialect) -> Trans
         .copied()
         .filter(|s| matches!(s.section.kind, SectionKind::Frontend | SectionKind::Listen))
         .collect();
-    let mut listeners = frontend::assign_listeners(&mut context, &frontends);
+    let mut listeners = listeners::assign_listeners(&mut context, &frontends);
     let mut translated: Vec<FrontendOut> = Vec::new();
     for scope in &frontends {
         translated.push(frontend::translate(
@@ -397,7 +398,7 @@ pub fn generic_reason(d: &Directive) -> &'static str {
 fn assemble(
     context: &mut Context,
     document: &mut Document,
-    listeners: frontend::Listeners,
+    listeners: listeners::Listeners,
     frontends: Vec<FrontendOut>,
     backends: Backends,
 ) {
