@@ -81,11 +81,19 @@ pub struct PrefixHolder {
 #[derive(Debug, Serialize)]
 pub struct ServerStatus<'a> {
     pub address: &'a str,
+    /// The configured weight.
     pub weight: u32,
-    /// `up`, `down`, `draining` or `unknown`.
+    /// The weight set through the admin API (`ferrogate ctl weight`), if any.
+    pub runtime_weight: Option<u32>,
+    /// `ready`, `drain` or `maint`: what the admin API set.
+    pub admin_state: &'static str,
+    /// The last change through the admin API: when, by whom, what.
+    pub admin_change: Option<AdminChangeInfo>,
+    /// `up`, `down`, `draining`, `maint` or `unknown`.
     pub state: &'static str,
     /// What decided `state`: `health` (the balancer took the server out: failed active checks or
-    /// passive ejection; or it is draining) or `passive` (the connection attempts the proxy saw).
+    /// passive ejection; or it is draining), `admin` (drain or maint through the admin API) or
+    /// `passive` (the connection attempts the proxy saw).
     pub state_source: &'static str,
     /// The balancer's view; `null` for a server it does not know (yet).
     pub health: Option<HealthDetail>,
@@ -101,6 +109,16 @@ pub struct ServerStatus<'a> {
     /// The state of its KV-cache event stream (`exact`, or why the approximate index decides
     /// for it); `null` for a server that publishes none.
     pub kv_events: Option<&'static str>,
+}
+
+/// A change made through the admin API.
+#[derive(Debug, Serialize)]
+pub struct AdminChangeInfo {
+    pub at_ms: u64,
+    /// The admin client's address.
+    pub by: String,
+    /// `state drain`, `weight 5`, …
+    pub what: String,
 }
 
 /// What the balancer knows of a server.
@@ -130,6 +148,14 @@ fn joined_state(
     passive: PassiveState,
     pooled: Option<&pool::ServerStatus>,
 ) -> (&'static str, &'static str) {
+    if let Some(p) = pooled.filter(|p| p.admin_state != "ready") {
+        if p.state == "maint" {
+            return ("maint", "admin");
+        }
+        if p.state == "draining" {
+            return ("draining", "admin");
+        }
+    }
     match pooled.map(|p| p.state) {
         Some("down" | "ejected") => ("down", "health"),
         Some("draining") => ("draining", "health"),
@@ -203,6 +229,15 @@ pub fn shape<'a>(
                     ServerStatus {
                         address: &s.address,
                         weight: s.weight,
+                        runtime_weight: pool.and_then(|p| p.runtime_weight),
+                        admin_state: pool.map_or("ready", |p| p.admin_state),
+                        admin_change: pool.and_then(|p| p.admin_change.as_ref()).map(|c| {
+                            AdminChangeInfo {
+                                at_ms: c.at_unix_ms,
+                                by: c.by.clone(),
+                                what: c.what.clone(),
+                            }
+                        }),
                         state,
                         state_source,
                         health: pool.map(|p| HealthDetail {
@@ -355,6 +390,10 @@ mod tests {
             id: "0123456789abcdef".into(),
             address: address.into(),
             state,
+            health: "up",
+            admin_state: "ready",
+            runtime_weight: None,
+            admin_change: None,
             inflight: 4,
             max_inflight: None,
             weight: 1,
@@ -423,6 +462,24 @@ mod tests {
         assert_eq!(
             joined_state(PassiveState::Unknown, None),
             ("unknown", "passive")
+        );
+        let mut maint = pooled("x", "maint", 0);
+        maint.admin_state = "maint";
+        assert_eq!(
+            joined_state(PassiveState::Up, Some(&maint)),
+            ("maint", "admin")
+        );
+        let mut drained = pooled("x", "draining", 0);
+        drained.admin_state = "drain";
+        assert_eq!(
+            joined_state(PassiveState::Up, Some(&drained)),
+            ("draining", "admin")
+        );
+        // Down and drained through the API: down is what matters.
+        drained.state = "down";
+        assert_eq!(
+            joined_state(PassiveState::Up, Some(&drained)),
+            ("down", "health")
         );
     }
 

@@ -34,8 +34,10 @@ pub struct Member {
     /// The address as configured (or `ip:port` when discovered): its identity.
     pub address: Arc<str>,
     pub socket: SocketAddr,
+    /// The configured weight; [`Member::current_weight`] is the one in force.
     pub weight: u32,
     pub max_inflight: Option<u32>,
+    /// `drain: true` in the file; [`Member::draining`] adds the runtime reasons.
     pub drain: bool,
     pub discovered: bool,
     /// Models the configuration says this server serves (inference upstreams); `None` leaves it
@@ -194,6 +196,10 @@ impl UpstreamPool {
             }
             let kept = previous.get(address.as_str());
             let state = kept.map(|m| m.state.clone()).unwrap_or_default();
+            if kept.is_some_and(|m| m.weight != weight) {
+                // The file's weight is the new base: a runtime weight set over the old one goes.
+                state.admin.clear_weight();
+            }
             next.push(Arc::new(Member {
                 id: stable_hash(&[self.name.as_bytes(), address.as_bytes()]),
                 // The same `Arc` as before: route observers find a member by pointer.

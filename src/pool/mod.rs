@@ -3,6 +3,7 @@
 //! re-attaches to it through [`Registry::attach`]; the health checker, DNS discovery and the
 //! proxy write to it; the snapshot only names it.
 
+pub mod admin;
 pub mod health;
 pub mod members;
 pub mod metrics;
@@ -15,6 +16,7 @@ pub mod status;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use admin::{AdminChange, AdminError, AdminState, MAX_RUNTIME_WEIGHT};
 pub use members::{Member, StickyKey, UpstreamPool};
 pub use queue::Refusal;
 pub use select::{Outcome, Pick, RequestInfo};

@@ -1,5 +1,5 @@
 //! One backend server's long-lived state, kept by identity (upstream + address) across reloads:
-//! in-flight count, counters, health, recent errors. [`InflightGuard`] holds one in-flight slot
+//! in-flight count, counters, health, recent errors, runtime admin settings. [`InflightGuard`] holds one in-flight slot
 //! and gives it back when dropped, whatever ended the request.
 
 use std::collections::VecDeque;
@@ -44,6 +44,8 @@ pub struct ServerState {
     pub model: crate::inference::node_model::NodeModel,
     /// The blocks its KV-cache events say it holds, when it publishes them.
     pub kv: Mutex<crate::inference::kv_events::NodeBlocks>,
+    /// The admin state and runtime weight an operator set through the admin API.
+    pub admin: super::admin::ServerAdmin,
 }
 
 impl ServerState {

@@ -283,7 +283,7 @@ pub fn choose(
     let with_signals = matches!(balance, Balance::Metrics | Balance::CacheAware);
     let loads: Vec<f64> = eligible
         .iter()
-        .map(|m| load(m, settings, with_signals, now) / f64::from(m.weight.max(1)))
+        .map(|m| load(m, settings, with_signals, now) / f64::from(m.current_weight().max(1)))
         .collect();
     if let (true, Some(key)) = (settings.affinity, facts.session.as_deref()) {
         let servers: Vec<(u64, f64)> = eligible
