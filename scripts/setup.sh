@@ -3,8 +3,9 @@
 # Rust toolchain: cmake (pingora's zlib-ng build) and the tools the tests use (chromium renders the
 # status page; systemd-analyze verifies the unit file; redis-server for the cluster tests; for the
 # ACME tests Pebble +
-# pebble-challtestsrv, bind9's named, dig, openssl and curl; uvicorn from PyPI, in a virtual
-# environment at target/test-venv, as a real Python backend). Safe to run again; installs only what
+# pebble-challtestsrv, bind9's named, dig, openssl and curl; HAProxy for the import-haproxy test;
+# uvicorn from PyPI, in a virtual environment at target/test-venv, as a real Python backend).
+# Safe to run again; installs only what
 # is missing. `scripts/setup.sh --build` installs only what building needs (for the demo).
 set -euo pipefail
 
@@ -27,6 +28,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)  # u
 command -v ss >/dev/null 2>&1 || need+=(iproute2)                 # the package test's port checks
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)          # the package test runs the daemon as its user
 command -v lintian >/dev/null 2>&1 || need+=(lintian)             # the package test lints the .deb
+test -x /usr/sbin/haproxy || need+=(haproxy)                       # import-haproxy: the same requests through HAProxy
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then

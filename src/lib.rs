@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod haproxy;
 pub mod inference;
 pub mod lifecycle;
 pub mod monitor;

@@ -17,7 +17,7 @@ use crate::admin::AdminApp;
 use crate::config::model::Config;
 use crate::lifecycle::probe::Endpoint;
 use crate::lifecycle::{ActiveRequests, ControlPlane, Readiness, Signals};
-use crate::monitor::{DnsDiscovery, HealthChecker, HistorySampler, NodeScraper};
+use crate::monitor::{DnsDiscovery, HealthChecker, HistorySampler, KvEventSubscriber, NodeScraper};
 use crate::observe::connections::CountedConnections;
 use crate::proxy::ProxyApp;
 use crate::reload::Reloader;
@@ -122,6 +122,8 @@ pub fn build(
     server.add_service(background_service("node scraper", scraper));
     let sampler = HistorySampler::new(live.clone());
     server.add_service(background_service("history sampler", sampler));
+    let kv_events = KvEventSubscriber::new(live.snapshots.clone(), live.inference.clone());
+    server.add_service(background_service("kv-event subscriber", kv_events));
 
     if let Some(admin) = &config.admin {
         let mut service = Service::new(

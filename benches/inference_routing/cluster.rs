@@ -58,17 +58,14 @@ struct Settings {
     kv_events: Vec<(String, Option<String>)>,
 }
 
-/// A server's `inference: { kv_events: … }` entry.
+/// A server's `inference: { kv_events: …, kv_events_replay: … }` entry.
 fn kv_events_yaml(events: &(String, Option<String>)) -> String {
     match &events.1 {
         Some(replay) => format!(
-            ", inference: {{ kv_events: {{ endpoint: \"{}\", replay: \"{replay}\" }} }}",
+            ", inference: {{ kv_events: \"{}\", kv_events_replay: \"{replay}\" }}",
             events.0
         ),
-        None => format!(
-            ", inference: {{ kv_events: {{ endpoint: \"{}\" }} }}",
-            events.0
-        ),
+        None => format!(", inference: {{ kv_events: \"{}\" }}", events.0),
     }
 }
 

@@ -56,17 +56,44 @@ pub struct UpstreamStatus<'a> {
     /// Sticky session settings; `null` until sticky sessions exist.
     pub sticky: Option<()>,
     pub servers: Vec<ServerStatus<'a>>,
+    /// `cache_aware`: the busiest prompt prefixes (tenants) and the servers carrying each, home
+    /// first; empty for other policies.
+    pub prefixes: Vec<PrefixStatus>,
+}
+
+/// One prompt prefix and its spread over servers.
+#[derive(Debug, Serialize)]
+pub struct PrefixStatus {
+    pub key: String,
+    /// How many servers carry it now.
+    pub spread: usize,
+    pub holders: Vec<PrefixHolder>,
+}
+
+/// A server carrying a prefix and its requests of it in the window.
+#[derive(Debug, Serialize)]
+pub struct PrefixHolder {
+    pub server: String,
+    pub requests: u64,
 }
 
 /// One server: configuration, state and live counters.
 #[derive(Debug, Serialize)]
 pub struct ServerStatus<'a> {
     pub address: &'a str,
+    /// The configured weight.
     pub weight: u32,
-    /// `up`, `down`, `draining` or `unknown`.
+    /// The weight set through the admin API (`ferrogate ctl weight`), if any.
+    pub runtime_weight: Option<u32>,
+    /// `ready`, `drain` or `maint`: what the admin API set.
+    pub admin_state: &'static str,
+    /// The last change through the admin API: when, by whom, what.
+    pub admin_change: Option<AdminChangeInfo>,
+    /// `up`, `down`, `draining`, `maint` or `unknown`.
     pub state: &'static str,
     /// What decided `state`: `health` (the balancer took the server out: failed active checks or
-    /// passive ejection; or it is draining) or `passive` (the connection attempts the proxy saw).
+    /// passive ejection; or it is draining), `admin` (drain or maint through the admin API) or
+    /// `passive` (the connection attempts the proxy saw).
     pub state_source: &'static str,
     /// The balancer's view; `null` for a server it does not know (yet).
     pub health: Option<HealthDetail>,
@@ -79,6 +106,19 @@ pub struct ServerStatus<'a> {
     /// Clients pinned to this server in client_ip/header tables; `null` when unknown.
     pub sticky_sessions: Option<u64>,
     pub recent_errors: Vec<RecentError>,
+    /// The state of its KV-cache event stream (`exact`, or why the approximate index decides
+    /// for it); `null` for a server that publishes none.
+    pub kv_events: Option<&'static str>,
+}
+
+/// A change made through the admin API.
+#[derive(Debug, Serialize)]
+pub struct AdminChangeInfo {
+    pub at_ms: u64,
+    /// The admin client's address.
+    pub by: String,
+    /// `state drain`, `weight 5`, …
+    pub what: String,
 }
 
 /// What the balancer knows of a server.
@@ -108,6 +148,14 @@ fn joined_state(
     passive: PassiveState,
     pooled: Option<&pool::ServerStatus>,
 ) -> (&'static str, &'static str) {
+    if let Some(p) = pooled.filter(|p| p.admin_state != "ready") {
+        if p.state == "maint" {
+            return ("maint", "admin");
+        }
+        if p.state == "draining" {
+            return ("draining", "admin");
+        }
+    }
     match pooled.map(|p| p.state) {
         Some("down" | "ejected") => ("down", "health"),
         Some("draining") => ("draining", "health"),
@@ -142,6 +190,27 @@ pub fn shape<'a>(
             name: &u.name,
             balance: &u.balance,
             sticky: None,
+            prefixes: pools
+                .iter()
+                .find(|p| p.name == u.name)
+                .map(|p| {
+                    p.prefixes
+                        .iter()
+                        .map(|prefix| PrefixStatus {
+                            key: prefix.key.clone(),
+                            spread: prefix.holders.len(),
+                            holders: prefix
+                                .holders
+                                .iter()
+                                .map(|(server, requests)| PrefixHolder {
+                                    server: server.clone(),
+                                    requests: *requests,
+                                })
+                                .collect(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             servers: u
                 .servers
                 .iter()
@@ -160,6 +229,15 @@ pub fn shape<'a>(
                     ServerStatus {
                         address: &s.address,
                         weight: s.weight,
+                        runtime_weight: pool.and_then(|p| p.runtime_weight),
+                        admin_state: pool.map_or("ready", |p| p.admin_state),
+                        admin_change: pool.and_then(|p| p.admin_change.as_ref()).map(|c| {
+                            AdminChangeInfo {
+                                at_ms: c.at_unix_ms,
+                                by: c.by.clone(),
+                                what: c.what.clone(),
+                            }
+                        }),
                         state,
                         state_source,
                         health: pool.map(|p| HealthDetail {
@@ -177,6 +255,7 @@ pub fn shape<'a>(
                         last_success_ms: view.last_success_ms,
                         sticky_sessions: pool.map(|p| p.sticky_entries as u64),
                         recent_errors: view.recent_errors,
+                        kv_events: pool.and_then(|p| p.kv_events),
                     }
                 })
                 .collect(),
@@ -311,6 +390,10 @@ mod tests {
             id: "0123456789abcdef".into(),
             address: address.into(),
             state,
+            health: "up",
+            admin_state: "ready",
+            runtime_weight: None,
+            admin_change: None,
             inflight: 4,
             max_inflight: None,
             weight: 1,
@@ -324,6 +407,7 @@ mod tests {
             recent_errors: Vec::new(),
             models: None,
             load: None,
+            kv_events: Some("fallback_silent"),
         }
     }
 
@@ -338,6 +422,10 @@ mod tests {
                 pooled("10.0.0.1:80", "ejected", 0),
                 pooled("10.0.0.2:80", "up", 5),
             ],
+            prefixes: vec![pool::PrefixStatus {
+                key: "00000000000000ff".into(),
+                holders: vec![("10.0.0.2:80".into(), 9)],
+            }],
         }];
         let up = |_: &str, _: &str| {
             Some(ServerView {
@@ -352,6 +440,10 @@ mod tests {
         };
         let doc = shape(&board, up, &pools, Totals::default(), 0);
         let value: serde_json::Value = serde_json::from_str(&json(&doc)).unwrap();
+        let prefix = &value["upstreams"][0]["prefixes"][0];
+        assert_eq!(prefix["spread"], 1);
+        assert_eq!(prefix["holders"][0]["server"], "10.0.0.2:80");
+        assert_eq!(prefix["holders"][0]["requests"], 9);
         let servers = &value["upstreams"][0]["servers"];
         assert_eq!(servers[0]["state"], "down");
         assert_eq!(servers[0]["state_source"], "health");
@@ -370,6 +462,24 @@ mod tests {
         assert_eq!(
             joined_state(PassiveState::Unknown, None),
             ("unknown", "passive")
+        );
+        let mut maint = pooled("x", "maint", 0);
+        maint.admin_state = "maint";
+        assert_eq!(
+            joined_state(PassiveState::Up, Some(&maint)),
+            ("maint", "admin")
+        );
+        let mut drained = pooled("x", "draining", 0);
+        drained.admin_state = "drain";
+        assert_eq!(
+            joined_state(PassiveState::Up, Some(&drained)),
+            ("draining", "admin")
+        );
+        // Down and drained through the API: down is what matters.
+        drained.state = "down";
+        assert_eq!(
+            joined_state(PassiveState::Up, Some(&drained)),
+            ("down", "health")
         );
     }
 

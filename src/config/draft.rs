@@ -117,6 +117,7 @@ pub(super) struct DraftServer {
     pub max_inflight: Option<u32>,
     pub drain: bool,
     pub models: Option<Vec<String>>,
+    pub kv_events: Option<super::model::KvEvents>,
 }
 
 /// A server address: already a socket address, or a name to look up.

@@ -398,6 +398,18 @@ pub struct Server {
     pub drain: bool,
     /// Models this server serves (inference upstreams), overriding the upstream's list.
     pub models: Option<Vec<String>>,
+    /// Where the server publishes its KV-cache events (inference upstreams).
+    pub kv_events: Option<KvEvents>,
+}
+
+/// `servers[].inference.kv_events` (and `kv_events_replay`): ZMQ endpoints of an engine's
+/// KV-cache event publisher.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KvEvents {
+    /// `tcp://HOST:PORT` of the PUB socket.
+    pub endpoint: String,
+    /// `tcp://HOST:PORT` of the replay ROUTER socket.
+    pub replay: Option<String>,
 }
 
 /// Upstream timeouts.

@@ -326,6 +326,18 @@ pub struct RawServer {
     pub drain: Option<bool>,
     /// Models this server serves (inference upstreams).
     pub models: Option<Vec<String>>,
+    /// What this inference server publishes beyond its HTTP API.
+    pub inference: Option<RawServerInference>,
+}
+
+/// `upstreams.NAME.servers[].inference`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerInference {
+    /// `tcp://HOST:PORT` of the engine's KV-cache event publisher (vLLM `--kv-events-config`).
+    pub kv_events: Option<String>,
+    /// `tcp://HOST:PORT` of its replay socket.
+    pub kv_events_replay: Option<String>,
 }
 
 /// `upstreams.NAME.balance`.
@@ -406,6 +418,10 @@ pub struct RawInference {
     pub max_body: Option<serde_yaml::Value>,
     pub affinity: Option<bool>,
     pub signal_max_age: Option<String>,
+    pub prefill_tokens_per_sec: Option<u64>,
+    pub cache_tokens: Option<u64>,
+    /// `PYTHONHASHSEED` of the engines' block hashes (KV events).
+    pub kv_hash_seed: Option<String>,
 }
 
 /// `inference.models`: `discover` or an explicit list.

@@ -19,13 +19,15 @@ use hyper_util::rt::TokioExecutor;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 
-use crate::config::model::{Engine, Inference};
+use crate::config::model::{Balance, Inference};
 use crate::inference::metrics::InferenceMetrics;
 use crate::inference::metrics_text::parse_load;
 use crate::inference::openai::parse_models;
+use crate::inference::signals::Load;
 
 use super::periodic;
 use crate::pool::members::Member;
+use crate::pool::prefix::ReadingEffect;
 use crate::pool::server::ServerState;
 use crate::runtime::{SnapshotStore, UpstreamRuntime};
 
@@ -118,12 +120,20 @@ fn scrape_upstream(
         tokio::spawn(scrape_member(
             claim,
             member.clone(),
-            upstream.name.clone(),
-            inference.engine,
+            upstream.clone(),
             plan,
             client.clone(),
             metrics.clone(),
         ));
+    }
+    if matches!(upstream.balance, Balance::CacheAware) {
+        let spread = upstream.pool.prefix_spread(Instant::now());
+        metrics.spread(
+            &upstream.name,
+            spread.mean,
+            spread.max as f64,
+            spread.prefixes as f64,
+        );
     }
 }
 
@@ -132,12 +142,16 @@ fn scrape_upstream(
 async fn scrape_member(
     _claim: Claim,
     member: Arc<Member>,
-    upstream: Arc<str>,
-    engine: Engine,
+    runtime: Arc<UpstreamRuntime>,
     plan: Plan,
     client: HttpClient,
     metrics: Arc<InferenceMetrics>,
 ) {
+    let Some(inference) = &runtime.inference else {
+        return;
+    };
+    let engine = inference.engine;
+    let upstream = &runtime.name;
     let fetch = |wanted: bool, path: &'static str| {
         let (client, member) = (&client, &member);
         async move {
@@ -160,7 +174,7 @@ async fn scrape_member(
         match list {
             Ok(list) => signals.set_models(list, now),
             Err(error) => {
-                metrics.scrape_failed(&upstream, server, "models");
+                metrics.scrape_failed(upstream, server, "models");
                 tracing::debug!(%upstream, server, %error, "could not read the server's models; keeping the last list");
             }
         }
@@ -174,14 +188,60 @@ async fn scrape_member(
             Ok(reading) => {
                 let previous = signals.last_load().map(|(load, _)| load);
                 signals.set_load(reading, now);
-                metrics.reading(&upstream, server, &reading, previous.as_ref());
+                metrics.reading(upstream, server, &reading, previous.as_ref());
+                learn(
+                    &runtime,
+                    &member,
+                    &reading,
+                    previous.as_ref(),
+                    &metrics,
+                    now,
+                );
             }
             Err(error) => {
-                metrics.scrape_failed(&upstream, server, "metrics");
+                metrics.scrape_failed(upstream, server, "metrics");
                 tracing::debug!(%upstream, server, %error, "could not read the server's metrics; keeping the last reading");
             }
         }
     }
+}
+
+/// Feeds a reading to the pool's `cache_aware` model and publishes what the model says.
+fn learn(
+    runtime: &UpstreamRuntime,
+    member: &Member,
+    reading: &Load,
+    previous: Option<&Load>,
+    metrics: &InferenceMetrics,
+    now: Instant,
+) {
+    let configured = runtime.inference.as_ref().and_then(|i| i.cache_tokens);
+    let pool = &runtime.pool;
+    let server = &*member.address;
+    match pool.learn_from_reading(member, reading, previous, configured) {
+        ReadingEffect::Nothing => {}
+        ReadingEffect::Cleared => {
+            metrics.index_corrected(&runtime.name, server, "clear");
+            tracing::info!(upstream = %runtime.name, server, "prefix-cache counters went back: the server restarted; forgetting what it held");
+        }
+        ReadingEffect::Corrected(c) => {
+            let direction = if c.reported_rate < c.predicted_rate {
+                "shrink"
+            } else {
+                "grow"
+            };
+            metrics.index_corrected(&runtime.name, server, direction);
+            tracing::debug!(upstream = %runtime.name, server, predicted = c.predicted_rate, reported = c.reported_rate, blocks = c.capacity_blocks, "cache model corrected");
+        }
+    }
+    let model = pool.server_model(member, now);
+    metrics.server_model(
+        &runtime.name,
+        server,
+        model.index_tokens,
+        model.cache_tokens,
+        model.prefill_rate,
+    );
 }
 
 /// The scrape claim on one server, released when the scrape ends however it ends.
@@ -229,7 +289,7 @@ async fn get(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::{Models, Server};
+    use crate::config::model::{Engine, Models, Server};
     use crate::pool::members::UpstreamPool;
     use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -243,6 +303,9 @@ mod tests {
             max_body: 1024,
             affinity: false,
             signal_max_age: Duration::from_secs(30),
+            prefill_tokens_per_sec: None,
+            cache_tokens: None,
+            kv_hash_seed: "0".into(),
         }
     }
 
@@ -260,6 +323,7 @@ mod tests {
                 max_inflight: None,
                 drain: false,
                 models: own.clone(),
+                kv_events: None,
             })
             .collect();
         pool.set_configured(&servers, false, models);

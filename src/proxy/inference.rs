@@ -8,6 +8,7 @@
 //! [`super::body::REPLAY_LIMIT`] can still go to another server after a failure.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -21,7 +22,7 @@ use crate::inference::metrics::InferenceHandles;
 use crate::inference::openai::{self, BodyError};
 use crate::inference::prefix::BLOCK_CHARS;
 use crate::inference::request::{endpoint, Endpoint, InferenceFacts};
-use crate::pool::Pick;
+use crate::pool::{Pick, ServerState};
 use crate::runtime::UpstreamRuntime;
 
 /// How much of a large body is read for routing (the model and the prompt's first blocks).
@@ -37,6 +38,9 @@ pub struct InferenceCtx {
     attempt_started: Option<Instant>,
     last_chunk: Option<Instant>,
     handles: Option<InferenceHandles>,
+    /// The server and the prompt tokens it had to prefill, when this attempt's time to first
+    /// token teaches the server's prefill rate.
+    prefill_sample: Option<(Arc<ServerState>, f64)>,
 }
 
 /// What [`prepare`] decided.
@@ -199,11 +203,20 @@ impl InferenceCtx {
                 &pick.member.address,
                 upstream.balance.name(),
                 choice.reason.as_str(),
-                choice.matched_blocks as u64 * TOKENS_PER_BLOCK,
+                choice
+                    .predicted
+                    .map_or(choice.matched_blocks as u64 * TOKENS_PER_BLOCK, |p| {
+                        p.cached_tokens as u64
+                    }),
             );
         }
         self.attempt_started = Some(Instant::now());
         self.last_chunk = None;
+        self.prefill_sample = pick
+            .choice
+            .and_then(|c| c.predicted)
+            .filter(|p| p.times_prefill)
+            .map(|p| (pick.member.state.clone(), p.uncached_tokens));
         self.handles = metrics.handles(&upstream.name, &pick.member.address, &facts.model);
     }
 
@@ -217,9 +230,13 @@ impl InferenceCtx {
         };
         let now = Instant::now();
         match self.last_chunk {
-            None => handles
-                .ttft
-                .observe(now.duration_since(started).as_secs_f64()),
+            None => {
+                let ttft = now.duration_since(started);
+                handles.ttft.observe(ttft.as_secs_f64());
+                if let Some((server, tokens)) = self.prefill_sample.take() {
+                    server.model.observe_first_token(tokens, ttft);
+                }
+            }
             Some(last) => handles
                 .inter_chunk
                 .observe(now.duration_since(last).as_secs_f64()),

@@ -43,6 +43,7 @@ pub fn config(listeners: Vec<Listener>, routes: Vec<Route>) -> Config {
                 max_inflight: None,
                 drain: false,
                 models: None,
+                kv_events: None,
             },
             Server {
                 address: "127.0.0.1:2".into(),
@@ -51,6 +52,7 @@ pub fn config(listeners: Vec<Listener>, routes: Vec<Route>) -> Config {
                 max_inflight: None,
                 drain: false,
                 models: None,
+                kv_events: None,
             },
         ],
         balance: Default::default(),

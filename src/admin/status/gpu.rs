@@ -160,6 +160,10 @@ mod tests {
             id: "0".into(),
             address: address.into(),
             state: "up",
+            health: "up",
+            admin_state: "ready",
+            runtime_weight: None,
+            admin_change: None,
             inflight: 2,
             max_inflight: Some(8),
             weight: 1,
@@ -173,6 +177,7 @@ mod tests {
             recent_errors: Vec::new(),
             models: models.map(|m| m.iter().map(|s| s.to_string()).collect::<Vec<_>>().into()),
             load: load.map(|l| (l, Duration::from_millis(1500))),
+            kv_events: None,
         }
     }
 
@@ -184,6 +189,7 @@ mod tests {
             kv_usage: Some(0.25),
             prefix_hit_tokens: None,
             prefix_query_tokens: None,
+            cache_tokens: None,
         };
         let pools = vec![
             pool::UpstreamStatus {
@@ -195,12 +201,14 @@ mod tests {
                     node("10.0.0.2:8000", Some(&["llama"]), None),
                     node("10.0.0.3:8000", None, None),
                 ],
+                prefixes: Vec::new(),
             },
             pool::UpstreamStatus {
                 name: "owui".into(),
                 balance: "round_robin",
                 queued: 0,
                 servers: vec![node("10.0.1.1:80", None, None)],
+                prefixes: Vec::new(),
             },
         ];
         let mut history = HistoryView {

@@ -221,6 +221,7 @@ mod tests {
                     kv_usage: Some(0.5),
                     prefix_hit_tokens: None,
                     prefix_query_tokens: None,
+                    cache_tokens: None,
                 }),
             }],
         }
@@ -286,6 +287,7 @@ mod tests {
             kv_usage: None,
             prefix_hit_tokens: Some(hits),
             prefix_query_tokens: Some(queries),
+            cache_tokens: None,
         };
         inference.reading(
             "gpu",

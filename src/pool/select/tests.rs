@@ -16,6 +16,7 @@ fn server(port: u16, weight: u32) -> Server {
         max_inflight: None,
         drain: false,
         models: None,
+        kv_events: None,
     }
 }
 
