@@ -3,7 +3,8 @@
 # Rust toolchain: cmake (pingora's zlib-ng build) and the tools the tests use (chromium renders the
 # status page; systemd-analyze verifies the unit file; redis-server for the cluster tests; for the
 # ACME tests Pebble +
-# pebble-challtestsrv, bind9's named, dig, openssl and curl). Safe to run again; installs only what
+# pebble-challtestsrv, bind9's named, dig, openssl and curl; uvicorn from PyPI, in a virtual
+# environment at target/test-venv, as a real Python backend). Safe to run again; installs only what
 # is missing. `scripts/setup.sh --build` installs only what building needs (for the demo).
 set -euo pipefail
 
@@ -22,6 +23,7 @@ command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # cluster: shared state (+ redis-cli)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)  # uvicorn's environment
 command -v ss >/dev/null 2>&1 || need+=(iproute2)                 # the package test's port checks
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)          # the package test runs the daemon as its user
 command -v lintian >/dev/null 2>&1 || need+=(lintian)             # the package test lints the .deb
@@ -39,5 +41,12 @@ command -v cargo >/dev/null 2>&1 || { echo "setup: cargo (the Rust toolchain) is
 if [ "$build_only" != true ] && ! cargo fuzz --version >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"
   cargo install --locked -q cargo-fuzz
+fi
+# uvicorn (with its default h11 parser) is the Python backend of the HTTP/2-to-HTTP/1 tests.
+venv="$(dirname "$0")/../target/test-venv"
+if [ "$build_only" != true ] && ! "$venv/bin/python" -c 'import uvicorn' >/dev/null 2>&1; then
+  echo "setup: installing uvicorn into target/test-venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q uvicorn
 fi
 echo "setup: ok"

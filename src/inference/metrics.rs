@@ -62,7 +62,7 @@ impl InferenceMetrics {
                 "Prompt tokens the cache_aware index predicted the chosen server holds (blocks × about 64 tokens).",
                 &["upstream", "server"])?,
             rejections: m.counter("ferrogate_inference_rejections_total",
-                "Inference requests answered at the edge, by upstream and reason (bad_request, model_not_found, too_large, length_required).",
+                "Inference requests answered at the edge, by upstream and reason (bad_request, missing_model, model_not_found, too_large).",
                 &["upstream", "reason"])?,
             waiting: m.float_gauge("ferrogate_inference_requests_waiting",
                 "Requests waiting in an inference server's queue, as its /metrics last said.",

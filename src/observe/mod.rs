@@ -4,7 +4,7 @@
 //! that survive reloads ([`servers`]), per-route observers ([`request`]), the status board
 //! other modules fill ([`board`]) and the recent history of rates and latencies the status
 //! page charts ([`history`]). [`Observability`] owns the long-lived parts; the admin
-//! listener serves all of it; the proxy hooks feed it through [`request::RequestObs`].
+//! listener serves all of it; the request path feeds it through [`request::RequestObs`].
 
 pub mod access;
 pub mod board;

@@ -25,7 +25,7 @@ use crate::pool::{planned_addresses, UpstreamPool, UpstreamStatus};
 use crate::routing::Router;
 use crate::security::{GuardContext, RouteGuard};
 
-/// Everything the proxy hooks read for one configuration generation.
+/// Everything the request path reads for one configuration generation.
 #[derive(Debug)]
 pub struct Snapshot {
     /// Increases by one on every successful load.

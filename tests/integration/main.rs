@@ -8,6 +8,7 @@ mod client;
 mod harness;
 
 mod balance_support;
+mod uvicorn_env;
 
 mod balance;
 mod balance_discovery;
@@ -21,6 +22,7 @@ mod errors;
 mod health;
 mod health_active;
 mod health_inflight;
+mod http2;
 mod http_listener;
 mod inference;
 mod inference_scrape;
