@@ -451,6 +451,43 @@ mod tests {
     }
 
     #[test]
+    fn the_trace_pipeline_carries_over_an_unchanged_otel_section_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let live = Live::new().expect("live state");
+        let otel = |port: u16| format!("otel: {{ endpoint: http://127.0.0.1:{port} }}\n");
+        live.commit(
+            live.prepare(&load(dir.path(), &state, "", "", ""))
+                .expect("prepare"),
+        );
+        assert!(live.snapshots.load().otel.is_none());
+        let first = load(dir.path(), &state, "", "", &otel(4318));
+        live.commit(live.prepare(&first).expect("prepare"));
+        let running = live.snapshots.load().otel.clone().expect("a pipeline");
+        assert_eq!(
+            running.settings().endpoint,
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        live.commit(live.prepare(&first).expect("prepare"));
+        let same = live.snapshots.load().otel.clone().expect("a pipeline");
+        assert!(
+            Arc::ptr_eq(&running, &same),
+            "an unchanged section keeps its pipeline"
+        );
+        let moved = load(dir.path(), &state, "", "", &otel(4319));
+        let prepared = live.prepare(&moved).expect("prepare");
+        assert!(Arc::ptr_eq(
+            &running,
+            live.snapshots.load().otel.as_ref().expect("still in force")
+        ));
+        live.commit(prepared);
+        let new = live.snapshots.load().otel.clone().expect("a pipeline");
+        assert!(!Arc::ptr_eq(&running, &new));
+        assert_eq!(new.settings().endpoint, "http://127.0.0.1:4319/v1/traces");
+    }
+
+    #[test]
     fn routes_to_one_upstream_count_into_the_same_kept_server_stats() {
         let dir = tempfile::tempdir().expect("tempdir");
         let state = dir.path().join("state");

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::backends::{closed_port, silent_server, EchoBackend};
-use crate::balance_support::lb_builder;
+use crate::balance_support::{lb_builder, wait_status};
 use crate::client::{http_request, Request};
 use crate::harness::DEFAULT_TIMEOUTS;
 
@@ -352,6 +352,48 @@ async fn inference_spans_carry_the_gen_ai_attributes() {
         );
         assert_eq!(attr(&span, "gen_ai.usage.output_tokens"), 8, "{span:#}");
     }
+}
+
+#[tokio::test]
+async fn a_reload_sends_spans_to_the_new_collector() {
+    let first = Receiver::start();
+    let second = Receiver::start();
+    let web = EchoBackend::start("web").await;
+    let mut d = lb_builder()
+        .upstream("app", &[web.addr], DEFAULT_TIMEOUTS)
+        .yaml(&otel_yaml(&format!("http://{}", first.addr), 1.0))
+        .start()
+        .await;
+    let lb = d.extra("lb");
+    let before = |path: &'static str| move |s: &Value| s["attributes"]["url.path"] == path;
+    assert_eq!(
+        http_request(lb, &Request::get("web.test", "/one"))
+            .await
+            .status,
+        200
+    );
+    first.span("before the reload", before("/one")).await;
+
+    let moved = d
+        .initial_yaml()
+        .replace(&first.addr.to_string(), &second.addr.to_string());
+    d.replace_config(&moved);
+    wait_status(&d, Duration::from_secs(10), "generation 2", |s| {
+        s["generation"] == 2
+    })
+    .await;
+    assert_eq!(
+        http_request(lb, &Request::get("web.test", "/two"))
+            .await
+            .status,
+        200
+    );
+    second.span("after the reload", before("/two")).await;
+    assert_eq!(
+        first.count(before("/two")),
+        0,
+        "the old collector got a new span"
+    );
 }
 
 #[tokio::test]
