@@ -4,8 +4,8 @@
 # status page; systemd-analyze verifies the unit file; redis-server for the cluster tests; for the
 # ACME tests Pebble +
 # pebble-challtestsrv, bind9's named, dig, openssl and curl; HAProxy for the import-haproxy test;
-# uvicorn from PyPI, in a virtual environment at target/test-venv, as a real Python backend).
-# Safe to run again; installs only what
+# uvicorn and opentelemetry-proto from PyPI, in a virtual environment at target/test-venv: a real
+# Python backend and OTLP decoder). Safe to run again; installs only what
 # is missing. `scripts/setup.sh --build` installs only what building needs (for the demo).
 set -euo pipefail
 
@@ -44,11 +44,13 @@ if [ "$build_only" != true ] && ! cargo fuzz --version >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"
   cargo install --locked -q cargo-fuzz
 fi
-# uvicorn (with its default h11 parser) is the Python backend of the HTTP/2-to-HTTP/1 tests.
+# uvicorn (with its default h11 parser) is the Python backend of the HTTP/2-to-HTTP/1 tests;
+# opentelemetry-proto decodes what the traces test's OTLP receiver (tests/otlp_receiver.py) gets.
 venv="$(dirname "$0")/../target/test-venv"
-if [ "$build_only" != true ] && ! "$venv/bin/python" -c 'import uvicorn' >/dev/null 2>&1; then
-  echo "setup: installing uvicorn into target/test-venv"
+if [ "$build_only" != true ] \
+  && ! "$venv/bin/python" -c 'import uvicorn, opentelemetry.proto' >/dev/null 2>&1; then
+  echo "setup: installing uvicorn and opentelemetry-proto into target/test-venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q uvicorn
+  "$venv/bin/pip" install -q uvicorn opentelemetry-proto
 fi
 echo "setup: ok"

@@ -19,6 +19,7 @@ pub mod inference;
 pub mod lifecycle;
 pub mod monitor;
 pub mod observe;
+pub mod otel;
 pub mod pem;
 pub mod pool;
 pub mod proxy;

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::model::{
-    Acme, AcmeCertificate, Admin, Cidr, Listener, Log, Redis, Route, TokenQuota, Upstream,
+    Acme, AcmeCertificate, Admin, Cidr, Listener, Log, Otel, Redis, Route, TokenQuota, Upstream,
 };
 
 /// [`Config`](super::model::Config) before its look-ups.
@@ -36,6 +36,7 @@ pub(super) struct Draft {
     pub trusted_proxies: Vec<Cidr>,
     pub max_connections_per_ip: Option<u32>,
     pub cluster: Option<DraftCluster>,
+    pub otel: Option<Otel>,
     /// Files the model names that must be readable now (secrets, CA roots) but are read again
     /// where they are used, so the model keeps only their paths.
     pub checked_files: Vec<CheckedFile>,

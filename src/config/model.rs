@@ -76,6 +76,8 @@ pub struct Config {
     pub max_connections_per_ip: Option<u32>,
     /// Shared state with other instances through Redis; `None` = this instance alone.
     pub cluster: Option<Cluster>,
+    /// Traces exported over OTLP/HTTP; `None` = no traces.
+    pub otel: Option<Otel>,
 }
 
 /// A listening socket: `http`, `https` or one of `listeners.extra`.
@@ -165,6 +167,27 @@ impl Default for Log {
             access: true,
         }
     }
+}
+
+/// Default `otel.service_name`.
+pub const DEFAULT_OTEL_SERVICE_NAME: &str = "ferrogate";
+/// Default `otel.timeout`: how long one export may take before its batch is dropped.
+pub const DEFAULT_OTEL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The path an `otel.endpoint` without one gets: OTLP/HTTP's traces path.
+pub const OTLP_TRACES_PATH: &str = "/v1/traces";
+
+/// `otel`: OpenTelemetry traces, exported over OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Otel {
+    /// The collector's traces URL (`http://127.0.0.1:4318/v1/traces`).
+    pub endpoint: String,
+    /// `service.name` of every span.
+    pub service_name: String,
+    /// Share of traces started here that are recorded (0.0 to 1.0); a request whose
+    /// `traceparent` says sampled (or not) follows its caller.
+    pub sample_ratio: f64,
+    /// How long one export may take.
+    pub timeout: Duration,
 }
 
 /// Log line format.

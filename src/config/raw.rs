@@ -21,6 +21,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "trusted_proxies",
     "max_connections_per_ip",
     "cluster",
+    "otel",
 ];
 
 /// Keys of the `tls` section.
@@ -103,6 +104,16 @@ pub struct RawHistory {
 pub struct RawLog {
     pub format: Option<RawLogFormat>,
     pub access: Option<bool>,
+}
+
+/// `otel`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtel {
+    pub endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub timeout: Option<String>,
 }
 
 /// `log.format`.

@@ -61,6 +61,7 @@ pub(super) fn resolve(draft: Draft, report: &mut Report) -> Config {
         trusted_proxies: draft.trusted_proxies,
         max_connections_per_ip: draft.max_connections_per_ip,
         cluster: draft.cluster.map(resolve_cluster),
+        otel: draft.otel,
     }
 }
 

@@ -7,9 +7,10 @@
 //! what it learns about each node (slots, service time, prefill rate and backlog);
 //! [`kv_events`] is the exact cache state of nodes that publish KV-cache events; [`scan`] reads
 //! a body prefix; [`request`] classifies endpoints and holds a request's routing facts;
-//! [`signals`] keeps what each server reports about itself, [`metrics_text`] reads an engine's
-//! Prometheus exposition into a load reading, and [`metrics`] holds the inference families. The background service that asks each server for its models
-//! and metrics is [`crate::monitor::scrape`].
+//! [`signals`] keeps what each server reports about itself, [`usage`] reads the token usage a
+//! response reports, [`metrics_text`] reads an engine's Prometheus exposition into a load
+//! reading, and [`metrics`] holds the inference families. The background service that asks each
+//! server for its models and metrics is [`crate::monitor::scrape`].
 
 pub mod affinity;
 pub mod kv_events;
@@ -21,3 +22,4 @@ pub mod prefix;
 pub mod request;
 pub mod scan;
 pub mod signals;
+pub mod usage;

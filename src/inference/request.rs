@@ -42,6 +42,18 @@ pub fn endpoint(method: &Method, path: &str) -> Endpoint {
     Endpoint::Other
 }
 
+/// OpenTelemetry's `gen_ai.operation.name` of a generate request's path.
+pub fn operation(path: &str) -> &'static str {
+    let path = path.trim_end_matches('/');
+    if path.ends_with("/chat/completions") {
+        "chat"
+    } else if path.ends_with("/embeddings") {
+        "embeddings"
+    } else {
+        "text_completion"
+    }
+}
+
 /// The routing facts of one generate request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InferenceFacts {
@@ -111,6 +123,13 @@ impl InferenceFacts {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn operations_are_named_as_opentelemetry_does() {
+        assert_eq!(operation("/v1/chat/completions"), "chat");
+        assert_eq!(operation("/v1/completions/"), "text_completion");
+        assert_eq!(operation("/openai/v1/embeddings"), "embeddings");
+    }
     use super::*;
 
     #[test]

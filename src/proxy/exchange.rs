@@ -24,8 +24,12 @@ use super::respond::{self, Asked, LocalResponse};
 use super::tunnel::Upgraded;
 use super::{Connection, ProxyApp};
 use crate::cluster::Cluster;
+use crate::inference::request::operation;
+use crate::inference::usage::UsageReader;
 use crate::lifecycle::ActiveGuard;
 use crate::observe::{Finish, RequestObs};
+use crate::otel::request::{GenAi, Incoming};
+use crate::otel::{self, RequestTrace};
 use crate::pool::Pick;
 use crate::runtime::RouteTarget;
 use crate::security::cors::{self, CorsHeaders};
@@ -81,6 +85,10 @@ struct Exchange<'a> {
     tries: Tries,
     /// Counts this request as in flight (graceful stop waits for it) until it ends.
     active: Option<ActiveGuard>,
+    /// The request's span (`otel:`); ends when the request does.
+    trace: Option<RequestTrace>,
+    /// Reads a traced inference response's usage when no quota meter does.
+    usage: Option<UsageReader>,
 }
 
 /// Serves one request on `session`; `refused` is a verdict on its head the connection already
@@ -103,6 +111,8 @@ pub async fn serve(
         body: RequestBody::default(),
         tries: Tries::default(),
         active: Some(app.active.enter()),
+        trace: None,
+        usage: None,
     };
     // Counted before the request id joins the head.
     let fields = session.req_header().headers.len();
@@ -111,6 +121,7 @@ pub async fn serve(
         refused => refused,
     };
     ex.obs.begin(session.req_header());
+    ex.trace = start_trace(app, conn, session);
     let handled = match refused {
         Some(error) => Err(error),
         None => ex.handle(session).await,
@@ -120,7 +131,12 @@ pub async fn serve(
             ex.finish(session, None);
             ending
         }
-        Ok(Handled::Upgraded(upgraded)) => Ending::Upgraded(upgraded),
+        Ok(Handled::Upgraded(upgraded)) => {
+            if let Some(trace) = ex.trace.take() {
+                trace.respond(101);
+            }
+            Ending::Upgraded(upgraded)
+        }
         Err(error) => {
             let ending = ex.fail(session, &error).await;
             ex.finish(session, Some(&error));
@@ -164,6 +180,9 @@ impl Exchange<'_> {
         };
         let target = routed.target.clone();
         self.route = Some(routed);
+        if let Some(trace) = &self.trace {
+            trace.route(&target.name, Some(&target.upstream.name));
+        }
         if let Some(preflight) = self.cors(&target, session) {
             // Answered here, before API keys: browsers send none on a preflight.
             return self
@@ -303,10 +322,74 @@ impl Exchange<'_> {
             unrouted: &self.app.live.observe.unrouted,
         };
         self.obs.finish(done);
+        if let Some(trace) = self.trace.take() {
+            self.end_trace(trace, session, error);
+        }
         // Gives the in-flight slots back now.
         self.tries.pick = None;
         self.active = None;
     }
+}
+
+impl Exchange<'_> {
+    /// Ends the request's span: the status sent or the error, and an inference request's GenAI
+    /// attributes.
+    fn end_trace(&self, trace: RequestTrace, session: &ServerSession, error: Option<&EdgeError>) {
+        if let Some(response) = session.response_written() {
+            trace.respond(response.status.as_u16());
+        }
+        if let Some(error) = error {
+            trace.fail(error.kind());
+        }
+        let Some(facts) = &self.inference.facts else {
+            return;
+        };
+        let usage = match &self.meter {
+            Some(meter) => meter.usage(),
+            None => self.usage.as_ref().and_then(UsageReader::usage),
+        };
+        let first = self.inference.first_chunk().filter(|_| facts.stream);
+        trace.gen_ai(&GenAi {
+            operation: operation(session.req_header().uri.path()),
+            model: &facts.model,
+            input_tokens: usage.and_then(|u| u.prompt_tokens),
+            output_tokens: usage.and_then(|u| u.completion_tokens),
+            time_to_first_token: first.map(|at| at.duration_since(self.started)),
+        });
+    }
+}
+
+/// The span of a request when the configuration in force traces (`otel:`).
+fn start_trace(app: &ProxyApp, conn: &Connection, session: &ServerSession) -> Option<RequestTrace> {
+    let pipeline = app.live.snapshots.load().otel.clone()?;
+    let head = session.req_header();
+    let host = head
+        .uri
+        .host()
+        .or_else(|| {
+            head.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+        })
+        .unwrap_or_default();
+    let protocol = match (session, head.version) {
+        (ServerSession::H2(_), _) => "2",
+        (_, http::Version::HTTP_10) => "1.0",
+        _ => "1.1",
+    };
+    let incoming = Incoming {
+        method: head.method.as_str(),
+        path: head.uri.path(),
+        scheme: if app.tls { "https" } else { "http" },
+        host,
+        client: conn.peer.ip,
+        protocol,
+        user_agent: head
+            .headers
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok()),
+    };
+    Some(pipeline.start(&otel::context::parent(&head.headers), incoming))
 }
 
 /// Routes whose clients speak the OpenAI API: edge errors go out in its JSON error format.

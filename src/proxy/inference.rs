@@ -37,6 +37,8 @@ pub struct InferenceCtx {
     /// When the current attempt's server was chosen.
     attempt_started: Option<Instant>,
     last_chunk: Option<Instant>,
+    /// When the first response byte went to the client.
+    first_chunk: Option<Instant>,
     handles: Option<InferenceHandles>,
     /// The server and the prompt tokens it had to prefill, when this attempt's time to first
     /// token teaches the server's prefill rate.
@@ -220,10 +222,18 @@ impl InferenceCtx {
         self.handles = metrics.handles(&upstream.name, &pick.member.address, &facts.model);
     }
 
+    /// When the first response byte went to the client, if one did.
+    pub fn first_chunk(&self) -> Option<Instant> {
+        self.first_chunk
+    }
+
     /// A response body chunk went to the client: time to first token, then gaps between chunks.
     pub fn response_chunk(&mut self, len: usize) {
         if len == 0 {
             return;
+        }
+        if self.first_chunk.is_none() {
+            self.first_chunk = Some(Instant::now());
         }
         let (Some(handles), Some(started)) = (&self.handles, self.attempt_started) else {
             return;

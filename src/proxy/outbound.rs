@@ -30,6 +30,7 @@ static HTTP2_SETTINGS: HeaderName = HeaderName::from_static("http2-settings");
 static CHUNKED: HeaderValue = HeaderValue::from_static("chunked");
 static UPGRADE_OPTION: HeaderValue = HeaderValue::from_static("Upgrade");
 static WEBSOCKET: HeaderValue = HeaderValue::from_static("websocket");
+static TRACEPARENT: HeaderName = HeaderName::from_static(crate::otel::context::TRACEPARENT);
 
 /// What the upstream head depends on besides the client's head.
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +48,8 @@ pub struct Outbound<'a> {
     pub has_body: bool,
     /// The request is a valid WebSocket upgrade ([`is_websocket_upgrade`]).
     pub websocket: bool,
+    /// The attempt's span (`otel:`), replacing the client's `traceparent`.
+    pub traceparent: Option<&'a HeaderValue>,
 }
 
 /// Whether `head` is a valid WebSocket upgrade: an HTTP/1.1 GET with `Upgrade: websocket` and
@@ -156,6 +159,9 @@ pub fn upstream_head(
     headers.insert(forwarded::X_REAL_IP.clone(), fwd.client_ip.clone());
     headers.insert(forwarded::X_CLIENT_IP.clone(), fwd.client_ip);
     headers.insert(REQUEST_ID.clone(), out.request_id.clone());
+    if let Some(traceparent) = out.traceparent {
+        headers.insert(TRACEPARENT.clone(), traceparent.clone());
+    }
     if out.has_body && !headers.contains_key(CONTENT_LENGTH) {
         headers.insert(TRANSFER_ENCODING, CHUNKED.clone());
     }
@@ -241,6 +247,15 @@ mod tests {
         head: &RequestHeader,
         has_body: bool,
     ) -> Result<Box<RequestHeader>, EdgeError> {
+        build_traced(snap, head, has_body, None)
+    }
+
+    fn build_traced(
+        snap: &Snapshot,
+        head: &RequestHeader,
+        has_body: bool,
+        traceparent: Option<&HeaderValue>,
+    ) -> Result<Box<RequestHeader>, EdgeError> {
         let peer = PeerText::new(Some(IpAddr::from([192, 0, 2, 1])));
         let host = HeaderValue::from_static("a.test");
         let id = HeaderValue::from_static("req-1");
@@ -256,6 +271,7 @@ mod tests {
             forwarded_host: Some(&host),
             has_body,
             websocket: is_websocket_upgrade(head),
+            traceparent,
         };
         upstream_head(head, &out)
     }
@@ -306,6 +322,27 @@ mod tests {
         assert_eq!(get(&up, "x-real-ip"), ["192.0.2.1"]);
         assert_eq!(get(&up, "x-request-id"), ["req-1"]);
         assert_eq!(up.version, Version::HTTP_11);
+    }
+
+    #[test]
+    fn a_traced_attempt_s_traceparent_replaces_the_client_s_and_tracestate_stays() {
+        let snap = snapshot(false);
+        let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let head = h1(
+            &[
+                ("Host", "a.test"),
+                ("traceparent", client),
+                ("tracestate", "vendor=abc"),
+            ],
+            "/",
+        );
+        let untraced = build(&snap, &head, false).expect("head");
+        assert_eq!(get(&untraced, "traceparent"), [client]);
+        let ours =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01");
+        let traced = build_traced(&snap, &head, false, Some(&ours)).expect("head");
+        assert_eq!(get(&traced, "traceparent"), [ours.to_str().unwrap()]);
+        assert_eq!(get(&traced, "tracestate"), ["vendor=abc"]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The response body from server to client, chunk by chunk as the server sends it (token
-//! streams are never held back): the quota meter and the inference timings see each chunk, empty
+//! streams are never held back): the quota meter, the trace's usage reader and the inference
+//! timings see each chunk, empty
 //! chunks are never forwarded (an h2 client counts empty DATA frames as a flood), and the last
 //! chunk carries the end of the stream. Meanwhile the rest of the client's body still goes to
 //! the server, and a client that goes away ends the exchange (the server connection is then
@@ -11,11 +12,14 @@ use super::attempt::{client_event, take_client_event, Attempt, Failed};
 use super::body::RequestBody;
 use super::error::EdgeError;
 use super::inference::InferenceCtx;
+use crate::inference::usage::UsageReader;
 use crate::security::quota::Meter;
 
 /// Who watches the response body go by.
 pub struct Watchers<'a> {
     pub meter: Option<&'a mut Meter>,
+    /// Reads the usage for the trace when no meter does.
+    pub usage: Option<&'a mut UsageReader>,
     pub inference: &'a mut InferenceCtx,
 }
 
@@ -34,6 +38,9 @@ pub async fn relay(
             if let Some(meter) = watchers.meter.as_deref_mut() {
                 meter.feed(None, true);
             }
+            if let Some(usage) = watchers.usage.as_deref_mut() {
+                usage.feed(None, true);
+            }
             return session
                 .finish_body()
                 .await
@@ -50,6 +57,9 @@ pub async fn relay(
                 let chunk = chunk.unwrap_or_default();
                 if let Some(meter) = watchers.meter.as_deref_mut() {
                     meter.feed(Some(&chunk), end);
+                }
+                if let Some(usage) = watchers.usage.as_deref_mut() {
+                    usage.feed(Some(&chunk), end);
                 }
                 watchers.inference.response_chunk(chunk.len());
                 if !chunk.is_empty() || end {

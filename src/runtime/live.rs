@@ -19,6 +19,7 @@ use crate::cluster::{ClusterError, ClusterPlan};
 use crate::config::model::Config;
 use crate::inference::metrics::InferenceMetrics;
 use crate::observe::Observability;
+use crate::otel::{OtelError, Pipeline};
 use crate::pool::metrics::PoolMetrics;
 use crate::pool::Registry;
 use crate::security::metrics::SecurityMetrics;
@@ -55,6 +56,8 @@ pub enum PrepareError {
     Cluster(#[from] ClusterError),
     #[error("certificates: {0}")]
     Certificates(#[from] AcmeError),
+    #[error("{0}")]
+    Otel(#[from] OtelError),
 }
 
 /// A configuration ready to be committed: nothing of it is in force yet.
@@ -131,13 +134,24 @@ impl Live {
 
     /// Prepares `config` as the next generation: the cluster plan (keep, join a new one, or
     /// none), the certificate plan (what each certificate serves first; reads stored
-    /// certificates, may make a placeholder), and the compiled snapshot. Changes no live state;
+    /// certificates, may make a placeholder), the trace pipeline (the running one when `otel`
+    /// is unchanged; a new one sends nothing until requests use it), and the compiled snapshot. Changes no live state;
     /// on error nothing is prepared.
     pub fn prepare(&self, config: &Config) -> Result<Prepared, PrepareError> {
         let running = self.snapshots.load();
         let cluster = ClusterPlan::prepare(config, running.cluster.as_ref(), &self.cluster)?;
         let certs = self.acme.prepare(config)?;
-        let snapshot = Snapshot::compile(config, running.generation + 1, self, cluster.cluster());
+        // The trace pipeline in force carries on when its settings are unchanged.
+        let otel = match &config.otel {
+            None => None,
+            Some(settings) => match running.otel.as_ref().filter(|p| p.settings() == settings) {
+                Some(same) => Some(same.clone()),
+                None => Some(Arc::new(Pipeline::new(settings)?)),
+            },
+        };
+        let mut snapshot =
+            Snapshot::compile(config, running.generation + 1, self, cluster.cluster());
+        snapshot.otel = otel;
         Ok(Prepared {
             config: config.clone(),
             cluster,
@@ -434,6 +448,43 @@ mod tests {
         let view = live.observe.history.view().expect("history on");
         assert!(view.routes.is_empty(), "{view:?}");
         assert!(view.upstreams.contains_key("u"));
+    }
+
+    #[test]
+    fn the_trace_pipeline_carries_over_an_unchanged_otel_section_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let live = Live::new().expect("live state");
+        let otel = |port: u16| format!("otel: {{ endpoint: http://127.0.0.1:{port} }}\n");
+        live.commit(
+            live.prepare(&load(dir.path(), &state, "", "", ""))
+                .expect("prepare"),
+        );
+        assert!(live.snapshots.load().otel.is_none());
+        let first = load(dir.path(), &state, "", "", &otel(4318));
+        live.commit(live.prepare(&first).expect("prepare"));
+        let running = live.snapshots.load().otel.clone().expect("a pipeline");
+        assert_eq!(
+            running.settings().endpoint,
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        live.commit(live.prepare(&first).expect("prepare"));
+        let same = live.snapshots.load().otel.clone().expect("a pipeline");
+        assert!(
+            Arc::ptr_eq(&running, &same),
+            "an unchanged section keeps its pipeline"
+        );
+        let moved = load(dir.path(), &state, "", "", &otel(4319));
+        let prepared = live.prepare(&moved).expect("prepare");
+        assert!(Arc::ptr_eq(
+            &running,
+            live.snapshots.load().otel.as_ref().expect("still in force")
+        ));
+        live.commit(prepared);
+        let new = live.snapshots.load().otel.clone().expect("a pipeline");
+        assert!(!Arc::ptr_eq(&running, &new));
+        assert_eq!(new.settings().endpoint, "http://127.0.0.1:4319/v1/traces");
     }
 
     #[test]

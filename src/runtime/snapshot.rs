@@ -19,6 +19,7 @@ use crate::config::model::{
 use crate::inference::metrics::InferenceMetrics;
 use crate::observe::servers::ServerStats;
 use crate::observe::RouteObserver;
+use crate::otel::Pipeline;
 use crate::pool::select::Rules;
 use crate::pool::{planned_addresses, UpstreamPool, UpstreamStatus};
 use crate::routing::Router;
@@ -38,6 +39,8 @@ pub struct Snapshot {
     pub max_connections_per_ip: Option<u32>,
     /// The cluster this configuration runs with.
     pub cluster: Option<Arc<Cluster>>,
+    /// Where request spans go (`otel:`); `None` = no traces. [`Live::prepare`] sets it.
+    pub otel: Option<Arc<Pipeline>>,
 }
 
 /// What one listener does with a request.
@@ -121,6 +124,7 @@ impl Snapshot {
             targets: Vec::new(),
             max_connections_per_ip: None,
             cluster: None,
+            otel: None,
         }
     }
 
@@ -232,6 +236,7 @@ impl Snapshot {
             targets,
             max_connections_per_ip: config.max_connections_per_ip,
             cluster: cluster.cloned(),
+            otel: None,
         }
     }
 

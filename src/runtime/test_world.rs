@@ -83,5 +83,6 @@ pub fn config(listeners: Vec<Listener>, routes: Vec<Route>) -> Config {
         trusted_proxies: Vec::new(),
         max_connections_per_ip: None,
         cluster: None,
+        otel: None,
     }
 }

@@ -39,6 +39,7 @@ mod observability_reload;
 // Kills a `ferrogate demo-backend` process.
 #[cfg(feature = "demo")]
 mod observability_status;
+mod otel;
 mod packaging;
 mod reload;
 mod routing;

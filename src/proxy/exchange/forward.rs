@@ -13,6 +13,8 @@ use pingora::protocols::http::ServerSession;
 use pingora::ErrorType;
 
 use super::{Ending, Exchange, Handled};
+use crate::inference::usage::UsageReader;
+use crate::otel::AttemptTrace;
 use crate::proxy::attempt::{self, Attempt, Failed};
 use crate::proxy::balancing::{self, RetryFacts};
 use crate::proxy::error::EdgeError;
@@ -73,11 +75,28 @@ impl Exchange<'_> {
             self.tries.count += 1;
             self.tries.last_server = Some(pick.member.address.clone());
             let socket = pick.member.socket;
+            let attempt_number = u32::try_from(self.tries.count - 1).unwrap_or(u32::MAX);
+            let mut span = self
+                .trace
+                .as_ref()
+                .map(|t| t.attempt(&pick.member.address, attempt_number));
             self.tries.pick = Some(pick);
-            let failed = match self.attempt(target, session, socket, websocket).await {
+            let failed = match self
+                .attempt(target, session, socket, websocket, &mut span)
+                .await
+            {
                 Ok(handled) => return Ok(handled),
                 Err(failed) => failed,
             };
+            if let Some(span) = span.as_mut() {
+                match &failed {
+                    Attempted::Server { error, .. }
+                    | Attempted::Client(error)
+                    | Attempted::Relay(error) => span.fail(error.kind()),
+                    Attempted::Overloaded => {}
+                }
+            }
+            drop(span);
             let (error, sent, reused) = match failed {
                 Attempted::Client(error) | Attempted::Relay(error) => return Err(error),
                 Attempted::Overloaded => {
@@ -131,6 +150,7 @@ impl Exchange<'_> {
         session: &mut ServerSession,
         socket: SocketAddr,
         websocket: bool,
+        span: &mut Option<AttemptTrace>,
     ) -> Result<Handled, Attempted> {
         let upstream = &target.upstream;
         let routed = self
@@ -155,6 +175,7 @@ impl Exchange<'_> {
                 forwarded_host: routed.forwarded_host.as_ref(),
                 has_body: !self.body.done || self.body.read > 0,
                 websocket,
+                traceparent: span.as_ref().map(AttemptTrace::traceparent),
             };
             outbound::upstream_head(session.req_header(), &out).map_err(Attempted::Client)?
         };
@@ -181,6 +202,9 @@ impl Exchange<'_> {
             ));
         };
         let status = head.status.as_u16();
+        if let Some(span) = span.as_mut() {
+            span.respond(status);
+        }
         if status == 101 && !websocket {
             // A switch nobody asked for: the answer cannot be relayed.
             return Err(Attempted::from(
@@ -236,8 +260,13 @@ impl Exchange<'_> {
             _ => session.write_response_header(response).await,
         };
         written.map_err(|e| Attempted::Client(EdgeError::downstream(&e)))?;
+        if self.trace.is_some() && self.meter.is_none() && self.inference.facts.is_some() {
+            // A retried attempt's body is read anew.
+            self.usage = Some(UsageReader::default());
+        }
         let watchers = Watchers {
             meter: self.meter.as_mut(),
+            usage: self.usage.as_mut(),
             inference: &mut self.inference,
         };
         match relay::relay(session, &mut attempt, &mut self.body, watchers).await {
