@@ -425,6 +425,22 @@ pub struct Server {
     pub kv_events: Option<KvEvents>,
 }
 
+impl Server {
+    /// A server at `socket` (its address written as the socket) with `weight` and no other
+    /// setting.
+    pub fn new(socket: SocketAddr, weight: u32) -> Self {
+        Self {
+            address: socket.to_string(),
+            socket,
+            weight,
+            max_inflight: None,
+            drain: false,
+            models: None,
+            kv_events: None,
+        }
+    }
+}
+
 /// `servers[].inference.kv_events` (and `kv_events_replay`): ZMQ endpoints of an engine's
 /// KV-cache event publisher.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

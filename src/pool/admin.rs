@@ -244,15 +244,7 @@ mod tests {
     use crate::config::model::Server;
 
     fn server(address: &str, weight: u32) -> Server {
-        Server {
-            address: address.into(),
-            socket: address.parse().expect("socket"),
-            weight,
-            max_inflight: None,
-            drain: false,
-            models: None,
-            kv_events: None,
-        }
+        Server::new(address.parse().expect("socket"), weight)
     }
 
     #[test]

@@ -137,19 +137,7 @@ mod tests {
     #[test]
     fn readings_size_the_cache_and_a_restart_empties_it() {
         let pool = UpstreamPool::new("gpu");
-        pool.set_configured(
-            &[Server {
-                address: "127.0.0.1:1".into(),
-                socket: ([127, 0, 0, 1], 1).into(),
-                weight: 1,
-                max_inflight: None,
-                drain: false,
-                models: None,
-                kv_events: None,
-            }],
-            false,
-            None,
-        );
+        pool.set_configured(&[Server::new(([127, 0, 0, 1], 1).into(), 1)], false, None);
         let member = pool.members()[0].clone();
         let hashes: Vec<u64> = (0..10).collect();
         pool.prefix.lock().index.insert(&hashes, member.id);

@@ -169,13 +169,8 @@ mod tests {
         let pool = UpstreamPool::new("q");
         pool.set_configured(
             &[Server {
-                address: "127.0.0.1:1".into(),
-                socket: ([127, 0, 0, 1], 1).into(),
-                weight: 1,
                 max_inflight: Some(1),
-                drain: false,
-                models: None,
-                kv_events: None,
+                ..Server::new(([127, 0, 0, 1], 1).into(), 1)
             }],
             false,
             None,

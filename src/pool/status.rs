@@ -363,19 +363,7 @@ mod tests {
     #[test]
     fn renders_runtime_admin_settings() {
         let pool = UpstreamPool::new("u");
-        pool.set_configured(
-            &[Server {
-                address: "127.0.0.1:9".into(),
-                socket: ([127, 0, 0, 1], 9).into(),
-                weight: 2,
-                max_inflight: None,
-                drain: false,
-                models: None,
-                kv_events: None,
-            }],
-            false,
-            None,
-        );
+        pool.set_configured(&[Server::new(([127, 0, 0, 1], 9).into(), 2)], false, None);
         pool.set_runtime_weight("127.0.0.1:9", 5, "127.0.0.1:40000")
             .expect("weight");
         pool.set_admin_state("127.0.0.1:9", crate::pool::AdminState::Maint, "[::1]:1")
@@ -401,19 +389,7 @@ mod tests {
     #[test]
     fn renders_inference_signals() {
         let pool = UpstreamPool::new("gpu");
-        pool.set_configured(
-            &[Server {
-                address: "127.0.0.1:9".into(),
-                socket: ([127, 0, 0, 1], 9).into(),
-                weight: 1,
-                max_inflight: None,
-                drain: false,
-                models: None,
-                kv_events: None,
-            }],
-            false,
-            None,
-        );
+        pool.set_configured(&[Server::new(([127, 0, 0, 1], 9).into(), 1)], false, None);
         let member = pool.members()[0].clone();
         member
             .state

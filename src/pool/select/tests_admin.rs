@@ -6,38 +6,11 @@ use std::time::Duration;
 
 use http::HeaderValue;
 
+use super::tests::{pick, pool, rules, server};
 use super::*;
 use crate::balance::sticky::format_id;
-use crate::config::model::{Health, Server};
+use crate::config::model::Health;
 use crate::pool::AdminState;
-
-fn server(port: u16, weight: u32) -> Server {
-    Server {
-        address: format!("127.0.0.1:{port}"),
-        socket: ([127, 0, 0, 1], port).into(),
-        weight,
-        max_inflight: None,
-        drain: false,
-        models: None,
-        kv_events: None,
-    }
-}
-
-fn pool(servers: &[Server]) -> UpstreamPool {
-    let pool = UpstreamPool::new("u");
-    pool.set_configured(servers, false, None);
-    pool
-}
-
-fn rules<'a>(balance: &'a Balance, sticky: Option<&'a Sticky>) -> Rules<'a> {
-    Rules {
-        balance,
-        sticky,
-        slow_start: None,
-        inference: None,
-        may_queue: false,
-    }
-}
 
 fn request(headers: &HeaderMap) -> RequestInfo<'_> {
     RequestInfo {
@@ -45,13 +18,6 @@ fn request(headers: &HeaderMap) -> RequestInfo<'_> {
         headers,
         tried: &[],
         inference: None,
-    }
-}
-
-fn pick(pool: &UpstreamPool, rules: &Rules<'_>, req: &RequestInfo<'_>) -> Pick {
-    match pool.select(rules, req, Instant::now()) {
-        Outcome::Picked(p) => p,
-        other => panic!("expected a pick, got {other:?}"),
     }
 }
 

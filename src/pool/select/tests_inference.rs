@@ -11,13 +11,8 @@ use crate::inference::signals::Load;
 
 fn server(port: u16, models: Option<&[&str]>) -> Server {
     Server {
-        address: format!("127.0.0.1:{port}"),
-        socket: ([127, 0, 0, 1], port).into(),
-        weight: 1,
-        max_inflight: None,
-        drain: false,
         models: models.map(|m| m.iter().map(|s| s.to_string()).collect()),
-        kv_events: None,
+        ..Server::new(([127, 0, 0, 1], port).into(), 1)
     }
 }
 
