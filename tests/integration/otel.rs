@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use crate::backends::{closed_port, silent_server, EchoBackend};
 use crate::balance_support::{lb_builder, wait_status};
 use crate::client::{http_request, Request};
-use crate::harness::DEFAULT_TIMEOUTS;
+use crate::harness::{Daemon, DEFAULT_TIMEOUTS};
 
 /// The caller's trace and span in the tests' `traceparent`.
 const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -116,6 +116,15 @@ fn otel_yaml(endpoint: &str, sample_ratio: f64) -> String {
     )
 }
 
+/// A daemon whose `lb` listener sends everything to `web`, tracing to `endpoint`.
+async fn traced(web: &EchoBackend, endpoint: &str, sample_ratio: f64) -> Daemon {
+    lb_builder()
+        .upstream("app", &[web.addr], DEFAULT_TIMEOUTS)
+        .yaml(&otel_yaml(endpoint, sample_ratio))
+        .start()
+        .await
+}
+
 fn attr<'a>(span: &'a Value, key: &str) -> &'a Value {
     &span["attributes"][key]
 }
@@ -132,11 +141,7 @@ fn traceparent_parts(value: &str) -> (String, String, String) {
 async fn spans_continue_the_callers_trace_and_name_the_attempt_upstream() {
     let receiver = Receiver::start();
     let web = EchoBackend::start("web").await;
-    let d = lb_builder()
-        .upstream("app", &[web.addr], DEFAULT_TIMEOUTS)
-        .yaml(&otel_yaml(&format!("http://{}", receiver.addr), 1.0))
-        .start()
-        .await;
+    let d = traced(&web, &format!("http://{}", receiver.addr), 1.0).await;
     let lb = d.extra("lb");
 
     let caller = format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01");
@@ -254,11 +259,7 @@ async fn a_failed_attempt_and_its_retry_are_two_spans() {
 async fn sampling_follows_the_caller_and_the_ratio() {
     let receiver = Receiver::start();
     let web = EchoBackend::start("web").await;
-    let d = lb_builder()
-        .upstream("app", &[web.addr], DEFAULT_TIMEOUTS)
-        .yaml(&otel_yaml(&format!("http://{}", receiver.addr), 0.0))
-        .start()
-        .await;
+    let d = traced(&web, &format!("http://{}", receiver.addr), 0.0).await;
     let lb = d.extra("lb");
     // Started here at ratio 0: not recorded, and said so upstream.
     for _ in 0..3 {
@@ -359,11 +360,7 @@ async fn a_reload_sends_spans_to_the_new_collector() {
     let first = Receiver::start();
     let second = Receiver::start();
     let web = EchoBackend::start("web").await;
-    let mut d = lb_builder()
-        .upstream("app", &[web.addr], DEFAULT_TIMEOUTS)
-        .yaml(&otel_yaml(&format!("http://{}", first.addr), 1.0))
-        .start()
-        .await;
+    let mut d = traced(&web, &format!("http://{}", first.addr), 1.0).await;
     let lb = d.extra("lb");
     let before = |path: &'static str| move |s: &Value| s["attributes"]["url.path"] == path;
     assert_eq!(
@@ -405,11 +402,7 @@ async fn an_absent_or_silent_collector_changes_nothing_for_clients() {
         format!("http://{}", absent.addr),
         format!("http://{silent}"),
     ] {
-        let d = lb_builder()
-            .upstream("app", &[web.addr], DEFAULT_TIMEOUTS)
-            .yaml(&otel_yaml(&endpoint, 1.0))
-            .start()
-            .await;
+        let d = traced(&web, &endpoint, 1.0).await;
         let lb = d.extra("lb");
         // More requests than one export batch, over more than one batch delay.
         for i in 0..600 {
