@@ -3,7 +3,9 @@
 //! prompts, multi-turn chats with growing history, Poisson arrivals ramping to saturation,
 //! streamed answers timed at the client). Scenarios: `main` (every policy at saturation),
 //! `random`, `hot`, `kill`, `add` (controls) and `overhead` (TTFT through the proxy vs direct);
-//! none or `all` runs them all. Knobs are `BENCH_*` environment variables (see [`Knobs`]).
+//! none or `all` runs them all. `peers` (named alone; `benches/inference_peers.py` installs the
+//! routers and runs it) sets ferrogate against sglang-router and vllm-router. Knobs are `BENCH_*`
+//! environment variables (see [`Knobs`]).
 //!
 //! `cargo bench --bench inference_routing -j 1 -- main`
 
@@ -16,6 +18,8 @@ mod client;
 mod cluster;
 #[path = "inference_routing/controls.rs"]
 mod controls;
+#[path = "inference_routing/peers.rs"]
+mod peers;
 #[path = "inference_routing/report.rs"]
 mod report;
 #[path = "inference_routing/runner.rs"]
@@ -59,6 +63,8 @@ pub struct Knobs {
     pub seed: u64,
     /// Policies of `main`, comma-separated (`round_robin`, `round_robin+affinity`, ...).
     pub policies: String,
+    /// The `peers` base rate (req/s): near round-robin saturation of the default nodes.
+    pub peer_rate: f64,
 }
 
 fn env<T: FromStr>(name: &str, default: T) -> T {
@@ -88,6 +94,7 @@ impl Knobs {
                 "POLICIES",
                 "round_robin,round_robin+affinity,least_inflight,metrics,cache_aware".to_string(),
             ),
+            peer_rate: env("PEER_RATE", 4.5),
         }
     }
 
@@ -297,5 +304,9 @@ async fn main() {
     }
     if wants("add") {
         controls::add(&knobs).await;
+    }
+    // Needs the routers' virtual environment: only when named.
+    if args.iter().any(|a| a == "peers") {
+        peers::peers(&knobs).await;
     }
 }

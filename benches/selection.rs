@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use ferrogate::config::model::{Balance, HashKey, Server};
-use ferrogate::inference::prefix::{self, Candidate, CostModel, PrefixIndex};
+use ferrogate::inference::prefix::{self, NodeView, PrefixIndex};
 use ferrogate::pool::select::Rules;
 use ferrogate::pool::{Outcome, RequestInfo, UpstreamPool};
 
@@ -30,6 +30,7 @@ fn pool(servers: usize) -> UpstreamPool {
                 max_inflight: None,
                 drain: false,
                 models: None,
+                kv_events: None,
             }
         })
         .collect();
@@ -87,27 +88,38 @@ fn prefix_index(c: &mut Criterion) {
         b.iter(|| prefix::block_hashes(&prefix::normalize(black_box(&prompt))))
     });
     // 64 tenants spread over 8 servers, as a busy pool's index holds them.
-    let mut index = PrefixIndex::new(262_144);
+    let mut index = PrefixIndex::new();
     for t in 0..64 {
         index.insert(
             &prefix::block_hashes(&prefix::normalize(&tenant(t))),
             (t % 8) as u64,
         );
     }
-    let candidates: Vec<Candidate> = (0..8u64)
-        .map(|server| Candidate {
-            server,
-            load: (server % 3) as f64,
-        })
-        .collect();
-    let cost = CostModel::default();
+    // What a decision does: look the prompt up on every server, price it there, pick.
+    let decide = |hashes: &[u64]| {
+        let views: Vec<NodeView> = (0..8u64)
+            .map(|server| NodeView {
+                server,
+                ahead: (server % 3) as f64,
+                slots: 8.0,
+                service_secs: 1.0,
+                prefill_rate: 4_000.0,
+                prefill_backlog_secs: 0.0,
+                cached_tokens: index.matched(hashes, server) as f64 * prefix::TOKENS_PER_BLOCK,
+                holder_rank: None,
+                cache_fill: index.fill(server),
+                prefixes_held: 8,
+            })
+            .collect();
+        prefix::choose(&views, &[true; 8], 5_000.0, 0)
+    };
     let cached = prefix::block_hashes(&prefix::normalize(&prompt));
     let unseen = prefix::block_hashes(&prefix::normalize(&tenant(1_000)));
     group.bench_function("choose_8_servers_cached", |b| {
-        b.iter(|| prefix::choose(&index, black_box(&cached), &candidates, &cost))
+        b.iter(|| decide(black_box(&cached)))
     });
     group.bench_function("choose_8_servers_unseen", |b| {
-        b.iter(|| prefix::choose(&index, black_box(&unseen), &candidates, &cost))
+        b.iter(|| decide(black_box(&unseen)))
     });
     group.finish();
 }

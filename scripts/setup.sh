@@ -3,7 +3,9 @@
 # Rust toolchain: cmake (pingora's zlib-ng build) and the tools the tests use (chromium renders the
 # status page; systemd-analyze verifies the unit file; redis-server for the cluster tests; for the
 # ACME tests Pebble +
-# pebble-challtestsrv, bind9's named, dig, openssl and curl). Safe to run again; installs only what
+# pebble-challtestsrv, bind9's named, dig, openssl and curl; HAProxy for the import-haproxy test;
+# uvicorn and opentelemetry-proto from PyPI, in a virtual environment at target/test-venv: a real
+# Python backend and OTLP decoder). Safe to run again; installs only what
 # is missing. `scripts/setup.sh --build` installs only what building needs (for the demo).
 set -euo pipefail
 
@@ -22,6 +24,11 @@ command -v dig >/dev/null 2>&1 || need+=(bind9-dnsutils)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # cluster: shared state (+ redis-cli)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)  # uvicorn's environment
+command -v ss >/dev/null 2>&1 || need+=(iproute2)                 # the package test's port checks
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)          # the package test runs the daemon as its user
+command -v lintian >/dev/null 2>&1 || need+=(lintian)             # the package test lints the .deb
+test -x /usr/sbin/haproxy || need+=(haproxy)                       # import-haproxy: the same requests through HAProxy
 fi
 
 if [ "${#need[@]}" -gt 0 ]; then
@@ -36,5 +43,14 @@ command -v cargo >/dev/null 2>&1 || { echo "setup: cargo (the Rust toolchain) is
 if [ "$build_only" != true ] && ! cargo fuzz --version >/dev/null 2>&1; then
   echo "setup: installing cargo-fuzz"
   cargo install --locked -q cargo-fuzz
+fi
+# uvicorn (with its default h11 parser) is the Python backend of the HTTP/2-to-HTTP/1 tests;
+# opentelemetry-proto decodes what the traces test's OTLP receiver (tests/otlp_receiver.py) gets.
+venv="$(dirname "$0")/../target/test-venv"
+if [ "$build_only" != true ] \
+  && ! "$venv/bin/python" -c 'import uvicorn, opentelemetry.proto' >/dev/null 2>&1; then
+  echo "setup: installing uvicorn and opentelemetry-proto into target/test-venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q uvicorn opentelemetry-proto
 fi
 echo "setup: ok"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test ferrogate has (the daemon and the simulator crate): formatting, clippy
-# (also of the daemon without its default `demo` feature, as the container image builds it), unit
-# tests, and the integration tests that start the real daemon against real servers on loopback.
-# Installs what it needs first.
+# (also of the daemon without its default `demo` feature, as the container image and the Debian
+# package build it), unit tests, the integration tests that start the real daemon against real
+# servers on loopback, and the Debian package installed and run on this machine
+# (scripts/test-package.sh: a release build). Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +19,7 @@ cargo clippy -p ferrogate --no-default-features --all-targets --locked -- -D war
 cargo check -p ferrogate --no-default-features --locked
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== Debian package (build, install, run, purge)"
+scripts/test-package.sh
 echo "== fuzz targets (30 s each)"
 scripts/fuzz.sh 30

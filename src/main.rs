@@ -45,6 +45,19 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Ctl { admin, action } => {
+            match ferrogate::admin::ctl::run(&admin, &action.command()) {
+                Ok(output) => {
+                    print!("{output}");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("ferrogate ctl: {message}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::ImportHaproxy { file } => import_haproxy(&file),
         Command::Run { config, upgrade } => match config::load(&config) {
             Ok(loaded) => {
                 init_logging(&loaded.log);
@@ -106,6 +119,28 @@ fn check(path: &Path) -> ExitCode {
                 path.display(),
                 errors.0.len()
             );
+            ExitCode::from(EXIT_INVALID_CONFIG)
+        }
+    }
+}
+
+/// `ferrogate import-haproxy FILE`: YAML on stdout, notes on stderr.
+fn import_haproxy(file: &Path) -> ExitCode {
+    let shown = file.display().to_string();
+    match ferrogate::haproxy::import(file) {
+        Ok(import) => {
+            print!("{}", import.yaml);
+            eprint!(
+                "{}",
+                ferrogate::haproxy::render_notes(&shown, &import.notes)
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            if let ferrogate::haproxy::ImportError::NothingTranslated { notes, .. } = &error {
+                eprint!("{}", ferrogate::haproxy::render_notes(&shown, notes));
+            }
+            eprintln!("ferrogate import-haproxy: {error}");
             ExitCode::from(EXIT_INVALID_CONFIG)
         }
     }

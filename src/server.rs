@@ -8,7 +8,6 @@ use std::sync::Arc;
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::{L4BufferSettings, ListenerConfig};
 use pingora::prelude::*;
-use pingora::proxy::http_proxy;
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::RunArgs;
 use pingora::services::background::background_service;
@@ -18,9 +17,9 @@ use crate::admin::AdminApp;
 use crate::config::model::Config;
 use crate::lifecycle::probe::Endpoint;
 use crate::lifecycle::{ActiveRequests, ControlPlane, Readiness, Signals};
-use crate::monitor::{DnsDiscovery, HealthChecker, NodeScraper};
+use crate::monitor::{DnsDiscovery, HealthChecker, HistorySampler, KvEventSubscriber, NodeScraper};
 use crate::observe::connections::CountedConnections;
-use crate::proxy::Proxy;
+use crate::proxy::ProxyApp;
 use crate::reload::Reloader;
 use crate::runtime::Live;
 use crate::security::gate::{ConnectionGate, GateSettings};
@@ -67,7 +66,6 @@ pub fn build(
     let state = &config.state_dir;
     let conf = ServerConf {
         threads: config.workers,
-        max_retries: crate::proxy::DEFAULT_MAX_TRIES,
         grace_period_seconds: Some(config.shutdown_grace.as_secs()),
         graceful_shutdown_timeout_seconds: Some(DEFAULT_RUNTIME_SHUTDOWN_SECS),
         pid_file: state.join("ferrogate.pid").to_string_lossy().into_owned(),
@@ -81,17 +79,18 @@ pub fn build(
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
+    // One pool of idle server connections for every listener.
+    let connector = crate::proxy::connector(&server.configuration);
     for listener in &config.listeners {
-        let proxy = Proxy::new(
+        let app = ProxyApp::new(
             &listener.name,
             listener.tls,
+            listener.limits,
             live.clone(),
             process.active.clone(),
+            connector.clone(),
         );
         let name = format!("listener {}", listener.name);
-        let proxy = proxy.with_limits(listener.limits);
-        let mut app = http_proxy(&server.configuration, proxy);
-        app.h2_options = Some(crate::proxy::h2::options(listener.limits.h2_window));
         let counted = CountedConnections::new(&live.observe.traffic, &listener.name, app);
         // PROXY protocol, limits and the TLS handshake all run in the gate, before HTTP parsing.
         let settings = GateSettings {
@@ -121,6 +120,10 @@ pub fn build(
     server.add_service(background_service("dns discovery", discovery));
     let scraper = NodeScraper::new(live.snapshots.clone(), live.inference.clone());
     server.add_service(background_service("node scraper", scraper));
+    let sampler = HistorySampler::new(live.clone());
+    server.add_service(background_service("history sampler", sampler));
+    let kv_events = KvEventSubscriber::new(live.snapshots.clone(), live.inference.clone());
+    server.add_service(background_service("kv-event subscriber", kv_events));
 
     if let Some(admin) = &config.admin {
         let mut service = Service::new(

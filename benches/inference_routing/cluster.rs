@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ferrogate_sim::{SimConfig, SimHandle};
 
 /// The daemon cargo built for this bench (the bench profile: optimized).
-const BIN: &str = env!("CARGO_BIN_EXE_ferrogate");
+pub const BIN: &str = env!("CARGO_BIN_EXE_ferrogate");
 /// How long the daemon may take to accept connections.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -53,16 +53,62 @@ struct Settings {
     admin: SocketAddr,
     policy: Policy,
     admission: Admission,
+    /// Each server's KV event endpoints `(PUB, replay)`, by position, when the daemon is to
+    /// subscribe to them.
+    kv_events: Vec<(String, Option<String>)>,
+}
+
+/// A server's `inference: { kv_events: …, kv_events_replay: … }` entry.
+fn kv_events_yaml(events: &(String, Option<String>)) -> String {
+    match &events.1 {
+        Some(replay) => format!(
+            ", inference: {{ kv_events: \"{}\", kv_events_replay: \"{replay}\" }}",
+            events.0
+        ),
+        None => format!(", inference: {{ kv_events: \"{}\" }}", events.0),
+    }
+}
+
+/// A whole config whose servers name KV event endpoints, to ask `ferrogate check` whether the
+/// daemon takes them.
+pub fn kv_events_probe_yaml(
+    state_dir: &std::path::Path,
+    events: &[(String, Option<String>)],
+) -> String {
+    let settings = Settings {
+        state_dir: state_dir.to_path_buf(),
+        lb: "127.0.0.1:18000".parse().expect("literal address"),
+        admin: "127.0.0.1:18001".parse().expect("literal address"),
+        policy: Policy {
+            balance: "cache_aware",
+            affinity: true,
+        },
+        admission: Admission {
+            max_inflight: 16,
+            queue_size: 16,
+            queue_timeout: Duration::from_secs(1),
+        },
+        kv_events: events.to_vec(),
+    };
+    let servers: Vec<SocketAddr> = (0..events.len())
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], 19000 + i as u16)))
+        .collect();
+    settings.yaml(&servers)
 }
 
 impl Settings {
     fn yaml(&self, servers: &[SocketAddr]) -> String {
         let list: Vec<String> = servers
             .iter()
-            .map(|a| {
+            .enumerate()
+            .map(|(i, a)| {
                 format!(
-                    "{{ address: {a}, max_inflight: {} }}",
-                    self.admission.max_inflight
+                    "{{ address: {a}, max_inflight: {}{} }}",
+                    self.admission.max_inflight,
+                    self.kv_events
+                        .get(i)
+                        .map(kv_events_yaml)
+                        .unwrap_or_default()
                 )
             })
             .collect();
@@ -102,6 +148,16 @@ pub struct Daemon {
 
 impl Daemon {
     pub async fn start(servers: &[SocketAddr], policy: Policy, admission: Admission) -> Daemon {
+        Daemon::start_with_kv_events(servers, policy, admission, &[]).await
+    }
+
+    /// A daemon whose servers name their KV event endpoints (`inference: { kv_events: … }`).
+    pub async fn start_with_kv_events(
+        servers: &[SocketAddr],
+        policy: Policy,
+        admission: Admission,
+        kv_events: &[(String, Option<String>)],
+    ) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let settings = Settings {
             state_dir: dir.path().join("state"),
@@ -109,6 +165,7 @@ impl Daemon {
             admin: free_addr(),
             policy,
             admission,
+            kv_events: kv_events.to_vec(),
         };
         let config = dir.path().join("ferrogate.yaml");
         std::fs::write(&config, settings.yaml(servers)).expect("write config");
@@ -181,8 +238,9 @@ pub struct NodeShape {
     pub decode_ms: f64,
 }
 
-pub async fn start_node(shape: &NodeShape) -> SimHandle {
-    ferrogate_sim::start(SimConfig {
+/// The simulator settings of a node of `shape`.
+pub fn node_config(shape: &NodeShape) -> SimConfig {
+    SimConfig {
         models: vec![super::workload::MODEL.to_string()],
         max_num_seqs: shape.max_num_seqs,
         max_waiting: None,
@@ -190,7 +248,11 @@ pub async fn start_node(shape: &NodeShape) -> SimHandle {
         prefill_tokens_per_sec: shape.prefill_tokens_per_sec,
         decode_ms: shape.decode_ms,
         ..SimConfig::default()
-    })
-    .await
-    .expect("start simulator")
+    }
+}
+
+pub async fn start_node(shape: &NodeShape) -> SimHandle {
+    ferrogate_sim::start(node_config(shape))
+        .await
+        .expect("start simulator")
 }

@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 
 use clap::Parser;
 
+use super::block_hash::DEFAULT_HASH_SEED;
 use super::config::{self, Engine, SimConfig};
 use super::faults::Faults;
+use super::kv_events::publisher::{DEFAULT_REPLAY_BUFFER, DEFAULT_TOPIC};
+use super::kv_events::KvEventsConfig;
 
 /// A simulated OpenAI-compatible GPU inference node (vLLM, SGLang or llama.cpp flavoured).
 #[derive(Debug, Clone, Parser)]
@@ -62,6 +65,21 @@ pub struct SimArgs {
     /// Runtime worker threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Publish vLLM KV-cache events on a ZMQ PUB socket bound here (e.g. tcp://127.0.0.1:5557).
+    #[arg(long, value_name = "ENDPOINT")]
+    pub kv_events: Option<String>,
+    /// Answer KV event replay requests on a ZMQ ROUTER socket bound here.
+    #[arg(long, value_name = "ENDPOINT", requires = "kv_events")]
+    pub kv_events_replay: Option<String>,
+    /// Topic frame of the KV events.
+    #[arg(long, default_value = DEFAULT_TOPIC)]
+    pub kv_events_topic: String,
+    /// KV event batches kept for replay.
+    #[arg(long, default_value_t = DEFAULT_REPLAY_BUFFER)]
+    pub kv_events_buffer: usize,
+    /// PYTHONHASHSEED of the block hashes (vLLM sha256_cbor).
+    #[arg(long, default_value = DEFAULT_HASH_SEED)]
+    pub hash_seed: String,
 }
 
 impl SimArgs {
@@ -85,6 +103,13 @@ impl SimArgs {
                 kill_after_tokens: self.kill_after_tokens,
                 unhealthy: self.unhealthy,
             },
+            kv_events: self.kv_events.as_ref().map(|endpoint| KvEventsConfig {
+                endpoint: endpoint.clone(),
+                replay_endpoint: self.kv_events_replay.clone(),
+                topic: self.kv_events_topic.clone(),
+                replay_buffer: self.kv_events_buffer,
+            }),
+            hash_seed: self.hash_seed.clone(),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -116,6 +141,12 @@ mod tests {
             "--kill-after-tokens",
             "3",
             "--unhealthy",
+            "--kv-events",
+            "tcp://127.0.0.1:0",
+            "--kv-events-replay",
+            "tcp://127.0.0.1:0",
+            "--hash-seed",
+            "42",
         ])
         .unwrap();
         let cfg = args.to_config().unwrap();
@@ -127,6 +158,11 @@ mod tests {
         assert_eq!(cfg.faults.kill_after_tokens, Some(3));
         assert!(cfg.faults.unhealthy);
         assert_eq!(args.listen.port(), 0);
+        let kv = cfg.kv_events.unwrap();
+        assert_eq!(kv.endpoint, "tcp://127.0.0.1:0");
+        assert_eq!(kv.replay_endpoint.as_deref(), Some("tcp://127.0.0.1:0"));
+        assert_eq!(kv.topic, "kv-events");
+        assert_eq!(cfg.hash_seed, "42");
     }
 
     #[test]
@@ -137,6 +173,11 @@ mod tests {
             .unwrap();
         assert_eq!(cfg.models, vec!["sim-model"]);
         assert_eq!(cfg.engine, Engine::Vllm);
+        assert_eq!(cfg.kv_events, None);
+        assert_eq!(cfg.hash_seed, "0");
+        assert!(
+            SimArgs::try_parse_from(["ferrogate-sim", "--kv-events-replay", "tcp://x:1"]).is_err()
+        );
         let bad = SimArgs::try_parse_from(["ferrogate-sim", "--error-rate", "2"]).unwrap();
         assert!(bad.to_config().is_err());
         assert!(SimArgs::try_parse_from(["ferrogate-sim", "--engine", "ollama"]).is_err());

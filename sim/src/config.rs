@@ -2,7 +2,9 @@
 //! latency model's constants. Plain data with defaults; [`SimConfig::validate`] rejects values the
 //! simulation cannot run with.
 
+use super::block_hash::DEFAULT_HASH_SEED;
 use super::faults::Faults;
+use super::kv_events::KvEventsConfig;
 
 /// Requests running at once (vLLM `--max-num-seqs`) unless set.
 pub const DEFAULT_MAX_NUM_SEQS: usize = 8;
@@ -20,8 +22,6 @@ pub const DEFAULT_BATCH_SLOWDOWN: f64 = 16.0;
 pub const DEFAULT_MAX_TOKENS: u32 = 64;
 /// Most output tokens any request gets.
 pub const DEFAULT_MAX_TOKENS_CAP: u32 = 4096;
-/// Characters counted as one token (no tokenizer: text length / 4).
-pub const CHARS_PER_TOKEN: usize = 4;
 
 /// Which inference server's metric names `/metrics` speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -62,6 +62,10 @@ pub struct SimConfig {
     pub max_tokens_cap: u32,
     /// Faults active from the start (changed later by `POST /sim/faults`).
     pub faults: Faults,
+    /// Publish KV-cache events (vLLM's zmq publisher) when set.
+    pub kv_events: Option<KvEventsConfig>,
+    /// `PYTHONHASHSEED` of the block hashes (vLLM `sha256_cbor`).
+    pub hash_seed: String,
 }
 
 impl Default for SimConfig {
@@ -79,6 +83,8 @@ impl Default for SimConfig {
             default_max_tokens: DEFAULT_MAX_TOKENS,
             max_tokens_cap: DEFAULT_MAX_TOKENS_CAP,
             faults: Faults::default(),
+            kv_events: None,
+            hash_seed: DEFAULT_HASH_SEED.to_string(),
         }
     }
 }
@@ -114,6 +120,14 @@ impl SimConfig {
         }
         if !(self.batch_slowdown.is_finite() && self.batch_slowdown > 0.0) {
             return Err("batch_slowdown must be a positive number".into());
+        }
+        if let Some(kv) = &self.kv_events {
+            if kv.endpoint.is_empty() {
+                return Err("kv_events endpoint must not be empty".into());
+            }
+            if kv.replay_buffer == 0 {
+                return Err("kv_events replay buffer must hold at least 1 batch".into());
+            }
         }
         if self.max_tokens_cap == 0 {
             return Err("max_tokens_cap must be at least 1".into());

@@ -15,7 +15,8 @@ use serde_json::Value;
 use super::node::{Node, Outcome, Queued, Slot};
 use super::openai::{sse_done, sse_event, ResponseId, Usage};
 use super::request::CompletionRequest;
-use super::timing::{inter_token_time, output_tokens, prefill_time, prompt_tokens, token_text};
+use super::timing::{inter_token_time, output_tokens, prefill_time, token_text};
+use super::tokenizer;
 
 /// The connection is dropped on purpose (the `kill_after_tokens` fault).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,9 @@ pub struct Generation {
     node: Arc<Node>,
     req: CompletionRequest,
     id: ResponseId,
+    /// The prompt's token ids.
+    tokens: Vec<u32>,
+    /// Tokens counted for the prompt (at least one, as an empty prompt still costs a step).
     prompt_tokens: u32,
     output_tokens: u32,
     arrived: Instant,
@@ -56,8 +60,10 @@ impl Generation {
             node.cfg.default_max_tokens,
             node.cfg.max_tokens_cap,
         );
+        let tokens = tokenizer::encode(&req.prompt);
         Generation {
-            prompt_tokens: prompt_tokens(&req.prompt),
+            prompt_tokens: u32::try_from(tokens.len().max(1)).unwrap_or(u32::MAX),
+            tokens,
             output_tokens: output,
             arrived: Instant::now(),
             queued: Some(queued),
@@ -103,7 +109,7 @@ impl Generation {
         let Some(mut slot) = queued.slot().await else {
             return false;
         };
-        let cached = slot.lookup_prefix(&self.req.prompt, self.prompt_tokens);
+        let cached = slot.lookup_prefix(&self.tokens, self.prompt_tokens);
         self.slot = Some(slot);
         let uncached = self.prompt_tokens.saturating_sub(cached);
         let slow = self.node.faults().slow_factor;

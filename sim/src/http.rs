@@ -1,6 +1,9 @@
 //! The node's HTTP surface: one hyper service routing the OpenAI endpoints (`/v1/models`,
-//! `/v1/chat/completions`, `/v1/completions`), `/health`, `/metrics`, and the simulator's own
+//! `/v1/chat/completions`, `/v1/completions`), `/health`, `/metrics`, the engine endpoints
+//! routers call ([`engine_api`]: `/tokenize`, render, SGLang's info), and the simulator's own
 //! `/sim/stats` and `/sim/faults`. Every refusal is an OpenAI error JSON.
+
+mod engine_api;
 
 use std::convert::Infallible;
 use std::io;
@@ -18,6 +21,7 @@ use super::generate::Generation;
 use super::metrics::{render, MetricsInput};
 use super::node::Node;
 use super::request::{parse_completion, Endpoint};
+use super::tokenizer::MAX_MODEL_LEN;
 
 /// Largest request body read.
 pub const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
@@ -69,6 +73,17 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Result<Response<
         (Method::GET, "/v1/models") => json(StatusCode::OK, models_body(&node)),
         (Method::POST, "/v1/chat/completions") => completion(node, Endpoint::Chat, req).await,
         (Method::POST, "/v1/completions") => completion(node, Endpoint::Text, req).await,
+        (Method::POST, "/tokenize") => engine_api::tokenize(node, req).await,
+        (Method::POST, "/v1/chat/completions/render") => {
+            engine_api::render(node, Endpoint::Chat, req).await
+        }
+        (Method::POST, "/v1/completions/render") => {
+            engine_api::render(node, Endpoint::Text, req).await
+        }
+        (Method::POST, "/reset_prefix_cache") => engine_api::reset_prefix_cache(&node),
+        (Method::GET, "/version") => engine_api::version(),
+        (Method::GET, "/get_server_info" | "/server_info") => engine_api::server_info(&node),
+        (Method::GET, "/get_model_info" | "/model_info") => engine_api::model_info(&node),
         (Method::GET, "/health") => {
             if node.faults().unhealthy {
                 respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "unhealthy\n")
@@ -89,6 +104,15 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Result<Response<
             "/v1/models"
             | "/v1/chat/completions"
             | "/v1/completions"
+            | "/tokenize"
+            | "/v1/chat/completions/render"
+            | "/v1/completions/render"
+            | "/reset_prefix_cache"
+            | "/version"
+            | "/get_server_info"
+            | "/server_info"
+            | "/get_model_info"
+            | "/model_info"
             | "/health"
             | "/metrics"
             | "/sim/stats"
@@ -104,9 +128,6 @@ pub async fn handle(node: Arc<Node>, req: Request<Incoming>) -> Result<Response<
     };
     Ok(response)
 }
-
-/// Largest context a listed model advertises (`max_model_len`, as vLLM lists it).
-const MAX_MODEL_LEN: u32 = 32768;
 
 fn models_body(node: &Node) -> String {
     let data: Vec<serde_json::Value> = node

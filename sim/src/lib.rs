@@ -1,7 +1,10 @@
 //! `ferrogate-sim`: a simulated OpenAI-compatible GPU inference node (vLLM-like) for ferrogate's
 //! tests, its demo and its routing benchmarks. It serves `/v1/models`, chat and text completions
-//! (streamed or not), `/health`, and `/metrics` under vLLM, SGLang or llama.cpp names, from a
-//! model of a GPU: a paged prefix cache ([`prefix_cache`]), continuous batching with a FIFO queue
+//! (streamed or not), `/health`, `/metrics` under vLLM, SGLang or llama.cpp names, and the token
+//! endpoints routers call (`/tokenize`, `/v1/chat/completions/render`), from a model of a GPU: a
+//! deterministic tokenizer and chat template ([`tokenizer`]), a paged prefix cache keyed by
+//! vLLM's `sha256_cbor` block hashes ([`prefix_cache`], [`block_hash`]) whose changes go out as
+//! vLLM KV-cache events over ZMQ ([`kv_events`]), continuous batching with a FIFO queue
 //! ([`node`]), and a latency model ([`timing`]). Faults are injected by flags or `POST
 //! /sim/faults`; `GET /sim/stats` (or [`SimHandle::stats`]) tells tests what the node saw,
 //! cancellations included. It shares no code with ferrogate: requests are parsed by its own
@@ -18,12 +21,14 @@
 //! # Ok(()) }
 //! ```
 
+pub mod block_hash;
 pub mod cli;
 pub mod config;
 pub mod errors;
 pub mod faults;
 pub mod generate;
 pub mod http;
+pub mod kv_events;
 pub mod metrics;
 pub mod node;
 pub mod openai;
@@ -31,6 +36,8 @@ pub mod prefix_cache;
 pub mod request;
 pub mod stats;
 pub mod timing;
+pub mod tokenize;
+pub mod tokenizer;
 
 #[cfg(test)]
 mod tests;
@@ -47,6 +54,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 pub use config::{Engine, SimConfig};
 pub use faults::Faults;
+pub use kv_events::KvEventsConfig;
 pub use stats::{SimStats, Totals};
 
 use node::Node;
@@ -98,6 +106,17 @@ impl SimHandle {
         &self.node.cfg
     }
 
+    /// The bound KV event endpoints `(PUB, replay)` (`tcp://127.0.0.1:PORT`), when the node
+    /// publishes.
+    pub fn kv_event_endpoints(&self) -> Option<(String, Option<String>)> {
+        self.node.kv_event_endpoints()
+    }
+
+    /// Drops the prefix cache like `POST /reset_prefix_cache`; `false` while requests run.
+    pub fn reset_prefix_cache(&self) -> bool {
+        self.node.reset_prefix_cache()
+    }
+
     /// Waits until the node stops (it only stops when the handle is dropped or the accept loop
     /// dies), for a binary that serves until killed.
     pub async fn wait(&mut self) {
@@ -116,7 +135,11 @@ pub async fn serve(listener: TcpListener, cfg: SimConfig) -> io::Result<SimHandl
     cfg.validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let addr = listener.local_addr()?;
-    let node = Node::labelled(cfg, addr.to_string());
+    let publisher = match &cfg.kv_events {
+        Some(kv) => Some(kv_events::Publisher::start(kv).await?),
+        None => None,
+    };
+    let node = Node::labelled(cfg, addr.to_string(), publisher);
     let task = tokio::spawn(accept_loop(listener, Arc::clone(&node)));
     Ok(SimHandle { addr, node, task })
 }

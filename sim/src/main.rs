@@ -43,6 +43,12 @@ fn main() -> ExitCode {
             }
         };
         println!("ferrogate-sim listening on {}", node.addr());
+        if let Some((events, replay)) = node.kv_event_endpoints() {
+            println!("ferrogate-sim kv events on {events}");
+            if let Some(replay) = replay {
+                println!("ferrogate-sim kv event replay on {replay}");
+            }
+        }
         let _ = std::io::stdout().flush();
         tokio::select! {
             _ = node.wait() => ExitCode::FAILURE,

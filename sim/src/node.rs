@@ -4,6 +4,8 @@
 //! request abandoned at any point leaves no trace in `running` or `waiting`. Prefill is one GPU's
 //! compute: prefills of concurrent requests run one after another ([`Node::reserve_prefill`]), so a
 //! node's prompt throughput is `prefill_tokens_per_sec` however many requests are in its batch.
+//! Every change to the prefix cache is published as a KV event batch when the node has a
+//! [`Publisher`].
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +15,11 @@ use http::HeaderMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Duration, Instant};
 
+use super::block_hash::{block_hashes, none_hash, Digest};
 use super::config::SimConfig;
 use super::faults::Faults;
-use super::prefix_cache::{block_hashes, PrefixCache};
+use super::kv_events::{BlockStored, KvEvent, Publisher};
+use super::prefix_cache::{Lease, PrefixCache};
 use super::stats::{Counters, SimStats};
 
 /// Locks a mutex, ignoring poisoning (every critical section leaves the data consistent).
@@ -37,6 +41,10 @@ pub struct Node {
     /// Sent back as `X-Sim-Node` on completions (the bound address), so a client can tell which
     /// node served it.
     pub label: String,
+    /// The first block's parent hash (from `cfg.hash_seed`).
+    none_hash: Digest,
+    /// Where cache changes are published.
+    publisher: Option<Publisher>,
 }
 
 /// Why a request was not queued.
@@ -53,12 +61,15 @@ pub enum Outcome {
 
 impl Node {
     pub fn new(cfg: SimConfig) -> Arc<Self> {
-        Node::labelled(cfg, String::new())
+        Node::labelled(cfg, String::new(), None)
     }
 
-    /// A node that names itself `label` on its completions.
-    pub fn labelled(cfg: SimConfig, label: String) -> Arc<Self> {
+    /// A node that names itself `label` on its completions and publishes its cache changes to
+    /// `publisher`.
+    pub fn labelled(cfg: SimConfig, label: String, publisher: Option<Publisher>) -> Arc<Self> {
         Arc::new(Node {
+            none_hash: none_hash(&cfg.hash_seed),
+            publisher,
             faults: Mutex::new(cfg.faults.clone()),
             cache: Mutex::new(PrefixCache::new(cfg.cache_blocks)),
             slots: Arc::new(Semaphore::new(cfg.max_num_seqs)),
@@ -193,6 +204,57 @@ impl Node {
         (usage, cache.len())
     }
 
+    /// The bound KV event endpoints (PUB, replay), when the node publishes.
+    pub fn kv_event_endpoints(&self) -> Option<(String, Option<String>)> {
+        self.publisher
+            .as_ref()
+            .map(|p| (p.endpoint.clone(), p.replay_endpoint.clone()))
+    }
+
+    /// Chained block hashes of a prompt's full blocks.
+    pub fn block_hashes(&self, tokens: &[u32]) -> Vec<u64> {
+        block_hashes(&self.none_hash, tokens, self.cfg.block_tokens)
+    }
+
+    /// Drops the whole prefix cache (vLLM's `reset_prefix_cache`) and publishes
+    /// `AllBlocksCleared`; `false` (and nothing dropped) while running requests hold blocks.
+    pub fn reset_prefix_cache(&self) -> bool {
+        let mut cache = lock(&self.cache);
+        if !cache.clear() {
+            return false;
+        }
+        if let Some(publisher) = &self.publisher {
+            publisher.publish(&[KvEvent::AllCleared]);
+        }
+        true
+    }
+
+    /// The events of one lease: evictions first, then each run of newly stored blocks.
+    fn lease_events(&self, lease: &Lease, hashes: &[u64], tokens: &[u32]) -> Vec<KvEvent> {
+        let block = self.cfg.block_tokens;
+        let mut events: Vec<KvEvent> = lease
+            .evicted
+            .iter()
+            .map(|&hash| KvEvent::Removed(vec![hash]))
+            .collect();
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for &index in &lease.stored {
+            match runs.last_mut() {
+                Some((_, end)) if *end == index => *end += 1,
+                _ => runs.push((index, index + 1)),
+            }
+        }
+        for (start, end) in runs {
+            events.push(KvEvent::Stored(BlockStored {
+                block_hashes: hashes[start..end].to_vec(),
+                parent_block_hash: start.checked_sub(1).map(|i| hashes[i]),
+                token_ids: tokens[start * block..end * block].to_vec(),
+                block_size: u32::try_from(block).unwrap_or(u32::MAX),
+            }));
+        }
+        events
+    }
+
     pub fn stats(&self) -> SimStats {
         let (usage, resident) = self.cache_usage();
         SimStats::build(&lock(&self.counters), usage, resident)
@@ -261,12 +323,21 @@ pub struct Slot {
 }
 
 impl Slot {
-    /// Looks the prompt up in the prefix cache, references its blocks for as long as the slot
-    /// lives, counts hits and queries (in tokens, like vLLM), and returns the cached tokens.
-    pub fn lookup_prefix(&mut self, prompt: &str, prompt_tokens: u32) -> u32 {
+    /// Looks the prompt's tokens up in the prefix cache, references its blocks for as long as
+    /// the slot lives, publishes what the cache stored and evicted, counts hits and queries (in
+    /// tokens, like vLLM), and returns the cached tokens.
+    pub fn lookup_prefix(&mut self, tokens: &[u32], prompt_tokens: u32) -> u32 {
         let block_tokens = self.node.cfg.block_tokens;
-        let hashes = block_hashes(prompt, block_tokens);
-        let lease = lock(&self.node.cache).acquire(&hashes);
+        let hashes = self.node.block_hashes(tokens);
+        let lease = {
+            let mut cache = lock(&self.node.cache);
+            let lease = cache.acquire(&hashes);
+            if let Some(publisher) = &self.node.publisher {
+                // Under the cache lock: batches go out in the order the cache changed.
+                publisher.publish(&self.node.lease_events(&lease, &hashes, tokens));
+            }
+            lease
+        };
         let hit = u32::try_from(lease.hit_blocks * block_tokens)
             .unwrap_or(u32::MAX)
             .min(prompt_tokens);
@@ -367,7 +438,7 @@ mod tests {
         let Ok(Queued::Ready(mut slot)) = node.enqueue("m") else {
             panic!("should run at once");
         };
-        let prompt = "x".repeat(64 * 4);
+        let prompt: Vec<u32> = (0..64).collect();
         assert_eq!(slot.lookup_prefix(&prompt, 64), 0);
         let (usage, resident) = node.cache_usage();
         assert_eq!(resident, 4);

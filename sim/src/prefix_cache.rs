@@ -1,30 +1,10 @@
-//! The node's paged prefix cache: prompt text cut into blocks of `block_tokens` tokens whose hashes
-//! are chained (block i's hash covers blocks 0..=i), at most `capacity` blocks resident. A request
+//! The node's paged prefix cache: blocks named by their chained hashes (block i's hash covers
+//! blocks 0..=i, see [`super::block_hash`]), at most `capacity` blocks resident. A request
 //! references its blocks while it runs; unreferenced blocks stay cached and are evicted least
-//! recently used first when room is needed. Pure data, no clock: recency is a counter. Block
-//! hashes live only in this process's memory, so std's fixed-key SipHash serves.
+//! recently used first when room is needed. Every change is reported back (blocks newly stored,
+//! blocks evicted) for the KV event stream. Pure data, no clock: recency is a counter.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{DefaultHasher, Hasher};
-
-use super::config::CHARS_PER_TOKEN;
-
-/// Chained hashes of the prompt's full blocks (a trailing partial block is not cacheable).
-pub fn block_hashes(prompt: &str, block_tokens: usize) -> Vec<u64> {
-    let block_bytes = block_tokens.max(1) * CHARS_PER_TOKEN;
-    let mut prev = 0u64;
-    prompt
-        .as_bytes()
-        .chunks_exact(block_bytes)
-        .map(|chunk| {
-            let mut hasher = DefaultHasher::new();
-            hasher.write_u64(prev);
-            hasher.write(chunk);
-            prev = hasher.finish();
-            prev
-        })
-        .collect()
-}
 
 #[derive(Debug)]
 struct Block {
@@ -41,6 +21,10 @@ pub struct Lease {
     /// Blocks referenced by the request (a prefix of its hashes), to hand back to
     /// [`PrefixCache::release`].
     pub held: Vec<u64>,
+    /// Indices (into the request's hashes) of the blocks this request stored, ascending.
+    pub stored: Vec<usize>,
+    /// Blocks evicted to make room, in eviction order.
+    pub evicted: Vec<u64>,
 }
 
 /// Resident blocks with reference counts and an LRU order of the unreferenced ones.
@@ -95,16 +79,22 @@ impl PrefixCache {
     pub fn acquire(&mut self, hashes: &[u64]) -> Lease {
         let hit_blocks = self.cached_prefix(hashes);
         let mut held = Vec::with_capacity(hashes.len());
-        for &hash in hashes {
+        let mut stored = Vec::new();
+        let mut evicted = Vec::new();
+        for (index, &hash) in hashes.iter().enumerate() {
             if let Some(block) = self.blocks.get_mut(&hash) {
                 if block.refs == 0 {
                     self.evictable.remove(&block.released_at);
                 }
                 block.refs += 1;
             } else {
-                if self.blocks.len() >= self.capacity && !self.evict_one() {
-                    break;
+                if self.blocks.len() >= self.capacity {
+                    match self.evict_one() {
+                        Some(gone) => evicted.push(gone),
+                        None => break,
+                    }
                 }
+                stored.push(index);
                 self.blocks.insert(
                     hash,
                     Block {
@@ -115,7 +105,12 @@ impl PrefixCache {
             }
             held.push(hash);
         }
-        Lease { hit_blocks, held }
+        Lease {
+            hit_blocks,
+            held,
+            stored,
+            evicted,
+        }
     }
 
     /// Drops one reference to each held block. The tail is released first, so it is evicted
@@ -134,14 +129,21 @@ impl PrefixCache {
         }
     }
 
-    fn evict_one(&mut self) -> bool {
-        match self.evictable.pop_first() {
-            Some((_, hash)) => {
-                self.blocks.remove(&hash);
-                true
-            }
-            None => false,
+    fn evict_one(&mut self) -> Option<u64> {
+        let (_, hash) = self.evictable.pop_first()?;
+        self.blocks.remove(&hash);
+        Some(hash)
+    }
+
+    /// Drops every block (vLLM's `reset_prefix_cache`), unless a running request references
+    /// some: then nothing changes and `false` comes back.
+    pub fn clear(&mut self) -> bool {
+        if self.referenced() > 0 {
+            return false;
         }
+        self.blocks.clear();
+        self.evictable.clear();
+        true
     }
 }
 
@@ -149,60 +151,52 @@ impl PrefixCache {
 mod tests {
     use super::*;
 
-    fn text(blocks: usize, seed: char) -> String {
-        // 16 tokens × 4 chars = 64 bytes per block.
-        std::iter::repeat_n(seed, blocks * 64).collect()
-    }
-
-    #[test]
-    fn hashes_are_chained_and_skip_the_partial_tail() {
-        let a = block_hashes(&format!("{}{}", text(2, 'a'), "xyz"), 16);
-        assert_eq!(a.len(), 2);
-        // Same second block after a different first block: a different hash.
-        let b = block_hashes(&format!("{}{}", text(1, 'b'), text(1, 'a')), 16);
-        assert_ne!(a[1], b[1]);
-        assert_eq!(a, block_hashes(&text(2, 'a'), 16));
-        assert!(block_hashes("short", 16).is_empty());
+    /// Hashes of a chain of `blocks` blocks named after `seed` (distinct per seed and index).
+    fn chain(blocks: usize, seed: u64) -> Vec<u64> {
+        (0..blocks as u64).map(|i| seed * 1_000 + i).collect()
     }
 
     #[test]
     fn second_identical_prompt_hits_every_block() {
         let mut cache = PrefixCache::new(100);
-        let h = block_hashes(&text(5, 'a'), 16);
+        let h = chain(5, 1);
         let first = cache.acquire(&h);
         assert_eq!(first.hit_blocks, 0);
         assert_eq!(first.held.len(), 5);
+        assert_eq!(first.stored, vec![0, 1, 2, 3, 4]);
+        assert!(first.evicted.is_empty());
         assert_eq!(cache.referenced(), 5);
         cache.release(&first.held);
         assert_eq!(cache.referenced(), 0);
         assert_eq!(cache.len(), 5);
         let second = cache.acquire(&h);
         assert_eq!(second.hit_blocks, 5);
-        // A prompt sharing only the first two blocks hits two.
-        let other = block_hashes(&format!("{}{}", text(2, 'a'), text(3, 'c')), 16);
+        assert!(second.stored.is_empty());
+        // A prompt sharing only the first two blocks hits two and stores the rest.
+        let mut other = h[..2].to_vec();
+        other.extend(chain(3, 2));
         assert_eq!(cache.cached_prefix(&other), 2);
+        assert_eq!(cache.acquire(&other).stored, vec![2, 3, 4]);
     }
 
     #[test]
     fn evicts_least_recently_released_and_never_exceeds_capacity() {
         let mut cache = PrefixCache::new(4);
-        let a = block_hashes(&text(2, 'a'), 16);
-        let b = block_hashes(&text(2, 'b'), 16);
-        let c = block_hashes(&text(2, 'c'), 16);
+        let (a, b, c) = (chain(2, 1), chain(2, 2), chain(2, 3));
         let la = cache.acquire(&a);
         cache.release(&la.held);
         let lb = cache.acquire(&b);
         cache.release(&lb.held);
-        // Full: c evicts a (released first), b stays.
+        // Full: c evicts a (released first, tail before head), b stays.
         let lc = cache.acquire(&c);
         assert_eq!(lc.held.len(), 2);
+        assert_eq!(lc.evicted, vec![a[1], a[0]]);
         assert!(cache.len() <= 4);
         assert_eq!(cache.cached_prefix(&a), 0);
         assert_eq!(cache.cached_prefix(&b), 2);
         cache.release(&lc.held);
         for round in 0..20 {
-            let h = block_hashes(&text(3, char::from(b'd' + round)), 16);
-            let l = cache.acquire(&h);
+            let l = cache.acquire(&chain(3, 10 + round));
             assert!(cache.len() <= cache.capacity());
             cache.release(&l.held);
         }
@@ -211,12 +205,12 @@ mod tests {
     #[test]
     fn tail_blocks_are_evicted_before_the_head() {
         let mut cache = PrefixCache::new(3);
-        let a = block_hashes(&text(3, 'a'), 16);
+        let a = chain(3, 1);
         let la = cache.acquire(&a);
         cache.release(&la.held);
-        let b = block_hashes(&text(1, 'b'), 16);
-        let lb = cache.acquire(&b);
+        let lb = cache.acquire(&chain(1, 2));
         assert_eq!(lb.held.len(), 1);
+        assert_eq!(lb.evicted, vec![a[2]]);
         // The head of `a` survives; only its last block went.
         assert_eq!(cache.cached_prefix(&a), 2);
     }
@@ -224,23 +218,27 @@ mod tests {
     #[test]
     fn referenced_blocks_are_never_evicted() {
         let mut cache = PrefixCache::new(3);
-        let a = block_hashes(&text(3, 'a'), 16);
+        let a = chain(3, 1);
         let la = cache.acquire(&a);
-        let b = block_hashes(&text(2, 'b'), 16);
+        let b = chain(2, 2);
         let lb = cache.acquire(&b);
-        assert!(lb.held.is_empty());
+        assert!(lb.held.is_empty() && lb.stored.is_empty() && lb.evicted.is_empty());
         assert_eq!(cache.len(), 3);
         assert_eq!(cache.cached_prefix(&a), 3);
+        assert!(!cache.clear(), "no reset while blocks are in use");
         cache.release(&la.held);
         let lb = cache.acquire(&b);
         assert_eq!(lb.held.len(), 2);
         assert_eq!(cache.len(), 3);
+        cache.release(&lb.held);
+        assert!(cache.clear());
+        assert!(cache.is_empty());
     }
 
     #[test]
     fn shared_blocks_count_references() {
         let mut cache = PrefixCache::new(10);
-        let h = block_hashes(&text(2, 'a'), 16);
+        let h = chain(2, 1);
         let one = cache.acquire(&h);
         let two = cache.acquire(&h);
         cache.release(&one.held);

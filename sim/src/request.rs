@@ -1,9 +1,13 @@
 //! What a completion request asks of the node: which endpoint, model, prompt text, streaming
 //! options and output length, read from the OpenAI JSON body into the simulator's own serde types
-//! (independent of the proxy's parser, so a bug in one is caught by the other).
+//! (independent of the proxy's parser, so a bug in one is caught by the other). Chat messages are
+//! rendered through the node's chat template ([`super::tokenizer`]); the `/tokenize` and render
+//! bodies reuse the same message types.
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+
+use super::tokenizer::{render_chat, ChatMessage};
 
 /// The two completion endpoints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +23,7 @@ pub enum Endpoint {
 pub struct CompletionRequest {
     pub endpoint: Endpoint,
     pub model: String,
-    /// Chat message contents, each followed by a newline, or `prompt`.
+    /// The chat messages rendered by the chat template, or the text completion's `prompt`.
     pub prompt: String,
     pub stream: bool,
     /// `stream_options.include_usage`: end the stream with a usage chunk.
@@ -39,18 +43,25 @@ pub enum BodyError {
 
 /// The fields of a chat or text completion body the node reads; the rest are ignored.
 #[derive(Debug, Deserialize)]
-struct CompletionBody {
-    model: Option<String>,
-    messages: Option<Vec<Message>>,
-    prompt: Option<Prompt>,
-    stream: Option<bool>,
+pub(crate) struct CompletionBody {
+    pub(crate) model: Option<String>,
+    pub(crate) messages: Option<Vec<Message>>,
+    pub(crate) prompt: Option<Prompt>,
+    pub(crate) stream: Option<bool>,
     stream_options: Option<StreamOptions>,
-    max_tokens: Option<u64>,
-    max_completion_tokens: Option<u64>,
+    pub(crate) max_tokens: Option<u64>,
+    pub(crate) max_completion_tokens: Option<u64>,
+    /// `false` when the last (assistant) message is to be continued, not answered.
+    pub(crate) add_generation_prompt: Option<bool>,
+    pub(crate) continue_final_message: Option<bool>,
+    /// `/tokenize`: also answer each token's text.
+    pub(crate) return_token_strs: Option<bool>,
 }
 
+/// One chat message (role and content; other fields ignored).
 #[derive(Debug, Deserialize)]
-struct Message {
+pub(crate) struct Message {
+    role: Option<String>,
     content: Option<Content>,
 }
 
@@ -75,14 +86,14 @@ enum Part {
 /// items carry no text).
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum Prompt {
+pub(crate) enum Prompt {
     Text(String),
     Batch(Vec<PromptItem>),
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-enum PromptItem {
+pub(crate) enum PromptItem {
     Text(String),
     Tokens(IgnoredAny),
 }
@@ -109,7 +120,7 @@ impl Content {
 }
 
 impl Prompt {
-    fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match self {
             Prompt::Text(text) => text.clone(),
             Prompt::Batch(items) => items
@@ -123,25 +134,48 @@ impl Prompt {
     }
 }
 
+impl CompletionBody {
+    /// Reads a JSON body.
+    pub(crate) fn parse(body: &[u8]) -> Result<CompletionBody, BodyError> {
+        serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))
+    }
+
+    /// The prompt text: chat `messages` through the template when present, else `prompt`.
+    pub(crate) fn prompt_text(&self) -> String {
+        match (&self.messages, &self.prompt) {
+            (Some(messages), _) => {
+                let continue_final = self.continue_final_message.unwrap_or(false);
+                let add = self.add_generation_prompt.unwrap_or(true) && !continue_final;
+                render_chat(&chat_messages(messages), add)
+            }
+            (None, Some(prompt)) => prompt.text(),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+/// Messages as the template takes them (a message without a role is the user's).
+pub(crate) fn chat_messages(messages: &[Message]) -> Vec<ChatMessage> {
+    messages
+        .iter()
+        .map(|m| {
+            let mut content = String::new();
+            if let Some(c) = &m.content {
+                c.push_to(&mut content);
+            }
+            ChatMessage {
+                role: m.role.clone().unwrap_or_else(|| "user".to_string()),
+                content,
+            }
+        })
+        .collect()
+}
+
 /// Parses a completion body. Chat `messages` make the prompt when present, else `prompt`.
 pub fn parse_completion(endpoint: Endpoint, body: &[u8]) -> Result<CompletionRequest, BodyError> {
-    let body: CompletionBody =
-        serde_json::from_slice(body).map_err(|e| BodyError::Malformed(e.to_string()))?;
+    let body = CompletionBody::parse(body)?;
+    let prompt = body.prompt_text();
     let model = body.model.ok_or(BodyError::MissingModel)?;
-    let prompt = match (&body.messages, &body.prompt) {
-        (Some(messages), _) => {
-            let mut text = String::new();
-            for message in messages {
-                if let Some(content) = &message.content {
-                    content.push_to(&mut text);
-                }
-                text.push('\n');
-            }
-            text
-        }
-        (None, Some(prompt)) => prompt.text(),
-        (None, None) => String::new(),
-    };
     let max_tokens = body
         .max_completion_tokens
         .or(body.max_tokens)
@@ -169,7 +203,10 @@ mod tests {
             "max_tokens":7,"messages":[{"role":"user","content":"hi"}]}"#;
         let r = parse_completion(Endpoint::Chat, body).unwrap();
         assert_eq!(r.model, "m");
-        assert_eq!(r.prompt, "hi\n");
+        assert_eq!(
+            r.prompt,
+            "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
+        );
         assert!(r.stream && r.include_usage);
         assert_eq!(r.max_tokens, Some(7));
     }
@@ -182,7 +219,11 @@ mod tests {
                 {"type":"image_url","image_url":{"url":"x"}},"there"]},
             {"role":"assistant","content":null,"tool_calls":[]}]}"#;
         let r = parse_completion(Endpoint::Chat, body).unwrap();
-        assert_eq!(r.prompt, "be nice\nhithere\n\n");
+        assert_eq!(
+            r.prompt,
+            "<|im_start|>system\nbe nice<|im_end|>\n<|im_start|>user\nhithere<|im_end|>\n\
+             <|im_start|>assistant\n<|im_end|>\n<|im_start|>assistant\n"
+        );
         assert!(!r.stream);
     }
 
@@ -191,7 +232,13 @@ mod tests {
         let body = br#"{"model":"m","prompt":"p","messages":[{"content":"c"}]}"#;
         assert_eq!(
             parse_completion(Endpoint::Chat, body).unwrap().prompt,
-            "c\n"
+            "<|im_start|>user\nc<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let body = br#"{"model":"m","continue_final_message":true,"add_generation_prompt":false,
+            "messages":[{"role":"assistant","content":"so"}]}"#;
+        assert_eq!(
+            parse_completion(Endpoint::Chat, body).unwrap().prompt,
+            "<|im_start|>assistant\nso<|im_end|>\n"
         );
         let body = br#"{"model":"m","prompt":["ab",[1,2],"cd"]}"#;
         assert_eq!(

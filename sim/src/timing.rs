@@ -1,22 +1,13 @@
-//! The latency model, as pure functions: prompt length in tokens, prefill time for the uncached
-//! part, per-token decode latency growing with the running batch, and the deterministic words a
+//! The latency model, as pure functions: prefill time for the uncached part, per-token decode latency growing with the running batch, and the deterministic words a
 //! node emits.
 
 use std::time::Duration;
-
-use super::config::CHARS_PER_TOKEN;
 
 /// Words cycled through as output tokens (one word and a space per token).
 const FILLER_WORDS: [&str; 16] = [
     "the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "GPUs", "hum",
     "softly", "in", "the", "rack",
 ];
-
-/// Prompt tokens of a text: its length in bytes over four, rounded up, at least one.
-pub fn prompt_tokens(prompt: &str) -> u32 {
-    let tokens = prompt.len().div_ceil(CHARS_PER_TOKEN).max(1);
-    u32::try_from(tokens).unwrap_or(u32::MAX)
-}
 
 /// Time to prefill `uncached` tokens at `tokens_per_sec`, scaled by `slow_factor`.
 pub fn prefill_time(uncached: u32, tokens_per_sec: f64, slow_factor: f64) -> Duration {
@@ -57,14 +48,6 @@ fn seconds(s: f64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_are_quarter_characters() {
-        assert_eq!(prompt_tokens(""), 1);
-        assert_eq!(prompt_tokens("abcd"), 1);
-        assert_eq!(prompt_tokens("abcde"), 2);
-        assert_eq!(prompt_tokens(&"x".repeat(4000)), 1000);
-    }
 
     #[test]
     fn prefill_counts_only_uncached_tokens() {

@@ -1,10 +1,13 @@
 //! The admin listener: `/healthz` (alive), `/readyz` (a configuration is loaded and the listeners
 //! are bound), `/metrics` (Prometheus text), `/status` (HTML), `/status.json`,
-//! `/status/upstreams.json` (the balancer's own view of every server) and `POST /reload`.
+//! `/status/upstreams.json` (the balancer's own view of every server), `POST /reload` and the
+//! runtime API (`/servers`: admin state and weight of each server, see [`servers`]).
 //! Loopback by default; a non-loopback address needs `admin.allow`, and every request is checked
 //! against it.
 
+pub mod ctl;
 pub mod probe;
+pub mod servers;
 pub mod status;
 
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use crate::observe::clock;
 use crate::pool::status::to_json;
 use crate::reload::{Reloader, Trigger};
 use crate::runtime::Live;
+use servers::ServersRequest;
 
 /// Content type of the Prometheus text format.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -59,6 +63,67 @@ impl AdminApp {
             .map(|a| a.ip());
         peer.is_some_and(|ip| allow.iter().any(|range| range.contains(ip)))
     }
+
+    /// The runtime API: the list, or one change to one server.
+    async fn servers(
+        &self,
+        session: &mut ServerSession,
+        request: ServersRequest,
+        read: bool,
+    ) -> Response<Vec<u8>> {
+        let post = session.req_header().method == Method::POST;
+        match request {
+            ServersRequest::List if read => reply(
+                200,
+                "application/json",
+                servers::list(&self.live.snapshots.load()),
+            ),
+            ServersRequest::List => text(405, "Method Not Allowed: use GET /servers\n".into()),
+            ServersRequest::Set { .. } if !post => text(
+                405,
+                "Method Not Allowed: use POST with the new value as the body\n".into(),
+            ),
+            ServersRequest::Set {
+                upstream,
+                address,
+                setting,
+            } => {
+                let body = match read_body(session, servers::MAX_BODY).await {
+                    Ok(body) => body,
+                    Err(answer) => return answer,
+                };
+                let by = session
+                    .client_addr()
+                    .map_or_else(|| "unknown".to_string(), |a| a.to_string());
+                let snapshot = self.live.snapshots.load();
+                let answer = servers::apply(&snapshot, &upstream, &address, setting, &body, &by);
+                reply(answer.status, answer.content_type, answer.body)
+            }
+        }
+    }
+}
+
+/// The request body, at most `limit` bytes (413 beyond, 400 when it cannot be read).
+async fn read_body(
+    session: &mut ServerSession,
+    limit: usize,
+) -> Result<Vec<u8>, Response<Vec<u8>>> {
+    let mut body = Vec::new();
+    loop {
+        match session.read_request_body().await {
+            Ok(Some(chunk)) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > limit {
+                    return Err(text(
+                        413,
+                        format!("the body may hold at most {limit} bytes\n"),
+                    ));
+                }
+            }
+            Ok(None) => return Ok(body),
+            Err(error) => return Err(text(400, format!("cannot read the body: {error}\n"))),
+        }
+    }
 }
 
 fn reply(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
@@ -77,7 +142,7 @@ fn text(status: u16, body: String) -> Response<Vec<u8>> {
 }
 
 /// `/status` and `/status.json`: the board joined with the proxy's counters and the balancer's
-/// state of every server.
+/// state of every server, the recent history and the GPU-pool panel.
 fn status_page(live: &Live, as_html: bool) -> Response<Vec<u8>> {
     let observe = &live.observe;
     let board = observe.board.snapshot();
@@ -93,6 +158,13 @@ fn status_page(live: &Live, as_html: bool) -> Response<Vec<u8>> {
         .cluster
         .as_ref()
         .map(|cluster| (*cluster.view()).clone());
+    doc.history = observe.history.view();
+    let engines: Vec<(&str, &'static str)> = snapshot
+        .upstreams()
+        .iter()
+        .filter_map(|u| Some((&*u.name, u.inference.as_ref()?.engine.name())))
+        .collect();
+    doc.gpu_pools = status::gpu::shape(&pools, &engines, doc.history.as_ref());
     if as_html {
         reply(200, "text/html; charset=utf-8", status::html(&doc))
     } else {
@@ -111,6 +183,9 @@ impl ServeHttp for AdminApp {
         }
         let method = session.req_header().method.clone();
         let read = matches!(method, Method::GET | Method::HEAD);
+        if let Some(request) = ServersRequest::parse(session.req_header().uri.path()) {
+            return self.servers(session, request, read).await;
+        }
         match (method.as_str(), session.req_header().uri.path()) {
             (_, "/healthz") => text(200, "ok\n".into()),
             (_, "/readyz") => {

@@ -1,11 +1,16 @@
 //! The status document behind `/status.json` and `/status`: the board (configuration, reloads,
 //! certificates) joined with each server's live counters. Shaping is a pure function of its inputs
 //! so it is tested without a daemon; fields that later work fills (active health, sticky sessions,
-//! certificate renewal) are present now as `null`.
+//! certificate renewal) are present now as `null`. The recent history of every route, upstream
+//! and inference node (`history`) and the GPU-pool panel ([`gpu`]) are filled in by the caller.
+
+pub mod gpu;
+pub mod pretty;
 
 use serde::Serialize;
 
 use crate::observe::board::{Board, CertificateInfo, ListenerInfo, ReloadInfo, RouteInfo};
+use crate::observe::history::HistoryView;
 use crate::observe::servers::{PassiveState, RecentError, ServerView};
 use crate::pool;
 
@@ -36,6 +41,11 @@ pub struct StatusDoc<'a> {
     pub certificates: Vec<CertificateStatus<'a>>,
     /// Members, lock holders and Redis as this instance sees them; `null` without `cluster:`.
     pub cluster: Option<crate::cluster::ClusterView>,
+    /// The last window of every route's, upstream's and inference node's series; `null`
+    /// without history (no admin listener).
+    pub history: Option<HistoryView>,
+    /// Per inference upstream: models → nodes, node signals, decisions by reason.
+    pub gpu_pools: Vec<gpu::GpuPool>,
 }
 
 /// One upstream and its servers.
@@ -46,17 +56,44 @@ pub struct UpstreamStatus<'a> {
     /// Sticky session settings; `null` until sticky sessions exist.
     pub sticky: Option<()>,
     pub servers: Vec<ServerStatus<'a>>,
+    /// `cache_aware`: the busiest prompt prefixes (tenants) and the servers carrying each, home
+    /// first; empty for other policies.
+    pub prefixes: Vec<PrefixStatus>,
+}
+
+/// One prompt prefix and its spread over servers.
+#[derive(Debug, Serialize)]
+pub struct PrefixStatus {
+    pub key: String,
+    /// How many servers carry it now.
+    pub spread: usize,
+    pub holders: Vec<PrefixHolder>,
+}
+
+/// A server carrying a prefix and its requests of it in the window.
+#[derive(Debug, Serialize)]
+pub struct PrefixHolder {
+    pub server: String,
+    pub requests: u64,
 }
 
 /// One server: configuration, state and live counters.
 #[derive(Debug, Serialize)]
 pub struct ServerStatus<'a> {
     pub address: &'a str,
+    /// The configured weight.
     pub weight: u32,
-    /// `up`, `down`, `draining` or `unknown`.
+    /// The weight set through the admin API (`ferrogate ctl weight`), if any.
+    pub runtime_weight: Option<u32>,
+    /// `ready`, `drain` or `maint`: what the admin API set.
+    pub admin_state: &'static str,
+    /// The last change through the admin API: when, by whom, what.
+    pub admin_change: Option<AdminChangeInfo>,
+    /// `up`, `down`, `draining`, `maint` or `unknown`.
     pub state: &'static str,
     /// What decided `state`: `health` (the balancer took the server out: failed active checks or
-    /// passive ejection; or it is draining) or `passive` (the connection attempts the proxy saw).
+    /// passive ejection; or it is draining), `admin` (drain or maint through the admin API) or
+    /// `passive` (the connection attempts the proxy saw).
     pub state_source: &'static str,
     /// The balancer's view; `null` for a server it does not know (yet).
     pub health: Option<HealthDetail>,
@@ -69,6 +106,19 @@ pub struct ServerStatus<'a> {
     /// Clients pinned to this server in client_ip/header tables; `null` when unknown.
     pub sticky_sessions: Option<u64>,
     pub recent_errors: Vec<RecentError>,
+    /// The state of its KV-cache event stream (`exact`, or why the approximate index decides
+    /// for it); `null` for a server that publishes none.
+    pub kv_events: Option<&'static str>,
+}
+
+/// A change made through the admin API.
+#[derive(Debug, Serialize)]
+pub struct AdminChangeInfo {
+    pub at_ms: u64,
+    /// The admin client's address.
+    pub by: String,
+    /// `state drain`, `weight 5`, …
+    pub what: String,
 }
 
 /// What the balancer knows of a server.
@@ -98,6 +148,14 @@ fn joined_state(
     passive: PassiveState,
     pooled: Option<&pool::ServerStatus>,
 ) -> (&'static str, &'static str) {
+    if let Some(p) = pooled.filter(|p| p.admin_state != "ready") {
+        if p.state == "maint" {
+            return ("maint", "admin");
+        }
+        if p.state == "draining" {
+            return ("draining", "admin");
+        }
+    }
     match pooled.map(|p| p.state) {
         Some("down" | "ejected") => ("down", "health"),
         Some("draining") => ("draining", "health"),
@@ -132,6 +190,27 @@ pub fn shape<'a>(
             name: &u.name,
             balance: &u.balance,
             sticky: None,
+            prefixes: pools
+                .iter()
+                .find(|p| p.name == u.name)
+                .map(|p| {
+                    p.prefixes
+                        .iter()
+                        .map(|prefix| PrefixStatus {
+                            key: prefix.key.clone(),
+                            spread: prefix.holders.len(),
+                            holders: prefix
+                                .holders
+                                .iter()
+                                .map(|(server, requests)| PrefixHolder {
+                                    server: server.clone(),
+                                    requests: *requests,
+                                })
+                                .collect(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             servers: u
                 .servers
                 .iter()
@@ -150,6 +229,15 @@ pub fn shape<'a>(
                     ServerStatus {
                         address: &s.address,
                         weight: s.weight,
+                        runtime_weight: pool.and_then(|p| p.runtime_weight),
+                        admin_state: pool.map_or("ready", |p| p.admin_state),
+                        admin_change: pool.and_then(|p| p.admin_change.as_ref()).map(|c| {
+                            AdminChangeInfo {
+                                at_ms: c.at_unix_ms,
+                                by: c.by.clone(),
+                                what: c.what.clone(),
+                            }
+                        }),
                         state,
                         state_source,
                         health: pool.map(|p| HealthDetail {
@@ -167,6 +255,7 @@ pub fn shape<'a>(
                         last_success_ms: view.last_success_ms,
                         sticky_sessions: pool.map(|p| p.sticky_entries as u64),
                         recent_errors: view.recent_errors,
+                        kv_events: pool.and_then(|p| p.kv_events),
                     }
                 })
                 .collect(),
@@ -193,12 +282,16 @@ pub fn shape<'a>(
         upstreams,
         certificates,
         cluster: None,
+        history: None,
+        gpu_pools: Vec::new(),
     }
 }
 
-/// The document as JSON text.
+/// The document as JSON text (pretty, with arrays of numbers on one line).
 pub fn json(doc: &StatusDoc<'_>) -> String {
-    serde_json::to_string_pretty(doc).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    serde_json::to_string_pretty(doc)
+        .map(|text| pretty::inline_number_arrays(&text))
+        .unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
 }
 
 /// The HTML page with the document embedded (so it renders at once, without a second request);
@@ -297,6 +390,10 @@ mod tests {
             id: "0123456789abcdef".into(),
             address: address.into(),
             state,
+            health: "up",
+            admin_state: "ready",
+            runtime_weight: None,
+            admin_change: None,
             inflight: 4,
             max_inflight: None,
             weight: 1,
@@ -310,6 +407,7 @@ mod tests {
             recent_errors: Vec::new(),
             models: None,
             load: None,
+            kv_events: Some("fallback_silent"),
         }
     }
 
@@ -324,6 +422,10 @@ mod tests {
                 pooled("10.0.0.1:80", "ejected", 0),
                 pooled("10.0.0.2:80", "up", 5),
             ],
+            prefixes: vec![pool::PrefixStatus {
+                key: "00000000000000ff".into(),
+                holders: vec![("10.0.0.2:80".into(), 9)],
+            }],
         }];
         let up = |_: &str, _: &str| {
             Some(ServerView {
@@ -338,6 +440,10 @@ mod tests {
         };
         let doc = shape(&board, up, &pools, Totals::default(), 0);
         let value: serde_json::Value = serde_json::from_str(&json(&doc)).unwrap();
+        let prefix = &value["upstreams"][0]["prefixes"][0];
+        assert_eq!(prefix["spread"], 1);
+        assert_eq!(prefix["holders"][0]["server"], "10.0.0.2:80");
+        assert_eq!(prefix["holders"][0]["requests"], 9);
         let servers = &value["upstreams"][0]["servers"];
         assert_eq!(servers[0]["state"], "down");
         assert_eq!(servers[0]["state_source"], "health");
@@ -357,6 +463,63 @@ mod tests {
             joined_state(PassiveState::Unknown, None),
             ("unknown", "passive")
         );
+        let mut maint = pooled("x", "maint", 0);
+        maint.admin_state = "maint";
+        assert_eq!(
+            joined_state(PassiveState::Up, Some(&maint)),
+            ("maint", "admin")
+        );
+        let mut drained = pooled("x", "draining", 0);
+        drained.admin_state = "drain";
+        assert_eq!(
+            joined_state(PassiveState::Up, Some(&drained)),
+            ("draining", "admin")
+        );
+        // Down and drained through the API: down is what matters.
+        drained.state = "down";
+        assert_eq!(
+            joined_state(PassiveState::Up, Some(&drained)),
+            ("down", "health")
+        );
+    }
+
+    #[test]
+    fn the_history_and_the_gpu_panel_are_sections_of_their_own() {
+        use crate::observe::history::{History, Points};
+        use std::time::{Duration, Instant};
+
+        let board = board();
+        let mut doc = shape(&board, |_, _| None, &[], Totals::default(), 0);
+        let value: serde_json::Value = serde_json::from_str(&json(&doc)).unwrap();
+        assert!(value["history"].is_null(), "no history without a sampler");
+        assert_eq!(value["gpu_pools"], serde_json::json!([]));
+
+        let history = History::default();
+        history.configure(Some(Duration::from_secs(5)));
+        let points = Points {
+            routes: vec![("chat".into(), [Some(1.5), Some(0.0), Some(0.02), Some(0.2)])],
+            ..Points::default()
+        };
+        let t0 = Instant::now();
+        history.record(t0, 10_000, &points);
+        history.record(t0 + Duration::from_secs(5), 15_000, &Points::default());
+        doc.history = history.view();
+        let value: serde_json::Value = serde_json::from_str(&json(&doc)).unwrap();
+        let h = &value["history"];
+        assert_eq!(h["step_ms"], 5_000);
+        assert_eq!(h["start_ms"], 10_000);
+        assert_eq!(h["points"], 2);
+        assert_eq!(h["window_points"], 180);
+        assert_eq!(
+            h["routes"]["chat"]["requests_per_s"],
+            serde_json::json!([1.5, null])
+        );
+        assert_eq!(h["routes"]["chat"]["latency_p99_s"][0], 0.2);
+        assert!(h["upstreams"].as_object().is_some_and(|u| u.is_empty()));
+        // The rest of the document is as before.
+        assert_eq!(value["upstreams"][0]["name"], "owui");
+        let page = html(&doc);
+        assert!(page.contains("\"requests_per_s\":[1.5,null]"));
     }
 
     #[test]

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::model::{
-    Acme, AcmeCertificate, Admin, Cidr, ClientAuthMode, Listener, Log, Redis, Route, TokenQuota,
-    Upstream, UpstreamAlpn,
+    Acme, AcmeCertificate, Admin, Cidr, ClientAuthMode, Listener, Log, Otel, Redis, Route,
+    TokenQuota, Upstream, UpstreamAlpn,
 };
 
 /// [`Config`](super::model::Config) before its look-ups.
@@ -41,6 +41,7 @@ pub(super) struct Draft {
     pub client_auths: Vec<DraftClientAuth>,
     /// `geoip`, when a route uses `countries`.
     pub geoip: Option<DraftGeoip>,
+    pub otel: Option<Otel>,
     /// Files the model names that must be readable now (secrets, CA roots) but are read again
     /// where they are used, so the model keeps only their paths.
     pub checked_files: Vec<CheckedFile>,
@@ -156,6 +157,7 @@ pub(super) struct DraftServer {
     pub max_inflight: Option<u32>,
     pub drain: bool,
     pub models: Option<Vec<String>>,
+    pub kv_events: Option<super::model::KvEvents>,
 }
 
 /// A server address: already a socket address, or a name to look up.

@@ -41,6 +41,12 @@ pub const DEFAULT_WEIGHT: u32 = 1;
 
 /// Default admin address when `admin:` is present without `listen`.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9901";
+/// Default step of the status page's history (`admin.history.step`): 180 steps make 15 minutes.
+pub const DEFAULT_HISTORY_STEP: Duration = Duration::from_secs(5);
+/// Shortest `admin.history.step` (a 18 s window).
+pub const MIN_HISTORY_STEP: Duration = Duration::from_millis(100);
+/// Longest `admin.history.step` (a 3 h window).
+pub const MAX_HISTORY_STEP: Duration = Duration::from_secs(60);
 
 /// Name of the built-in plain HTTP listener (`listeners.http`).
 pub const LISTENER_HTTP: &str = "http";
@@ -76,6 +82,8 @@ pub struct Config {
     pub cluster: Option<Cluster>,
     /// The country database, when a route uses `countries`.
     pub geoip: Option<Geoip>,
+    /// Traces exported over OTLP/HTTP; `None` = no traces.
+    pub otel: Option<Otel>,
 }
 
 /// A listening socket: `http`, `https` or one of `listeners.extra`.
@@ -148,6 +156,8 @@ pub struct Admin {
     /// Peers allowed to use the admin endpoints; `None` = anyone who can reach `listen`, which
     /// validation allows only for a loopback address.
     pub allow: Option<Vec<Cidr>>,
+    /// `admin.history.step`: how often the status page's history takes a sample.
+    pub history_step: Duration,
 }
 
 /// `log`: how the daemon writes its log (restart-only).
@@ -165,6 +175,27 @@ impl Default for Log {
             access: true,
         }
     }
+}
+
+/// Default `otel.service_name`.
+pub const DEFAULT_OTEL_SERVICE_NAME: &str = "ferrogate";
+/// Default `otel.timeout`: how long one export may take before its batch is dropped.
+pub const DEFAULT_OTEL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The path an `otel.endpoint` without one gets: OTLP/HTTP's traces path.
+pub const OTLP_TRACES_PATH: &str = "/v1/traces";
+
+/// `otel`: OpenTelemetry traces, exported over OTLP/HTTP (protobuf).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Otel {
+    /// The collector's traces URL (`http://127.0.0.1:4318/v1/traces`).
+    pub endpoint: String,
+    /// `service.name` of every span.
+    pub service_name: String,
+    /// Share of traces started here that are recorded (0.0 to 1.0); a request whose
+    /// `traceparent` says sampled (or not) follows its caller.
+    pub sample_ratio: f64,
+    /// How long one export may take.
+    pub timeout: Duration,
 }
 
 /// Log line format.
@@ -414,6 +445,34 @@ pub struct Server {
     pub drain: bool,
     /// Models this server serves (inference upstreams), overriding the upstream's list.
     pub models: Option<Vec<String>>,
+    /// Where the server publishes its KV-cache events (inference upstreams).
+    pub kv_events: Option<KvEvents>,
+}
+
+impl Server {
+    /// A server at `socket` (its address written as the socket) with `weight` and no other
+    /// setting.
+    pub fn new(socket: SocketAddr, weight: u32) -> Self {
+        Self {
+            address: socket.to_string(),
+            socket,
+            weight,
+            max_inflight: None,
+            drain: false,
+            models: None,
+            kv_events: None,
+        }
+    }
+}
+
+/// `servers[].inference.kv_events` (and `kv_events_replay`): ZMQ endpoints of an engine's
+/// KV-cache event publisher.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct KvEvents {
+    /// `tcp://HOST:PORT` of the PUB socket.
+    pub endpoint: String,
+    /// `tcp://HOST:PORT` of the replay ROUTER socket.
+    pub replay: Option<String>,
 }
 
 /// Upstream timeouts.

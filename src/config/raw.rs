@@ -27,6 +27,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "max_connections_per_ip",
     "cluster",
     "geoip",
+    "otel",
 ];
 
 /// Keys of the `tls` section.
@@ -96,6 +97,15 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     /// CIDR ranges allowed to connect; required for a non-loopback `listen`.
     pub allow: Option<Vec<String>>,
+    pub history: Option<RawHistory>,
+}
+
+/// `admin.history`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHistory {
+    /// Time between two samples (a duration).
+    pub step: Option<String>,
 }
 
 /// `log`.
@@ -104,6 +114,16 @@ pub struct RawAdmin {
 pub struct RawLog {
     pub format: Option<RawLogFormat>,
     pub access: Option<bool>,
+}
+
+/// `otel`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOtel {
+    pub endpoint: Option<String>,
+    pub service_name: Option<String>,
+    pub sample_ratio: Option<f64>,
+    pub timeout: Option<String>,
 }
 
 /// `log.format`.
@@ -365,6 +385,18 @@ pub struct RawServer {
     pub drain: Option<bool>,
     /// Models this server serves (inference upstreams).
     pub models: Option<Vec<String>>,
+    /// What this inference server publishes beyond its HTTP API.
+    pub inference: Option<RawServerInference>,
+}
+
+/// `upstreams.NAME.servers[].inference`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServerInference {
+    /// `tcp://HOST:PORT` of the engine's KV-cache event publisher (vLLM `--kv-events-config`).
+    pub kv_events: Option<String>,
+    /// `tcp://HOST:PORT` of its replay socket.
+    pub kv_events_replay: Option<String>,
 }
 
 /// `upstreams.NAME.balance`.
@@ -445,6 +477,10 @@ pub struct RawInference {
     pub max_body: Option<serde_yaml::Value>,
     pub affinity: Option<bool>,
     pub signal_max_age: Option<String>,
+    pub prefill_tokens_per_sec: Option<u64>,
+    pub cache_tokens: Option<u64>,
+    /// `PYTHONHASHSEED` of the engines' block hashes (KV events).
+    pub kv_hash_seed: Option<String>,
 }
 
 /// `inference.models`: `discover` or an explicit list.

@@ -81,6 +81,7 @@ pub(super) fn resolve(draft: Draft, report: &mut Report) -> Config {
         max_connections_per_ip: draft.max_connections_per_ip,
         cluster: draft.cluster.map(resolve_cluster),
         geoip,
+        otel: draft.otel,
     }
 }
 

@@ -110,6 +110,7 @@ pub(super) fn validate(source: &str, file: &Path) -> Result<Validated, ConfigErr
     );
     let shutdown_grace = checker.shutdown_grace(section("shutdown"));
     let log = checker.log(section("log"));
+    let otel = checker.otel(section("otel"));
     let trusted_proxies = checker.trusted_proxies(section("trusted_proxies"));
     let max_connections_per_ip =
         match checker.decode::<u32>(section("max_connections_per_ip"), "max_connections_per_ip") {
@@ -154,6 +155,7 @@ pub(super) fn validate(source: &str, file: &Path) -> Result<Validated, ConfigErr
         cluster,
         client_auths: listeners.client_auths,
         geoip,
+        otel,
         checked_files: checker.checked_files,
     };
     Ok(Validated {

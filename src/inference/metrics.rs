@@ -13,6 +13,17 @@ use prometheus::{GaugeVec, Histogram, HistogramVec, IntCounterVec};
 use super::signals::Load;
 use crate::observe::metrics::{counter_growth, Labels, Metrics, Refresh};
 
+/// Every state label of `ferrogate_inference_kv_events_state`.
+const KV_STATES: &[&str] = &[
+    "exact",
+    "replaying",
+    "connecting",
+    "fallback_gap",
+    "fallback_silent",
+    "fallback_broken",
+    "fallback_overflow",
+];
+
 /// The inference families.
 pub struct InferenceMetrics {
     labels: Arc<Labels>,
@@ -28,6 +39,15 @@ pub struct InferenceMetrics {
     scrape_failures: IntCounterVec,
     observed_prefix_hits: IntCounterVec,
     observed_prefix_queries: IntCounterVec,
+    index_tokens: GaugeVec,
+    cache_model_tokens: GaugeVec,
+    prefill_rate: GaugeVec,
+    index_corrections: IntCounterVec,
+    prefix_spread: GaugeVec,
+    kv_state: GaugeVec,
+    kv_blocks: GaugeVec,
+    kv_batches: IntCounterVec,
+    kv_tokenized: IntCounterVec,
     /// (upstream, server) → when its metrics were last read, for the age gauge.
     readings: Mutex<BTreeMap<(String, String), Instant>>,
 }
@@ -50,7 +70,7 @@ impl InferenceMetrics {
         let inference = Arc::new(Self {
             labels: m.labels().clone(),
             decisions: m.counter("ferrogate_inference_decisions_total",
-                "Inference requests routed, by upstream, policy and reason (affinity, affinity_overflow, prefix_hit, least_cost, least_load).",
+                "Inference requests routed, by upstream, policy and reason (affinity, affinity_overflow, prefix_hit, replicate, least_cost, least_load).",
                 &["upstream", "policy", "reason"])?,
             ttft: m.histogram("ferrogate_inference_ttft_seconds",
                 "Time from sending an inference request to a server to its first response body bytes (time to first token), by upstream, server and model.",
@@ -59,10 +79,10 @@ impl InferenceMetrics {
                 "Gaps between streamed response chunks (inter-token latency), by upstream, server and model.",
                 &["upstream", "server", "model"])?,
             predicted_prefix: m.counter("ferrogate_inference_predicted_prefix_tokens_total",
-                "Prompt tokens the cache_aware index predicted the chosen server holds (blocks × about 64 tokens).",
+                "Prompt tokens the cache_aware index predicted the chosen server holds (blocks × about 64 tokens), to compare with what the servers report (ferrogate_inference_observed_prefix_hit_tokens_total).",
                 &["upstream", "server"])?,
             rejections: m.counter("ferrogate_inference_rejections_total",
-                "Inference requests answered at the edge, by upstream and reason (bad_request, model_not_found, too_large, length_required).",
+                "Inference requests answered at the edge, by upstream and reason (bad_request, missing_model, model_not_found, too_large).",
                 &["upstream", "reason"])?,
             waiting: m.float_gauge("ferrogate_inference_requests_waiting",
                 "Requests waiting in an inference server's queue, as its /metrics last said.",
@@ -85,6 +105,33 @@ impl InferenceMetrics {
             observed_prefix_queries: m.counter("ferrogate_inference_observed_prefix_query_tokens_total",
                 "Prefix-cache query tokens inference servers reported (growth between readings).",
                 &["upstream", "server"])?,
+            index_tokens: m.float_gauge("ferrogate_inference_index_tokens",
+                "Prompt tokens cache_aware's index believes an inference server holds in its prefix cache.",
+                &["upstream", "server"])?,
+            cache_model_tokens: m.float_gauge("ferrogate_inference_cache_model_tokens",
+                "An inference server's prefix cache as cache_aware models it (its engine's reported size, shrunk while it hits less than predicted).",
+                &["upstream", "server"])?,
+            prefill_rate: m.float_gauge("ferrogate_inference_prefill_tokens_per_second",
+                "Prompt tokens per second an inference server was seen to prefill (learned from times to first token).",
+                &["upstream", "server"])?,
+            index_corrections: m.counter("ferrogate_inference_index_corrections_total",
+                "Corrections of cache_aware's modelled cache from a server's own prefix-cache counters, by direction (shrink, grow, clear).",
+                &["upstream", "server", "direction"])?,
+            prefix_spread: m.float_gauge("ferrogate_inference_prefix_spread",
+                "Servers carrying each prompt prefix (tenant) active in the last 10 s: the mean and the max over prefixes, and how many prefixes are active (stat mean, max, prefixes).",
+                &["upstream", "stat"])?,
+            kv_state: m.float_gauge("ferrogate_inference_kv_events_state",
+                "1 for the state of a server's KV-cache event stream (exact, replaying, connecting, fallback_gap, fallback_silent, fallback_broken, fallback_overflow), 0 for the others; any but exact routes the server by the approximate index.",
+                &["upstream", "server", "state"])?,
+            kv_blocks: m.float_gauge("ferrogate_inference_kv_events_blocks",
+                "Blocks a server holds according to its KV-cache events (0 while its stream is not exact).",
+                &["upstream", "server"])?,
+            kv_batches: m.counter("ferrogate_inference_kv_events_batches_total",
+                "KV-cache event batches received from a server, by kind (live, replayed: a replay answered, undecodable).",
+                &["upstream", "server", "kind"])?,
+            kv_tokenized: m.counter("ferrogate_inference_kv_tokenize_total",
+                "Prompt first messages tokenized by an engine for exact routing, by result (ok, failed).",
+                &["upstream", "result"])?,
             readings: Mutex::new(BTreeMap::new()),
         });
         m.on_render(inference.clone());
@@ -130,6 +177,106 @@ impl InferenceMetrics {
             .insert((upstream, server), Instant::now());
     }
 
+    /// Publishes what cache_aware models for a server.
+    pub fn server_model(
+        &self,
+        upstream: &str,
+        server: &str,
+        index_tokens: f64,
+        cache_tokens: f64,
+        prefill_rate: Option<f64>,
+    ) {
+        let labels = [
+            self.labels.upstreams.admit(upstream),
+            self.labels.servers.admit(server),
+        ];
+        self.index_tokens
+            .with_label_values(&labels)
+            .set(index_tokens);
+        self.cache_model_tokens
+            .with_label_values(&labels)
+            .set(cache_tokens);
+        match prefill_rate {
+            Some(rate) => self.prefill_rate.with_label_values(&labels).set(rate),
+            None => drop(self.prefill_rate.remove_label_values(&labels)),
+        }
+    }
+
+    /// Counts a correction of a server's modelled cache (`shrink`, `grow`, `clear`).
+    pub fn index_corrected(&self, upstream: &str, server: &str, direction: &'static str) {
+        let upstream = self.labels.upstreams.admit(upstream);
+        let server = self.labels.servers.admit(server);
+        if let Ok(c) = self.index_corrections.get_metric_with_label_values(&[
+            upstream.as_str(),
+            server.as_str(),
+            direction,
+        ]) {
+            c.inc();
+        }
+    }
+
+    /// Publishes how spread an upstream's active prefixes are.
+    pub fn spread(&self, upstream: &str, mean: f64, max: f64, prefixes: f64) {
+        let upstream = self.labels.upstreams.admit(upstream);
+        for (stat, value) in [("mean", mean), ("max", max), ("prefixes", prefixes)] {
+            self.prefix_spread
+                .with_label_values(&[upstream.as_str(), stat])
+                .set(value);
+        }
+    }
+
+    /// Publishes the state of a server's KV-cache event stream and the blocks it holds.
+    pub fn kv_events_state(&self, upstream: &str, server: &str, state: &str, blocks: usize) {
+        let upstream = self.labels.upstreams.admit(upstream);
+        let server = self.labels.servers.admit(server);
+        for known in KV_STATES {
+            self.kv_state
+                .with_label_values(&[upstream.as_str(), server.as_str(), known])
+                .set(if *known == state { 1.0 } else { 0.0 });
+        }
+        self.kv_blocks
+            .with_label_values(&[upstream.as_str(), server.as_str()])
+            .set(blocks as f64);
+    }
+
+    /// Removes a server no longer followed from the state gauge.
+    pub fn kv_events_forget(&self, upstream: &str, server: &str) {
+        let upstream = self.labels.upstreams.admit(upstream);
+        let server = self.labels.servers.admit(server);
+        for known in KV_STATES {
+            let _ = self
+                .kv_state
+                .remove_label_values(&[upstream.as_str(), server.as_str(), known]);
+        }
+        let _ = self
+            .kv_blocks
+            .remove_label_values(&[upstream.as_str(), server.as_str()]);
+    }
+
+    /// Counts a KV-cache event batch (`live`, `replayed`, `undecodable`).
+    pub fn kv_events_batch(&self, upstream: &str, server: &str, kind: &'static str) {
+        let upstream = self.labels.upstreams.admit(upstream);
+        let server = self.labels.servers.admit(server);
+        if let Ok(c) = self.kv_batches.get_metric_with_label_values(&[
+            upstream.as_str(),
+            server.as_str(),
+            kind,
+        ]) {
+            c.inc();
+        }
+    }
+
+    /// Counts a tokenization of a prompt's first message (`ok`, `failed`).
+    pub fn kv_tokenized(&self, upstream: &str, result: &'static str) {
+        let upstream = self.labels.upstreams.admit(upstream);
+        if let Ok(c) = self
+            .kv_tokenized
+            .get_metric_with_label_values(&[upstream.as_str(), result])
+        {
+            c.inc();
+        }
+    }
+
     /// Counts a failed scrape of an inference server (`kind`: `models`, `metrics`).
     pub fn scrape_failed(&self, upstream: &str, server: &str, kind: &'static str) {
         let labels = [
@@ -159,6 +306,9 @@ impl InferenceMetrics {
                 &self.running,
                 &self.kv_usage,
                 &self.signal_age,
+                &self.index_tokens,
+                &self.cache_model_tokens,
+                &self.prefill_rate,
             ] {
                 let _ = family.remove_label_values(&labels);
             }
@@ -237,6 +387,7 @@ mod tests {
             kv_usage: Some(0.25),
             prefix_hit_tokens: Some(hits),
             prefix_query_tokens: Some(queries),
+            cache_tokens: None,
         };
         let (u, s) = ("unit-gpu", "10.9.9.8:8000");
         inference.reading(u, s, &load(100.0, 400.0), None);

@@ -21,6 +21,8 @@ struct Names {
     kv_usage: &'static [&'static str],
     prefix_hits: &'static [&'static str],
     prefix_queries: &'static [&'static str],
+    /// An info metric whose labels give the KV-cache size.
+    cache_info: Option<&'static str>,
 }
 
 const VLLM: Names = Names {
@@ -30,6 +32,7 @@ const VLLM: Names = Names {
     kv_usage: &["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"],
     prefix_hits: &["vllm:prefix_cache_hits"],
     prefix_queries: &["vllm:prefix_cache_queries"],
+    cache_info: Some("vllm:cache_config_info"),
 };
 
 const SGLANG: Names = Names {
@@ -38,6 +41,7 @@ const SGLANG: Names = Names {
     kv_usage: &["sglang:token_usage"],
     prefix_hits: &["sglang:cached_tokens"],
     prefix_queries: &["sglang:prompt_tokens"],
+    cache_info: None,
 };
 
 const LLAMACPP: Names = Names {
@@ -46,6 +50,7 @@ const LLAMACPP: Names = Names {
     kv_usage: &["llamacpp:kv_cache_usage_ratio"],
     prefix_hits: &[],
     prefix_queries: &[],
+    cache_info: None,
 };
 
 fn names(engine: Engine) -> Option<&'static Names> {
@@ -99,13 +104,71 @@ pub fn parse_load(engine: Engine, text: &str) -> Option<Load> {
         .map(|acc| (acc.sum / f64::from(acc.count.max(1))).clamp(0.0, 1.0))
         .filter(|v| v.is_finite());
     let total = |acc: Option<Acc>| acc.map(|a| a.sum).filter(|v| v.is_finite());
+    let cache_tokens = names.cache_info.and_then(|name| cache_tokens(text, name));
     Some(Load {
         waiting: total(waiting).unwrap_or(0.0).max(0.0),
         running: total(running).unwrap_or(0.0).max(0.0),
         kv_usage,
         prefix_hit_tokens: total(first(names.prefix_hits)),
         prefix_query_tokens: total(first(names.prefix_queries)),
+        cache_tokens,
     })
+}
+
+/// The KV-cache size in tokens from an info metric's labels (`num_gpu_blocks` × `block_size`),
+/// summed over its label sets (one per engine).
+fn cache_tokens(text: &str, name: &str) -> Option<f64> {
+    let mut total = None;
+    for line in text.lines() {
+        let line = line.trim_start();
+        let Some(rest) = line.strip_prefix("ray_").unwrap_or(line).strip_prefix(name) else {
+            continue;
+        };
+        if !rest.starts_with('{') {
+            continue;
+        }
+        let Some(end) = labels_end(rest) else {
+            continue;
+        };
+        let labels = &rest[1..end - 1];
+        let number = |key: &str| label_value(labels, key)?.parse::<f64>().ok();
+        if let (Some(blocks), Some(size)) = (number("num_gpu_blocks"), number("block_size")) {
+            let tokens = blocks * size;
+            if tokens.is_finite() && tokens > 0.0 {
+                total = Some(total.unwrap_or(0.0) + tokens);
+            }
+        }
+    }
+    total
+}
+
+/// The value of label `key` in a label set's text (`a="1",b="2"`).
+fn label_value<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
+    let mut rest = labels;
+    loop {
+        rest = rest.trim_start_matches([',', ' ']);
+        let eq = rest.find('=')?;
+        let name = rest[..eq].trim();
+        let after = rest[eq + 1..].trim_start().strip_prefix('"')?;
+        let mut escaped = false;
+        let mut close = None;
+        for (i, c) in after.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    close = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let close = close?;
+        if name == key {
+            return Some(&after[..close]);
+        }
+        rest = &after[close + 1..];
+    }
 }
 
 /// Every sample line as (metric name, finite value).
@@ -188,6 +251,7 @@ vllm:cache_config_info{block_size="16",cache_dtype="auto",num_gpu_blocks="27000"
         assert_eq!(load.kv_usage, Some(0.375));
         assert_eq!(load.prefix_hit_tokens, Some(6400.0));
         assert_eq!(load.prefix_query_tokens, Some(12800.0));
+        assert_eq!(load.cache_tokens, Some(16.0 * 27000.0));
         assert_eq!(parse_load(Engine::Ray, VLLM_V1), Some(load));
     }
 
@@ -203,6 +267,18 @@ vllm:cache_config_info{block_size="16",cache_dtype="auto",num_gpu_blocks="27000"
         assert_eq!(load.kv_usage, Some(0.9));
         assert_eq!(load.prefix_hit_tokens, Some(10.0));
         assert_eq!(load.prefix_query_tokens, None);
+        assert_eq!(load.cache_tokens, None);
+    }
+
+    #[test]
+    fn cache_size_from_info_labels() {
+        let text = "vllm:num_requests_running 1\n\
+                    vllm:cache_config_info{block_size=\"16\",prefix=\"a=\\\"b\\\"\",num_gpu_blocks=\"100\"} 1\n\
+                    vllm:cache_config_info_extra{block_size=\"1\",num_gpu_blocks=\"1\"} 1\n";
+        let load = parse_load(Engine::Vllm, text).expect("load");
+        assert_eq!(load.cache_tokens, Some(1600.0));
+        assert_eq!(label_value("a=\"1\", b=\"x\\\"y\"", "b"), Some("x\\\"y"));
+        assert_eq!(label_value("a=\"1\"", "c"), None);
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub struct InferenceRequest {
     /// The body's `user` field, a session-affinity key.
     pub user: Option<String>,
     pub stream: bool,
+    /// The first message's role and text, when read whole.
+    pub lead: Option<(String, String)>,
 }
 
 /// Parses a whole OpenAI request body (checked to be JSON); the bytes themselves are forwarded
@@ -55,6 +57,7 @@ fn from_scan(scanned: scan::Scanned) -> Result<InferenceRequest, BodyError> {
         prompt: scanned.prompt,
         user: scanned.user,
         stream: scanned.stream.unwrap_or(false),
+        lead: scanned.lead,
     })
 }
 

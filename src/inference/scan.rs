@@ -13,6 +13,9 @@ pub struct Scanned {
     /// Message contents, each followed by a newline (or `prompt` / `input` text when no
     /// `messages`).
     pub prompt: String,
+    /// The first message's role and text, when it was read whole (the prompt's leading part
+    /// that an engine tokenizes the same in every request that starts with it).
+    pub lead: Option<(String, String)>,
     /// The scan reached the end of the top-level object.
     pub complete: bool,
 }
@@ -50,6 +53,11 @@ struct Walker<'a> {
     saw_messages: bool,
     /// What a string cut off by the end of the bytes held so far.
     partial: String,
+    /// Messages ended so far.
+    messages_done: usize,
+    /// The `role` of the message being walked.
+    role: Option<String>,
+    lead: Option<(String, String)>,
 }
 
 /// The bytes are not a JSON object.
@@ -65,9 +73,13 @@ pub fn scan(bytes: &[u8]) -> Result<Scanned, NotJson> {
         prompt_text: String::new(),
         saw_messages: false,
         partial: String::new(),
+        messages_done: 0,
+        role: None,
+        lead: None,
     };
     let mut out = Scanned::default();
     let result = walker.top(&mut out);
+    out.lead = walker.lead.take();
     out.prompt = if walker.saw_messages {
         walker.messages_text
     } else {
@@ -209,7 +221,11 @@ impl Walker<'_> {
                 (Collect::Part, "text") => Collect::Content,
                 _ => Collect::Nothing,
             };
-            self.value(inner, depth + 1)?;
+            if collect == Collect::Messages && key == "role" && self.peek()? == b'"' {
+                self.role = Some(self.string()?);
+            } else {
+                self.value(inner, depth + 1)?;
+            }
             match self.peek()? {
                 b',' => self.at += 1,
                 b'}' => {
@@ -224,6 +240,11 @@ impl Walker<'_> {
     /// A whole message ends with a newline in the prompt text.
     fn end_message(&mut self, collect: Collect) -> Step<()> {
         if collect == Collect::Messages {
+            let role = self.role.take();
+            if self.messages_done == 0 {
+                self.lead = Some((role.unwrap_or_default(), self.messages_text.clone()));
+            }
+            self.messages_done += 1;
             self.messages_text.push('\n');
         }
         Ok(())
@@ -387,6 +408,10 @@ mod tests {
         assert_eq!(s.user.as_deref(), Some("u1"));
         assert_eq!(s.stream, Some(true));
         assert_eq!(s.prompt, "be nice é😀\nhi\n");
+        assert_eq!(
+            s.lead,
+            Some(("system".to_string(), "be nice é😀".to_string()))
+        );
         assert!(s.complete);
     }
 

@@ -21,6 +21,9 @@ pub struct Load {
     pub prefix_hit_tokens: Option<f64>,
     /// Cumulative prefix-cache query tokens, when reported.
     pub prefix_query_tokens: Option<f64>,
+    /// Tokens the KV cache holds (vLLM `cache_config_info`: `num_gpu_blocks` × `block_size`),
+    /// when reported.
+    pub cache_tokens: Option<f64>,
 }
 
 /// A reading with its time.
@@ -105,6 +108,7 @@ mod tests {
             kv_usage: Some(0.5),
             prefix_hit_tokens: None,
             prefix_query_tokens: None,
+            cache_tokens: None,
         };
         signals.set_load(load, t0);
         let (got, weight) = signals

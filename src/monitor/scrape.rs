@@ -19,14 +19,16 @@ use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
 use tokio::net::TcpStream;
 
-use crate::config::model::{Engine, Inference};
+use crate::config::model::{Balance, Inference};
 use crate::inference::metrics::InferenceMetrics;
 use crate::inference::metrics_text::parse_load;
 use crate::inference::openai::parse_models;
+use crate::inference::signals::Load;
 
 use super::health::tls_connect;
 use super::periodic;
 use crate::pool::members::Member;
+use crate::pool::prefix::ReadingEffect;
 use crate::pool::server::ServerState;
 use crate::runtime::{SnapshotStore, UpstreamRuntime};
 use crate::tls::upstream::ServerTls;
@@ -100,10 +102,18 @@ fn scrape_upstream(upstream: &Arc<UpstreamRuntime>, metrics: &Arc<InferenceMetri
             claim,
             member.clone(),
             upstream.clone(),
-            inference.engine,
             plan,
             metrics.clone(),
         ));
+    }
+    if matches!(upstream.balance, Balance::CacheAware) {
+        let spread = upstream.pool.prefix_spread(Instant::now());
+        metrics.spread(
+            &upstream.name,
+            spread.mean,
+            spread.max as f64,
+            spread.prefixes as f64,
+        );
     }
 }
 
@@ -113,10 +123,13 @@ async fn scrape_member(
     _claim: Claim,
     member: Arc<Member>,
     runtime: Arc<UpstreamRuntime>,
-    engine: Engine,
     plan: Plan,
     metrics: Arc<InferenceMetrics>,
 ) {
+    let Some(inference) = &runtime.inference else {
+        return;
+    };
+    let engine = inference.engine;
     let tls = runtime.tls.as_deref();
     let upstream = &runtime.name;
     let fetch = |wanted: bool, path: &'static str| {
@@ -156,6 +169,14 @@ async fn scrape_member(
                 let previous = signals.last_load().map(|(load, _)| load);
                 signals.set_load(reading, now);
                 metrics.reading(upstream, server, &reading, previous.as_ref());
+                learn(
+                    &runtime,
+                    &member,
+                    &reading,
+                    previous.as_ref(),
+                    &metrics,
+                    now,
+                );
             }
             Err(error) => {
                 metrics.scrape_failed(upstream, server, "metrics");
@@ -163,6 +184,44 @@ async fn scrape_member(
             }
         }
     }
+}
+
+/// Feeds a reading to the pool's `cache_aware` model and publishes what the model says.
+fn learn(
+    runtime: &UpstreamRuntime,
+    member: &Member,
+    reading: &Load,
+    previous: Option<&Load>,
+    metrics: &InferenceMetrics,
+    now: Instant,
+) {
+    let configured = runtime.inference.as_ref().and_then(|i| i.cache_tokens);
+    let pool = &runtime.pool;
+    let server = &*member.address;
+    match pool.learn_from_reading(member, reading, previous, configured) {
+        ReadingEffect::Nothing => {}
+        ReadingEffect::Cleared => {
+            metrics.index_corrected(&runtime.name, server, "clear");
+            tracing::info!(upstream = %runtime.name, server, "prefix-cache counters went back: the server restarted; forgetting what it held");
+        }
+        ReadingEffect::Corrected(c) => {
+            let direction = if c.reported_rate < c.predicted_rate {
+                "shrink"
+            } else {
+                "grow"
+            };
+            metrics.index_corrected(&runtime.name, server, direction);
+            tracing::debug!(upstream = %runtime.name, server, predicted = c.predicted_rate, reported = c.reported_rate, blocks = c.capacity_blocks, "cache model corrected");
+        }
+    }
+    let model = pool.server_model(member, now);
+    metrics.server_model(
+        &runtime.name,
+        server,
+        model.index_tokens,
+        model.cache_tokens,
+        model.prefill_rate,
+    );
 }
 
 /// The scrape claim on one server, released when the scrape ends however it ends.
@@ -250,7 +309,7 @@ impl<T> Drop for AbortOnDrop<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::{Models, Server};
+    use crate::config::model::{Engine, Models, Server};
     use crate::pool::members::UpstreamPool;
     use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -264,6 +323,9 @@ mod tests {
             max_body: 1024,
             affinity: false,
             signal_max_age: Duration::from_secs(30),
+            prefill_tokens_per_sec: None,
+            cache_tokens: None,
+            kv_hash_seed: "0".into(),
         }
     }
 
@@ -281,6 +343,7 @@ mod tests {
                 max_inflight: None,
                 drain: false,
                 models: own.clone(),
+                kv_events: None,
             })
             .collect();
         pool.set_configured(&servers, false, models);

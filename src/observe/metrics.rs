@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -151,6 +152,12 @@ impl Metrics {
     /// Runs `refresher` before every rendering.
     pub fn on_render(&self, refresher: Arc<dyn Refresh>) {
         self.refreshers.lock().push(refresher);
+    }
+
+    /// Every family's current values, as they are (no refresher runs): for readers inside the
+    /// process, such as the history sampler.
+    pub fn gather(&self) -> Vec<MetricFamily> {
+        self.registry.gather()
     }
 
     /// The Prometheus text exposition of every family, derived values brought up to date.

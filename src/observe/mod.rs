@@ -1,14 +1,16 @@
 //! Observability, knowing no domain: the process's metrics registry ([`metrics`]) that every
 //! domain registers its own families in, the request path's families ([`traffic`]), the access
 //! log and log format ([`access`], [`logging`]), request ids ([`request_id`]), per-server counters
-//! that survive reloads ([`servers`]), per-route observers ([`request`]) and the status board
-//! other modules fill ([`board`]). [`Observability`] owns the long-lived parts; the admin
-//! listener serves all of it; the proxy hooks feed it through [`request::RequestObs`].
+//! that survive reloads ([`servers`]), per-route observers ([`request`]), the status board
+//! other modules fill ([`board`]) and the recent history of rates and latencies the status
+//! page charts ([`history`]). [`Observability`] owns the long-lived parts; the admin
+//! listener serves all of it; the request path feeds it through [`request::RequestObs`].
 
 pub mod access;
 pub mod board;
 pub mod clock;
 pub mod connections;
+pub mod history;
 pub mod labels;
 pub mod logging;
 pub mod metrics;
@@ -20,6 +22,7 @@ pub mod traffic;
 use std::sync::Arc;
 
 pub use board::StatusBoard;
+pub use history::History;
 pub use metrics::Metrics;
 pub use request::{Finish, RequestObs, RouteObserver, RouteObservers, Unrouted};
 pub use servers::ServerStatsRegistry;
@@ -34,6 +37,8 @@ pub struct Observability {
     pub observers: RouteObservers,
     pub board: Arc<StatusBoard>,
     pub unrouted: Unrouted,
+    /// The last window of samples the status page charts.
+    pub history: Arc<History>,
 }
 
 impl Observability {
@@ -49,6 +54,7 @@ impl Observability {
             servers,
             observers: RouteObservers::default(),
             board: Arc::new(StatusBoard::default()),
+            history: Arc::new(History::default()),
         })
     }
 }

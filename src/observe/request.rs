@@ -1,20 +1,20 @@
 //! Per-request observation: the request id, the pre-resolved metric handles of the route and of
 //! the chosen server, upstream timing, in-flight and WebSocket accounting, and the closing access
-//! log line. The proxy hooks each make one call here; nothing on this path formats a label.
+//! log line. The request path makes one call here per step; nothing on this path formats a
+//! label.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use http::HeaderValue;
 use parking_lot::Mutex;
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::prelude::Session;
-use pingora::Error;
+use pingora::http::RequestHeader;
 use prometheus::IntGauge;
 
 use super::access::{self, AccessLine};
 use super::labels::{status_class_index, NONE};
-use super::request_id::{self, REQUEST_ID_HEADER};
+use super::request_id;
 use super::servers::{InFlight, ServerStats};
 use super::traffic::{PerServerHandles, RouteHandles, ServerHandles, TrafficMetrics};
 
@@ -49,7 +49,7 @@ impl std::fmt::Debug for RouteObserver {
 
 impl RouteObserver {
     /// The observer of `route` sending to `upstream`, whose servers are `servers` (addresses
-    /// the same `Arc`s the snapshot hands to the hooks, so finding one is a pointer comparison;
+    /// the same `Arc`s the snapshot hands to the request path, so finding one is a pointer comparison;
     /// each with its stats).
     pub fn new<'a>(
         traffic: &Arc<TrafficMetrics>,
@@ -235,11 +235,11 @@ impl Drop for GaugeGuard {
     }
 }
 
-/// The observation state of one request (lives in the proxy's request context).
+/// The observation state of one request (lives in the request path's state).
 #[derive(Default)]
 pub struct RequestObs {
-    /// The `X-Request-Id` sent to the backend and the client; empty before [`Self::begin`].
-    pub request_id: String,
+    /// The `X-Request-Id` sent to the backend and the client; `None` before [`Self::begin`].
+    pub request_id: Option<HeaderValue>,
     route: Option<Arc<RouteObserver>>,
     /// Index into the route's servers.
     server: Option<usize>,
@@ -250,17 +250,12 @@ pub struct RequestObs {
 }
 
 impl RequestObs {
-    /// Takes the client's request id when sane, or makes one and writes it into the request, so
-    /// the backend and every response, local ones included, carry the same id.
-    pub fn begin(&mut self, request: &mut RequestHeader) {
-        let incoming = request.headers.get(REQUEST_ID_HEADER);
-        self.request_id = request_id::from_request(incoming);
-        let unchanged = incoming.is_some_and(|v| v.as_bytes() == self.request_id.as_bytes());
-        if !unchanged {
-            if let Err(error) = request.insert_header(REQUEST_ID_HEADER, self.request_id.as_str()) {
-                tracing::debug!(%error, "could not set the request id header");
-            }
-        }
+    /// Takes the client's request id when sane, or makes one; the backend and every response,
+    /// local ones included, carry it.
+    pub fn begin(&mut self, request: &RequestHeader) {
+        self.request_id = Some(request_id::from_request(
+            request.headers.get(&request_id::REQUEST_ID),
+        ));
     }
 
     /// The request goes to `address` of `route`'s upstream (again, on a retry).
@@ -282,12 +277,11 @@ impl RequestObs {
         Some((route, route.servers.get(self.server?)?))
     }
 
-    /// Connecting to the chosen server failed; `retrying` when another server will be tried.
-    pub fn connect_failed(&mut self, error: &Error, retrying: bool) {
+    /// Connecting to the chosen server failed (`kind`, e.g. `ConnectRefused`); `retrying` when
+    /// another server will be tried.
+    pub fn connect_failed(&mut self, kind: &str, retrying: bool) {
         if let Some((route, server)) = self.chosen() {
-            server
-                .stats
-                .connect_failed(error.etype().as_str(), &route.route);
+            server.stats.connect_failed(kind, &route.route);
             if let Some(h) = route.per_server(server) {
                 h.connect_errors.inc();
                 if retrying {
@@ -311,35 +305,31 @@ impl RequestObs {
         }
     }
 
-    /// The response to the client: returns the request id, counts an upgrade.
-    pub fn respond(&mut self, response: &mut ResponseHeader) -> pingora::Result<()> {
-        if !self.request_id.is_empty() {
-            response.insert_header(REQUEST_ID_HEADER, self.request_id.as_str())?;
-        }
-        if response.status.as_u16() == 101 && self.websocket.is_none() {
+    /// The response to the client has this status: a 101 counts an open WebSocket.
+    pub fn respond(&mut self, status: u16) {
+        if status == 101 && self.websocket.is_none() {
             let gauge = self.route.as_deref().and_then(|r| r.handles());
             self.websocket = gauge.map(|h| GaugeGuard::new(&h.open_websockets));
         }
-        Ok(())
     }
 
-    /// The request failed after a server was chosen (timeouts, resets): remembered for the
-    /// status page. Connection failures are already recorded by [`Self::connect_failed`].
-    pub fn proxy_failed(&mut self, error: &Error) {
-        if *error.esource() != pingora::ErrorSource::Upstream || self.in_flight.is_none() {
+    /// The request failed at its server after the server was chosen (timeouts, resets, `kind`
+    /// e.g. `ReadTimedout`): remembered for the status page. Connection failures are already
+    /// recorded by [`Self::connect_failed`].
+    pub fn proxy_failed(&mut self, kind: &str) {
+        if self.in_flight.is_none() {
             return;
         }
         if let Some((route, server)) = self.chosen() {
-            server.stats.record(error.etype().as_str(), &route.route);
+            server.stats.record(kind, &route.route);
         }
     }
 
     /// Counts the request, ends its in-flight and WebSocket accounting, and writes its access line.
-    pub fn finish(&mut self, session: &Session, error: Option<&Error>, done: Finish<'_>) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+    pub fn finish(&mut self, done: Finish<'_>) {
+        let status = done.status;
         let elapsed = done.started.elapsed();
-        let bytes_in = session.body_bytes_read();
-        let bytes_out = session.body_bytes_sent();
+        let (bytes_in, bytes_out) = (done.bytes_in, done.bytes_out);
         // Gauges first: once a request is counted, it is no longer in flight.
         self.in_flight = None;
         self.websocket = None;
@@ -356,24 +346,17 @@ impl RequestObs {
             h.request_bytes.inc_by(bytes_in as u64);
             h.response_bytes.inc_by(bytes_out as u64);
         }
-        let request = session.req_header();
         let route = self.route.as_deref().or(done.route);
-        let client = done.client.or_else(|| {
-            session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip())
-        });
         access::log(&AccessLine {
-            request_id: if self.request_id.is_empty() {
-                "-"
-            } else {
-                &self.request_id
-            },
+            request_id: self
+                .request_id
+                .as_ref()
+                .and_then(|id| id.to_str().ok())
+                .unwrap_or("-"),
             listener: done.listener,
-            client,
-            method: request.method.as_str(),
-            path: request.uri.path(),
+            client: done.client,
+            method: done.method,
+            path: done.path,
             status,
             route: route.map_or(NONE, |r| &*r.route),
             upstream: route.map_or(NONE, |r| &*r.upstream),
@@ -382,17 +365,27 @@ impl RequestObs {
             bytes_out,
             duration: elapsed,
             upstream_duration: self.upstream_elapsed,
-            error: error.map(|e| e.etype().as_str()),
+            error: done.error,
         });
     }
 }
 
-/// What the proxy knows at the end of a request.
+/// What the request path knows at the end of a request.
 pub struct Finish<'a> {
     pub listener: &'a str,
-    /// The resolved client address (PROXY header or trusted X-Forwarded-For); the peer's when
-    /// `None`.
+    /// The resolved client address (PROXY header or trusted X-Forwarded-For), else the peer's.
     pub client: Option<std::net::IpAddr>,
+    pub method: &'a str,
+    /// The path only: queries may carry secrets.
+    pub path: &'a str,
+    /// The status sent; 0 when none was (the client went away first).
+    pub status: u16,
+    /// Request body bytes read from the client.
+    pub bytes_in: usize,
+    /// Response body bytes sent to the client.
+    pub bytes_out: usize,
+    /// Why the exchange failed, if it did (a short kind name).
+    pub error: Option<&'static str>,
     pub started: Instant,
     /// The matched route's observer; `None` when no route matched.
     pub route: Option<&'a RouteObserver>,

@@ -1,10 +1,12 @@
 //! `X-Request-Id`: keep a client's id when it is sane (short, visible, no separators that could
 //! break a log line or a header), otherwise make a fresh random 128-bit one as 32 hex digits.
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 
 /// The header carrying the request id to the backend and back to the client.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// [`REQUEST_ID_HEADER`] as a header name.
+pub static REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 
 /// Longest client-supplied id that is kept.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
@@ -25,14 +27,21 @@ pub fn sanitize(value: &[u8]) -> Option<&str> {
 }
 
 /// A fresh id: 128 random bits as 32 lowercase hex digits.
-pub fn generate() -> String {
-    format!("{:032x}", rand::random::<u128>())
+pub fn generate() -> HeaderValue {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits = rand::random::<u128>();
+    let mut text = [0u8; 32];
+    for (i, digit) in text.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
+    }
+    // Hex digits are always a valid header value.
+    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
 }
 
-/// The id for a request: the client's (when sane) or a fresh one.
-pub fn from_request(incoming: Option<&HeaderValue>) -> String {
-    match incoming.and_then(|v| sanitize(v.as_bytes())) {
-        Some(kept) => kept.to_string(),
+/// The id for a request: the client's (when sane, shared, not copied) or a fresh one.
+pub fn from_request(incoming: Option<&HeaderValue>) -> HeaderValue {
+    match incoming.filter(|v| sanitize(v.as_bytes()).is_some()) {
+        Some(kept) => kept.clone(),
         None => generate(),
     }
 }
@@ -75,7 +84,7 @@ mod tests {
         let a = generate();
         let b = generate();
         assert_eq!(a.len(), 32);
-        assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+        assert!(a.as_bytes().iter().all(u8::is_ascii_hexdigit));
         assert_ne!(a, b);
     }
 

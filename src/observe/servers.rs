@@ -1,7 +1,7 @@
 //! What the proxy has seen of each backend server, keyed by (upstream, address) so it survives
 //! reloads: requests in flight, connection failures in a row (the passive state: a server whose
 //! last connection attempt failed is `down` until one succeeds), the last success and a short ring
-//! of recent errors for the status page. Written from the hooks with atomics; the error ring takes
+//! of recent errors for the status page. Written from the request path with atomics; the error ring takes
 //! a lock only when an error happens.
 
 use std::collections::{BTreeMap, VecDeque};

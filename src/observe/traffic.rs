@@ -1,6 +1,6 @@
 //! The request path's own families (requests, latencies, bytes, connections, WebSockets, server
 //! connect errors and in-flight counts) and the label children one route, server or listener
-//! touches, resolved once so the hooks only touch atomics. Label values come from the
+//! touches, resolved once so the request path only touches atomics. Label values come from the
 //! configuration (route, upstream, server and listener names) and are capped by the label
 //! budgets; paths and client addresses never appear.
 

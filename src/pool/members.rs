@@ -15,12 +15,9 @@ use super::metrics::PoolMetrics;
 use super::server::ServerState;
 use crate::balance::hashing::stable_hash;
 use crate::balance::table::{StickyTable, DEFAULT_STICKY_TABLE_CAPACITY};
-use crate::config::model::{Server, DEFAULT_WEIGHT};
-use crate::inference::prefix::PrefixIndex;
-
-/// (prefix block, server) pairs the `cache_aware` index remembers per upstream (about 100 bytes
-/// each).
-pub const DEFAULT_PREFIX_INDEX_CAPACITY: usize = 262_144;
+use crate::config::model::{KvEvents, Server, DEFAULT_WEIGHT};
+use crate::inference::kv_events::tokens::PromptTokens;
+use crate::inference::prefix::PrefixModel;
 
 /// What a sticky table is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -37,13 +34,17 @@ pub struct Member {
     /// The address as configured (or `ip:port` when discovered): its identity.
     pub address: Arc<str>,
     pub socket: SocketAddr,
+    /// The configured weight; [`Member::current_weight`] is the one in force.
     pub weight: u32,
     pub max_inflight: Option<u32>,
+    /// `drain: true` in the file; [`Member::draining`] adds the runtime reasons.
     pub drain: bool,
     pub discovered: bool,
     /// Models the configuration says this server serves (inference upstreams); `None` leaves it
     /// to discovery.
     pub models: Option<Arc<[String]>>,
+    /// Where the server publishes its KV-cache events, if configured.
+    pub kv_events: Option<KvEvents>,
     pub state: Arc<ServerState>,
 }
 
@@ -78,8 +79,11 @@ pub struct UpstreamPool {
     pub(super) queued: AtomicU32,
     /// Rotates ties between equally loaded servers.
     pub(super) ticket: AtomicU64,
-    /// Which prompt prefixes were sent to which server (`cache_aware`).
-    pub(super) prefix: Mutex<PrefixIndex>,
+    /// Which prompt prefixes each server holds, and over how many servers each is spread
+    /// (`cache_aware`).
+    pub(super) prefix: Mutex<PrefixModel>,
+    /// The engine block hashes of prompts' first messages (servers with `kv_events`).
+    pub kv_tokens: PromptTokens,
     /// Where the queue is counted; `None` for a pool outside any registry (tests, benches).
     pub(super) metrics: Option<Arc<PoolMetrics>>,
 }
@@ -104,7 +108,8 @@ impl UpstreamPool {
             released: Arc::new(Notify::new()),
             queued: AtomicU32::new(0),
             ticket: AtomicU64::new(0),
-            prefix: Mutex::new(PrefixIndex::new(DEFAULT_PREFIX_INDEX_CAPACITY)),
+            prefix: Mutex::new(PrefixModel::default()),
+            kv_tokens: PromptTokens::default(),
             metrics: None,
         }
     }
@@ -112,6 +117,11 @@ impl UpstreamPool {
     /// The members now.
     pub fn members(&self) -> Arc<Vec<Arc<Member>>> {
         self.members.load_full()
+    }
+
+    /// Whether any member publishes KV-cache events.
+    pub fn follows_kv_events(&self) -> bool {
+        self.members.load().iter().any(|m| m.kv_events.is_some())
     }
 
     /// Requests waiting in the queue now.
@@ -179,12 +189,17 @@ impl UpstreamPool {
                        max_inflight,
                        drain,
                        discovered,
-                       models: Option<Arc<[String]>>| {
+                       models: Option<Arc<[String]>>,
+                       kv_events: Option<KvEvents>| {
             if next.iter().any(|m: &Arc<Member>| *m.address == *address) {
                 return;
             }
             let kept = previous.get(address.as_str());
             let state = kept.map(|m| m.state.clone()).unwrap_or_default();
+            if kept.is_some_and(|m| m.weight != weight) {
+                // The file's weight is the new base: a runtime weight set over the old one goes.
+                state.admin.clear_weight();
+            }
             next.push(Arc::new(Member {
                 id: stable_hash(&[self.name.as_bytes(), address.as_bytes()]),
                 // The same `Arc` as before: route observers find a member by pointer.
@@ -195,6 +210,7 @@ impl UpstreamPool {
                 drain,
                 discovered,
                 models,
+                kv_events,
                 state,
             }));
         };
@@ -210,6 +226,7 @@ impl UpstreamPool {
                     .as_deref()
                     .map(Arc::from)
                     .or_else(|| inputs.models.clone()),
+                s.kv_events.clone(),
             );
         }
         for socket in inputs.discovered.iter().flatten() {
@@ -221,9 +238,14 @@ impl UpstreamPool {
                 false,
                 true,
                 inputs.models.clone(),
+                None,
             );
         }
+        let ids: Vec<u64> = next.iter().map(|m| m.id).collect();
         self.members.store(Arc::new(next));
+        let mut prefix = self.prefix.lock();
+        prefix.index.retain_servers(&ids);
+        prefix.spread.retain_servers(&ids);
     }
 }
 
@@ -232,14 +254,7 @@ mod tests {
     use super::*;
 
     fn server(address: &str, weight: u32) -> Server {
-        Server {
-            address: address.into(),
-            socket: address.parse().expect("socket"),
-            weight,
-            max_inflight: None,
-            drain: false,
-            models: None,
-        }
+        Server::new(address.parse().expect("socket"), weight)
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! re-attaches to it through [`Registry::attach`]; the health checker, DNS discovery and the
 //! proxy write to it; the snapshot only names it.
 
+pub mod admin;
 pub mod health;
 pub mod members;
 pub mod metrics;
+pub mod prefix;
 pub mod queue;
 pub mod select;
 pub mod server;
@@ -14,11 +16,12 @@ pub mod status;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use admin::{AdminChange, AdminError, AdminState, MAX_RUNTIME_WEIGHT};
 pub use members::{Member, StickyKey, UpstreamPool};
 pub use queue::Refusal;
 pub use select::{Outcome, Pick, RequestInfo};
 pub use server::{InflightGuard, RecentError, ServerState};
-pub use status::{ServerStatus, UpstreamStatus};
+pub use status::{PrefixStatus, ServerStatus, UpstreamStatus};
 
 use crate::config::model::{Models, Upstream};
 use crate::inference::metrics::InferenceMetrics;

@@ -1,13 +1,14 @@
 //! Admission: a request that finds every eligible server at `max_inflight` waits in the
 //! upstream's bounded queue until a slot is given back or `queue.timeout` passes (HAProxy
-//! `maxconn` + `timeout queue`); a full queue or an expired wait is refused with a retry hint.
+//! `maxconn` + `timeout queue`); a full queue or an expired wait is refused with a retry hint
+//! from the predicted time until the cheapest server drains, not the configured timeout.
 
 use std::pin::pin;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::members::UpstreamPool;
-use super::select::{Outcome, Pick, RequestInfo, Rules};
+use super::select::{inference, Outcome, Pick, RequestInfo, Rules};
 use crate::config::model::Queue;
 
 /// Why no server was given to a request.
@@ -32,15 +33,65 @@ impl Drop for QueueSlot<'_> {
     }
 }
 
-/// The Retry-After hint for a refused request: the queue timeout, at least one second.
-pub fn retry_after_secs(queue: &Queue) -> u64 {
-    queue.timeout.as_secs_f64().ceil().max(1.0) as u64
+/// Longest a request whose prompt was seen before waits for its first message to be tokenized
+/// (upstreams whose servers publish KV-cache events); later requests find it ready.
+pub const TOKENIZE_BUDGET: Duration = Duration::from_millis(25);
+
+/// Longest Retry-After hint given.
+pub const MAX_RETRY_AFTER_SECS: f64 = 600.0;
+
+/// The Retry-After hint for a refused request: the predicted drain time (seconds), rounded up,
+/// at least one second.
+pub fn retry_after_secs(drain_secs: f64) -> u64 {
+    if !drain_secs.is_finite() {
+        return MAX_RETRY_AFTER_SECS as u64;
+    }
+    drain_secs.ceil().clamp(1.0, MAX_RETRY_AFTER_SECS) as u64
 }
 
 impl UpstreamPool {
     fn count_queue_rejection(&self) {
         if let Some(metrics) = &self.metrics {
             metrics.queue_rejected(&self.name);
+        }
+    }
+
+    /// Seconds until the cheapest available server is predicted to have room for one more
+    /// request, with the router's queue shared among the servers: the requests ahead of it
+    /// beyond its slots, each holding a slot for the server's observed service time. Slots are
+    /// the engine's learned batch size (inference upstreams) or `max_inflight`.
+    pub fn predicted_drain_secs(&self, rules: &Rules<'_>, now: Instant) -> f64 {
+        let members = self.members();
+        let open: Vec<_> = members
+            .iter()
+            .filter(|m| !m.drain && m.state.available(now))
+            .collect();
+        if open.is_empty() {
+            return f64::INFINITY;
+        }
+        let share = f64::from(self.queued()) / open.len() as f64;
+        open.iter()
+            .map(|m| {
+                let estimates = m.state.model.estimates(1.0, now);
+                let (ahead, slots) = match rules.inference {
+                    Some(settings) => (
+                        inference::load(m, settings, true, now),
+                        inference::slots(m, estimates.batch_slots),
+                    ),
+                    None => (
+                        f64::from(m.state.inflight()),
+                        m.max_inflight.map_or(1.0, f64::from).max(1.0),
+                    ),
+                };
+                ((ahead - slots).max(0.0) + share + 1.0) * estimates.service_secs / slots
+            })
+            .min_by(f64::total_cmp)
+            .unwrap_or(f64::INFINITY)
+    }
+
+    fn refusal(&self, rules: &Rules<'_>) -> Refusal {
+        Refusal::Overloaded {
+            retry_after_secs: retry_after_secs(self.predicted_drain_secs(rules, Instant::now())),
         }
     }
 
@@ -51,9 +102,18 @@ impl UpstreamPool {
         req: &RequestInfo<'_>,
         queue: &Queue,
     ) -> Result<Pick, Refusal> {
-        let overloaded = Refusal::Overloaded {
-            retry_after_secs: retry_after_secs(queue),
-        };
+        if let Some(facts) = req.inference.filter(|_| self.follows_kv_events()) {
+            if let Some(lead) = &facts.lead {
+                // Exact routing needs the prompt's tokens. For a prompt seen before, where it
+                // is cached matters: wait for them briefly, else the approximate index decides.
+                // A new one is held by no server: it is tokenized meanwhile, for its follow-ups.
+                if self.prefix_seen(&facts.hashes) {
+                    let _ = self.kv_tokens.wait(lead, TOKENIZE_BUDGET).await;
+                } else {
+                    let _ = self.kv_tokens.lookup(lead, Instant::now());
+                }
+            }
+        }
         let mut slot: Option<QueueSlot<'_>> = None;
         let mut deadline: Option<Instant> = None;
         loop {
@@ -80,7 +140,7 @@ impl UpstreamPool {
                     }
                     Err(_) => {
                         self.count_queue_rejection();
-                        return Err(overloaded);
+                        return Err(self.refusal(rules));
                     }
                 }
                 slot = Some(QueueSlot(self));
@@ -89,7 +149,8 @@ impl UpstreamPool {
             let left = until.saturating_duration_since(Instant::now());
             if left == Duration::ZERO || tokio::time::timeout(left, notified).await.is_err() {
                 self.count_queue_rejection();
-                return Err(overloaded);
+                drop(slot);
+                return Err(self.refusal(rules));
             }
         }
     }
@@ -108,12 +169,8 @@ mod tests {
         let pool = UpstreamPool::new("q");
         pool.set_configured(
             &[Server {
-                address: "127.0.0.1:1".into(),
-                socket: ([127, 0, 0, 1], 1).into(),
-                weight: 1,
                 max_inflight: Some(1),
-                drain: false,
-                models: None,
+                ..Server::new(([127, 0, 0, 1], 1).into(), 1)
             }],
             false,
             None,
@@ -170,12 +227,14 @@ mod tests {
         while pool.queued() == 0 {
             tokio::task::yield_now().await;
         }
-        // The queue holds one: the next is refused at once.
+        // The queue holds one: the next is refused at once. The hint is the predicted drain,
+        // not the 5 s timeout: the one running request and the queued one ahead, one slot, the
+        // default 1 s service time.
         let refused = pool.acquire(&rules, &req, &queue).await;
         assert_eq!(
             refused.map(|p| p.member.id),
             Err(Refusal::Overloaded {
-                retry_after_secs: 5
+                retry_after_secs: 2
             })
         );
         drop(first);

@@ -1,5 +1,6 @@
-//! Choosing a member for one request: the sticky target if it can take it, otherwise the policy
-//! over available, non-draining, untried members with room; then (re)stick. Takes an in-flight
+//! Choosing a member for one request: the sticky target if it can take it (not in maintenance),
+//! otherwise the policy over available, untried members with room that take new clients (not
+//! draining, not in maintenance, runtime weight not 0), by the weight in force; then (re)stick. Takes an in-flight
 //! slot on the chosen server in the same step, so `max_inflight` is never exceeded.
 
 use std::net::IpAddr;
@@ -128,10 +129,14 @@ impl UpstreamPool {
             None => (None, None),
         };
         if let Some(id) = pinned {
-            // Draining servers keep their sticky clients; down or ejected ones lose them.
-            let target = members
-                .iter()
-                .find(|m| m.id == id && !req.tried.contains(&id) && m.state.available(now));
+            // Draining servers keep their sticky clients; down, ejected or maintained ones lose
+            // them.
+            let target = members.iter().find(|m| {
+                m.id == id
+                    && !req.tried.contains(&id)
+                    && !m.in_maintenance()
+                    && m.state.available(now)
+            });
             if let Some(member) = target {
                 return match member
                     .state
@@ -151,13 +156,17 @@ impl UpstreamPool {
                 };
             }
         }
-        let untried = |m: &&Arc<Member>| !m.drain && !req.tried.contains(&m.id);
+        let untried = |m: &&Arc<Member>| m.takes_new_clients() && !req.tried.contains(&m.id);
         let mut eligible: Vec<&Arc<Member>> = members
             .iter()
             .filter(untried)
             .filter(|m| m.state.available(now))
             .collect();
-        if eligible.is_empty() && !members.iter().any(|m| !m.drain && m.state.available(now)) {
+        if eligible.is_empty()
+            && !members
+                .iter()
+                .any(|m| m.takes_new_clients() && m.state.available(now))
+        {
             // Panic mode: every server is marked bad; trying one beats refusing everyone.
             eligible = members.iter().filter(untried).collect();
         }
@@ -185,7 +194,7 @@ impl UpstreamPool {
             .iter()
             .map(|m| {
                 let factor = m.state.weight_factor(rules.slow_start, now);
-                let full = f64::from(m.weight * WEIGHT_SCALE);
+                let full = f64::from(m.current_weight() * WEIGHT_SCALE);
                 Candidate {
                     weight: ((full * factor).round() as u32).max(1),
                     inflight: m.state.inflight(),
@@ -207,12 +216,19 @@ impl UpstreamPool {
             return Outcome::Unavailable;
         };
         let member = eligible[index];
-        let Some(guard) = member
+        let Some(mut guard) = member
             .state
             .try_acquire(member.max_inflight, &self.released)
         else {
             return Outcome::Full;
         };
+        if let (Some(facts), Some(predicted)) = (req.inference, choice.and_then(|c| c.predicted)) {
+            // Only a request that goes teaches the model; a waiting one chooses again.
+            inference::commit(self, facts, member, &predicted, now);
+            if predicted.queue_secs > 0.0 {
+                guard.skip_service_time();
+            }
+        }
         self.stick(rules, table_key, member.id, now);
         Outcome::Picked(Pick {
             member: member.clone(),
@@ -228,13 +244,17 @@ impl UpstreamPool {
     /// Servers a retry could still go to: what [`Self::select`] would consider, minus `tried`.
     pub fn retry_candidates(&self, tried: &[u64], now: Instant) -> usize {
         let members = self.members();
-        let untried = |m: &&Arc<Member>| !m.drain && !tried.contains(&m.id);
+        let untried = |m: &&Arc<Member>| m.takes_new_clients() && !tried.contains(&m.id);
         let healthy = members
             .iter()
             .filter(untried)
             .filter(|m| m.state.available(now))
             .count();
-        if healthy == 0 && !members.iter().any(|m| !m.drain && m.state.available(now)) {
+        if healthy == 0
+            && !members
+                .iter()
+                .any(|m| m.takes_new_clients() && m.state.available(now))
+        {
             return members.iter().filter(untried).count();
         }
         healthy
@@ -281,6 +301,9 @@ impl UpstreamPool {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod tests_admin;
 
 #[cfg(test)]
 mod tests_inference;

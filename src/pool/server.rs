@@ -1,5 +1,5 @@
 //! One backend server's long-lived state, kept by identity (upstream + address) across reloads:
-//! in-flight count, counters, health, recent errors. [`InflightGuard`] holds one in-flight slot
+//! in-flight count, counters, health, recent errors, runtime admin settings. [`InflightGuard`] holds one in-flight slot
 //! and gives it back when dropped, whatever ended the request.
 
 use std::collections::VecDeque;
@@ -40,6 +40,12 @@ pub struct ServerState {
     checking: AtomicBool,
     /// What an inference server reports about itself (models, queue, KV-cache use).
     pub signals: crate::inference::signals::NodeSignals,
+    /// What `cache_aware` learned about it (slots, service time, prefill rate and backlog).
+    pub model: crate::inference::node_model::NodeModel,
+    /// The blocks its KV-cache events say it holds, when it publishes them.
+    pub kv: Mutex<crate::inference::kv_events::NodeBlocks>,
+    /// The admin state and runtime weight an operator set through the admin API.
+    pub admin: super::admin::ServerAdmin,
 }
 
 impl ServerState {
@@ -102,6 +108,8 @@ impl ServerState {
         Some(InflightGuard {
             server: self.clone(),
             released: released.clone(),
+            started: Instant::now(),
+            times_service: true,
         })
     }
 
@@ -154,16 +162,28 @@ impl ServerState {
 pub struct InflightGuard {
     server: Arc<ServerState>,
     released: Arc<Notify>,
+    started: Instant,
+    /// Whether the time the slot was held teaches the server's service time (false for a
+    /// request predicted to queue on the server: its time includes the wait).
+    times_service: bool,
 }
 
 impl InflightGuard {
     pub fn server(&self) -> &Arc<ServerState> {
         &self.server
     }
+
+    /// Keeps this request's time out of the server's learned service time.
+    pub fn skip_service_time(&mut self) {
+        self.times_service = false;
+    }
 }
 
 impl Drop for InflightGuard {
     fn drop(&mut self) {
+        if self.times_service {
+            self.server.model.observe_service(self.started.elapsed());
+        }
         self.server.inflight.fetch_sub(1, Ordering::AcqRel);
         self.released.notify_waiters();
     }

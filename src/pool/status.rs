@@ -1,5 +1,5 @@
-//! Per-server status as plain data (state, in-flight, sticky count, recent errors, what an
-//! inference server last said about itself) for the admin listener and the observability work,
+//! Per-server status as plain data (state, admin state and runtime weight, in-flight, sticky
+//! count, recent errors, what an inference server last said about itself) for the admin listener and the observability work,
 //! and its minimal JSON rendering for `/status.json`.
 
 use std::collections::HashMap;
@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::admin::AdminChange;
 use super::members::UpstreamPool;
 use super::server::RecentError;
 use crate::balance::sticky::format_id;
@@ -20,7 +21,21 @@ pub struct UpstreamStatus {
     /// Requests waiting for a free server.
     pub queued: u32,
     pub servers: Vec<ServerStatus>,
+    /// `cache_aware`: the busiest prompt prefixes (tenants) now and the servers carrying each.
+    pub prefixes: Vec<PrefixStatus>,
 }
+
+/// One prompt prefix (a tenant's system prompt) and the servers carrying it, home first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixStatus {
+    /// The prefix's first block hash, in hex.
+    pub key: String,
+    /// (server address, requests in the window), home first.
+    pub holders: Vec<(String, u64)>,
+}
+
+/// Prefixes listed in status at most.
+pub const STATUS_PREFIXES: usize = 16;
 
 /// One server's status.
 #[derive(Debug, Clone)]
@@ -28,12 +43,21 @@ pub struct ServerStatus {
     /// The opaque id the sticky cookie carries.
     pub id: String,
     pub address: String,
-    /// `up`, `down`, `ejected` or `draining`.
+    /// `up`, `down`, `ejected`, `draining` (in the file, by the admin API or at runtime weight
+    /// 0) or `maint` (by the admin API).
     pub state: &'static str,
+    /// `up`, `down` or `ejected`: the health verdict alone, whatever the admin state.
+    pub health: &'static str,
+    /// `ready`, `drain` or `maint`: what the admin API set.
+    pub admin_state: &'static str,
+    /// The weight the admin API set, if any (`weight` is the configured one).
+    pub runtime_weight: Option<u32>,
+    /// The last change through the admin API.
+    pub admin_change: Option<AdminChange>,
     pub inflight: u32,
     pub max_inflight: Option<u32>,
     pub weight: u32,
-    /// The weight in force now (lower during slow start).
+    /// The weight in force now (the runtime one if set; lower during slow start).
     pub effective_weight: f64,
     pub requests: u64,
     pub failures: u64,
@@ -47,6 +71,9 @@ pub struct ServerStatus {
     pub models: Option<Arc<[String]>>,
     /// Its last metrics reading (inference servers) and how old it is.
     pub load: Option<(Load, Duration)>,
+    /// The state of its KV-cache event stream, when it publishes one (`exact`, or why the
+    /// approximate index decides for it).
+    pub kv_events: Option<&'static str>,
 }
 
 impl UpstreamPool {
@@ -59,18 +86,25 @@ impl UpstreamPool {
             .iter()
             .map(|m| {
                 let health = m.state.health();
-                let state = match health.availability(now).as_str() {
-                    "up" if m.drain => "draining",
+                let verdict = health.availability(now).as_str();
+                let state = match verdict {
+                    _ if m.in_maintenance() => "maint",
+                    "up" if m.draining() => "draining",
                     other => other,
                 };
                 ServerStatus {
                     id: format_id(m.id),
                     address: m.address.to_string(),
                     state,
+                    health: verdict,
+                    admin_state: m.admin_state().as_str(),
+                    runtime_weight: m.state.admin.weight(),
+                    admin_change: m.state.admin.last_change(),
                     inflight: m.state.inflight(),
                     max_inflight: m.max_inflight,
                     weight: m.weight,
-                    effective_weight: f64::from(m.weight) * health.weight_factor(slow_start, now),
+                    effective_weight: f64::from(m.current_weight())
+                        * health.weight_factor(slow_start, now),
                     requests: m.state.requests(),
                     failures: m.state.failures(),
                     checks: health.checks_done(),
@@ -84,14 +118,41 @@ impl UpstreamPool {
                         .signals
                         .last_load()
                         .map(|(load, at)| (load, now.saturating_duration_since(at))),
+                    kv_events: m
+                        .kv_events
+                        .as_ref()
+                        .map(|_| m.state.kv.lock().state().as_str()),
                 }
             })
             .collect();
+        let members = self.members();
+        let address = |id: u64| {
+            members
+                .iter()
+                .find(|m| m.id == id)
+                .map_or_else(|| format_id(id), |m| m.address.to_string())
+        };
+        let prefixes = if balance == "cache_aware" {
+            self.busiest_prefixes(STATUS_PREFIXES, now)
+                .into_iter()
+                .map(|p| PrefixStatus {
+                    key: format!("{:016x}", p.key),
+                    holders: p
+                        .holders
+                        .into_iter()
+                        .map(|(id, requests)| (address(id), requests))
+                        .collect(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         UpstreamStatus {
             name: self.name.to_string(),
             balance,
             queued: self.queued(),
             servers,
+            prefixes,
         }
     }
 }
@@ -132,10 +193,33 @@ pub fn to_json(generation: u64, upstreams: &[UpstreamStatus]) -> String {
             }
             server_json(&mut out, s);
         }
+        out.push_str("],\"prefixes\":[");
+        for (j, p) in u.prefixes.iter().enumerate() {
+            if j > 0 {
+                out.push(',');
+            }
+            prefix_json(&mut out, p);
+        }
         out.push_str("]}");
     }
     out.push_str("]}\n");
     out
+}
+
+/// `{"key":"..","spread":N,"holders":[{"server":"..","requests":N},..]}`.
+fn prefix_json(out: &mut String, p: &PrefixStatus) {
+    out.push_str("{\"key\":");
+    quote(out, &p.key);
+    let _ = write!(out, ",\"spread\":{},\"holders\":[", p.holders.len());
+    for (i, (server, requests)) in p.holders.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str("{\"server\":");
+        quote(out, server);
+        let _ = write!(out, ",\"requests\":{requests}}}");
+    }
+    out.push_str("]}");
 }
 
 fn server_json(out: &mut String, s: &ServerStatus) {
@@ -160,7 +244,27 @@ fn server_json(out: &mut String, s: &ServerStatus) {
         s.sticky_entries,
         s.discovered
     );
+    out.push_str(",\"admin_state\":");
+    quote(out, s.admin_state);
+    out.push_str(",\"runtime_weight\":");
+    match s.runtime_weight {
+        Some(weight) => {
+            let _ = write!(out, "{weight}");
+        }
+        None => out.push_str("null"),
+    }
     signals_json(out, s);
+    out.push_str(",\"admin_change\":");
+    match &s.admin_change {
+        Some(change) => {
+            let _ = write!(out, "{{\"at_unix_ms\":{},\"by\":", change.at_unix_ms);
+            quote(out, &change.by);
+            out.push_str(",\"what\":");
+            quote(out, &change.what);
+            out.push('}');
+        }
+        None => out.push_str("null"),
+    }
     out.push_str(",\"recent_errors\":[");
     for (k, e) in s.recent_errors.iter().enumerate() {
         if k > 0 {
@@ -197,6 +301,12 @@ fn signals_json(out: &mut String, s: &ServerStatus) {
         Some(v) if v.is_finite() => v.to_string(),
         _ => "null".to_string(),
     };
+    match s.kv_events {
+        Some(state) => {
+            let _ = write!(out, ",\"kv_events\":\"{state}\"");
+        }
+        None => out.push_str(",\"kv_events\":null"),
+    }
     let _ = write!(
         out,
         ",\"waiting\":{},\"running\":{},\"kv_usage\":{},\"signal_age_ms\":{}",
@@ -226,6 +336,7 @@ mod tests {
                 max_inflight: Some(4),
                 drain: true,
                 models: None,
+                kv_events: None,
             }],
             false,
             None,
@@ -237,25 +348,48 @@ mod tests {
             "{json}"
         );
         assert!(json.contains("\"state\":\"draining\",\"inflight\":0,\"max_inflight\":4,\"weight\":2,\"effective_weight\":2.000"), "{json}");
-        assert!(json.ends_with("\"recent_errors\":[]}]}]}\n"), "{json}");
-        assert!(json.contains("\"models\":null,\"waiting\":null,\"running\":null,\"kv_usage\":null,\"signal_age_ms\":null,"), "{json}");
+        assert!(
+            json.ends_with("\"recent_errors\":[]}],\"prefixes\":[]}]}\n"),
+            "{json}"
+        );
+        assert!(json.contains("\"models\":null,\"kv_events\":null,\"waiting\":null,\"running\":null,\"kv_usage\":null,\"signal_age_ms\":null,"), "{json}");
+        assert!(
+            json.contains("\"admin_state\":\"ready\",\"runtime_weight\":null,"),
+            "{json}"
+        );
+        assert!(json.contains("\"admin_change\":null,"), "{json}");
+    }
+
+    #[test]
+    fn renders_runtime_admin_settings() {
+        let pool = UpstreamPool::new("u");
+        pool.set_configured(&[Server::new(([127, 0, 0, 1], 9).into(), 2)], false, None);
+        pool.set_runtime_weight("127.0.0.1:9", 5, "127.0.0.1:40000")
+            .expect("weight");
+        pool.set_admin_state("127.0.0.1:9", crate::pool::AdminState::Maint, "[::1]:1")
+            .expect("state");
+        let json = to_json(1, &[pool.status("round_robin", None)]);
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");
+        let server = &parsed["upstreams"][0]["servers"][0];
+        assert_eq!(server["state"], "maint");
+        assert_eq!(server["admin_state"], "maint");
+        assert_eq!(server["weight"], 2);
+        assert_eq!(server["runtime_weight"], 5);
+        assert_eq!(server["effective_weight"], 5.0);
+        assert_eq!(server["admin_change"]["by"], "[::1]:1");
+        assert_eq!(server["admin_change"]["what"], "state maint");
+        pool.set_admin_state("127.0.0.1:9", crate::pool::AdminState::Drain, "x")
+            .expect("state");
+        assert_eq!(
+            pool.status("round_robin", None).servers[0].state,
+            "draining"
+        );
     }
 
     #[test]
     fn renders_inference_signals() {
         let pool = UpstreamPool::new("gpu");
-        pool.set_configured(
-            &[Server {
-                address: "127.0.0.1:9".into(),
-                socket: ([127, 0, 0, 1], 9).into(),
-                weight: 1,
-                max_inflight: None,
-                drain: false,
-                models: None,
-            }],
-            false,
-            None,
-        );
+        pool.set_configured(&[Server::new(([127, 0, 0, 1], 9).into(), 1)], false, None);
         let member = pool.members()[0].clone();
         member
             .state
@@ -267,11 +401,12 @@ mod tests {
             kv_usage: Some(0.25),
             prefix_hit_tokens: None,
             prefix_query_tokens: None,
+            cache_tokens: None,
         };
         member.state.signals.set_load(load, Instant::now());
         let json = to_json(1, &[pool.status("least_inflight", None)]);
         assert!(
-            json.contains("\"models\":[\"a\\\"b\",\"c\"],\"waiting\":3,\"running\":1.5,\"kv_usage\":0.25,\"signal_age_ms\":"),
+            json.contains("\"models\":[\"a\\\"b\",\"c\"],\"kv_events\":null,\"waiting\":3,\"running\":1.5,\"kv_usage\":0.25,\"signal_age_ms\":"),
             "{json}"
         );
         let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid JSON");

@@ -1,16 +1,15 @@
 //! The balancing side of the request path: choosing (and queueing for) a server, the sticky
-//! cookie in and out, passive health observations, and which failures may be retried where.
+//! cookie kept from the backend, passive health observations, and which failures may be retried
+//! where. (The cookie is set on responses in [`super::reply`].)
 
 use std::net::IpAddr;
 use std::time::Instant;
 
-use http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
-use http::{HeaderValue, Method};
-use pingora::http::{RequestHeader, ResponseHeader};
-use pingora::prelude::*;
-use pingora::{Error, ErrorType};
+use http::header::COOKIE;
+use http::{HeaderMap, HeaderValue, Method};
 
-use crate::balance::sticky::{private_cache_control, set_cookie, strip_cookie};
+use super::error::EdgeError;
+use crate::balance::sticky::strip_cookie;
 use crate::config::model::StickyMode;
 use crate::inference::request::InferenceFacts;
 use crate::pool::{Pick, Refusal, RequestInfo};
@@ -53,14 +52,14 @@ pub fn idempotent(method: &Method) -> bool {
 /// `client_ip` stickiness and hashing follow.
 pub async fn choose(
     upstream: &UpstreamRuntime,
-    session: &Session,
+    headers: &HeaderMap,
     client_ip: Option<IpAddr>,
     tried: &[u64],
     inference: Option<&InferenceFacts>,
-) -> std::result::Result<Pick, Refusal> {
+) -> Result<Pick, EdgeError> {
     let req = RequestInfo {
         client_ip,
-        headers: &session.req_header().headers,
+        headers,
         tried,
         inference,
     };
@@ -68,73 +67,32 @@ pub async fn choose(
         .pool
         .acquire(&upstream.rules(), &req, &upstream.queue)
         .await
-}
-
-/// The error for a refusal, and the Retry-After to answer with.
-pub fn refusal_error(refusal: Refusal) -> (Box<Error>, Option<u64>) {
-    match refusal {
-        Refusal::Unavailable => (
-            Error::explain(ErrorType::HTTPStatus(503), "no server available"),
-            None,
-        ),
-        Refusal::Overloaded { retry_after_secs } => (
-            Error::explain(
-                ErrorType::HTTPStatus(503),
-                "every server busy and the queue full",
-            ),
-            Some(retry_after_secs),
-        ),
-    }
+        .map_err(|refusal| match refusal {
+            Refusal::Unavailable => EdgeError::NoServer,
+            Refusal::Overloaded { retry_after_secs } => EdgeError::Overloaded {
+                retry_after: retry_after_secs,
+            },
+        })
 }
 
 /// `indirect`: the backend never sees the sticky cookie.
-pub fn strip_sticky_cookie(upstream: &UpstreamRuntime, request: &mut RequestHeader) -> Result<()> {
+pub fn strip_sticky_cookie(
+    upstream: &UpstreamRuntime,
+    headers: &mut HeaderMap,
+) -> Result<(), EdgeError> {
     let Some(StickyMode::Cookie { name }) = upstream.sticky.as_ref().map(|s| &s.mode) else {
         return Ok(());
     };
-    if !request.headers.contains_key(COOKIE) {
-        return Ok(());
-    }
-    let kept: Vec<String> = request
-        .headers
+    let kept: Vec<String> = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .filter_map(|v| strip_cookie(v, name))
         .collect();
-    request.remove_header(&COOKIE);
+    headers.remove(COOKIE);
     if !kept.is_empty() {
-        request.insert_header(COOKIE, kept.join("; "))?;
-    }
-    Ok(())
-}
-
-/// `insert nocache`: pins the client with a cookie when the pick asks for it.
-pub fn insert_sticky_cookie(
-    upstream: &UpstreamRuntime,
-    pick: &Pick,
-    secure: bool,
-    response: &mut ResponseHeader,
-) -> Result<()> {
-    let Some(sticky) = &upstream.sticky else {
-        return Ok(());
-    };
-    let StickyMode::Cookie { name } = &sticky.mode else {
-        return Ok(());
-    };
-    if !pick.set_cookie {
-        return Ok(());
-    }
-    let cookie = set_cookie(name, pick.member.id, Some(sticky.ttl), secure);
-    response.append_header(SET_COOKIE, cookie)?;
-    let existing = response
-        .headers
-        .get(CACHE_CONTROL)
-        .and_then(|v| v.to_str().ok());
-    if let Some(value) = private_cache_control(existing) {
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            response.insert_header(CACHE_CONTROL, value)?;
-        }
+        let value = HeaderValue::from_str(&kept.join("; ")).map_err(|_| EdgeError::BadRequest)?;
+        headers.insert(COOKIE, value);
     }
     Ok(())
 }

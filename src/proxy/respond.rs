@@ -1,29 +1,44 @@
-//! The one place that turns a refusal or a failure into an HTTP response: status code, a short
-//! body that never carries internal detail, and the headers every such answer gets.
+//! The one place that writes a response made by ferrogate itself (not relayed from a backend):
+//! edge refusals, failures ([`EdgeError`]), redirects, ACME answers, CORS preflights and the
+//! merged model list. Bodies are short and never carry internal detail.
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
+use http::header::{
+    CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER,
+    WWW_AUTHENTICATE,
+};
+use http::HeaderValue;
 use pingora::http::ResponseHeader;
-use pingora::prelude::*;
-use pingora::{Error, ErrorSource, ErrorType};
+use pingora::protocols::http::ServerSession;
 
-use crate::observe::request_id::{self, REQUEST_ID_HEADER};
+use super::error::EdgeError;
+use crate::observe::request_id::REQUEST_ID_HEADER;
 use crate::security::cors::CorsHeaders;
 use crate::security::{Refusal, RouteGuard};
 
-/// A response made by the proxy itself (not relayed from a backend).
+/// What a local response's body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Text,
+    /// OpenAI's error format on API routes, the merged model list.
+    Json,
+    /// No body at all (a CORS preflight).
+    Empty,
+}
+
+/// A response made by the proxy itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {
     pub status: u16,
     pub body: Cow<'static, str>,
+    pub kind: BodyKind,
     pub location: Option<String>,
-    /// Close the client connection after answering (framing errors).
+    /// Close the client connection after answering (framing errors, unread bodies).
     pub close: bool,
     /// `Retry-After` seconds (overload refusals).
     pub retry_after: Option<u64>,
-    /// The body is JSON (OpenAI's error format on API routes), not text.
-    pub json: bool,
     /// More headers: CORS on a route with `cors`, a Basic challenge.
     pub headers: CorsHeaders,
 }
@@ -34,11 +49,47 @@ impl LocalResponse {
         Self {
             status,
             body: Cow::Borrowed(body_for(status)),
+            kind: BodyKind::Text,
             location: None,
-            close: status == 400 || status == 413 || status == 431,
+            close: matches!(status, 400 | 405 | 413 | 431),
             retry_after: None,
-            json: false,
             headers: Vec::new(),
+        }
+    }
+
+    /// A short text answer (an HTTP-01 key authorization).
+    pub fn text(status: u16, text: &str) -> Self {
+        Self {
+            body: Cow::Owned(text.to_string()),
+            ..Self::status(status)
+        }
+    }
+
+    /// A JSON answer (OpenAI error bodies, the merged model list).
+    pub fn json(status: u16, body: String) -> Self {
+        Self {
+            body: Cow::Owned(body),
+            kind: BodyKind::Json,
+            ..Self::status(status)
+        }
+    }
+
+    /// A permanent redirect keeping the method (308).
+    pub fn redirect(location: String) -> Self {
+        Self {
+            location: Some(location),
+            ..Self::status(308)
+        }
+    }
+
+    /// The answer to a CORS preflight: 204 with the route's CORS headers (none when the origin,
+    /// method or a requested header is not allowed, which the browser takes as a refusal).
+    pub fn preflight(headers: CorsHeaders) -> Self {
+        Self {
+            body: Cow::Borrowed(""),
+            kind: BodyKind::Empty,
+            headers,
+            ..Self::status(204)
         }
     }
 
@@ -47,32 +98,19 @@ impl LocalResponse {
         self.retry_after = seconds;
         self
     }
+}
 
-    /// A JSON answer (OpenAI error bodies, the merged model list).
-    pub fn json(status: u16, body: String) -> Self {
-        Self {
-            status,
-            body: Cow::Owned(body),
-            location: None,
-            close: status == 400 || status == 413 || status == 411,
-            retry_after: None,
-            json: true,
-            headers: Vec::new(),
-        }
+/// The answer to a failed exchange (`None` when the client is gone): the status, OpenAI's error
+/// JSON on API routes, `Retry-After` for overload; the connection closes after it.
+pub fn for_error(error: &EdgeError, api: bool) -> Option<LocalResponse> {
+    let status = error.status()?;
+    let mut response = LocalResponse::status(status).with_retry_after(error.retry_after());
+    if api {
+        response.kind = BodyKind::Json;
+        response.body = Cow::Borrowed(openai_error_body(status));
     }
-
-    /// A permanent redirect keeping the method (308).
-    pub fn redirect(location: String) -> Self {
-        Self {
-            status: 308,
-            body: Cow::Borrowed(body_for(308)),
-            location: Some(location),
-            close: false,
-            retry_after: None,
-            json: false,
-            headers: Vec::new(),
-        }
-    }
+    response.close = true;
+    Some(response)
 }
 
 /// The answer to a refusal by `guard`'s checks, carrying the route's CORS headers (`cors`) so a
@@ -80,12 +118,12 @@ impl LocalResponse {
 pub fn refusal_for(
     guard: Option<&RouteGuard>,
     api: bool,
-    refused: Option<Refusal>,
+    refused: Refusal,
     cors: CorsHeaders,
 ) -> LocalResponse {
     let mut response = refusal(refused, api);
     response.headers = cors;
-    if let (Some(Refusal::BasicAuth), Some(basic)) = (refused, guard.and_then(|g| g.basic_auth())) {
+    if let (Refusal::BasicAuth, Some(basic)) = (refused, guard.and_then(|g| g.basic_auth())) {
         if let Ok(challenge) = basic.challenge().to_str() {
             response
                 .headers
@@ -95,23 +133,24 @@ pub fn refusal_for(
     response
 }
 
-/// The answer to a request the edge checks refused: 401 (API key), 403 (access lists), 429 (rate
-/// limit). On API routes (`api_keys`) the body is OpenAI's error JSON, which SDKs parse.
-pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
+/// The answer to a request the edge checks refused: 401 (API key), 403 (access lists), 413
+/// (declared body size), 429 (rate limit, quota). On API routes (`api_keys`) the body is OpenAI's
+/// error JSON, which SDKs parse.
+pub fn refusal(refusal: Refusal, api: bool) -> LocalResponse {
     let mut response = match refusal {
-        Some(Refusal::RateLimited { retry_after } | Refusal::QuotaExceeded { retry_after }) => {
+        Refusal::RateLimited { retry_after } | Refusal::QuotaExceeded { retry_after } => {
             LocalResponse::status(429).with_retry_after(Some(retry_after))
         }
-        Some(Refusal::Unauthorized | Refusal::BasicAuth) => LocalResponse::status(401),
-        Some(Refusal::TooLarge) => LocalResponse::status(413),
-        Some(Refusal::Forbidden) | None => LocalResponse::status(403),
+        Refusal::Unauthorized | Refusal::BasicAuth => LocalResponse::status(401),
+        Refusal::TooLarge => LocalResponse::status(413),
+        Refusal::Forbidden => LocalResponse::status(403),
     };
-    if api && refusal != Some(Refusal::BasicAuth) {
-        response.json = true;
-        response.body = Cow::Borrowed(openai_error_body(response.status));
-        if matches!(refusal, Some(Refusal::QuotaExceeded { .. })) {
-            response.body = Cow::Borrowed(INSUFFICIENT_QUOTA_BODY);
-        }
+    if api && refusal != Refusal::BasicAuth {
+        response.kind = BodyKind::Json;
+        response.body = Cow::Borrowed(match refusal {
+            Refusal::QuotaExceeded { .. } => INSUFFICIENT_QUOTA_BODY,
+            _ => openai_error_body(response.status),
+        });
     }
     response
 }
@@ -119,14 +158,13 @@ pub fn refusal(refusal: Option<Refusal>, api: bool) -> LocalResponse {
 /// OpenAI's error object for a key that spent its token quota.
 pub const INSUFFICIENT_QUOTA_BODY: &str = "{\"error\":{\"message\":\"You exceeded your current quota for this API key.\",\"type\":\"insufficient_quota\",\"param\":null,\"code\":\"insufficient_quota\"}}\n";
 
-/// OpenAI's error object for a refusal status.
+/// OpenAI's error object for a refusal or failure status.
 pub fn openai_error_body(status: u16) -> &'static str {
     match status {
         401 => "{\"error\":{\"message\":\"Incorrect or missing API key.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"invalid_api_key\"}}\n",
         413 => "{\"error\":{\"message\":\"The request body is too large.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"request_too_large\"}}\n",
         429 => "{\"error\":{\"message\":\"Rate limit reached; retry after the time in the Retry-After header.\",\"type\":\"requests\",\"param\":null,\"code\":\"rate_limit_exceeded\"}}\n",
-        400 => "{\"error\":{\"message\":\"The request could not be read.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}\n",
-        411 => "{\"error\":{\"message\":\"Request bodies over 64 KiB must carry a Content-Length header.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":\"length_required\"}}\n",
+        400 | 405 | 408 | 431 => "{\"error\":{\"message\":\"The request could not be read.\",\"type\":\"invalid_request_error\",\"param\":null,\"code\":null}}\n",
         502 => "{\"error\":{\"message\":\"The inference server could not be reached.\",\"type\":\"server_error\",\"param\":null,\"code\":\"bad_gateway\"}}\n",
         503 => "{\"error\":{\"message\":\"Every server for this model is busy or unavailable; retry after the time in the Retry-After header.\",\"type\":\"server_error\",\"param\":null,\"code\":\"overloaded\"}}\n",
         504 => "{\"error\":{\"message\":\"The inference server did not answer in time.\",\"type\":\"server_error\",\"param\":null,\"code\":\"timeout\"}}\n",
@@ -142,6 +180,7 @@ pub fn body_for(status: u16) -> &'static str {
         401 => "Unauthorized\n",
         403 => "Forbidden\n",
         404 => "Not Found: no route for this request\n",
+        405 => "Method Not Allowed\n",
         408 => "Request Timeout\n",
         413 => "Payload Too Large\n",
         421 => "Misdirected Request\n",
@@ -154,43 +193,35 @@ pub fn body_for(status: u16) -> &'static str {
     }
 }
 
-/// The status code for a proxying failure; 0 when the client is already gone.
-pub fn status_for_error(e: &Error) -> u16 {
-    use ErrorType::*;
-    match (e.esource(), e.etype()) {
-        (_, HTTPStatus(code)) => *code,
-        (_, CustomCode(_, code)) => *code,
-        (ErrorSource::Upstream, ConnectTimedout | ReadTimedout | WriteTimedout) => 504,
-        (ErrorSource::Upstream, TLSHandshakeTimedout) => 504,
-        (ErrorSource::Upstream, _) => 502,
-        (ErrorSource::Downstream, ReadTimedout) => 408,
-        (ErrorSource::Downstream, WriteError | ReadError | ConnectionClosed | WriteTimedout) => 0,
-        (ErrorSource::Downstream, _) => 400,
-        (ErrorSource::Internal | ErrorSource::Unset, ConnectTimedout) => 504,
-        (ErrorSource::Internal | ErrorSource::Unset, ConnectRefused | ConnectNoRoute) => 502,
-        (ErrorSource::Internal | ErrorSource::Unset, _) => 500,
-    }
+/// What of the request a local answer depends on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Asked<'a> {
+    /// A HEAD request: the head only.
+    pub head_only: bool,
+    /// The request's id, echoed on the answer.
+    pub request_id: Option<&'a HeaderValue>,
 }
 
-/// Writes a local response. Errors writing to a vanished client are returned to the caller.
-pub async fn send(session: &mut Session, response: &LocalResponse) -> Result<()> {
-    let body = match &response.body {
-        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
-        Cow::Owned(text) => Bytes::from(text.clone()),
-    };
-    let mut header = ResponseHeader::build(response.status, Some(5))?;
-    let content_type = if response.json {
-        "application/json"
-    } else {
-        "text/plain; charset=utf-8"
-    };
-    header.insert_header(http::header::CONTENT_TYPE, content_type)?;
+static TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
+static NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+static CLOSE: HeaderValue = HeaderValue::from_static("close");
+static BEARER: HeaderValue = HeaderValue::from_static("Bearer");
+
+/// The response head for `response`.
+pub fn head(response: &LocalResponse, asked: Asked<'_>) -> pingora::Result<ResponseHeader> {
+    let mut header = ResponseHeader::build(response.status, Some(6 + response.headers.len()))?;
+    match response.kind {
+        BodyKind::Text => header.insert_header(CONTENT_TYPE, TEXT.clone())?,
+        BodyKind::Json => header.insert_header(CONTENT_TYPE, JSON.clone())?,
+        BodyKind::Empty => {}
+    }
     let challenged = response
         .headers
         .iter()
         .any(|(n, _)| *n == "www-authenticate");
     if response.status == 401 && !challenged {
-        header.insert_header(http::header::WWW_AUTHENTICATE, "Bearer")?;
+        header.insert_header(WWW_AUTHENTICATE, BEARER.clone())?;
     }
     for (name, value) in &response.headers {
         if *name == "vary" {
@@ -199,90 +230,104 @@ pub async fn send(session: &mut Session, response: &LocalResponse) -> Result<()>
             header.insert_header(*name, value.as_str())?;
         }
     }
-    header.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
-    header.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    // The request id (set on the request by the request filter), when it is a sane one.
-    let request_id = session.req_header().headers.get(REQUEST_ID_HEADER);
-    if let Some(id) = request_id.filter(|id| request_id::sanitize(id.as_bytes()).is_some()) {
+    // RFC 9110 §8.6: no Content-Length on a 204.
+    if response.status != 204 {
+        header.insert_header(CONTENT_LENGTH, HeaderValue::from(response.body.len()))?;
+    }
+    header.insert_header(CACHE_CONTROL, NO_STORE.clone())?;
+    if let Some(id) = asked.request_id {
         header.insert_header(REQUEST_ID_HEADER, id.clone())?;
     }
     if let Some(location) = &response.location {
-        header.insert_header(http::header::LOCATION, location.as_str())?;
+        header.insert_header(LOCATION, location.as_str())?;
     }
     if let Some(seconds) = response.retry_after {
-        header.insert_header(http::header::RETRY_AFTER, seconds.to_string())?;
+        header.insert_header(RETRY_AFTER, HeaderValue::from(seconds))?;
     }
     if response.close {
-        header.insert_header(http::header::CONNECTION, "close")?;
+        header.insert_header(CONNECTION, CLOSE.clone())?;
+    }
+    Ok(header)
+}
+
+/// Writes `response` to the client. Errors writing to a vanished client are returned.
+pub async fn send(
+    session: &mut ServerSession,
+    response: LocalResponse,
+    asked: Asked<'_>,
+) -> pingora::Result<()> {
+    let header = Box::new(head(&response, asked)?);
+    if response.close {
         session.set_keepalive(None);
     }
-    let head_only = session.req_header().method == http::Method::HEAD;
-    session
-        .write_response_header(Box::new(header), head_only)
-        .await?;
-    if !head_only {
-        session.write_response_body(Some(body), true).await?;
+    let body = match response.body {
+        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
+        Cow::Owned(text) => Bytes::from(text),
+    };
+    if asked.head_only || body.is_empty() {
+        if let ServerSession::H2(h2) = session {
+            // The stream ends on the HEADERS frame.
+            return h2.write_response_header(header, true);
+        }
+        session.write_response_header(header).await?;
+        return session.finish_body().await;
     }
-    Ok(())
+    session.write_response_header(header).await?;
+    session.write_response_body(body, true).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn err(source: ErrorSource, etype: ErrorType) -> Box<Error> {
-        match source {
-            ErrorSource::Upstream => Error::new_up(etype),
-            ErrorSource::Downstream => Error::new_down(etype),
-            _ => Error::new_in(etype),
-        }
-    }
-
-    #[test]
-    fn upstream_failures_map_to_gateway_codes() {
-        assert_eq!(
-            status_for_error(&err(ErrorSource::Upstream, ErrorType::ConnectRefused)),
-            502
-        );
-        assert_eq!(
-            status_for_error(&err(ErrorSource::Upstream, ErrorType::ReadTimedout)),
-            504
-        );
-        assert_eq!(
-            status_for_error(&err(ErrorSource::Upstream, ErrorType::ConnectTimedout)),
-            504
-        );
-        assert_eq!(
-            status_for_error(&err(ErrorSource::Upstream, ErrorType::H1Error)),
-            502
-        );
-    }
-
-    #[test]
-    fn downstream_failures_map_to_client_codes_or_silence() {
-        assert_eq!(
-            status_for_error(&err(ErrorSource::Downstream, ErrorType::InvalidHTTPHeader)),
-            400
-        );
-        assert_eq!(
-            status_for_error(&err(ErrorSource::Downstream, ErrorType::ConnectionClosed)),
-            0
-        );
-        assert_eq!(
-            status_for_error(&err(ErrorSource::Downstream, ErrorType::ReadTimedout)),
-            408
-        );
-        assert_eq!(
-            status_for_error(&Error::new(ErrorType::HTTPStatus(503))),
-            503
-        );
+    fn get<'a>(header: &'a ResponseHeader, name: &str) -> Option<&'a str> {
+        header.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     #[test]
     fn bodies_leak_nothing_internal() {
-        for code in [400, 401, 403, 404, 408, 429, 431, 502, 503, 504, 599] {
+        for code in [400, 401, 403, 404, 405, 408, 429, 431, 502, 503, 504, 599] {
             let body = body_for(code);
             assert!(!body.contains("127.0.0.1") && !body.contains("Error:") && body.len() < 80);
         }
+    }
+
+    #[test]
+    fn errors_answer_with_their_status_and_close() {
+        let overloaded = EdgeError::Overloaded { retry_after: 2 };
+        let r = for_error(&overloaded, false).expect("an answer");
+        let id = HeaderValue::from_static("abc");
+        let asked = Asked {
+            head_only: false,
+            request_id: Some(&id),
+        };
+        let h = head(&r, asked).expect("head");
+        assert_eq!(h.status.as_u16(), 503);
+        assert_eq!(get(&h, "retry-after"), Some("2"));
+        assert_eq!(get(&h, "connection"), Some("close"));
+        assert_eq!(get(&h, "x-request-id"), Some("abc"));
+        assert_eq!(get(&h, "content-type"), Some("text/plain; charset=utf-8"));
+        let api = for_error(&overloaded, true).expect("an answer");
+        assert_eq!(api.kind, BodyKind::Json);
+        assert!(api.body.contains("overloaded"));
+        let gone = EdgeError::ClientGone(pingora::ErrorType::ConnectionClosed);
+        assert!(for_error(&gone, false).is_none());
+    }
+
+    #[test]
+    fn preflights_have_no_body_headers_and_refusals_challenge() {
+        let pre = LocalResponse::preflight(vec![("access-control-allow-origin", "*".into())]);
+        let h = head(&pre, Asked::default()).expect("head");
+        assert_eq!(h.status.as_u16(), 204);
+        assert_eq!(get(&h, "content-length"), None);
+        assert_eq!(get(&h, "content-type"), None);
+        assert_eq!(get(&h, "access-control-allow-origin"), Some("*"));
+        let unauthorized = refusal(Refusal::Unauthorized, true);
+        let h = head(&unauthorized, Asked::default()).expect("head");
+        assert_eq!(get(&h, "www-authenticate"), Some("Bearer"));
+        assert_eq!(get(&h, "content-type"), Some("application/json"));
+        let quota = refusal(Refusal::QuotaExceeded { retry_after: 9 }, true);
+        assert_eq!(quota.body, INSUFFICIENT_QUOTA_BODY);
+        assert_eq!(quota.retry_after, Some(9));
     }
 }

@@ -144,8 +144,9 @@ pub fn strip_path_prefix<'a>(prefix: &str, path: &'a str) -> std::borrow::Cow<'a
 }
 
 /// Lowercases a Host header value or URI authority and removes its port and any trailing dot.
-/// Returns `None` for an empty or syntactically impossible host.
-pub fn normalize_host(raw: &str) -> Option<String> {
+/// Returns `None` for an empty or syntactically impossible host. Borrows from `raw` unless it
+/// has uppercase letters (the common host needs no copy).
+pub fn normalize_host(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
     let raw = raw.trim();
     let host = if let Some(rest) = raw.strip_prefix('[') {
         // IPv6 literal: keep the brackets, drop the port.
@@ -162,7 +163,11 @@ pub fn normalize_host(raw: &str) -> Option<String> {
     if host.is_empty() {
         return None;
     }
-    Some(host.to_ascii_lowercase())
+    if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(std::borrow::Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(std::borrow::Cow::Borrowed(host))
+    }
 }
 
 #[cfg(test)]

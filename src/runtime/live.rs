@@ -20,6 +20,7 @@ use crate::config::model::{Config, ServerVerification};
 use crate::geoip::GeoipKeeper;
 use crate::inference::metrics::InferenceMetrics;
 use crate::observe::Observability;
+use crate::otel::{OtelError, Pipeline};
 use crate::pool::metrics::PoolMetrics;
 use crate::pool::Registry;
 use crate::security::metrics::SecurityMetrics;
@@ -58,6 +59,8 @@ pub enum PrepareError {
     Cluster(#[from] ClusterError),
     #[error("certificates: {0}")]
     Certificates(#[from] AcmeError),
+    #[error("{0}")]
+    Otel(#[from] OtelError),
 }
 
 /// A configuration ready to be committed: nothing of it is in force yet.
@@ -135,13 +138,24 @@ impl Live {
 
     /// Prepares `config` as the next generation: the cluster plan (keep, join a new one, or
     /// none), the certificate plan (what each certificate serves first; reads stored
-    /// certificates, may make a placeholder), and the compiled snapshot. Changes no live state;
+    /// certificates, may make a placeholder), the trace pipeline (the running one when `otel`
+    /// is unchanged; a new one sends nothing until requests use it), and the compiled snapshot. Changes no live state;
     /// on error nothing is prepared.
     pub fn prepare(&self, config: &Config) -> Result<Prepared, PrepareError> {
         let running = self.snapshots.load();
         let cluster = ClusterPlan::prepare(config, running.cluster.as_ref(), &self.cluster)?;
         let certs = self.acme.prepare(config)?;
-        let snapshot = Snapshot::compile(config, running.generation + 1, self, cluster.cluster());
+        // The trace pipeline in force carries on when its settings are unchanged.
+        let otel = match &config.otel {
+            None => None,
+            Some(settings) => match running.otel.as_ref().filter(|p| p.settings() == settings) {
+                Some(same) => Some(same.clone()),
+                None => Some(Arc::new(Pipeline::new(settings)?)),
+            },
+        };
+        let mut snapshot =
+            Snapshot::compile(config, running.generation + 1, self, cluster.cluster());
+        snapshot.otel = otel;
         Ok(Prepared {
             config: config.clone(),
             cluster,
@@ -183,11 +197,14 @@ impl Live {
             self.certificates.expiry(&cert.name, cert.not_after);
         }
         self.reload.generation(generation);
+        let step = config.admin.as_ref().map(|admin| admin.history_step);
+        self.observe.history.configure(step);
         generation
     }
 
     /// Forgets what the configuration in force no longer names: pools of removed upstreams,
-    /// tables and observers of removed routes, stats of servers no route watches. Requests in
+    /// tables and observers of removed routes, stats of servers no route watches, and the
+    /// history of all of them (nodes: servers no longer in their upstream's pool). Requests in
     /// flight keep what they hold.
     pub fn retire(&self) {
         let snapshot = self.snapshots.load();
@@ -206,6 +223,20 @@ impl Live {
         self.observe
             .servers
             .retain(|upstream, address| servers.contains(&(upstream, address)));
+        let pools: Vec<_> = snapshot
+            .upstreams()
+            .iter()
+            .map(|u| (&*u.name, u.pool.members()))
+            .collect();
+        let members: HashSet<(&str, &str)> = pools
+            .iter()
+            .flat_map(|(name, members)| members.iter().map(move |m| (*name, &*m.address)))
+            .collect();
+        self.observe.history.retain(
+            |route| routes.contains(route),
+            |upstream| upstreams.contains(upstream),
+            |upstream, address| members.contains(&(upstream, address)),
+        );
     }
 
     /// Keeps what `snapshot` made anew: its pools (configured with `config`'s servers), its
@@ -380,6 +411,95 @@ mod tests {
         assert!(live.pools.get("w").is_some());
         assert_eq!(live.route_tables.len(), (1, 0));
         assert_eq!(live.observe.observers.len(), 1);
+    }
+
+    #[test]
+    fn the_history_follows_the_admin_section_and_retires_with_the_configuration() {
+        use crate::observe::history::Points;
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let live = Live::new().expect("live state");
+        let bare = load(dir.path(), &state, "", "", "");
+        live.commit(live.prepare(&bare).expect("prepare"));
+        assert!(
+            live.observe.history.view().is_none(),
+            "no admin, no history"
+        );
+
+        let admin = "admin: { history: { step: 250ms } }\n";
+        let cfg = load(dir.path(), &state, "", "", admin);
+        live.commit(live.prepare(&cfg).expect("prepare"));
+        assert_eq!(
+            live.observe.history.step(),
+            Some(std::time::Duration::from_millis(250))
+        );
+        let points = Points {
+            routes: vec![("a".into(), [Some(1.0), None, None, None])],
+            upstreams: vec![("u".into(), [Some(1.0), None, None, None])],
+            nodes: vec![
+                (("u".into(), "127.0.0.1:2".into()), [None; 8]),
+                (("u".into(), "127.0.0.1:9".into()), [None; 8]),
+            ],
+            decisions: Vec::new(),
+        };
+        live.observe
+            .history
+            .record(std::time::Instant::now(), 0, &points);
+        live.retire();
+        let view = live.observe.history.view().expect("history on");
+        assert!(view.routes.contains_key("a") && view.upstreams.contains_key("u"));
+        assert_eq!(
+            view.nodes["u"].keys().collect::<Vec<_>>(),
+            ["127.0.0.1:2"],
+            "a server no longer in the pool"
+        );
+
+        let mut renamed = load(dir.path(), &state, "", "", admin);
+        renamed.routes[0].name = "a2".into();
+        live.commit(live.prepare(&renamed).expect("prepare"));
+        live.retire();
+        let view = live.observe.history.view().expect("history on");
+        assert!(view.routes.is_empty(), "{view:?}");
+        assert!(view.upstreams.contains_key("u"));
+    }
+
+    #[test]
+    fn the_trace_pipeline_carries_over_an_unchanged_otel_section_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).expect("state dir");
+        let live = Live::new().expect("live state");
+        let otel = |port: u16| format!("otel: {{ endpoint: http://127.0.0.1:{port} }}\n");
+        live.commit(
+            live.prepare(&load(dir.path(), &state, "", "", ""))
+                .expect("prepare"),
+        );
+        assert!(live.snapshots.load().otel.is_none());
+        let first = load(dir.path(), &state, "", "", &otel(4318));
+        live.commit(live.prepare(&first).expect("prepare"));
+        let running = live.snapshots.load().otel.clone().expect("a pipeline");
+        assert_eq!(
+            running.settings().endpoint,
+            "http://127.0.0.1:4318/v1/traces"
+        );
+        live.commit(live.prepare(&first).expect("prepare"));
+        let same = live.snapshots.load().otel.clone().expect("a pipeline");
+        assert!(
+            Arc::ptr_eq(&running, &same),
+            "an unchanged section keeps its pipeline"
+        );
+        let moved = load(dir.path(), &state, "", "", &otel(4319));
+        let prepared = live.prepare(&moved).expect("prepare");
+        assert!(Arc::ptr_eq(
+            &running,
+            live.snapshots.load().otel.as_ref().expect("still in force")
+        ));
+        live.commit(prepared);
+        let new = live.snapshots.load().otel.clone().expect("a pipeline");
+        assert!(!Arc::ptr_eq(&running, &new));
+        assert_eq!(new.settings().endpoint, "http://127.0.0.1:4319/v1/traces");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::geoip::GeoipHandle;
 use crate::inference::metrics::InferenceMetrics;
 use crate::observe::servers::ServerStats;
 use crate::observe::RouteObserver;
+use crate::otel::Pipeline;
 use crate::pool::select::Rules;
 use crate::pool::{planned_addresses, UpstreamPool, UpstreamStatus};
 use crate::routing::answer::EdgeAnswer;
@@ -37,7 +38,7 @@ use crate::security::refuse::RouteRefusals;
 use crate::security::{GuardContext, RouteGuard};
 use crate::tls::upstream::ServerTls;
 
-/// Everything the proxy hooks read for one configuration generation.
+/// Everything the request path reads for one configuration generation.
 #[derive(Debug)]
 pub struct Snapshot {
     /// Increases by one on every successful load.
@@ -53,6 +54,8 @@ pub struct Snapshot {
     pub cluster: Option<Arc<Cluster>>,
     /// The country database the routes' `countries` look up (long-lived; the watcher reloads it).
     pub geoip: Option<Arc<GeoipHandle>>,
+    /// Where request spans go (`otel:`); `None` = no traces. [`Live::prepare`] sets it.
+    pub otel: Option<Arc<Pipeline>>,
 }
 
 /// What one listener does with a request.
@@ -164,6 +167,7 @@ impl Snapshot {
             max_connections_per_ip: None,
             cluster: None,
             geoip: None,
+            otel: None,
         }
     }
 
@@ -284,6 +288,7 @@ impl Snapshot {
             max_connections_per_ip: config.max_connections_per_ip,
             cluster: cluster.cloned(),
             geoip,
+            otel: None,
         }
     }
 

@@ -1,4 +1,4 @@
-//! The live snapshot behind an ArcSwap: hooks `load()` it, only start-up and reload `swap()` it.
+//! The live snapshot behind an ArcSwap: the request path `load()`s it, only start-up and reload `swap()` it.
 
 use std::sync::Arc;
 

@@ -45,6 +45,7 @@ pub fn config(listeners: Vec<Listener>, routes: Vec<Route>) -> Config {
                 max_inflight: None,
                 drain: false,
                 models: None,
+                kv_events: None,
             },
             Server {
                 address: "127.0.0.1:2".into(),
@@ -53,6 +54,7 @@ pub fn config(listeners: Vec<Listener>, routes: Vec<Route>) -> Config {
                 max_inflight: None,
                 drain: false,
                 models: None,
+                kv_events: None,
             },
         ],
         balance: Default::default(),
@@ -85,5 +87,6 @@ pub fn config(listeners: Vec<Listener>, routes: Vec<Route>) -> Config {
         max_connections_per_ip: None,
         cluster: None,
         geoip: None,
+        otel: None,
     }
 }

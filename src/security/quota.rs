@@ -11,12 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::model::TokenQuota;
+use crate::inference::usage::{Usage, UsageReader};
 use parking_lot::Mutex;
-
-/// Bytes of a non-streamed JSON body kept to read its usage; a larger body is not counted.
-pub const MAX_JSON_BODY: usize = 4 << 20;
-/// Longest SSE line kept while waiting for its end.
-pub const MAX_SSE_LINE: usize = 1 << 20;
 
 /// The token counts of one route's keys.
 #[derive(Debug)]
@@ -119,12 +115,8 @@ pub struct Meter {
     /// The cluster whose shared count also gets the usage.
     cluster: Option<Arc<crate::cluster::Cluster>>,
     key: [u8; 32],
-    /// Unread bytes: the whole JSON body, or the current SSE line.
-    buf: Vec<u8>,
-    /// `Some(true)` once the body looks like an event stream.
-    sse: Option<bool>,
-    tokens: Option<u64>,
-    done: bool,
+    usage: UsageReader,
+    counted: bool,
 }
 
 impl Meter {
@@ -137,81 +129,27 @@ impl Meter {
             table,
             cluster,
             key,
-            buf: Vec::new(),
-            sse: None,
-            tokens: None,
-            done: false,
+            usage: UsageReader::default(),
+            counted: false,
         }
     }
 
-    /// Feeds a body chunk; at the end of the body the usage found is counted.
+    /// Feeds a body chunk; at the end of the body the usage found (`total_tokens`) is counted.
     pub fn feed(&mut self, chunk: Option<&[u8]>, end: bool) {
-        if self.done {
-            return;
-        }
-        if let Some(chunk) = chunk {
-            self.buf.extend_from_slice(chunk);
-        }
-        let sse = *self.sse.get_or_insert_with(|| {
-            let start = self.buf.trim_ascii_start();
-            start.starts_with(b"data:") || start.starts_with(b"event:") || start.starts_with(b":")
-        });
-        if sse {
-            self.read_lines();
-            if self.buf.len() > MAX_SSE_LINE {
-                self.buf.clear();
-            }
-        } else if self.buf.len() > MAX_JSON_BODY {
-            self.buf = Vec::new();
-            self.done = true;
-            return;
-        }
-        if end {
-            if !sse {
-                self.tokens = usage_of(&self.buf).or(self.tokens);
-            } else {
-                self.buf.push(b'\n');
-                self.read_lines();
-            }
-            if let Some(tokens) = self.tokens {
+        self.usage.feed(chunk, end);
+        if self.usage.done() && !self.counted {
+            self.counted = true;
+            if let Some(tokens) = self.usage.usage().and_then(|u| u.total_tokens) {
                 self.table
                     .count(self.cluster.as_ref(), &self.key, tokens, Instant::now());
             }
-            self.buf = Vec::new();
-            self.done = true;
         }
     }
 
-    /// Reads the complete `data:` lines in the buffer.
-    fn read_lines(&mut self) {
-        let Some(last_newline) = self.buf.iter().rposition(|&b| b == b'\n') else {
-            return;
-        };
-        let rest = self.buf.split_off(last_newline + 1);
-        for line in self.buf.split(|&b| b == b'\n') {
-            let Some(data) = line.trim_ascii().strip_prefix(b"data:") else {
-                continue;
-            };
-            if let Some(tokens) = usage_of(data) {
-                self.tokens = Some(tokens);
-            }
-        }
-        self.buf = rest;
+    /// The usage the body reported, once it ended.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage.usage()
     }
-}
-
-/// `usage.total_tokens` of a JSON object, when present and a number.
-pub fn usage_of(json: &[u8]) -> Option<u64> {
-    let json = json.trim_ascii();
-    if !json.starts_with(b"{") || !contains(json, b"\"usage\"") {
-        return None;
-    }
-    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
-    value.get("usage")?.get("total_tokens")?.as_u64()
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 #[cfg(test)]
@@ -225,19 +163,6 @@ mod tests {
             tokens,
             per: Duration::from_secs(3600),
         }
-    }
-
-    #[test]
-    fn usage_is_read_from_json_bodies() {
-        assert_eq!(
-            usage_of(
-                br#"{"id":"x","usage":{"prompt_tokens":3,"completion_tokens":4,"total_tokens":7}}"#
-            ),
-            Some(7)
-        );
-        assert_eq!(usage_of(br#"{"usage":null}"#), None);
-        assert_eq!(usage_of(b"[DONE]"), None);
-        assert_eq!(usage_of(b"{not json \"usage\""), None);
     }
 
     #[test]

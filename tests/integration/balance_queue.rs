@@ -1,5 +1,6 @@
 //! Admission through the real daemon: with `max_inflight: 2` and a slow backend, further
-//! requests wait in the bounded queue, the overflow gets 503 with Retry-After at once, a wait
+//! requests wait in the bounded queue, the overflow gets 503 with a Retry-After from the
+//! predicted drain time at once, a wait
 //! longer than `queue.timeout` also ends in 503, and nothing hangs.
 
 use std::net::SocketAddr;
@@ -54,13 +55,15 @@ async fn max_inflight_queues_then_refuses_with_retry_after() {
     assert!(metrics_text(admin)
         .await
         .contains("ferrogate_queue_depth{upstream=\"app\"} 2"));
-    // The queue is full: refused at once, with a hint when to come back.
+    // The queue is full: refused at once, with a hint when to come back: the predicted drain
+    // (the two queued requests and this one over two slots, at the 1 s service time assumed
+    // before a request was seen to finish: 1.5 s), not the 5 s queue timeout.
     for i in 4..6 {
         let r = try_request(lb, "GET", &format!("/{i}"), &[])
             .await
             .expect("answer");
         assert_eq!(r.status, 503, "{}", r.text());
-        assert_eq!(r.header("retry-after"), Some("5"));
+        assert_eq!(r.header("retry-after"), Some("2"));
     }
     for task in first.into_iter().chain(queued) {
         let r = task.await.expect("join").expect("answer");

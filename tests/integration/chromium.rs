@@ -1,6 +1,7 @@
 //! Headless Chromium for the status page tests: a run that dumps the DOM or takes a screenshot,
 //! killed if it hangs. Chromium is required (scripts/setup.sh installs it).
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -51,16 +52,26 @@ pub fn run_chromium(url: &str, extra: &[String]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start chromium");
+    // Drain both pipes while Chromium runs: a DOM larger than the pipe's buffer would block it.
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let deadline = Instant::now() + CHROMIUM_TIMEOUT;
-    while child.try_wait().expect("chromium try_wait").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("chromium try_wait") {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
             panic!("chromium did not finish within {CHROMIUM_TIMEOUT:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let output = child.wait_with_output().expect("chromium output");
+    };
+    let output = Output {
+        status,
+        stdout: stdout.join().expect("chromium stdout"),
+        stderr: stderr.join().expect("chromium stderr"),
+    };
     assert!(
         output.status.success(),
         "chromium failed: {}\n{}",
@@ -68,6 +79,17 @@ pub fn run_chromium(url: &str, extra: &[String]) -> Output {
         String::from_utf8_lossy(&output.stderr)
     );
     output
+}
+
+/// Reads a pipe to its end on a thread of its own.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut out);
+        }
+        out
+    })
 }
 
 /// Takes a screenshot of `url` at `width`×`height` into `file`; checks it is a real PNG.

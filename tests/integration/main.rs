@@ -8,6 +8,7 @@ mod client;
 mod harness;
 
 mod balance_support;
+mod uvicorn_env;
 
 mod balance;
 mod balance_discovery;
@@ -16,23 +17,33 @@ mod balance_reload;
 mod check_cmd;
 mod cluster;
 mod cluster_env;
+mod dashboard;
 mod errors;
 mod health;
 mod health_active;
 mod health_inflight;
+mod http2;
 mod http_listener;
+mod import_haproxy;
+mod import_haproxy_parity;
 mod inference;
+mod inference_cost;
+mod inference_kv_events;
 mod inference_scrape;
 mod lifecycle;
 mod malformed;
 mod observability;
+mod observability_history;
 mod observability_logs;
 mod observability_reload;
 // Kills a `ferrogate demo-backend` process.
 #[cfg(feature = "demo")]
 mod observability_status;
+mod otel;
+mod packaging;
 mod reload;
 mod routing;
+mod runtime_api;
 mod security;
 mod security_auth;
 mod security_client_addr;

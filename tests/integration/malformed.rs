@@ -1,5 +1,5 @@
 //! Malformed and smuggling-shaped requests: each gets a 4xx from the proxy, on the plain and the
-//! TLS listener, and none of them reaches the backend.
+//! TLS listener, and none of them reaches the backend; CONNECT gets 405.
 
 use std::time::Duration;
 
@@ -101,4 +101,27 @@ async fn malformed_requests_on_tls_listener_never_reach_the_backend() {
     let r = https_get(d.https, HOST, "/ok").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(echo.count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_is_refused_with_405_and_the_connection_closes() {
+    let echo = EchoBackend::start("echo").await;
+    let d = daemon(&echo).await;
+    let plain = d.extra("plain");
+    let mut tcp = TcpStream::connect(plain).await.expect("connect");
+    let raw = raw_exchange(
+        &mut tcp,
+        b"CONNECT m.test:443 HTTP/1.1\r\nHost: m.test:443\r\n\r\n",
+    )
+    .await;
+    assert_eq!(
+        raw_status(&raw),
+        Some(405),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    assert!(String::from_utf8_lossy(&raw)
+        .to_ascii_lowercase()
+        .contains("connection: close"));
+    assert_eq!(echo.count(), 0);
 }

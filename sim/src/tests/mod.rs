@@ -4,6 +4,8 @@
 //! generous orderings of durations.
 
 mod client;
+mod kv_events;
+mod token_endpoints;
 
 use std::time::{Duration, Instant};
 
@@ -77,10 +79,11 @@ async fn answers_a_whole_chat_completion_with_usage() {
     assert_eq!(v["model"], "m");
     assert_eq!(v["choices"][0]["message"]["role"], "assistant");
     assert_eq!(v["choices"][0]["finish_reason"], "length");
-    // 399 characters and a newline: 100 tokens.
-    assert_eq!(v["usage"]["prompt_tokens"], 100);
+    // The template's markers (3), "user\n" and 399 characters in 4-byte chunks (101), the
+    // newline after the message (1) and the assistant's opening (1 + 3): 108 tokens.
+    assert_eq!(v["usage"]["prompt_tokens"], 108);
     assert_eq!(v["usage"]["completion_tokens"], 5);
-    assert_eq!(v["usage"]["total_tokens"], 105);
+    assert_eq!(v["usage"]["total_tokens"], 113);
     let words = v["choices"][0]["message"]["content"].as_str().unwrap();
     assert_eq!(words.split_whitespace().count(), 5);
     let stats = node.stats();
@@ -126,7 +129,7 @@ async fn streams_chat_chunks_with_usage_and_done_over_keep_alive() {
         assert_eq!(chunks[5]["choices"][0]["finish_reason"], "length");
         assert_eq!(chunks[6]["choices"], json!([]));
         assert_eq!(chunks[6]["usage"]["completion_tokens"], 4);
-        assert_eq!(chunks[6]["usage"]["prompt_tokens"], 3);
+        assert_eq!(chunks[6]["usage"]["prompt_tokens"], 11);
     }
     assert_eq!(node.stats().totals.served, 2);
 }
@@ -211,7 +214,7 @@ async fn second_identical_prompt_hits_the_prefix_cache_and_starts_sooner() {
     })
     .await
     .unwrap();
-    // 3200 characters and a newline: 801 tokens, 50 full blocks of 16 tokens.
+    // 3200 characters in the template: 809 tokens, 50 full blocks of 16 tokens.
     let body = chat(
         "m",
         &"abcd".repeat(800),
@@ -236,7 +239,7 @@ async fn second_identical_prompt_hits_the_prefix_cache_and_starts_sooner() {
     );
     assert_eq!(
         sample(&metrics, "vllm:prefix_cache_queries_total", Some("m")),
-        Some(1602.0)
+        Some(1618.0)
     );
     assert_eq!(
         sample(
@@ -493,9 +496,10 @@ async fn other_engines_speak_their_own_metric_names() {
     );
     assert_eq!(sample(&text, "sglang:num_queue_reqs", Some("m")), Some(0.0));
     assert!(sample(&text, "sglang:token_usage", Some("m")).is_some());
-    // 257 characters are 65 tokens, asked twice; 4 full blocks (64 tokens) hit the second time.
+    // 256 characters in the template are 73 tokens, asked twice; 4 full blocks (64 tokens) hit
+    // the second time.
     let rate = sample(&text, "sglang:cache_hit_rate", Some("m")).unwrap();
-    assert!((rate - 64.0 / 130.0).abs() < 1e-9, "{rate}");
+    assert!((rate - 64.0 / 146.0).abs() < 1e-9, "{rate}");
     assert!(!text.contains("vllm:"));
 
     let node = start(SimConfig {

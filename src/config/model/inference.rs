@@ -76,4 +76,14 @@ pub struct Inference {
     pub affinity: bool,
     /// Scraped signals older than this are ignored (in-flight counts alone decide).
     pub signal_max_age: Duration,
+    /// Each server's prompt throughput (tokens/s) for `cache_aware`'s cost model; learned from
+    /// observed times to first token when not set.
+    pub prefill_tokens_per_sec: Option<u64>,
+    /// Each server's KV cache in tokens, when its engine does not report it (vLLM does).
+    pub cache_tokens: Option<u64>,
+    /// `PYTHONHASHSEED` the engines hash their blocks with (`kv_events` servers).
+    pub kv_hash_seed: String,
 }
+
+/// `PYTHONHASHSEED` assumed for the engines' block hashes unless configured.
+pub const DEFAULT_KV_HASH_SEED: &str = "0";

@@ -21,6 +21,7 @@ pub(super) fn resolve_upstream(draft: DraftUpstream, report: &mut Report) -> Ups
                 max_inflight: server.max_inflight,
                 drain: server.drain,
                 models: server.models,
+                kv_events: server.kv_events,
             }),
             Err(message) => {
                 report.at_value(&server.at, message);

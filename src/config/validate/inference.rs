@@ -6,10 +6,10 @@ use std::time::Duration;
 use super::balancing::positive_duration;
 use super::Checker;
 use crate::config::model::{
-    Balance, Engine, Inference, Models, DEFAULT_INFERENCE_MAX_BODY, DEFAULT_INFERENCE_REFRESH,
-    DEFAULT_SIGNAL_MAX_AGE,
+    Balance, Engine, Inference, KvEvents, Models, DEFAULT_INFERENCE_MAX_BODY,
+    DEFAULT_INFERENCE_REFRESH, DEFAULT_KV_HASH_SEED, DEFAULT_SIGNAL_MAX_AGE,
 };
-use crate::config::raw::{RawInference, RawModels};
+use crate::config::raw::{RawInference, RawModels, RawServerInference};
 
 /// Shortest `refresh` accepted: scraping GPU nodes faster than this only adds load.
 const MIN_REFRESH: Duration = Duration::from_millis(100);
@@ -67,6 +67,14 @@ impl Checker {
             }
             Some(Some(size)) => size,
         };
+        for (key, value) in [
+            ("prefill_tokens_per_sec", raw.prefill_tokens_per_sec),
+            ("cache_tokens", raw.cache_tokens),
+        ] {
+            if value == Some(0) {
+                self.at_value(&format!("{path}.{key}"), "must be greater than zero");
+            }
+        }
         if self.error_count() != errors_before {
             return None;
         }
@@ -77,7 +85,47 @@ impl Checker {
             max_body,
             affinity: raw.affinity.unwrap_or(true),
             signal_max_age,
+            prefill_tokens_per_sec: raw.prefill_tokens_per_sec,
+            cache_tokens: raw.cache_tokens,
+            kv_hash_seed: raw
+                .kv_hash_seed
+                .unwrap_or_else(|| DEFAULT_KV_HASH_SEED.to_string()),
         })
+    }
+
+    /// A server's `inference` block at `path` (`has_inference`: its upstream has one).
+    pub(super) fn server_inference(
+        &mut self,
+        path: &str,
+        raw: RawServerInference,
+        has_inference: bool,
+    ) -> Option<KvEvents> {
+        if !has_inference {
+            self.at_key(
+                path,
+                "`inference` on a server needs `inference:` on its upstream",
+            );
+            return None;
+        }
+        let mut endpoint = |key: &str, value: Option<String>| {
+            let value = value?;
+            match zmq_tcp_endpoint(&value) {
+                Ok(()) => Some(value),
+                Err(message) => {
+                    self.at_value(&format!("{path}.{key}"), message);
+                    None
+                }
+            }
+        };
+        let events = endpoint("kv_events", raw.kv_events);
+        let replay = endpoint("kv_events_replay", raw.kv_events_replay);
+        if events.is_none() && replay.is_some() {
+            self.at_key(
+                &format!("{path}.kv_events_replay"),
+                "`kv_events_replay` needs `kv_events`",
+            );
+        }
+        events.map(|endpoint| KvEvents { endpoint, replay })
     }
 
     /// A non-empty list of non-empty, distinct model names.
@@ -107,6 +155,43 @@ impl Checker {
                     balance.name()
                 ),
             );
+        }
+    }
+}
+
+/// A ZMQ TCP endpoint to connect to: `tcp://HOST:PORT` with a port from 1 to 65535.
+fn zmq_tcp_endpoint(text: &str) -> Result<(), String> {
+    let bad = || format!("expected `tcp://HOST:PORT`, got `{text}`");
+    let rest = text.strip_prefix("tcp://").ok_or_else(bad)?;
+    let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || host == "*" || host.contains('/') {
+        return Err(bad());
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod endpoint_tests {
+    use super::zmq_tcp_endpoint;
+
+    #[test]
+    fn endpoints() {
+        assert!(zmq_tcp_endpoint("tcp://127.0.0.1:5557").is_ok());
+        assert!(zmq_tcp_endpoint("tcp://gpu-0.svc:5557").is_ok());
+        assert!(zmq_tcp_endpoint("tcp://[::1]:5557").is_ok());
+        for bad in [
+            "127.0.0.1:5557",
+            "tcp://*:5557",
+            "tcp://host",
+            "tcp://h:0",
+            "ipc:///x",
+            "tcp://:1",
+        ] {
+            assert!(zmq_tcp_endpoint(bad).is_err(), "{bad}");
         }
     }
 }

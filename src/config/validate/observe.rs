@@ -1,13 +1,19 @@
-//! `admin` (listen address and `allow` CIDR list: a non-loopback address needs an explicit list)
-//! and `log` (format and the access log switch).
+//! `admin` (listen address, `allow` CIDR list: a non-loopback address needs an explicit list,
+//! and the status page history's step), `log` (format and the access log switch) and `otel`
+//! (the traces collector's URL, service name, sample ratio and export timeout).
 
 use std::net::SocketAddr;
 
 use serde_yaml::Value;
 
 use super::{listeners, Checker};
-use crate::config::model::{Admin, Cidr, Listener, Log, LogFormat, DEFAULT_ADMIN_LISTEN};
-use crate::config::raw::{RawAdmin, RawLog, RawLogFormat};
+use crate::config::duration::parse_duration;
+use crate::config::model::{
+    Admin, Cidr, Listener, Log, LogFormat, Otel, DEFAULT_ADMIN_LISTEN, DEFAULT_HISTORY_STEP,
+    DEFAULT_OTEL_SERVICE_NAME, DEFAULT_OTEL_TIMEOUT, MAX_HISTORY_STEP, MIN_HISTORY_STEP,
+    OTLP_TRACES_PATH,
+};
+use crate::config::raw::{RawAdmin, RawHistory, RawLog, RawLogFormat, RawOtel};
 use crate::config::spans::child_index;
 
 impl Checker {
@@ -43,7 +49,33 @@ impl Checker {
             ),
             _ => {}
         }
-        Some(Admin { listen, allow })
+        let history_step = self.history_step(raw.history);
+        Some(Admin {
+            listen,
+            allow,
+            history_step,
+        })
+    }
+
+    /// `admin.history.step`: a duration from [`MIN_HISTORY_STEP`] to [`MAX_HISTORY_STEP`].
+    fn history_step(&mut self, raw: Option<RawHistory>) -> std::time::Duration {
+        let Some(text) = raw.and_then(|h| h.step) else {
+            return DEFAULT_HISTORY_STEP;
+        };
+        match parse_duration(&text) {
+            Ok(step) if (MIN_HISTORY_STEP..=MAX_HISTORY_STEP).contains(&step) => step,
+            Ok(_) => {
+                self.at_value(
+                    "admin.history.step",
+                    "must be from 100ms to 1m (the status page keeps 180 steps: 15 minutes at the default 5s)",
+                );
+                DEFAULT_HISTORY_STEP
+            }
+            Err(message) => {
+                self.at_value("admin.history.step", message);
+                DEFAULT_HISTORY_STEP
+            }
+        }
     }
 
     fn allow_list(&mut self, ranges: &[String]) -> Vec<Cidr> {
@@ -71,12 +103,89 @@ impl Checker {
             access: raw.access.unwrap_or(defaults.access),
         }
     }
+
+    /// `otel`: `endpoint` (required) an http(s) URL, `/v1/traces` when it names no path;
+    /// `sample_ratio` from 0 to 1; `service_name` not empty; `timeout` a positive duration.
+    pub(super) fn otel(&mut self, value: Option<&Value>) -> Option<Otel> {
+        let raw = self.decode::<RawOtel>(value, "otel")?;
+        let endpoint = match raw.endpoint.as_deref() {
+            None => {
+                self.at_value(
+                    "otel",
+                    "`endpoint` is required: the collector's OTLP/HTTP URL (e.g. http://127.0.0.1:4318)",
+                );
+                None
+            }
+            Some(text) => match otlp_endpoint(text) {
+                Ok(url) => Some(url),
+                Err(message) => {
+                    self.at_value("otel.endpoint", message);
+                    None
+                }
+            },
+        };
+        let sample_ratio = raw.sample_ratio.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&sample_ratio) {
+            self.at_value(
+                "otel.sample_ratio",
+                "must be from 0.0 (none) to 1.0 (every trace started here)",
+            );
+        }
+        let service_name = raw
+            .service_name
+            .unwrap_or_else(|| DEFAULT_OTEL_SERVICE_NAME.to_string());
+        if service_name.trim().is_empty() {
+            self.at_value("otel.service_name", "must not be empty");
+        }
+        let timeout = match raw.timeout.as_deref().map(parse_duration) {
+            None => DEFAULT_OTEL_TIMEOUT,
+            Some(Ok(timeout)) if !timeout.is_zero() => timeout,
+            Some(Ok(_)) => {
+                self.at_value("otel.timeout", "must be longer than 0s");
+                DEFAULT_OTEL_TIMEOUT
+            }
+            Some(Err(message)) => {
+                self.at_value("otel.timeout", message);
+                DEFAULT_OTEL_TIMEOUT
+            }
+        };
+        Some(Otel {
+            endpoint: endpoint?,
+            service_name,
+            sample_ratio,
+            timeout,
+        })
+    }
+}
+
+/// The traces URL of an `otel.endpoint`: an `http://` or `https://` URL with a host; one that
+/// names no path gets OTLP's `/v1/traces` (as the OpenTelemetry SDKs do with a base endpoint).
+fn otlp_endpoint(text: &str) -> Result<String, String> {
+    let uri: http::Uri = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        _ => {
+            return Err(format!(
+                "`{text}` must start with http:// or https:// (OTLP over HTTP; gRPC is not spoken)"
+            ))
+        }
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{text}` names no host"));
+    }
+    let trimmed = text.trim_end_matches('/');
+    Ok(match uri.path() {
+        "" | "/" if uri.query().is_none() => format!("{trimmed}{OTLP_TRACES_PATH}"),
+        _ => text.to_string(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::super::tests::{ok, one_error, MINIMAL};
-    use crate::config::model::LogFormat;
+    use crate::config::model::{LogFormat, DEFAULT_HISTORY_STEP};
 
     #[test]
     fn admin_defaults_to_loopback_and_keeps_an_allow_list() {
@@ -121,6 +230,41 @@ mod tests {
     }
 
     #[test]
+    fn the_history_step_defaults_to_5s_and_stays_in_range() {
+        let config = ok(&(MINIMAL.to_string() + "admin: {}\n"));
+        assert_eq!(config.admin.unwrap().history_step, DEFAULT_HISTORY_STEP);
+        let config = ok(&(MINIMAL.to_string() + "admin: { history: { step: 250ms } }\n"));
+        assert_eq!(
+            config.admin.unwrap().history_step,
+            std::time::Duration::from_millis(250)
+        );
+        one_error(
+            &(MINIMAL.to_string() + "admin:\n  history: { step: 10ms }\n"),
+            9,
+            "admin.history.step",
+            "must be from 100ms to 1m",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "admin:\n  history: { step: 2h }\n"),
+            9,
+            "admin.history.step",
+            "must be from 100ms to 1m",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "admin:\n  history: { step: soon }\n"),
+            9,
+            "admin.history.step",
+            "soon",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "admin:\n  history: { window: 1h }\n"),
+            9,
+            "admin.history.window",
+            "unknown key",
+        );
+    }
+
+    #[test]
     fn log_format_and_access_switch() {
         let config = ok(MINIMAL);
         assert_eq!(config.log.format, LogFormat::Text);
@@ -133,6 +277,59 @@ mod tests {
             8,
             "log.format",
             "unknown variant `xml`",
+        );
+    }
+
+    #[test]
+    fn otel_takes_a_base_or_a_traces_url_and_defaults_the_rest() {
+        let config = ok(&(MINIMAL.to_string() + "otel: { endpoint: http://127.0.0.1:4318 }\n"));
+        let otel = config.otel.unwrap();
+        assert_eq!(otel.endpoint, "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(otel.service_name, "ferrogate");
+        assert_eq!(otel.sample_ratio, 1.0);
+        assert_eq!(otel.timeout, std::time::Duration::from_secs(10));
+        let config = ok(&(MINIMAL.to_string()
+            + "otel:\n  endpoint: https://otel.example:4318/custom/traces\n  service_name: edge-1\n  sample_ratio: 0.25\n  timeout: 2s\n"));
+        let otel = config.otel.unwrap();
+        assert_eq!(otel.endpoint, "https://otel.example:4318/custom/traces");
+        assert_eq!(otel.service_name, "edge-1");
+        assert_eq!(otel.sample_ratio, 0.25);
+        assert_eq!(otel.timeout, std::time::Duration::from_secs(2));
+        assert!(ok(MINIMAL).otel.is_none());
+    }
+
+    #[test]
+    fn otel_errors_name_the_key() {
+        one_error(
+            &(MINIMAL.to_string() + "otel: { sample_ratio: 0.5 }\n"),
+            8,
+            "otel",
+            "`endpoint` is required",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "otel: { endpoint: grpc://127.0.0.1:4317 }\n"),
+            8,
+            "otel.endpoint",
+            "must start with http:// or https://",
+        );
+        one_error(
+            &(MINIMAL.to_string()
+                + "otel:\n  endpoint: http://127.0.0.1:4318\n  sample_ratio: 1.5\n"),
+            10,
+            "otel.sample_ratio",
+            "from 0.0",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "otel:\n  endpoint: http://127.0.0.1:4318\n  timeout: 0s\n"),
+            10,
+            "otel.timeout",
+            "longer than 0s",
+        );
+        one_error(
+            &(MINIMAL.to_string() + "otel: { endpoint: http://127.0.0.1:4318, sampler: all }\n"),
+            8,
+            "otel.sampler",
+            "unknown key",
         );
     }
 }

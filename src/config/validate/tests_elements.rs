@@ -393,6 +393,63 @@ fn inference_upstreams_are_checked_at_their_keys() {
 }
 
 #[test]
+fn cache_model_and_kv_event_keys_are_checked_at_their_keys() {
+    let head = "listeners: { http: 0.0.0.0:80 }\nupstreams:\n  u:\n";
+    let inference = "    balance: cache_aware\n    inference: { engine: vllm }\n";
+    one_error(
+        &format!("{head}    servers: [ {{ address: 10.0.0.1:80 }} ]\n    balance: cache_aware\n    inference: {{ engine: vllm, prefill_tokens_per_sec: 0 }}\n"),
+        6,
+        "upstreams.u.inference.prefill_tokens_per_sec",
+        "greater than zero",
+    );
+    one_error(
+        &format!("{head}    servers: [ {{ address: 10.0.0.1:80 }} ]\n    balance: cache_aware\n    inference: {{ engine: vllm, cache_tokens: 0 }}\n"),
+        6,
+        "upstreams.u.inference.cache_tokens",
+        "greater than zero",
+    );
+    one_error(
+        &format!("{head}    servers: [ {{ address: 10.0.0.1:80, inference: {{ kv_events: \"10.0.0.1:5557\" }} }} ]\n{inference}"),
+        4,
+        "upstreams.u.servers[0].inference.kv_events",
+        "expected `tcp://HOST:PORT`",
+    );
+    one_error(
+        &format!("{head}    servers: [ {{ address: 10.0.0.1:80, inference: {{ kv_events_replay: \"tcp://10.0.0.1:5558\" }} }} ]\n{inference}"),
+        4,
+        "upstreams.u.servers[0].inference.kv_events_replay",
+        "needs `kv_events`",
+    );
+    one_error(
+        &format!("{head}    servers: [ {{ address: 10.0.0.1:80, inference: {{ kv_events: \"tcp://10.0.0.1:5557\" }} }} ]\n"),
+        4,
+        "upstreams.u.servers[0].inference",
+        "needs `inference:`",
+    );
+    one_error(
+        &format!("{head}    servers: [ {{ address: 10.0.0.1:80, inference: {{ kv_event: \"tcp://10.0.0.1:5557\" }} }} ]\n{inference}"),
+        4,
+        "upstreams.u.servers[0].inference.kv_event",
+        "unknown key",
+    );
+    let config = ok(&format!(
+        "{head}    servers: [ {{ address: 10.0.0.1:80, inference: {{ kv_events: \"tcp://gpu-0:5557\", kv_events_replay: \"tcp://gpu-0:5558\" }} }} ]\n    balance: cache_aware\n    inference: {{ engine: vllm, prefill_tokens_per_sec: 12000, cache_tokens: 400000, kv_hash_seed: \"42\" }}\n"
+    ));
+    let u = &config.upstreams["u"];
+    let settings = u.inference.as_ref().unwrap();
+    assert_eq!(settings.prefill_tokens_per_sec, Some(12_000));
+    assert_eq!(settings.cache_tokens, Some(400_000));
+    assert_eq!(settings.kv_hash_seed, "42");
+    assert_eq!(
+        u.servers[0].kv_events,
+        Some(crate::config::model::KvEvents {
+            endpoint: "tcp://gpu-0:5557".into(),
+            replay: Some("tcp://gpu-0:5558".into()),
+        })
+    );
+}
+
+#[test]
 fn hsts_is_a_duration() {
     let config = ok(&(MINIMAL.to_string() + "tls: { hsts: 1d }\n"));
     assert_eq!(config.tls.hsts.unwrap().as_secs(), 86_400);

@@ -88,6 +88,9 @@ fn check_upstream(
                 "`models` on a server needs `inference:` on its upstream",
             );
         }
+        let kv_events = raw_server.inference.and_then(|raw| {
+            checker.server_inference(&format!("{server_path}.inference"), raw, has_inference)
+        });
         match parse_address(&raw_server.address) {
             Ok(host) => servers.push(DraftServer {
                 at: address_path,
@@ -97,6 +100,7 @@ fn check_upstream(
                 max_inflight: raw_server.max_inflight.filter(|m| *m > 0),
                 drain: raw_server.drain.unwrap_or(false),
                 models: raw_server.models,
+                kv_events,
             }),
             Err(message) => checker.at_value(&address_path, message),
         }

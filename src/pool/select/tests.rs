@@ -8,24 +8,20 @@ use super::*;
 use crate::balance::sticky::format_id;
 use crate::config::model::{Health, Server};
 
-fn server(port: u16, weight: u32) -> Server {
-    Server {
-        address: format!("127.0.0.1:{port}"),
-        socket: ([127, 0, 0, 1], port).into(),
-        weight,
-        max_inflight: None,
-        drain: false,
-        models: None,
-    }
+/// Shared with the sibling test modules.
+pub(super) fn server(port: u16, weight: u32) -> Server {
+    Server::new(([127, 0, 0, 1], port).into(), weight)
 }
 
-fn pool(servers: &[Server]) -> UpstreamPool {
+/// Shared with the sibling test modules.
+pub(super) fn pool(servers: &[Server]) -> UpstreamPool {
     let pool = UpstreamPool::new("u");
     pool.set_configured(servers, false, None);
     pool
 }
 
-fn rules<'a>(balance: &'a Balance, sticky: Option<&'a Sticky>) -> Rules<'a> {
+/// Shared with the sibling test modules.
+pub(super) fn rules<'a>(balance: &'a Balance, sticky: Option<&'a Sticky>) -> Rules<'a> {
     Rules {
         balance,
         sticky,
@@ -35,7 +31,8 @@ fn rules<'a>(balance: &'a Balance, sticky: Option<&'a Sticky>) -> Rules<'a> {
     }
 }
 
-fn pick(pool: &UpstreamPool, rules: &Rules<'_>, req: &RequestInfo<'_>) -> Pick {
+/// Shared with the sibling test modules.
+pub(super) fn pick(pool: &UpstreamPool, rules: &Rules<'_>, req: &RequestInfo<'_>) -> Pick {
     match pool.select(rules, req, Instant::now()) {
         Outcome::Picked(p) => p,
         other => panic!("expected a pick, got {other:?}"),

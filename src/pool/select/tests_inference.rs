@@ -11,12 +11,8 @@ use crate::inference::signals::Load;
 
 fn server(port: u16, models: Option<&[&str]>) -> Server {
     Server {
-        address: format!("127.0.0.1:{port}"),
-        socket: ([127, 0, 0, 1], port).into(),
-        weight: 1,
-        max_inflight: None,
-        drain: false,
         models: models.map(|m| m.iter().map(|s| s.to_string()).collect()),
+        ..Server::new(([127, 0, 0, 1], port).into(), 1)
     }
 }
 
@@ -28,17 +24,21 @@ fn settings(affinity: bool) -> Inference {
         max_body: 1 << 20,
         affinity,
         signal_max_age: Duration::from_secs(30),
+        prefill_tokens_per_sec: None,
+        cache_tokens: None,
+        kv_hash_seed: "0".into(),
     }
 }
 
 fn facts(model: &str, prompt: &str, session: Option<&str>) -> InferenceFacts {
+    let normalized = crate::inference::prefix::normalize(prompt);
     InferenceFacts {
         model: model.into(),
-        hashes: crate::inference::prefix::block_hashes(&crate::inference::prefix::normalize(
-            prompt,
-        )),
+        hashes: crate::inference::prefix::block_hashes(&normalized),
+        prompt_tokens: crate::inference::prefix::estimate_tokens(normalized.chars().count()),
         session: session.map(str::to_string),
         stream: true,
+        lead: None,
     }
 }
 
@@ -142,6 +142,7 @@ fn metrics_policy_avoids_the_server_with_a_long_queue() {
         kv_usage: Some(0.95),
         prefix_hit_tokens: None,
         prefix_query_tokens: None,
+        cache_tokens: None,
     };
     pool.members()[0].state.signals.set_load(busy, now);
     let s = settings(false);
@@ -189,7 +190,15 @@ fn cache_aware_follows_the_prefix_and_spills_a_hot_one() {
     assert_eq!(choice.reason, inference::Reason::PrefixHit);
     assert!(choice.matched_blocks >= 10);
     drop(again);
-    // Hold many requests of the same prefix: the holder fills up, later ones spill elsewhere.
+    // The two requests above held their slots for microseconds; on a GPU one holds a slot for
+    // about a second.
+    for m in pool.members().iter() {
+        for _ in 0..100 {
+            m.state.model.observe_service(Duration::from_secs(1));
+        }
+    }
+    // Hold many requests of the same prefix: the holder's batch fills up and its queue grows,
+    // later ones spill elsewhere.
     let mut held = Vec::new();
     for _ in 0..12 {
         held.push(choose(
@@ -239,8 +248,12 @@ fn cache_aware_waits_for_a_full_prefix_holder_but_not_for_a_miss() {
         ..server(port, None)
     };
     pool.set_configured(&[limited(1), limited(2), limited(3)], false, None);
+    // A request holds a slot 0.2 s; a prompt of about 5,000 tokens takes 0.6 s to recompute.
+    for m in pool.members().iter() {
+        m.state.model.observe_service(Duration::from_millis(200));
+    }
     let s = settings(true);
-    let prompt = |t: u32| format!("You are the assistant of tenant {t}. ").repeat(60);
+    let prompt = |t: u32| format!("You are the assistant of tenant {t}. ").repeat(600);
     // Three tenants fill the three single-slot servers.
     let held: Vec<Pick> = (0..3)
         .map(|t| {
@@ -263,7 +276,8 @@ fn cache_aware_waits_for_a_full_prefix_holder_but_not_for_a_miss() {
         Outcome::Full
     ));
     // A slot frees on a server that does not hold tenant 0's prefix: tenant 0 keeps waiting
-    // for its holder rather than recomputing its prompt there; a new prompt takes the slot.
+    // for its holder (0.2 s) rather than recomputing its prompt there (0.6 s); a new prompt
+    // takes the slot.
     let mut held = held;
     let freed = held.remove(1);
     let freed_id = freed.member.id;
@@ -302,5 +316,92 @@ fn without_a_queue_cache_aware_never_waits_while_a_server_has_room() {
     match outcome_with(&pool, &s, &facts("m", &prompt, None), false) {
         Outcome::Picked(p) => assert_ne!(p.member.id, held.member.id),
         other => panic!("expected the server with room, got {other:?}"),
+    }
+}
+
+#[test]
+fn follow_ups_stay_on_a_holder_with_free_slots() {
+    let pool = UpstreamPool::new("gpu");
+    pool.set_configured(
+        &[
+            server(1, None),
+            server(2, None),
+            server(3, None),
+            server(4, None),
+        ],
+        false,
+        None,
+    );
+    let now = Instant::now();
+    // The engines run eight at once (seen with a queue once).
+    for m in pool.members().iter() {
+        m.state.model.observe_reading(8.0, 1.0);
+    }
+    let s = settings(true);
+    let tenant = "You are the assistant of tenant 3. Follow its handbook. ".repeat(300);
+    let first = choose(&pool, &Balance::CacheAware, &s, &facts("m", &tenant, None));
+    let home = first.member.id;
+    // Three of its eight slots busy, the other servers idle: every follow-up stays home.
+    let busy: Vec<Pick> = (0..2)
+        .map(|_| choose(&pool, &Balance::CacheAware, &s, &facts("m", &tenant, None)))
+        .chain(std::iter::once(first))
+        .collect();
+    assert!(busy.iter().all(|p| p.member.id == home));
+    for turn in 0..20 {
+        let p = choose(
+            &pool,
+            &Balance::CacheAware,
+            &s,
+            &facts("m", &format!("{tenant} turn {turn}"), None),
+        );
+        assert_eq!(p.member.id, home, "turn {turn} moved");
+        assert_eq!(
+            p.choice.map(|c| c.reason),
+            Some(inference::Reason::PrefixHit)
+        );
+    }
+    assert_eq!(pool.prefix_spread(now).max, 1);
+}
+
+#[test]
+fn a_saturated_holder_gets_one_replica_and_is_released_when_the_load_drops() {
+    let pool = UpstreamPool::new("gpu");
+    pool.set_configured(
+        &[server(1, None), server(2, None), server(3, None)],
+        false,
+        None,
+    );
+    for m in pool.members().iter() {
+        // Two slots each, 2 s per request: a queue of two costs as much as a 1 s recompute.
+        m.state.model.observe_reading(2.0, 1.0);
+        m.state.model.observe_service(Duration::from_secs(2));
+    }
+    let s = Inference {
+        prefill_tokens_per_sec: Some(4_000),
+        ..settings(true)
+    };
+    let tenant = "You are the assistant of tenant 5. Follow its handbook. ".repeat(300);
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(choose(
+            &pool,
+            &Balance::CacheAware,
+            &s,
+            &facts("m", &tenant, None),
+        ));
+    }
+    let home = held[0].member.id;
+    let servers: std::collections::BTreeSet<u64> = held.iter().map(|p| p.member.id).collect();
+    assert!(servers.len() >= 2, "a saturated holder spills");
+    assert!(held
+        .iter()
+        .any(|p| p.choice.map(|c| c.reason) == Some(inference::Reason::Replicate)));
+    let on_home = held.iter().filter(|p| p.member.id == home).count();
+    assert!(on_home >= 3, "the home keeps its share: {on_home}");
+    // The load drops: everything goes home again.
+    drop(held);
+    for _ in 0..5 {
+        let p = choose(&pool, &Balance::CacheAware, &s, &facts("m", &tenant, None));
+        assert_eq!(p.member.id, home);
     }
 }

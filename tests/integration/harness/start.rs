@@ -60,6 +60,17 @@ impl DaemonBuilder {
                     let _ = std::fs::remove_dir_all(self.dir.path().join("state"));
                 }
             }
+            // Separate picks (the builder's own, then one per extra listener) may hand out the
+            // same port twice; a repick takes them all at once.
+            let addrs = self.listener_addrs();
+            if let Some(twice) = addrs
+                .iter()
+                .enumerate()
+                .find_map(|(i, a)| addrs[..i].contains(a).then_some(*a))
+            {
+                taken.push(format!("{twice} picked for two listeners"));
+                continue;
+            }
             // Taken already: no need to start a daemon to find out.
             if let Some(addr) = self
                 .listener_addrs()

@@ -1,0 +1,668 @@
+//! The `peers` scenario: ferrogate (round_robin, cache_aware, and cache_aware fed by the nodes'
+//! KV events when the daemon's config takes them) against the routers built for the job,
+//! sglang-router and vllm-router (PyPI wheels, started from the virtual environment in
+//! `BENCH_PEERS_VENV` with their cache-aware defaults), each in front of fresh simulated nodes
+//! under the same seeded workload: near round-robin saturation, twice that load, one hot tenant,
+//! random prompts, a node killed mid-run, a node added mid-run. Prints a table per scenario and
+//! writes every number to `BENCH_PEERS_JSON`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrogate_sim::KvEventsConfig;
+use serde_json::{json, Value};
+
+use super::cluster::{self, free_addr, Daemon};
+use super::report::{self, secs, Summary};
+use super::runner::{self, Event, Record, Run};
+use super::workload::{Shape, Workload};
+use super::{client, policy, Knobs};
+
+/// How long a router may take to answer on its port.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Prompt tokens of the `random` scenario (each request a fresh prompt), as the `random` control.
+const RANDOM_PROMPT_TOKENS: usize = 1_500;
+
+/// One system under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum System {
+    Ferrogate(&'static str),
+    /// ferrogate `cache_aware` with each server's KV event endpoints in its config.
+    FerrogateKvEvents,
+    SglangRouter,
+    /// vllm-router with this policy (`cache_aware`, or `kv_aware` on the nodes' KV events).
+    VllmRouter(&'static str),
+}
+
+impl System {
+    pub fn label(&self) -> String {
+        match self {
+            System::Ferrogate(p) => format!("ferrogate {p}"),
+            System::FerrogateKvEvents => "ferrogate cache_aware + kv_events".into(),
+            System::SglangRouter => "sglang-router 0.3.2 cache_aware".into(),
+            System::VllmRouter(p) => format!("vllm-router 0.1.17 {p}"),
+        }
+    }
+
+    fn needs_events(&self) -> bool {
+        matches!(
+            self,
+            System::FerrogateKvEvents | System::VllmRouter("kv_aware")
+        )
+    }
+}
+
+/// A router process started from the venv, killed when dropped.
+struct PeerProcess {
+    child: Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PeerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What clients talk to.
+enum Front {
+    Daemon(Arc<Daemon>),
+    Peer(PeerProcess),
+}
+
+impl Front {
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Front::Daemon(d) => d.lb,
+            Front::Peer(p) => p.addr,
+        }
+    }
+}
+
+fn venv() -> PathBuf {
+    std::env::var_os("BENCH_PEERS_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/target/peers-venv")))
+}
+
+fn urls(nodes: &[SocketAddr]) -> Vec<String> {
+    nodes.iter().map(|a| format!("http://{a}")).collect()
+}
+
+async fn start_peer(
+    system: System,
+    nodes: &[SocketAddr],
+    events: &[(String, Option<String>)],
+) -> Result<PeerProcess, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let addr = free_addr();
+    let prometheus = free_addr();
+    let mut cmd = match system {
+        System::SglangRouter => {
+            let mut c = Command::new(venv().join("bin/sglang-router"));
+            c.arg("launch").arg("--worker-urls").args(urls(nodes));
+            c.args(["--host", "127.0.0.1", "--port", &addr.port().to_string()]);
+            c.args(["--prometheus-host", "127.0.0.1"]);
+            c.args(["--prometheus-port", &prometheus.port().to_string()]);
+            c.args(["--log-level", "warn"]);
+            c
+        }
+        System::VllmRouter(p) => {
+            let mut c = Command::new(venv().join("bin/vllm-router"));
+            c.arg("--worker-urls").args(urls(nodes));
+            c.args(["--host", "127.0.0.1", "--port", &addr.port().to_string()]);
+            c.args(["--prometheus-host", "127.0.0.1"]);
+            c.args(["--prometheus-port", &prometheus.port().to_string()]);
+            c.args(["--policy", p, "--log-level", "warning"]);
+            if p == "kv_aware" {
+                for (url, (pub_at, replay)) in urls(nodes).iter().zip(events) {
+                    c.arg("--kv-event-source").arg(format!("{url}={pub_at}"));
+                    if let Some(replay) = replay {
+                        c.arg("--kv-event-replay-source")
+                            .arg(format!("{url}={replay}"));
+                    }
+                }
+                c.args(["--kv-event-model", super::workload::MODEL]);
+            }
+            c
+        }
+        _ => return Err("not a peer".into()),
+    };
+    let log = std::fs::File::create(dir.path().join("router.log")).map_err(|e| e.to_string())?;
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().map_err(|e| e.to_string())?))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| {
+            format!(
+                "{}: {e} (run benches/inference_peers.py first)",
+                system.label()
+            )
+        })?;
+    let mut peer = PeerProcess {
+        child,
+        addr,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        if let Ok(Some(status)) = peer.child.try_wait() {
+            let log =
+                std::fs::read_to_string(peer._dir.path().join("router.log")).unwrap_or_default();
+            let tail: String = log
+                .chars()
+                .rev()
+                .take(2000)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(format!("{} exited ({status}): {tail}", system.label()));
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok() && ready(addr).await {
+            return Ok(peer);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} did not start in time", system.label()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether a router answers a tiny completion (its workers registered and healthy).
+async fn ready(addr: SocketAddr) -> bool {
+    let body = serde_json::to_vec(&json!({"model": super::workload::MODEL, "max_tokens": 1,
+        "stream": true, "messages": [{"role": "user", "content": "ready?"}]}))
+    .unwrap_or_default();
+    let o = client::chat(&client::client(), addr, body, None).await;
+    o.status == client::Status::Done
+}
+
+/// Asks a peer to take one more worker (vllm-router: `POST /add_worker?url=`, sglang-router:
+/// `POST /workers {"url"}`); returns the HTTP status line it answered.
+fn add_worker(system: System, front: SocketAddr, node: SocketAddr) -> String {
+    use std::io::{Read, Write};
+    let request = if system == System::SglangRouter {
+        let body = format!("{{\"url\":\"http://{node}\"}}");
+        format!(
+            "POST /workers HTTP/1.1\r\nhost: {front}\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        format!(
+            "POST /add_worker?url=http://{node} HTTP/1.1\r\nhost: {front}\r\n\
+             content-length: 0\r\nconnection: close\r\n\r\n"
+        )
+    };
+    let mut answer = String::new();
+    let result = std::net::TcpStream::connect(front).and_then(|mut s| {
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.write_all(request.as_bytes())?;
+        s.read_to_string(&mut answer)
+    });
+    match result {
+        Ok(_) => answer.lines().next().unwrap_or("no answer").to_string(),
+        Err(e) => format!("error: {e}"),
+    }
+}
+
+/// One scenario's workload, rate and timed event.
+#[derive(Debug, Clone)]
+struct Scenario {
+    name: &'static str,
+    title: String,
+    shape: Shape,
+    peak: f64,
+    seconds: f64,
+    change: Option<Change>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Change {
+    /// Node 0 dies at this share of the run.
+    Kill(f64),
+    /// One more node joins at this share of the run.
+    Add(f64),
+}
+
+fn scenarios(knobs: &Knobs) -> Vec<Scenario> {
+    let base = knobs.peer_rate;
+    let random_peak = knobs.nodes as f64 * knobs.node_capacity(RANDOM_PROMPT_TOKENS as f64);
+    vec![
+        Scenario {
+            name: "saturation",
+            title: format!("near round-robin saturation, rate to {base:.1} req/s"),
+            shape: knobs.shape(),
+            peak: base,
+            seconds: knobs.seconds,
+            change: None,
+        },
+        Scenario {
+            name: "double",
+            title: format!("twice that load, rate to {:.1} req/s", 2.0 * base),
+            shape: knobs.shape(),
+            peak: 2.0 * base,
+            seconds: knobs.seconds,
+            change: None,
+        },
+        Scenario {
+            name: "hot",
+            title: format!("tenant 0 opens half the chats, rate to {base:.1} req/s"),
+            shape: Shape {
+                hot_share: 0.5,
+                ..knobs.shape()
+            },
+            peak: base,
+            seconds: knobs.seconds,
+            change: None,
+        },
+        Scenario {
+            name: "random",
+            title: format!(
+                "every prompt new ({RANDOM_PROMPT_TOKENS} tokens, no shared prefix), rate to \
+                 {random_peak:.1} req/s"
+            ),
+            shape: Shape {
+                random_prompts: true,
+                system_tokens: RANDOM_PROMPT_TOKENS,
+                ..knobs.shape()
+            },
+            peak: random_peak,
+            seconds: knobs.seconds,
+            change: None,
+        },
+        Scenario {
+            name: "kill",
+            title: format!("node 0 killed at 60% of the run, rate to {base:.1} req/s"),
+            shape: knobs.shape(),
+            peak: base,
+            seconds: knobs.seconds,
+            change: Some(Change::Kill(0.6)),
+        },
+        Scenario {
+            name: "add",
+            title: format!("a node added at 55% of the run, rate to {base:.1} req/s"),
+            shape: knobs.shape(),
+            peak: base,
+            seconds: knobs.seconds,
+            change: Some(Change::Add(0.55)),
+        },
+    ]
+}
+
+/// The numbers of one system in one scenario.
+#[derive(Debug, Clone)]
+struct Row {
+    system: System,
+    summary: Summary,
+    /// Mean over tenants of the nodes that served them (in the hold).
+    tenant_spread: f64,
+    /// Share served by the changed node (killed: after the kill; added: after the add).
+    changed_share: Option<f64>,
+    note: String,
+}
+
+/// Tenant of a chat id `chat-T-N`.
+fn tenant(record: &Record) -> Option<usize> {
+    record.chat_id.as_deref()?.split('-').nth(1)?.parse().ok()
+}
+
+fn tenant_spread(run: &Run, from: Duration) -> f64 {
+    let mut nodes: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for r in run.records.iter().filter(|r| r.ok() && r.sent_at >= from) {
+        if let (Some(t), Some(node)) = (tenant(r), &r.outcome.node) {
+            nodes.entry(t).or_default().insert(node.clone());
+        }
+    }
+    if nodes.is_empty() {
+        return f64::NAN;
+    }
+    nodes.values().map(|n| n.len() as f64).sum::<f64>() / nodes.len() as f64
+}
+
+/// Whether the daemon's config accepts `kv_events` on a server (checked with `ferrogate check`).
+pub fn daemon_takes_kv_events() -> bool {
+    let Ok(dir) = tempfile::tempdir() else {
+        return false;
+    };
+    let kv = [(
+        String::from("tcp://127.0.0.1:5557"),
+        Some(String::from("tcp://127.0.0.1:5558")),
+    )];
+    let yaml = cluster::kv_events_probe_yaml(&dir.path().join("state"), &kv);
+    let path = dir.path().join("probe.yaml");
+    if std::fs::write(&path, yaml).is_err() {
+        return false;
+    }
+    Command::new(cluster::BIN)
+        .arg("check")
+        .arg("--config")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+async fn run_one(knobs: &Knobs, scenario: &Scenario, system: System) -> Result<Row, String> {
+    let total = knobs.nodes + usize::from(matches!(scenario.change, Some(Change::Add(_))));
+    let mut handles = Vec::new();
+    for _ in 0..total {
+        let mut cfg = cluster::node_config(&knobs.node_shape());
+        if system.needs_events() {
+            cfg.kv_events = Some(KvEventsConfig {
+                replay_endpoint: Some("tcp://127.0.0.1:0".into()),
+                ..KvEventsConfig::on("tcp://127.0.0.1:0")
+            });
+        }
+        handles.push(ferrogate_sim::start(cfg).await.map_err(|e| e.to_string())?);
+    }
+    let addrs: Vec<SocketAddr> = handles.iter().map(|h| h.addr()).collect();
+    let events: Vec<(String, Option<String>)> = handles
+        .iter()
+        .map(|h| h.kv_event_endpoints().unwrap_or_default())
+        .collect();
+    let listed = &addrs[..knobs.nodes];
+    let front = match system {
+        System::Ferrogate(name) => Front::Daemon(Arc::new(
+            Daemon::start(listed, policy(name), knobs.admission()).await,
+        )),
+        System::FerrogateKvEvents => Front::Daemon(Arc::new(
+            Daemon::start_with_kv_events(
+                listed,
+                policy("cache_aware"),
+                knobs.admission(),
+                &events[..knobs.nodes],
+            )
+            .await,
+        )),
+        _ => Front::Peer(start_peer(system, listed, &events[..knobs.nodes]).await?),
+    };
+    // The readiness probe of a peer went to one node: start every run from cold caches.
+    for h in &handles {
+        h.reset_prefix_cache();
+    }
+    let nodes = runner::nodes(handles);
+    let plan = knobs.plan(scenario.seconds, scenario.peak);
+    let mut timed = Vec::new();
+    let snapshot = Arc::new(std::sync::Mutex::new((0, 0)));
+    {
+        let nodes = nodes.clone();
+        let snapshot = snapshot.clone();
+        timed.push(Event {
+            at: plan.ramp,
+            action: Box::new(move || {
+                *snapshot.lock().expect("snapshot lock") = runner::cache_tokens(&nodes);
+            }),
+        });
+    }
+    let mut change_at = None;
+    let mut added = None;
+    match scenario.change {
+        Some(Change::Kill(share)) => {
+            let at = plan.seconds.mul_f64(share);
+            change_at = Some((at, addrs[0]));
+            let nodes = nodes.clone();
+            timed.push(Event {
+                at,
+                action: Box::new(move || drop(nodes.lock().expect("nodes lock")[0].take())),
+            });
+        }
+        Some(Change::Add(share)) => {
+            let at = plan.seconds.mul_f64(share);
+            let newcomer = addrs[knobs.nodes];
+            change_at = Some((at, newcomer));
+            let action: Box<dyn FnOnce() + Send> = match &front {
+                Front::Daemon(d) => {
+                    let d = d.clone();
+                    let all = addrs.clone();
+                    Box::new(move || d.reload(&all))
+                }
+                Front::Peer(p) => {
+                    let front_addr = p.addr;
+                    let (tx, rx) = std::sync::mpsc::channel();
+                    added = Some(rx);
+                    // The runner's loop must not wait: the call goes on a thread of its own.
+                    Box::new(move || {
+                        std::thread::spawn(move || {
+                            let _ = tx.send(add_worker(system, front_addr, newcomer));
+                        });
+                    })
+                }
+            };
+            timed.push(Event { at, action });
+        }
+        None => {}
+    }
+    let client = client::client();
+    let mut workload = Workload::new(scenario.shape.clone(), knobs.seed);
+    let run = runner::drive(&client, front.addr(), &mut workload, plan, timed).await;
+    drop(front);
+    let note = added
+        .map(|rx| {
+            let status = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+            format!("adding the node answered {status}")
+        })
+        .unwrap_or_default();
+    Ok(finish(
+        system, &nodes, &snapshot, run, plan, change_at, note,
+    ))
+}
+
+fn finish(
+    system: System,
+    nodes: &runner::Nodes,
+    snapshot: &std::sync::Mutex<(u64, u64)>,
+    run: Run,
+    plan: runner::Plan,
+    change_at: Option<(Duration, SocketAddr)>,
+    note: String,
+) -> Row {
+    let end = runner::cache_tokens(nodes);
+    let start = *snapshot.lock().expect("snapshot lock");
+    let hits = (end.0.saturating_sub(start.0), end.1.saturating_sub(start.1));
+    let summary = report::summarize(&system.label(), &run, plan.ramp, plan.seconds, hits);
+    let changed_share = change_at.map(|(at, node)| {
+        let after = report::per_node(&run.records, |r| r.sent_at >= at + Duration::from_secs(1));
+        let total: usize = after.values().sum();
+        100.0 * after.get(&node.to_string()).copied().unwrap_or(0) as f64 / total.max(1) as f64
+    });
+    Row {
+        system,
+        tenant_spread: tenant_spread(&run, plan.ramp),
+        summary,
+        changed_share,
+        note,
+    }
+}
+
+fn row_json(row: &Row) -> Value {
+    let s = &row.summary;
+    json!({
+        "system": row.system.label(),
+        "sent": s.sent, "done": s.done, "rejected": s.rejected, "failed": s.failed, "cut": s.cut,
+        "ttft_p50": s.ttft.0, "ttft_p90": s.ttft.1, "ttft_p99": s.ttft.2,
+        "requests_per_sec": s.requests_per_sec, "output_tokens_per_sec": s.tokens_per_sec,
+        "prefix_hit_rate": s.hit_rate,
+        "tenant_spread": row.tenant_spread,
+        "changed_node_share_percent": row.changed_share,
+        "note": row.note,
+    })
+}
+
+fn num(v: f64) -> Value {
+    if v.is_finite() {
+        json!(v)
+    } else {
+        Value::Null
+    }
+}
+
+fn table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| system | done/sent | failed/cut | req/s | TTFT p50 | TTFT p90 | TTFT p99 | prefix hit | nodes per tenant | changed node's share |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let s = &r.summary;
+        out.push_str(&format!(
+            "| {} | {}/{} | {}/{} | {:.2} | {} | {} | {} | {:.0}% | {} | {} |\n",
+            r.system.label(),
+            s.done,
+            s.sent,
+            s.failed,
+            s.cut,
+            s.requests_per_sec,
+            secs(s.ttft.0),
+            secs(s.ttft.1),
+            secs(s.ttft.2),
+            100.0 * s.hit_rate,
+            if r.tenant_spread.is_nan() {
+                "–".to_string()
+            } else {
+                format!("{:.1}", r.tenant_spread)
+            },
+            r.changed_share
+                .map_or("".to_string(), |p| format!("{p:.0}%")),
+        ));
+    }
+    out
+}
+
+/// ferrogate's figure over the peer's (TTFT: how many times lower ferrogate's is).
+fn ratios(rows: &[Row]) -> Vec<Value> {
+    let Some(ours) = rows
+        .iter()
+        .find(|r| r.system == System::Ferrogate("cache_aware"))
+    else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for peer in rows
+        .iter()
+        .filter(|r| matches!(r.system, System::SglangRouter | System::VllmRouter(_)))
+    {
+        let (o, p) = (&ours.summary, &peer.summary);
+        let v = json!({
+            "peer": peer.system.label(),
+            "requests_per_sec": num(o.requests_per_sec / p.requests_per_sec),
+            "ttft_p50_peer_over_ours": num(p.ttft.0 / o.ttft.0),
+            "ttft_p90_peer_over_ours": num(p.ttft.1 / o.ttft.1),
+            "ttft_p99_peer_over_ours": num(p.ttft.2 / o.ttft.2),
+            "prefix_hit_points": num(100.0 * (o.hit_rate - p.hit_rate)),
+        });
+        println!(
+            "ferrogate cache_aware vs {}: req/s {:.2}×, TTFT p50 {:.2}× / p90 {:.2}× / p99 {:.2}× (peer's over ours: above 1 = ferrogate lower), prefix hit {:+.0} points",
+            peer.system.label(),
+            o.requests_per_sec / p.requests_per_sec,
+            p.ttft.0 / o.ttft.0,
+            p.ttft.1 / o.ttft.1,
+            p.ttft.2 / o.ttft.2,
+            100.0 * (o.hit_rate - p.hit_rate)
+        );
+        out.push(v);
+    }
+    out
+}
+
+pub async fn peers(knobs: &Knobs) {
+    let kv = daemon_takes_kv_events();
+    let wanted: Vec<String> = std::env::var("BENCH_PEER_SCENARIOS")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut systems = vec![
+        System::Ferrogate("round_robin"),
+        System::Ferrogate("cache_aware"),
+    ];
+    if kv {
+        systems.push(System::FerrogateKvEvents);
+    }
+    systems.extend([System::SglangRouter, System::VllmRouter("cache_aware")]);
+    println!(
+        "\n## peers: ferrogate against sglang-router 0.3.2 and vllm-router 0.1.17\n\n\
+         {} nodes × max_num_seqs {}, {} tenants × {}-token system prompts, cache {} blocks/node, \
+         prefill {} tok/s, decode {} ms, output {}–{} tokens, {} s per run (figures over the \
+         last 60%), seed {}. ferrogate with KV events: {}\n",
+        knobs.nodes,
+        knobs.max_num_seqs,
+        knobs.tenants,
+        knobs.system_tokens,
+        knobs.node_shape().cache_blocks,
+        knobs.prefill,
+        knobs.decode_ms,
+        knobs.output_min,
+        knobs.output_max,
+        knobs.seconds,
+        knobs.seed,
+        if kv {
+            "yes"
+        } else {
+            "skipped, the daemon's config does not accept `kv_events` yet"
+        }
+    );
+    let mut out = Vec::new();
+    for scenario in scenarios(knobs) {
+        if !wanted.is_empty() && !wanted.iter().any(|w| w == scenario.name) {
+            continue;
+        }
+        println!("### {}: {}\n", scenario.name, scenario.title);
+        let mut rows = Vec::new();
+        let mut these = systems.clone();
+        if scenario.name == "saturation" {
+            these.push(System::VllmRouter("kv_aware"));
+        }
+        for system in these {
+            match run_one(knobs, &scenario, system).await {
+                Ok(row) => {
+                    eprintln!("  done: {} / {}", scenario.name, system.label());
+                    rows.push(row);
+                }
+                Err(e) => {
+                    eprintln!("  {} / {} failed: {e}", scenario.name, system.label());
+                    println!(
+                        "({}: could not run: {})\n",
+                        system.label(),
+                        e.lines().next().unwrap_or("")
+                    );
+                }
+            }
+        }
+        println!("{}", table(&rows));
+        let ratios = ratios(&rows);
+        println!();
+        out.push(json!({
+            "scenario": scenario.name,
+            "title": scenario.title,
+            "peak_rate": scenario.peak,
+            "rows": rows.iter().map(row_json).collect::<Vec<_>>(),
+            "ratios": ratios,
+        }));
+    }
+    let doc = json!({
+        "knobs": {
+            "nodes": knobs.nodes, "max_num_seqs": knobs.max_num_seqs, "tenants": knobs.tenants,
+            "system_tokens": knobs.system_tokens, "cache_blocks": knobs.node_shape().cache_blocks,
+            "prefill_tokens_per_sec": knobs.prefill, "decode_ms": knobs.decode_ms,
+            "output_tokens": [knobs.output_min, knobs.output_max], "seconds": knobs.seconds,
+            "seed": knobs.seed, "rate": knobs.peer_rate,
+        },
+        "ferrogate_kv_events": kv,
+        "scenarios": out,
+    });
+    if let Ok(path) = std::env::var("BENCH_PEERS_JSON") {
+        let path = Path::new(&path);
+        match std::fs::write(path, serde_json::to_vec_pretty(&doc).unwrap_or_default()) {
+            Ok(()) => println!("Results written to {}", path.display()),
+            Err(e) => eprintln!("cannot write {}: {e}", path.display()),
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! One attempt at a server: connect (or take a pooled connection), send the request head and the
+//! body kept for replay, then forward the rest of the client's body while waiting for the
+//! response head. Never writes an empty body chunk (on a chunked body that is the terminator):
+//! only [`Attempt::finish_body`] ends a body. Informational answers (100 Continue, 103) reach an
+//! HTTP/1 client on the way.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use pingora::connectors::http::v1::Connector;
+use pingora::http::RequestHeader;
+use pingora::protocols::http::v1::client::HttpSession;
+use pingora::protocols::http::ServerSession;
+use pingora::upstreams::peer::HttpPeer;
+
+use super::body::RequestBody;
+use super::error::EdgeError;
+use super::DEFAULT_UPSTREAM_POOL_IDLE;
+use crate::config::model::Timeouts;
+
+/// Why an attempt (or the relay after it) stopped.
+#[derive(Debug)]
+pub enum Failed {
+    /// The server failed; `sent`: the request had reached it.
+    Server { error: EdgeError, sent: bool },
+    /// The client went away, was too slow, or broke a limit: nothing to retry.
+    Client(EdgeError),
+}
+
+/// A connection to the chosen server carrying this request.
+pub struct Attempt {
+    pub session: HttpSession,
+    peer: HttpPeer,
+    /// Taken from the pool (a failure then says little about the server).
+    pub reused: bool,
+    /// The request head went out.
+    pub sent: bool,
+    /// The request body was sent whole and ended.
+    pub body_finished: bool,
+}
+
+/// The peer for `socket`: plain HTTP/1, connecting within the upstream's `connect` timeout,
+/// pooled for [`DEFAULT_UPSTREAM_POOL_IDLE`].
+fn peer(socket: SocketAddr, timeouts: &Timeouts) -> HttpPeer {
+    let mut peer = HttpPeer::new(socket, false, String::new());
+    peer.options.connection_timeout = Some(timeouts.connect);
+    peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
+    peer
+}
+
+/// Connects to `socket`, or takes an idle pooled connection to it. Reads wait at most the
+/// upstream's `read` timeout, or `websocket_idle` for an upgrade request.
+pub async fn connect(
+    connector: &Connector,
+    socket: SocketAddr,
+    timeouts: &Timeouts,
+    upgrade: bool,
+) -> Result<Attempt, Failed> {
+    let peer = peer(socket, timeouts);
+    let (mut session, reused) =
+        connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|e| Failed::Server {
+                error: EdgeError::upstream(&e, false),
+                sent: false,
+            })?;
+    session.read_timeout = Some(if upgrade {
+        timeouts.websocket_idle
+    } else {
+        timeouts.read
+    });
+    Ok(Attempt {
+        session,
+        peer,
+        reused,
+        sent: false,
+        body_finished: false,
+    })
+}
+
+impl Attempt {
+    fn server_failed(&self, error: &pingora::Error) -> Failed {
+        Failed::Server {
+            error: EdgeError::upstream(error, true),
+            sent: self.sent,
+        }
+    }
+
+    /// Sends the request head, then the body held for replay.
+    pub async fn send(
+        &mut self,
+        head: Box<RequestHeader>,
+        body: &RequestBody,
+    ) -> Result<(), Failed> {
+        self.sent = true;
+        if let Err(e) = self.session.write_request_header(head).await {
+            return Err(self.server_failed(&e));
+        }
+        for chunk in body.replay.chunks() {
+            self.write(chunk).await?;
+        }
+        if body.done {
+            self.finish_body().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes one (non-empty) body chunk.
+    pub async fn write(&mut self, chunk: &[u8]) -> Result<(), Failed> {
+        if chunk.is_empty() || self.body_finished {
+            return Ok(());
+        }
+        match self.session.write_body(chunk).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.server_failed(&e)),
+        }
+    }
+
+    /// Ends the request body (the last chunk of a chunked body).
+    pub async fn finish_body(&mut self) -> Result<(), Failed> {
+        if self.body_finished {
+            return Ok(());
+        }
+        match self.session.finish_body().await {
+            Ok(_) => {
+                self.body_finished = true;
+                Ok(())
+            }
+            Err(e) => Err(self.server_failed(&e)),
+        }
+    }
+
+    /// Gives the connection back to the pool when both messages ended cleanly; else it closes.
+    pub async fn release(self, connector: &Connector) {
+        if self.body_finished {
+            connector
+                .release_http_session(self.session, &self.peer, Some(DEFAULT_UPSTREAM_POOL_IDLE))
+                .await;
+        }
+    }
+}
+
+/// What the client side of an exchange did next.
+pub enum ClientEvent {
+    Chunk(Bytes),
+    /// The body ended.
+    Ended,
+    /// The client went away (or, after its body, sent something it should not have).
+    Gone(EdgeError),
+}
+
+/// The client's next body chunk; once its body is done (`done`), waits for it to go away.
+pub async fn client_event(session: &mut ServerSession, done: bool) -> ClientEvent {
+    match session.read_body_or_idle(done).await {
+        Ok(Some(chunk)) => ClientEvent::Chunk(chunk),
+        Ok(None) => ClientEvent::Ended,
+        Err(e) => ClientEvent::Gone(EdgeError::downstream(&e)),
+    }
+}
+
+/// Takes one client event into the attempt: counts and forwards a chunk (kept for replay while
+/// small), ends the upstream body when the client's ended.
+pub async fn take_client_event(
+    event: ClientEvent,
+    session: &mut ServerSession,
+    attempt: &mut Attempt,
+    body: &mut RequestBody,
+) -> Result<(), Failed> {
+    match event {
+        ClientEvent::Chunk(chunk) => {
+            body.count(chunk.len()).map_err(Failed::Client)?;
+            attempt.write(&chunk).await?;
+            body.replay.sent_chunk(&chunk);
+            if session.is_body_done() {
+                body.done = true;
+                attempt.finish_body().await?;
+            }
+            Ok(())
+        }
+        ClientEvent::Ended => {
+            body.done = true;
+            attempt.finish_body().await
+        }
+        ClientEvent::Gone(error) => Err(Failed::Client(error)),
+    }
+}
+
+/// How long a client that sent its whole request is left alone before the exchange watches for
+/// it going away. Most answers come sooner, and watching costs a read on the client's socket.
+pub const CLIENT_WATCH_DELAY: Duration = Duration::from_millis(50);
+
+/// The client's next event while waiting for the server's answer: at once while its body is
+/// still coming, after [`CLIENT_WATCH_DELAY`] once it is done.
+async fn watch_client(session: &mut ServerSession, done: bool) -> ClientEvent {
+    if done {
+        tokio::time::sleep(CLIENT_WATCH_DELAY).await;
+    }
+    client_event(session, done).await
+}
+
+/// Waits for the server's response head (the final one, or a 101), forwarding the client's body
+/// meanwhile and informational answers to an HTTP/1 client.
+pub async fn await_response(
+    session: &mut ServerSession,
+    attempt: &mut Attempt,
+    body: &mut RequestBody,
+) -> Result<(), Failed> {
+    if !body.done && session.is_body_done() {
+        body.done = true;
+        attempt.finish_body().await?;
+    }
+    loop {
+        tokio::select! {
+            biased;
+            read = attempt.session.read_response() => {
+                if let Err(e) = read {
+                    return Err(attempt.server_failed(&e));
+                }
+                let Some(head) = attempt.session.resp_header() else {
+                    return Err(Failed::Server {
+                        error: EdgeError::Upstream(pingora::ErrorType::InvalidHTTPHeader),
+                        sent: true,
+                    });
+                };
+                if !head.status.is_informational() || head.status == 101 {
+                    return Ok(());
+                }
+                let informational = Box::new(head.clone());
+                if let Err(e) = session.write_response_header(informational).await {
+                    return Err(Failed::Client(EdgeError::downstream(&e)));
+                }
+            }
+            event = watch_client(session, body.done) => {
+                take_client_event(event, session, attempt, body).await?;
+            }
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! An HTTP/1 connection: reads each request head (the first within `header_timeout`, watched by
+//! the connection gate; the next ones within `idle_timeout`), refuses malformed heads (400 and
+//! close), oversized heads (431) and ambiguous framing ([`super::framing`]),
+//! hands the request to [`super::exchange`], and reuses the connection only when the exchange
+//! ended cleanly. A client closing an idle keep-alive connection is no error; a server shutdown
+//! closes idle connections and lets the request in progress finish with `Connection: close`.
+
+use std::sync::Arc;
+
+use http::header::TRANSFER_ENCODING;
+use pingora::protocols::http::v1::server::HttpSession;
+use pingora::protocols::http::ServerSession;
+use pingora::protocols::Stream;
+use pingora::server::ShutdownWatch;
+use pingora::ErrorType;
+
+use super::error::EdgeError;
+use super::exchange::{self, Ending};
+use super::framing;
+use super::respond::{self, Asked};
+use super::tunnel::Tunnel;
+use super::{Connection, ProxyApp};
+
+/// Serves the requests of one HTTP/1 connection; a connection upgraded by a 101 comes back as
+/// the tunnel to run.
+pub async fn serve(
+    app: &Arc<ProxyApp>,
+    mut stream: Stream,
+    conn: &Connection,
+    mut shutdown: ShutdownWatch,
+) -> Option<Tunnel> {
+    let mut first = true;
+    loop {
+        let mut session = HttpSession::new(stream);
+        let closing = *shutdown.borrow();
+        if closing && !first {
+            return None;
+        }
+        let read = if first {
+            tokio::select! {
+                biased;
+                read = session.read_request() => read,
+                _ = shutdown.changed() => return None,
+            }
+        } else {
+            let next = tokio::time::timeout(app.limits.idle_timeout, session.read_request());
+            tokio::select! {
+                biased;
+                read = next => match read {
+                    Ok(read) => read,
+                    // Idle past idle_timeout: closed without a word, like a client may.
+                    Err(_) => return None,
+                },
+                _ = shutdown.changed() => return None,
+            }
+        };
+        first = false;
+        match read {
+            Ok(Some(_)) => {}
+            // The client closed the connection between requests.
+            Ok(None) => return None,
+            Err(error) => {
+                if matches!(error.etype(), ErrorType::InvalidHTTPHeader) {
+                    let mut session = ServerSession::H1(session);
+                    refuse_unread(&mut session).await;
+                }
+                return None;
+            }
+        }
+        let refused = check_head(&session).err();
+        if closing || *shutdown.borrow() {
+            session.set_server_keepalive(None);
+        }
+        let mut session = ServerSession::H1(session);
+        let ending = exchange::serve(app, conn, &mut session, refused).await;
+        match ending {
+            Ending::Done => match session.finish().await {
+                Ok(Some(reusable)) => stream = reusable.into_parts().0,
+                _ => return None,
+            },
+            Ending::Close => {
+                session.set_keepalive(None);
+                let _ = session.finish().await;
+                return None;
+            }
+            Ending::Abort => {
+                session.shutdown().await;
+                return None;
+            }
+            Ending::Upgraded(upgraded) => {
+                let ServerSession::H1(client) = session else {
+                    return None;
+                };
+                return Tunnel::start(client, *upgraded);
+            }
+        }
+    }
+}
+
+/// The framing checks pingora's parser leaves to us.
+fn check_head(session: &HttpSession) -> Result<(), EdgeError> {
+    let head = session.req_header();
+    let has_te = head.headers.contains_key(TRANSFER_ENCODING);
+    let raw = session.get_headers_raw_bytes();
+    framing::check_head(&raw, has_te, framing::DEFAULT_MAX_HEADER_BYTES).map_err(|violation| {
+        match violation.status() {
+            431 => EdgeError::HeadTooLarge,
+            _ => EdgeError::BadRequest,
+        }
+    })
+}
+
+/// Answers a head that could not be parsed at all: 400, then the connection closes.
+async fn refuse_unread(session: &mut ServerSession) {
+    let Some(response) = respond::for_error(&EdgeError::BadRequest, false) else {
+        return;
+    };
+    if let Err(error) = respond::send(session, response, Asked::default()).await {
+        tracing::debug!(%error, "could not answer an unreadable request head");
+    }
+    session.shutdown().await;
+}
