@@ -19,8 +19,8 @@ use http::HeaderValue;
 use super::Live;
 use crate::cluster::Cluster;
 use crate::config::model::{
-    Balance, Cidr, ClientAuthMode, Config, Discovery, Health, Inference, Queue, Route, Sticky,
-    Timeouts, LISTENER_HTTP, LISTENER_HTTPS,
+    Balance, Cidr, ClientAuthMode, Config, Discovery, Health, Inference, Queue, Rewrite, Route,
+    Sticky, Timeouts, LISTENER_HTTP, LISTENER_HTTPS,
 };
 use crate::geoip::GeoipHandle;
 use crate::inference::metrics::InferenceMetrics;
@@ -328,10 +328,14 @@ fn compile_target(
         matcher: rules.matcher.as_ref().map(RequestMatch::compile),
         refusals: RouteRefusals::compile(rules, geoip),
         answer: EdgeAnswer::compile(&route.action),
-        rewrite: rules
-            .rewrite
-            .as_ref()
-            .map(|rewrite| PathRewrite::compile(rewrite, &route.path_prefix)),
+        rewrite: match (&rules.rewrite, route.strip_prefix) {
+            (Some(rewrite), _) => Some(PathRewrite::compile(rewrite, &route.path_prefix)),
+            (None, true) => Some(PathRewrite::compile(
+                &Rewrite::Prefix("/".into()),
+                &route.path_prefix,
+            )),
+            (None, false) => None,
+        },
         request_headers: HeaderRuleSet::compile(&rules.request_headers),
         response_headers: HeaderRuleSet::compile(&rules.response_headers),
     }

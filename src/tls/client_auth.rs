@@ -101,27 +101,38 @@ pub struct ClientCertHeaders {
 
 /// The headers for a connection whose TLS digest is `digest` (`None` on plain connections).
 pub fn client_cert_headers(digest: Option<&SslDigest>) -> ClientCertHeaders {
-    let certificate = digest.and_then(|d| d.extension.get::<ClientCertificate>());
-    match certificate {
-        Some(certificate) => ClientCertHeaders {
-            verify: HeaderValue::from_static("SUCCESS"),
-            subject: HeaderValue::from_str(&certificate.subject).ok(),
-            fingerprint: HeaderValue::from_str(&certificate.fingerprint).ok(),
-        },
-        None => ClientCertHeaders {
+    verified_client_cert(digest).unwrap_or_else(ClientCertHeaders::none)
+}
+
+/// The headers of the verified client certificate recorded in `digest`, if there is one (what a
+/// connection keeps for its requests).
+pub fn verified_client_cert(digest: Option<&SslDigest>) -> Option<ClientCertHeaders> {
+    let certificate = digest?.extension.get::<ClientCertificate>()?;
+    Some(ClientCertHeaders {
+        verify: HeaderValue::from_static("SUCCESS"),
+        subject: HeaderValue::from_str(&certificate.subject).ok(),
+        fingerprint: HeaderValue::from_str(&certificate.fingerprint).ok(),
+    })
+}
+
+impl ClientCertHeaders {
+    /// A request that came without a certificate.
+    fn none() -> Self {
+        Self {
             verify: HeaderValue::from_static("NONE"),
             subject: None,
             fingerprint: None,
-        },
+        }
     }
 }
 
 /// Sets the client certificate headers of a request going upstream: every copy the client
-/// sent is removed; on a listener with `client_auth` the connection's own are set.
+/// sent is removed; on a listener with `client_auth` the connection's own are set (`verified`:
+/// its verified certificate's, else `NONE`).
 pub fn set_client_cert_headers(
     headers: &mut HeaderMap,
     client_auth: bool,
-    digest: Option<&SslDigest>,
+    verified: Option<&ClientCertHeaders>,
 ) {
     headers.remove(&X_CLIENT_CERT_VERIFY);
     headers.remove(&X_CLIENT_CERT_SUBJECT);
@@ -129,13 +140,19 @@ pub fn set_client_cert_headers(
     if !client_auth {
         return;
     }
-    let own = client_cert_headers(digest);
-    headers.insert(X_CLIENT_CERT_VERIFY.clone(), own.verify);
-    if let Some(subject) = own.subject {
-        headers.insert(X_CLIENT_CERT_SUBJECT.clone(), subject);
+    let Some(own) = verified else {
+        headers.insert(
+            X_CLIENT_CERT_VERIFY.clone(),
+            ClientCertHeaders::none().verify,
+        );
+        return;
+    };
+    headers.insert(X_CLIENT_CERT_VERIFY.clone(), own.verify.clone());
+    if let Some(subject) = &own.subject {
+        headers.insert(X_CLIENT_CERT_SUBJECT.clone(), subject.clone());
     }
-    if let Some(fingerprint) = own.fingerprint {
-        headers.insert(X_CLIENT_CERT_FINGERPRINT.clone(), fingerprint);
+    if let Some(fingerprint) = &own.fingerprint {
+        headers.insert(X_CLIENT_CERT_FINGERPRINT.clone(), fingerprint.clone());
     }
 }
 

@@ -183,6 +183,19 @@ fn client_copies_of_the_headers_are_always_removed() {
     set_client_cert_headers(&mut headers, true, None);
     assert_eq!(headers.len(), 1);
     assert_eq!(headers[&X_CLIENT_CERT_VERIFY], "NONE");
+    // The connection's own verified certificate replaces a forged copy.
+    let own = ClientCertHeaders {
+        verify: "SUCCESS".parse().unwrap(),
+        subject: Some("CN=alice".parse().unwrap()),
+        fingerprint: Some("ab".parse().unwrap()),
+    };
+    let mut forged = without;
+    forged.insert(&X_CLIENT_CERT_SUBJECT, "CN=forged".parse().unwrap());
+    set_client_cert_headers(&mut forged, true, Some(&own));
+    assert_eq!(forged[&X_CLIENT_CERT_VERIFY], "SUCCESS");
+    assert_eq!(forged[&X_CLIENT_CERT_SUBJECT], "CN=alice");
+    assert_eq!(forged[&X_CLIENT_CERT_FINGERPRINT], "ab");
+    assert_eq!(forged.len(), 3);
 }
 
 #[test]
