@@ -14,7 +14,7 @@ use crate::geoip::Refresh;
 use crate::runtime::SnapshotStore;
 
 /// How often the database file is looked at (a stat; it is read only when it changed).
-pub const GEOIP_CHECK_INTERVAL: Duration = Duration::from_secs(10);
+pub const GEOIP_CHECK_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The watcher service.
 pub struct GeoipWatcher {

@@ -62,8 +62,6 @@ impl ServerTls {
             client_cert_key,
             alpn: match settings.alpn {
                 UpstreamAlpn::Http1 => ALPN::H1,
-                UpstreamAlpn::H2 => ALPN::H2,
-                UpstreamAlpn::H2Http1 => ALPN::H2H1,
             },
             checker_config: checker_config(settings)
                 .map(Arc::new)

@@ -54,16 +54,13 @@ pub enum ServerVerification {
     Off,
 }
 
-/// Protocols offered to an upstream's servers by ALPN.
+/// Protocols offered to an upstream's servers by ALPN: HTTP/1.1, the protocol every request,
+/// health check and scrape speaks to servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum UpstreamAlpn {
     /// `[http/1.1]`.
     #[default]
     Http1,
-    /// `[h2]`.
-    H2,
-    /// `[h2, http/1.1]`.
-    H2Http1,
 }
 
 /// A client certificate presented to servers that ask (`client_cert` + `client_key`).

@@ -70,17 +70,17 @@ impl Checker {
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
         match names.as_slice() {
             [ALPN_HTTP1] => UpstreamAlpn::Http1,
-            [ALPN_H2] => UpstreamAlpn::H2,
-            [ALPN_H2, ALPN_HTTP1] => UpstreamAlpn::H2Http1,
-            [ALPN_HTTP1, ALPN_H2] => {
+            names if names.contains(&ALPN_H2) => {
+                // Requests go to servers over HTTP/1.1 connections (pooled, with WebSocket
+                // upgrades); offering h2 would let a server pick a protocol never spoken.
                 self.at_value(
                     path,
-                    "list `h2` first: `[h2, http/1.1]` (h2 is offered before http/1.1)",
+                    "ferrogate speaks HTTP/1.1 to upstream servers; `h2` cannot be offered: use `[http/1.1]`",
                 );
                 UpstreamAlpn::Http1
             }
             _ => {
-                self.at_value(path, "expected `[http/1.1]`, `[h2, http/1.1]` or `[h2]`");
+                self.at_value(path, "expected `[http/1.1]`");
                 UpstreamAlpn::Http1
             }
         }

@@ -51,7 +51,6 @@ fn peers_get_every_setting_pingora_reads() {
         chain: vec![client.der.clone()].into(),
         key: Arc::new(client.key.clone_key()),
     });
-    with_all.alpn = UpstreamAlpn::H2Http1;
     let tls = ServerTls::compile(&with_all);
     let peer = tls.peer(
         SocketAddr::from(([127, 0, 0, 1], 8443)),
@@ -62,7 +61,7 @@ fn peers_get_every_setting_pingora_reads() {
     assert!(peer.options.verify_cert && peer.options.verify_hostname);
     assert_eq!(peer.options.ca.as_ref().map(|ca| ca.len()), Some(1));
     assert!(peer.client_cert_key.is_some());
-    assert_eq!(peer.options.alpn, ALPN::H2H1);
+    assert_eq!(peer.options.alpn, ALPN::H1);
 
     let system = ServerTls::compile(&settings(ServerVerification::SystemRoots(
         vec![ca.der()].into(),
