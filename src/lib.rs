@@ -29,4 +29,6 @@ pub mod routing;
 pub mod runtime;
 pub mod security;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod test_pki;
 pub mod tls;

@@ -201,6 +201,10 @@ impl Exchange<'_> {
             let checked = refusals.check(&session.req_header().headers, self.client_ip());
             if let Err(refused) = checked {
                 tracing::debug!(route = %target.name, reason = refused.reason(), "request refused by the route's rules");
+                self.app
+                    .live
+                    .security
+                    .rejected(&target.name, refused.reason());
                 let cors = mem::take(&mut self.cors);
                 let response = respond::refusal_for(
                     target.guard.as_deref(),

@@ -22,7 +22,7 @@ pub enum RuleRefusal {
 }
 
 impl RuleRefusal {
-    /// The metric label (`ferrogate_rejected_total{reason}`).
+    /// The metric label (`ferrogate_security_rejections_total{reason}`).
     pub fn reason(self) -> &'static str {
         match self {
             Self::UserAgent => "user_agent",

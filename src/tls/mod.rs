@@ -9,8 +9,6 @@ pub mod listener;
 pub mod metrics;
 pub mod placeholder;
 pub mod store;
-#[cfg(test)]
-pub(crate) mod test_pki;
 pub mod upstream;
 
 pub use build::build_index;

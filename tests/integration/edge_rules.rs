@@ -31,6 +31,7 @@ fn get(host: &str, target: &str) -> Request {
 /// trusted proxy), `routes` on it, and upstreams `a` and `b`.
 async fn edge(routes: &[&str], a: &EchoBackend, b: &EchoBackend, extra: &str) -> Daemon {
     let mut builder = DaemonBuilder::new()
+        .admin()
         .extra_listener("edge", false)
         .upstream("a", &[a.addr], "{ connect: 2s, read: 5s }")
         .upstream("b", &[b.addr], "{ connect: 2s, read: 5s }")
@@ -151,6 +152,14 @@ async fn user_agents_and_countries_are_refused_before_any_backend() {
     let r = send(&d, from("web.test", "10.1.1.1")).await;
     assert_eq!(status(&r), 200);
     assert_eq!(a.count(), 2, "refused requests never reached the backend");
+    let admin = d.admin.expect("admin listener");
+    let metrics = http_request(admin, &get("admin", "/metrics")).await.text();
+    for (reason, count) in [("user_agent", 2), ("country", 1)] {
+        let line = format!(
+            "ferrogate_security_rejections_total{{reason=\"{reason}\",route=\"web\"}} {count}"
+        );
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
 
     // An allow list: DE (192.0.2.0/24) and NL (the registered country of 203.0.113.0/24) pass;
     // RU and an address the database does not know are refused.

@@ -7,7 +7,7 @@ use super::tests::MINIMAL;
 use crate::config::error::ConfigErrors;
 use crate::config::load_str;
 use crate::config::model::{ClientAuthMode, Config, ServerVerification, UpstreamAlpn};
-use crate::tls::test_pki::TestCa;
+use crate::test_pki::TestCa;
 
 /// Loads `source` as the file `ferrogate.yaml` in `dir`.
 fn load(dir: &Path, source: &str) -> Result<Config, ConfigErrors> {

@@ -9,7 +9,7 @@ use super::*;
 use crate::routing::answer::EdgeAnswer;
 use crate::routing::conditions::RequestFacts;
 use crate::security::refuse::RuleRefusal;
-use crate::tls::test_pki::TestCa;
+use crate::test_pki::TestCa;
 
 fn config(dir: &std::path::Path) -> Config {
     let ca = TestCa::new("clients");

@@ -13,8 +13,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::config::model::{CaBundle, Listener};
+use crate::test_pki::{Issued, TestCa};
 use crate::tls::listener::acceptor_for;
-use crate::tls::test_pki::{Issued, TestCa};
 
 #[derive(Debug)]
 struct OneCertificate(Arc<CertifiedKey>);

@@ -7,7 +7,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
 use crate::config::model::{CaBundle, ClientIdentity};
-use crate::tls::test_pki::TestCa;
+use crate::test_pki::TestCa;
 
 fn settings(verification: ServerVerification) -> UpstreamTls {
     UpstreamTls {
