@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod geoip;
 pub mod haproxy;
 pub mod inference;
 pub mod lifecycle;
@@ -28,4 +29,6 @@ pub mod routing;
 pub mod runtime;
 pub mod security;
 pub mod server;
+#[cfg(test)]
+pub(crate) mod test_pki;
 pub mod tls;

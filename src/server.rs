@@ -17,7 +17,9 @@ use crate::admin::AdminApp;
 use crate::config::model::Config;
 use crate::lifecycle::probe::Endpoint;
 use crate::lifecycle::{ActiveRequests, ControlPlane, Readiness, Signals};
-use crate::monitor::{DnsDiscovery, HealthChecker, HistorySampler, KvEventSubscriber, NodeScraper};
+use crate::monitor::{
+    DnsDiscovery, GeoipWatcher, HealthChecker, HistorySampler, KvEventSubscriber, NodeScraper,
+};
 use crate::observe::connections::CountedConnections;
 use crate::proxy::ProxyApp;
 use crate::reload::Reloader;
@@ -103,7 +105,7 @@ pub fn build(
         let metrics = Some(live.security.clone());
         let mut gate = ConnectionGate::new(settings, per_ip_max, metrics, counted);
         if listener.tls {
-            let acceptor = crate::tls::listener::acceptor(live.certs.clone())
+            let acceptor = crate::tls::listener::acceptor_for(live.certs.clone(), listener)
                 .map_err(|e| format!("TLS settings for {}: {e}", listener.name))?;
             gate = gate.with_tls(acceptor);
         }
@@ -124,6 +126,8 @@ pub fn build(
     server.add_service(background_service("history sampler", sampler));
     let kv_events = KvEventSubscriber::new(live.snapshots.clone(), live.inference.clone());
     server.add_service(background_service("kv-event subscriber", kv_events));
+    let geoip = GeoipWatcher::new(live.snapshots.clone());
+    server.add_service(background_service("country database watcher", geoip));
 
     if let Some(admin) = &config.admin {
         let mut service = Service::new(

@@ -15,7 +15,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::model::{
-    Acme, AcmeCertificate, Admin, Cidr, Listener, Log, Otel, Redis, Route, TokenQuota, Upstream,
+    Acme, AcmeCertificate, Admin, Cidr, ClientAuthMode, Listener, Log, Otel, Redis, Route,
+    TokenQuota, Upstream, UpstreamAlpn,
 };
 
 /// [`Config`](super::model::Config) before its look-ups.
@@ -36,6 +37,10 @@ pub(super) struct Draft {
     pub trusted_proxies: Vec<Cidr>,
     pub max_connections_per_ip: Option<u32>,
     pub cluster: Option<DraftCluster>,
+    /// `client_auth` of the listeners (the listeners themselves have none yet).
+    pub client_auths: Vec<DraftClientAuth>,
+    /// `geoip`, when a route uses `countries`.
+    pub geoip: Option<DraftGeoip>,
     pub otel: Option<Otel>,
     /// Files the model names that must be readable now (secrets, CA roots) but are read again
     /// where they are used, so the model keeps only their paths.
@@ -99,11 +104,45 @@ pub(super) struct DraftBasicAuth {
 }
 
 /// An upstream whose servers are not resolved yet: `upstream.servers` is empty; it is filled
-/// from `servers`.
+/// from `servers`. Its `tls` files are not read yet either: `upstream.tls` is set from `tls`.
 #[derive(Debug)]
 pub(super) struct DraftUpstream {
     pub upstream: Upstream,
     pub servers: Vec<DraftServer>,
+    pub tls: Option<DraftUpstreamTls>,
+}
+
+/// [`UpstreamTls`](super::model::UpstreamTls) before its files are read.
+#[derive(Debug)]
+pub(super) struct DraftUpstreamTls {
+    /// Key path of `tls`.
+    pub at: String,
+    pub sni: Option<String>,
+    pub verify: bool,
+    /// `None`: the system roots (when `verify`).
+    pub ca: Option<NamedFile>,
+    /// `client_cert` and `client_key`.
+    pub identity: Option<(NamedFile, NamedFile)>,
+    pub alpn: UpstreamAlpn,
+}
+
+/// [`ClientAuth`](super::model::ClientAuth) of a listener before its CA file is read.
+#[derive(Debug)]
+pub(super) struct DraftClientAuth {
+    /// The listener's name.
+    pub listener: String,
+    /// Key path of `client_auth.ca`.
+    pub at: String,
+    pub mode: ClientAuthMode,
+    pub ca: NamedFile,
+}
+
+/// [`Geoip`](super::model::Geoip) before its database is read.
+#[derive(Debug)]
+pub(super) struct DraftGeoip {
+    /// Key path of `geoip.database`.
+    pub at: String,
+    pub database: NamedFile,
 }
 
 /// [`Server`](super::model::Server) before its address is resolved.

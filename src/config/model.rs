@@ -15,11 +15,15 @@ use rustls::sign::CertifiedKey;
 mod balancing;
 mod cluster;
 mod inference;
+mod peer_tls;
+mod rules;
 mod security;
 pub use super::cidr::Cidr;
 pub use balancing::*;
 pub use cluster::*;
 pub use inference::*;
+pub use peer_tls::*;
+pub use rules::*;
 pub use security::*;
 
 /// Default state directory (ACME account, issued and self-signed certificates).
@@ -76,6 +80,8 @@ pub struct Config {
     pub max_connections_per_ip: Option<u32>,
     /// Shared state with other instances through Redis; `None` = this instance alone.
     pub cluster: Option<Cluster>,
+    /// The country database, when a route uses `countries`.
+    pub geoip: Option<Geoip>,
     /// Traces exported over OTLP/HTTP; `None` = no traces.
     pub otel: Option<Otel>,
 }
@@ -94,6 +100,8 @@ pub struct Listener {
     pub proxy_protocol: Option<Vec<Cidr>>,
     /// Connection and request-head limits against slow or greedy clients.
     pub limits: ListenerLimits,
+    /// Client certificates (TLS listeners only).
+    pub client_auth: Option<ClientAuth>,
 }
 
 /// Default most request header fields (`max_headers`); more get 431.
@@ -382,12 +390,26 @@ pub struct Route {
     pub hosts: Vec<HostMatch>,
     /// Always starts with `/`; `/` when not given.
     pub path_prefix: String,
+    /// `strip_prefix: true`; `rules.rewrite` is then `Prefix("/")`.
     pub strip_prefix: bool,
     /// The listener this route serves; `None` = the https listener (or http when there is none).
     pub listener: Option<String>,
-    pub upstream: String,
+    /// Forward, redirect or answer.
+    pub action: RouteAction,
     /// Rate limit and access lists.
     pub security: RouteSecurity,
+    /// `match`, refusals, rewrite and header rules.
+    pub rules: RouteRules,
+}
+
+impl Route {
+    /// The upstream the route forwards to; `None` for a route that answers itself.
+    pub fn upstream(&self) -> Option<&str> {
+        match &self.action {
+            RouteAction::Upstream(name) => Some(name),
+            _ => None,
+        }
+    }
 }
 
 /// A named group of backend servers.
@@ -405,6 +427,8 @@ pub struct Upstream {
     pub discovery: Option<Discovery>,
     /// OpenAI-aware routing (`inference:`): model routing, node signals, body inspection.
     pub inference: Option<Inference>,
+    /// https to the servers (`tls:`); `None` = plain HTTP.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// One backend server.

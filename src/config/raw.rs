@@ -6,6 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+mod peer_tls;
+mod rules;
+pub use peer_tls::*;
+pub use rules::*;
+
 /// Top-level keys, in contract order.
 pub const TOP_LEVEL_KEYS: &[&str] = &[
     "state_dir",
@@ -21,6 +26,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "trusted_proxies",
     "max_connections_per_ip",
     "cluster",
+    "geoip",
     "otel",
 ];
 
@@ -52,6 +58,8 @@ pub struct RawBuiltinListener {
     pub idle_timeout: Option<String>,
     /// HTTP/2 receive window per stream: a size (`4MB`) or a byte count.
     pub h2_window: Option<serde_yaml::Value>,
+    /// Client certificates (TLS listeners only).
+    pub client_auth: Option<RawClientAuth>,
 }
 
 /// One of `listeners.extra`.
@@ -71,6 +79,8 @@ pub struct RawExtraListener {
     pub idle_timeout: Option<String>,
     /// HTTP/2 receive window per stream: a size (`4MB`) or a byte count.
     pub h2_window: Option<serde_yaml::Value>,
+    /// Client certificates (TLS listeners only).
+    pub client_auth: Option<RawClientAuth>,
 }
 
 /// `shutdown`.
@@ -223,6 +233,31 @@ pub enum RawDnsProviderType {
     Webhook,
 }
 
+/// The keys of a route, in [`RawRoute`] order.
+pub const ROUTE_KEYS: &[&str] = &[
+    "name",
+    "hosts",
+    "path_prefix",
+    "strip_prefix",
+    "listener",
+    "upstream",
+    "redirect",
+    "respond",
+    "match",
+    "rewrite",
+    "headers",
+    "deny_user_agents",
+    "countries",
+    "rate_limit",
+    "allow",
+    "deny",
+    "api_keys",
+    "max_body",
+    "cors",
+    "basic_auth",
+    "security_headers",
+];
+
 /// One of `routes`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,7 +269,18 @@ pub struct RawRoute {
     #[serde(default)]
     pub strip_prefix: bool,
     pub listener: Option<String>,
-    pub upstream: String,
+    /// Exactly one of `upstream`, `redirect` and `respond` (checked in validation).
+    pub upstream: Option<String>,
+    pub redirect: Option<RawRedirect>,
+    pub respond: Option<RawRespond>,
+    /// Conditions on the request besides host and path; a route whose `match` fails is skipped.
+    #[serde(rename = "match")]
+    pub matcher: Option<RawMatch>,
+    pub rewrite: Option<RawRewrite>,
+    pub headers: Option<RawRouteHeaders>,
+    /// Regexes; a matching User-Agent gets 403.
+    pub deny_user_agents: Option<Vec<String>>,
+    pub countries: Option<RawCountries>,
     pub rate_limit: Option<RawRateLimit>,
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
@@ -317,6 +363,8 @@ pub struct RawUpstream {
     pub queue: Option<RawQueue>,
     /// `client_ip`, `header:NAME` or `cookie:NAME` for `balance: hash`.
     pub hash_key: Option<String>,
+    /// Present: https to every server.
+    pub tls: Option<RawUpstreamTls>,
 }
 
 /// `upstreams.NAME.queue`.

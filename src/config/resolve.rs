@@ -1,6 +1,7 @@
 //! The validated draft → the [`Config`] the daemon runs: everything the configuration needs from
 //! outside its file. Upstream host names are looked up in DNS; certificate, key, key-digest and
-//! users files are read and parsed; secret and CA files are checked; the core count and the host
+//! users files are read and parsed; CA bundles, client certificates and the country database
+//! are read for TLS with peers and `countries`; secret and CA files are checked; the core count and the host
 //! name fill their defaults. A failure is reported like a validation error, at the key that named
 //! the file or host.
 
@@ -9,6 +10,8 @@ mod api_keys;
 mod basic_auth;
 mod certificates;
 mod checked_files;
+mod geoip;
+mod peer_tls;
 
 #[cfg(test)]
 mod tests;
@@ -32,11 +35,27 @@ pub(super) fn resolve(draft: Draft, report: &mut Report) -> Config {
         .iter()
         .filter_map(|files| certificates::load(files, report))
         .collect();
+    let mut system_roots = peer_tls::SystemRoots::default();
     let upstreams = draft
         .upstreams
         .into_iter()
-        .map(|(name, upstream)| (name, addresses::resolve_upstream(upstream, report)))
+        .map(|(name, mut upstream)| {
+            let tls = upstream.tls.take();
+            let mut resolved = addresses::resolve_upstream(upstream, report);
+            resolved.tls =
+                tls.and_then(|tls| peer_tls::upstream_tls(tls, &mut system_roots, report));
+            (name, resolved)
+        })
         .collect();
+    let mut listeners = draft.listeners;
+    for auth in draft.client_auths {
+        let name = auth.listener.clone();
+        let resolved = peer_tls::client_auth(auth, report);
+        if let Some(listener) = listeners.iter_mut().find(|l| l.name == name) {
+            listener.client_auth = resolved;
+        }
+    }
+    let geoip = draft.geoip.and_then(|geoip| geoip::load(geoip, report));
     let routes = draft
         .routes
         .into_iter()
@@ -46,7 +65,7 @@ pub(super) fn resolve(draft: Draft, report: &mut Report) -> Config {
         source: draft.source,
         state_dir: draft.state_dir,
         workers: draft.workers.unwrap_or_else(default_workers),
-        listeners: draft.listeners,
+        listeners,
         admin: draft.admin,
         tls: Tls {
             hsts: draft.tls.hsts,
@@ -61,6 +80,7 @@ pub(super) fn resolve(draft: Draft, report: &mut Report) -> Config {
         trusted_proxies: draft.trusted_proxies,
         max_connections_per_ip: draft.max_connections_per_ip,
         cluster: draft.cluster.map(resolve_cluster),
+        geoip,
         otel: draft.otel,
     }
 }

@@ -7,13 +7,19 @@ mod api_keys;
 mod balancing;
 mod basic_auth;
 mod cluster;
+mod countries;
 mod decode;
+mod header_rules;
 mod hosts;
 mod inference;
 mod listeners;
+mod matching;
 mod observe;
+mod peer_tls;
 mod routes;
+mod rules;
 mod security;
+mod templates;
 mod tls;
 mod upstreams;
 
@@ -28,17 +34,21 @@ mod tests_elements;
 #[cfg(test)]
 mod tests_listeners;
 #[cfg(test)]
+mod tests_peer_tls;
+#[cfg(test)]
+mod tests_rules;
+#[cfg(test)]
 mod tests_security;
 
 use std::path::{Path, PathBuf};
 
 use serde_yaml::Value;
 
-use super::draft::{CheckedFile, CheckedFileKind, Draft, NamedFile};
+use super::draft::{CheckedFile, CheckedFileKind, Draft, DraftGeoip, NamedFile};
 use super::duration::parse_duration;
 use super::error::ConfigErrors;
 use super::model::{DEFAULT_SHUTDOWN_GRACE, DEFAULT_STATE_DIR};
-use super::raw::{RawShutdown, TOP_LEVEL_KEYS};
+use super::raw::{RawGeoip, RawShutdown, TOP_LEVEL_KEYS};
 use super::report::Report;
 use super::spans::{Position, SpanIndex};
 
@@ -112,12 +122,21 @@ pub(super) fn validate(source: &str, file: &Path) -> Result<Validated, ConfigErr
         };
     let cluster = checker.cluster(section("cluster"));
     let upstreams = upstreams::check(&mut checker, section("upstreams"));
+    let geoip = checker.decode::<RawGeoip>(section("geoip"), "geoip");
     let routes = routes::check(
         &mut checker,
         section("routes"),
         &upstreams.names,
         &listeners,
+        geoip.is_some(),
     );
+    // The database is read only when a route refuses or admits by country.
+    let geoip = geoip
+        .filter(|_| routes.iter().any(|r| r.route.rules.countries.is_some()))
+        .map(|raw| DraftGeoip {
+            at: "geoip.database".into(),
+            database: checker.named_file(&raw.database),
+        });
 
     let draft = Draft {
         source: file.to_path_buf(),
@@ -134,6 +153,8 @@ pub(super) fn validate(source: &str, file: &Path) -> Result<Validated, ConfigErr
         trusted_proxies,
         max_connections_per_ip,
         cluster,
+        client_auths: listeners.client_auths,
+        geoip,
         otel,
         checked_files: checker.checked_files,
     };

@@ -13,7 +13,7 @@ pub mod yaml;
 use std::fmt::Write as _;
 use std::path::Path;
 
-pub use translate::{Dialect, Note};
+pub use translate::Note;
 
 /// A translated file.
 #[derive(Debug, Clone)]
@@ -48,21 +48,10 @@ pub fn import(path: &Path) -> Result<Import, ImportError> {
     import_text(&String::from_utf8_lossy(&bytes), label, &shown)
 }
 
-/// Translates haproxy.cfg text into the keys this build accepts; `label` names the file in
-/// comments, `path` in errors.
+/// Translates haproxy.cfg text; `label` names the file in comments, `path` in errors.
 pub fn import_text(text: &str, label: &str, path: &str) -> Result<Import, ImportError> {
-    import_text_in(text, label, path, Dialect::Current)
-}
-
-/// Translates haproxy.cfg text into `dialect`'s keys.
-pub fn import_text_in(
-    text: &str,
-    label: &str,
-    path: &str,
-    dialect: Dialect,
-) -> Result<Import, ImportError> {
     let parsed = parse::parse(text);
-    let translation = translate::translate(&parsed, label, dialect);
+    let translation = translate::translate(&parsed, label);
     let document = &translation.document;
     if document.listeners.is_empty() && document.upstreams.is_empty() {
         return Err(ImportError::NothingTranslated {

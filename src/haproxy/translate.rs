@@ -32,25 +32,11 @@ pub struct Translation {
     pub notes: Vec<Note>,
 }
 
-/// Which configuration keys the translation may write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    /// Only keys this build's `ferrogate check` accepts: what needs request rules (route
-    /// `match`, `headers`, `redirect`, `respond`, `deny_user_agents`), listener `client_auth`
-    /// or upstream `tls` is left out and noted.
-    Current,
-    /// The HAProxy-parity keys as well (docs/migrating-from-haproxy.md lists them), for a
-    /// configuration that has them.
-    RequestRules,
-}
-
 /// What every part of the translation shares: the file's name for comments, and the notes.
 #[derive(Debug)]
 pub struct Context {
     /// The file's name as comments cite it (`haproxy.cfg`).
     pub label: String,
-    /// The keys it may write.
-    pub dialect: Dialect,
     pub notes: Vec<Note>,
     /// `crt-base` from `global`: where relative `crt` paths live.
     pub crt_base: Option<String>,
@@ -69,19 +55,6 @@ impl Context {
             line,
             message: message.into(),
         });
-    }
-
-    /// Whether the dialect has the keys named; when not, notes `what` at `line` as not
-    /// translated for want of them.
-    pub fn allows(&mut self, line: usize, what: &str, keys: &str) -> bool {
-        if self.dialect == Dialect::RequestRules {
-            return true;
-        }
-        self.note(
-            line,
-            format!("{what}: not translated: it needs {keys}, which this version of ferrogate's configuration does not have"),
-        );
-        false
     }
 
     /// `what (label:line)`, for a comment naming a directive.
@@ -139,10 +112,9 @@ pub struct Backends {
 }
 
 /// Translates a parsed HAProxy file into `dialect`'s keys; `label` names it in comments.
-pub fn translate(config: &HaproxyConfig, label: &str, dialect: Dialect) -> Translation {
+pub fn translate(config: &HaproxyConfig, label: &str) -> Translation {
     let mut context = Context {
         label: label.to_string(),
-        dialect,
         notes: Vec::new(),
         crt_base: None,
         header: Vec::new(),

@@ -1,7 +1,8 @@
 //! The active health checker, a background service: every `interval`, for every upstream with a
 //! `health` section in the current snapshot, one HTTP/1.1 `GET path` per server (with `timeout`),
-//! recorded into the server's long-lived state. Reads the snapshot afresh each round, so a reload
-//! changes what is checked without restarting anything.
+//! over TLS with the upstream's own settings when it has `tls`, recorded into the server's
+//! long-lived state. Reads the snapshot afresh each round, so a reload changes what is checked
+//! without restarting anything.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,12 +11,13 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::periodic;
 use crate::config::model::ActiveHealth;
 use crate::runtime::{SnapshotStore, UpstreamRuntime};
+use crate::tls::upstream::ServerTls;
 
 /// Longest sleep between two looks at the snapshot (so new upstreams are noticed soon).
 pub const CHECKER_TICK: Duration = Duration::from_millis(250);
@@ -61,7 +63,8 @@ fn check_upstream(upstream: &Arc<UpstreamRuntime>, active: &ActiveHealth) {
         let upstream = upstream.clone();
         let active = active.clone();
         tokio::spawn(async move {
-            let result = probe(member.socket, &member.address, &active).await;
+            let tls = upstream.tls.as_deref();
+            let result = probe(member.socket, &member.address, &active, tls).await;
             let ok = matches!(result, Ok(status) if healthy(status, active.expect_status));
             let changed = member
                 .state
@@ -89,38 +92,74 @@ pub fn healthy(status: u16, expect: Option<u16>) -> bool {
     }
 }
 
-/// `GET path` on a fresh connection; the response's status code.
-pub async fn probe(socket: SocketAddr, host: &str, active: &ActiveHealth) -> Result<u16, String> {
+/// `GET path` on a fresh connection to the server written as `host` (https with `tls`); the
+/// response's status code. A TLS failure (an unverified certificate) is a failed check.
+pub async fn probe(
+    socket: SocketAddr,
+    host: &str,
+    active: &ActiveHealth,
+    tls: Option<&ServerTls>,
+) -> Result<u16, String> {
     let exchange = async {
-        let mut stream = TcpStream::connect(socket)
+        let stream = TcpStream::connect(socket)
             .await
             .map_err(|e| format!("connect: {e}"))?;
-        let request = format!(
-            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ferrogate-health\r\nConnection: close\r\n\r\n",
-            active.path
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut buf = Vec::with_capacity(STATUS_LINE_BYTES);
-        while !buf.contains(&b'\n') && buf.len() < STATUS_LINE_BYTES {
-            let mut chunk = [0u8; STATUS_LINE_BYTES];
-            let n = stream
-                .read(&mut chunk)
-                .await
-                .map_err(|e| format!("read: {e}"))?;
-            if n == 0 {
-                break;
+        match tls {
+            None => exchange(stream, host, &active.path).await,
+            Some(tls) => {
+                let stream = tls_connect(tls, host, stream).await?;
+                exchange(stream, host, &active.path).await
             }
-            buf.extend_from_slice(&chunk[..n]);
         }
-        parse_status_line(&buf).ok_or_else(|| "no HTTP status line in the answer".to_string())
     };
     match tokio::time::timeout(active.timeout, exchange).await {
         Ok(result) => result,
         Err(_) => Err(format!("timed out after {:?}", active.timeout)),
     }
+}
+
+/// The TLS handshake with the server written as `address`, with its upstream's settings.
+pub async fn tls_connect(
+    tls: &ServerTls,
+    address: &str,
+    stream: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+    let config = tls
+        .checker_config()
+        .map_err(|e| format!("TLS settings: {e}"))?;
+    let name = tls.rustls_server_name(address)?;
+    tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, stream)
+        .await
+        .map_err(|e| format!("TLS handshake: {e}"))
+}
+
+/// Sends the check's request on `stream` and reads the status line.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    host: &str,
+    path: &str,
+) -> Result<u16, String> {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: ferrogate-health\r\nConnection: close\r\n\r\n"
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut buf = Vec::with_capacity(STATUS_LINE_BYTES);
+    while !buf.contains(&b'\n') && buf.len() < STATUS_LINE_BYTES {
+        let mut chunk = [0u8; STATUS_LINE_BYTES];
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    parse_status_line(&buf).ok_or_else(|| "no HTTP status line in the answer".to_string())
 }
 
 /// `HTTP/1.x NNN ...` → NNN.
@@ -175,8 +214,8 @@ mod tests {
             fall: 1,
             expect_status: None,
         };
-        assert_eq!(probe(addr, "x", &active).await, Ok(200));
+        assert_eq!(probe(addr, "x", &active, None).await, Ok(200));
         drop(tokio::net::TcpListener::bind(addr).await);
-        assert!(probe(addr, "x", &active).await.is_err());
+        assert!(probe(addr, "x", &active, None).await.is_err());
     }
 }

@@ -3,7 +3,8 @@
 //! (`GET /v1/models`, when the models are discovered rather than configured) and its load
 //! (`GET /metrics`, when the engine exports metrics), and the answers are stored in the server's
 //! long-lived [`NodeSignals`](crate::inference::signals::NodeSignals). A failed read keeps the previous
-//! reading, which fades by age where it is used. A slow server is never asked twice at once.
+//! reading, which fades by age where it is used. A slow server is never asked twice at once. An
+//! upstream with `tls` is asked over https with its own settings (the health checker's).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,11 +14,10 @@ use bytes::Bytes;
 use http::header::{CONNECTION, HOST, USER_AGENT};
 use http::Request;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::TokioIo;
 use pingora::server::ShutdownWatch;
 use pingora::services::background::BackgroundService;
+use tokio::net::TcpStream;
 
 use crate::config::model::{Balance, Inference};
 use crate::inference::metrics::InferenceMetrics;
@@ -25,11 +25,13 @@ use crate::inference::metrics_text::parse_load;
 use crate::inference::openai::parse_models;
 use crate::inference::signals::Load;
 
+use super::health::tls_connect;
 use super::periodic;
 use crate::pool::members::Member;
 use crate::pool::prefix::ReadingEffect;
 use crate::pool::server::ServerState;
 use crate::runtime::{SnapshotStore, UpstreamRuntime};
+use crate::tls::upstream::ServerTls;
 
 /// Longest sleep between two looks at the snapshot (so new upstreams are noticed soon).
 pub const SCRAPER_TICK: Duration = Duration::from_millis(250);
@@ -38,33 +40,16 @@ pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest `/v1/models` or `/metrics` body read; a larger one is a failed scrape.
 pub const DEFAULT_SCRAPE_MAX_BODY: usize = 4 << 20;
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
-
 /// The node scraper service.
 pub struct NodeScraper {
     snapshots: Arc<SnapshotStore>,
-    client: HttpClient,
     metrics: Arc<InferenceMetrics>,
 }
 
 impl NodeScraper {
     pub fn new(snapshots: Arc<SnapshotStore>, metrics: Arc<InferenceMetrics>) -> Self {
-        Self {
-            snapshots,
-            client: http_client(),
-            metrics,
-        }
+        Self { snapshots, metrics }
     }
-}
-
-/// A plain HTTP/1.1 client that keeps no idle connections (each scrape asks `Connection: close`).
-fn http_client() -> HttpClient {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(DEFAULT_SCRAPE_TIMEOUT));
-    connector.set_nodelay(true);
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build(connector)
 }
 
 #[async_trait]
@@ -75,7 +60,7 @@ impl BackgroundService for NodeScraper {
             SCRAPER_TICK,
             shutdown,
             |u| u.inference.as_ref().map(|i| i.refresh),
-            |u| scrape_upstream(u, &self.client, &self.metrics),
+            |u| scrape_upstream(u, &self.metrics),
         )
         .await;
     }
@@ -100,11 +85,7 @@ fn plan(inference: &Inference, member: &Member) -> Plan {
 }
 
 /// One round for every member of `upstream`, each on its own task.
-fn scrape_upstream(
-    upstream: &Arc<UpstreamRuntime>,
-    client: &HttpClient,
-    metrics: &Arc<InferenceMetrics>,
-) {
+fn scrape_upstream(upstream: &Arc<UpstreamRuntime>, metrics: &Arc<InferenceMetrics>) {
     let Some(inference) = &upstream.inference else {
         return;
     };
@@ -122,7 +103,6 @@ fn scrape_upstream(
             member.clone(),
             upstream.clone(),
             plan,
-            client.clone(),
             metrics.clone(),
         ));
     }
@@ -144,19 +124,19 @@ async fn scrape_member(
     member: Arc<Member>,
     runtime: Arc<UpstreamRuntime>,
     plan: Plan,
-    client: HttpClient,
     metrics: Arc<InferenceMetrics>,
 ) {
     let Some(inference) = &runtime.inference else {
         return;
     };
     let engine = inference.engine;
+    let tls = runtime.tls.as_deref();
     let upstream = &runtime.name;
     let fetch = |wanted: bool, path: &'static str| {
-        let (client, member) = (&client, &member);
+        let member = &member;
         async move {
             match wanted {
-                true => Some(get(client, member, path, plan.timeout).await),
+                true => Some(get(member, path, plan.timeout, tls).await),
                 false => None,
             }
         }
@@ -253,22 +233,53 @@ impl Drop for Claim {
     }
 }
 
-/// `GET path` on the member over a fresh HTTP/1.1 connection: the body of a 2xx answer.
+/// `GET path` on the member over a fresh HTTP/1.1 connection (https with `tls`): the body of a
+/// 2xx answer.
 async fn get(
-    client: &HttpClient,
     member: &Member,
     path: &str,
     timeout: Duration,
+    tls: Option<&ServerTls>,
 ) -> Result<Bytes, String> {
-    let request = Request::get(format!("http://{}{path}", member.socket))
+    let exchange = async {
+        let tcp = TcpStream::connect(member.socket)
+            .await
+            .map_err(|e| format!("GET {path}: connect: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        match tls {
+            None => request(TokioIo::new(tcp), member, path).await,
+            Some(tls) => {
+                let stream = tls_connect(tls, &member.address, tcp)
+                    .await
+                    .map_err(|e| format!("GET {path}: {e}"))?;
+                request(TokioIo::new(stream), member, path).await
+            }
+        }
+    };
+    tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("GET {path}: no answer within {timeout:?}"))?
+}
+
+/// One `GET path` (`Connection: close`) on a connection; the body of a 2xx answer.
+async fn request<I>(io: I, member: &Member, path: &str) -> Result<Bytes, String>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| format!("GET {path}: {e}"))?;
+    // Drives the connection; stopped when this exchange ends however it ends.
+    let driver = AbortOnDrop(tokio::spawn(connection));
+    let request = Request::get(path)
         .header(HOST, &*member.address)
         .header(CONNECTION, "close")
         .header(USER_AGENT, "ferrogate-scraper")
-        .body(Empty::new())
+        .body(Empty::<Bytes>::new())
         .map_err(|e| format!("GET {path}: {e}"))?;
-    let exchange = async {
-        let response = client
-            .request(request)
+    let result = async {
+        let response = sender
+            .send_request(request)
             .await
             .map_err(|e| format!("GET {path}: {e}"))?;
         let status = response.status();
@@ -280,10 +291,19 @@ async fn get(
             .await
             .map(|body| body.to_bytes())
             .map_err(|e| format!("GET {path}: reading the body: {e}"))
-    };
-    tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("GET {path}: no answer within {timeout:?}"))?
+    }
+    .await;
+    drop(driver);
+    result
+}
+
+/// A spawned task that ends when this handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]
@@ -387,7 +407,7 @@ mod tests {
         let (addr, mut heads) = serve(answer.to_vec()).await;
         let pool = pool(&[(addr, None)], None);
         let member = pool.members()[0].clone();
-        let result = get(&http_client(), &member, "/metrics", Duration::from_secs(5)).await;
+        let result = get(&member, "/metrics", Duration::from_secs(5), None).await;
         let head = heads.recv().await.unwrap_or_default();
         (result, head)
     }
@@ -422,11 +442,9 @@ mod tests {
         drop(closed);
         let pool = pool(&[(addr, None)], None);
         let member = pool.members()[0].clone();
-        assert!(
-            get(&http_client(), &member, "/metrics", Duration::from_secs(5))
-                .await
-                .is_err()
-        );
+        assert!(get(&member, "/metrics", Duration::from_secs(5), None)
+            .await
+            .is_err());
     }
 
     #[tokio::test]
@@ -440,13 +458,7 @@ mod tests {
         });
         let pool = pool(&[(addr, None)], None);
         let member = pool.members()[0].clone();
-        let result = get(
-            &http_client(),
-            &member,
-            "/metrics",
-            Duration::from_millis(200),
-        )
-        .await;
+        let result = get(&member, "/metrics", Duration::from_millis(200), None).await;
         assert!(result.is_err_and(|e| e.contains("no answer")));
         held.abort();
     }

@@ -34,7 +34,11 @@ pub struct RouteInfo {
     pub hosts: Vec<String>,
     pub path_prefix: String,
     pub strip_prefix: bool,
+    /// Empty for a route that answers itself.
     pub upstream: String,
+    /// What a route that answers itself answers: `redirect 301 TARGET` or `respond 200`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer: Option<String>,
 }
 
 /// A server of an upstream as configured.
@@ -236,7 +240,33 @@ fn route_info(route: &crate::config::model::Route) -> RouteInfo {
             .collect(),
         path_prefix: route.path_prefix.clone(),
         strip_prefix: route.strip_prefix,
-        upstream: route.upstream.clone(),
+        upstream: route.upstream().unwrap_or_default().to_string(),
+        answer: answer_of(route),
+    }
+}
+
+/// What a route that answers itself answers, in words.
+fn answer_of(route: &crate::config::model::Route) -> Option<String> {
+    use crate::config::model::{RouteAction, TemplatePart};
+    match &route.action {
+        RouteAction::Upstream(_) => None,
+        RouteAction::Redirect(redirect) => {
+            let target: String = redirect
+                .to
+                .parts
+                .iter()
+                .map(|part| match part {
+                    TemplatePart::Literal(text) => text.clone(),
+                    TemplatePart::Host => "{host}".into(),
+                    TemplatePart::Path => "{path}".into(),
+                    TemplatePart::Scheme => "{scheme}".into(),
+                    TemplatePart::ClientIp => "{client_ip}".into(),
+                    TemplatePart::RequestId => "{request_id}".into(),
+                })
+                .collect();
+            Some(format!("redirect {} {target}", redirect.status))
+        }
+        RouteAction::Respond(response) => Some(format!("respond {}", response.status)),
     }
 }
 

@@ -13,11 +13,13 @@ use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::http::ServerSession;
 use pingora::upstreams::peer::HttpPeer;
+use pingora::ErrorType;
 
 use super::body::RequestBody;
 use super::error::EdgeError;
 use super::DEFAULT_UPSTREAM_POOL_IDLE;
 use crate::config::model::Timeouts;
+use crate::tls::upstream::ServerTls;
 
 /// Why an attempt (or the relay after it) stopped.
 #[derive(Debug)]
@@ -40,10 +42,26 @@ pub struct Attempt {
     pub body_finished: bool,
 }
 
-/// The peer for `socket`: plain HTTP/1, connecting within the upstream's `connect` timeout,
-/// pooled for [`DEFAULT_UPSTREAM_POOL_IDLE`].
-fn peer(socket: SocketAddr, timeouts: &Timeouts) -> HttpPeer {
-    let mut peer = HttpPeer::new(socket, false, String::new());
+/// The server an attempt goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The upstream's name (for the log).
+    pub upstream: &'a str,
+    pub socket: SocketAddr,
+    /// As written in the configuration (`host:port`): the TLS name comes from it.
+    pub address: &'a str,
+    /// The upstream's `tls`; `None` = plain HTTP.
+    pub tls: Option<&'a ServerTls>,
+}
+
+/// The peer for `target`: HTTP/1 (https with the upstream's `tls`), connecting within the
+/// upstream's `connect` timeout, pooled for [`DEFAULT_UPSTREAM_POOL_IDLE`] (the pool keys TLS
+/// peers by their name and settings too).
+fn peer(target: Target<'_>, timeouts: &Timeouts) -> HttpPeer {
+    let mut peer = HttpPeer::new(target.socket, false, String::new());
+    if let Some(tls) = target.tls {
+        tls.configure(&mut peer, target.address);
+    }
     peer.options.connection_timeout = Some(timeouts.connect);
     peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
     peer
@@ -53,19 +71,30 @@ fn peer(socket: SocketAddr, timeouts: &Timeouts) -> HttpPeer {
 /// upstream's `read` timeout, or `websocket_idle` for an upgrade request.
 pub async fn connect(
     connector: &Connector,
-    socket: SocketAddr,
+    target: Target<'_>,
     timeouts: &Timeouts,
     upgrade: bool,
 ) -> Result<Attempt, Failed> {
-    let peer = peer(socket, timeouts);
-    let (mut session, reused) =
-        connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| Failed::Server {
+    let peer = peer(target, timeouts);
+    let (mut session, reused) = match connector.get_http_session(&peer).await {
+        Ok(connected) => connected,
+        Err(e) => {
+            if target.tls.is_some() && is_tls_failure(e.etype()) {
+                // Never a silent downgrade: the request fails (502) and the reason is said.
+                tracing::warn!(
+                    upstream = target.upstream,
+                    server = target.address,
+                    sni = %peer.sni,
+                    error = %e,
+                    "TLS to the server failed"
+                );
+            }
+            return Err(Failed::Server {
                 error: EdgeError::upstream(&e, false),
                 sent: false,
-            })?;
+            });
+        }
+    };
     session.read_timeout = Some(if upgrade {
         timeouts.websocket_idle
     } else {
@@ -78,6 +107,19 @@ pub async fn connect(
         sent: false,
         body_finished: false,
     })
+}
+
+/// Whether a connect failure happened in the TLS handshake (a certificate that did not verify,
+/// a name mismatch, a refused client certificate, no common protocol).
+fn is_tls_failure(kind: &ErrorType) -> bool {
+    matches!(
+        kind,
+        ErrorType::TLSHandshakeFailure
+            | ErrorType::TLSHandshakeTimedout
+            | ErrorType::InvalidCert
+            | ErrorType::HandshakeError
+            | ErrorType::TLSWantX509Lookup
+    )
 }
 
 impl Attempt {

@@ -1,7 +1,8 @@
 //! The routing decision for one request: a pure function of the listener's view of the snapshot,
 //! the connection's peer and the request head. ACME HTTP-01 paths on the plain `http` listener
-//! come first, then the host (from `Host`, or the URI authority), the route, and, without one,
-//! the redirect to https or 404.
+//! come first, then the host (from `Host`, or the URI authority), the route (the first in the
+//! routing table's order whose `match` the request meets), and, without one, the redirect to
+//! https or 404.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use http::HeaderValue;
 use pingora::http::RequestHeader;
 
 use crate::acme::http01::CHALLENGE_PREFIX;
+use crate::routing::conditions::RequestFacts;
 use crate::routing::normalize_host;
 use crate::runtime::{ListenerView, RouteTarget};
 use crate::security::client::{self, ClientAddr};
@@ -40,14 +42,26 @@ pub struct Routed {
     pub hsts: Option<HeaderValue>,
     /// The client: the peer, or what a trusted proxy's X-Forwarded-For names.
     pub client: ClientAddr,
+    /// The listener asks for client certificates: the request carries what the connection
+    /// showed.
+    pub client_auth: bool,
 }
 
-/// Decides what to do with `head` arriving from `peer` on a listener seen as `view`. `acme` is
+/// The connection a request arrived on, as the routing decision sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Arrival {
+    /// The peer (the address a PROXY header named, or the socket's).
+    pub peer: Option<IpAddr>,
+    /// The TLS handshake verified a client certificate.
+    pub client_cert: bool,
+}
+
+/// Decides what to do with `head` arriving as `arrival` on a listener seen as `view`. `acme` is
 /// true on the plain `http` listener, where HTTP-01 challenges are answered.
 pub fn decide(
     view: Option<&ListenerView>,
     acme: bool,
-    peer: Option<IpAddr>,
+    arrival: Arrival,
     head: &RequestHeader,
 ) -> Decision {
     let Some(view) = view else {
@@ -65,7 +79,18 @@ pub fn decide(
     let Some(host) = raw_host.and_then(normalize_host) else {
         return Decision::Refuse(400);
     };
-    let Some(rule) = view.router.find(&host, path) else {
+    let client = client::resolve(arrival.peer, &head.headers, &view.trusted_proxies);
+    let facts = RequestFacts {
+        method: &head.method,
+        headers: &head.headers,
+        query: head.uri.query(),
+        client_ip: client.ip,
+        client_cert: arrival.client_cert,
+    };
+    let Some(rule) = view
+        .router
+        .find_with(&host, path, |target| target.matches(&facts))
+    else {
         return match view.redirect_https_port {
             Some(port) => Decision::Redirect(https_location(
                 &host,
@@ -84,7 +109,8 @@ pub fn decide(
         target: rule.target.clone(),
         forwarded_host,
         hsts: view.hsts.clone(),
-        client: client::resolve(peer, &head.headers, &view.trusted_proxies),
+        client,
+        client_auth: view.client_auth.is_some(),
     })
 }
 
@@ -134,8 +160,11 @@ mod tests {
         h
     }
 
-    fn peer() -> Option<IpAddr> {
-        Some(IpAddr::from([192, 0, 2, 7]))
+    fn peer() -> Arrival {
+        Arrival {
+            peer: Some(IpAddr::from([192, 0, 2, 7])),
+            client_cert: false,
+        }
     }
 
     #[test]
@@ -153,7 +182,7 @@ mod tests {
             Some(HeaderValue::from_static("a.test"))
         );
         assert_eq!(routed.hsts, Some(HeaderValue::from_static("max-age=60")));
-        assert_eq!(routed.client.ip, peer());
+        assert_eq!(routed.client.ip, peer().peer);
         let Decision::Route(same) = decide(https, false, peer(), &head("GET", "/", Some("a.test")))
         else {
             panic!("not routed");
@@ -162,6 +191,51 @@ mod tests {
             same.forwarded_host,
             Some(HeaderValue::from_static("a.test"))
         );
+    }
+
+    #[test]
+    fn a_route_whose_match_fails_gives_way_to_the_next() {
+        use crate::config::model::{Condition, RouteMatch};
+        let mut posts = route("a", None, "u");
+        posts.name = "posts".into();
+        posts.rules.matcher = Some(RouteMatch {
+            methods: vec![http::Method::POST],
+            headers: vec![(
+                http::HeaderName::from_static("x-env"),
+                Condition::Equals("prod".into()),
+            )],
+            ..RouteMatch::default()
+        });
+        let mut certified = route("a", None, "u");
+        certified.name = "certified".into();
+        certified.rules.matcher = Some(RouteMatch {
+            client_cert: true,
+            ..RouteMatch::default()
+        });
+        let cfg = config(
+            vec![listener("https", 443, true, false)],
+            vec![posts, certified, route("a", None, "u")],
+        );
+        let live = Live::new().expect("live state");
+        let snap = Snapshot::compile(&cfg, 1, &live, None);
+        let https = snap.listener("https");
+        let name =
+            |arrival: Arrival, head: &RequestHeader| match decide(https, false, arrival, head) {
+                Decision::Route(routed) => routed.target.name.to_string(),
+                other => panic!("{other:?}"),
+            };
+        let mut post = head("POST", "/x", Some("a.test"));
+        post.insert_header("x-env", "prod").expect("header");
+        assert_eq!(name(peer(), &post), "posts");
+        // The same request without the header, then as a GET: the next route in file order.
+        let bare = head("POST", "/x", Some("a.test"));
+        assert_eq!(name(peer(), &bare), "a");
+        let certified_peer = Arrival {
+            client_cert: true,
+            ..peer()
+        };
+        assert_eq!(name(certified_peer, &bare), "certified");
+        assert_eq!(name(certified_peer, &post), "posts");
     }
 
     #[test]

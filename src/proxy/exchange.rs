@@ -1,8 +1,10 @@
 //! One request from its head to its end, in this order: too many header fields (431) and
 //! CONNECT (405) refused; the routing decision
-//! ([`super::decide`]: ACME HTTP-01 answers, redirect to https, route); CORS preflights; the
-//! route's guard (access lists, rate limit, API keys, Basic auth, quota); an inference request's
-//! body read and routed by model; then the server attempts ([`super::attempt`]: choice with
+//! ([`super::decide`]: ACME HTTP-01 answers, redirect to https, route by host, path and
+//! `match`); CORS preflights; the route's refusals (`deny_user_agents`, `countries`) and guard
+//! (access lists, rate limit, API keys, Basic auth, quota); the answer of a route that answers
+//! itself (`redirect`, `respond`); an inference request's body read and routed by model; then
+//! the server attempts ([`super::attempt`]: choice with
 //! queueing, retries on another server with the body replayed, failover before the first
 //! response byte, the inference 503-overloaded retry, passive health), the response head
 //! ([`super::reply`]) and body ([`super::relay`]), or the handover to a tunnel after a 101. Every
@@ -17,7 +19,7 @@ use http::Method;
 use pingora::protocols::http::ServerSession;
 
 use super::body::RequestBody;
-use super::decide::{self, Decision, Routed};
+use super::decide::{self, Arrival, Decision, Routed};
 use super::error::EdgeError;
 use super::inference::{self, InferenceCtx, Prepared};
 use super::respond::{self, Asked, LocalResponse};
@@ -31,6 +33,8 @@ use crate::observe::{Finish, RequestObs};
 use crate::otel::request::{GenAi, Incoming};
 use crate::otel::{self, RequestTrace};
 use crate::pool::Pick;
+use crate::routing::answer::EdgeAnswer;
+use crate::routing::headers::TemplateVars;
 use crate::runtime::RouteTarget;
 use crate::security::cors::{self, CorsHeaders};
 use crate::security::listener;
@@ -153,8 +157,11 @@ impl Exchange<'_> {
         let (decision, cluster) = {
             let snapshot = self.app.live.snapshots.load();
             let view = snapshot.listener(&self.app.listener);
-            let decision =
-                decide::decide(view, self.app.acme, self.conn.peer.ip, session.req_header());
+            let arrival = Arrival {
+                peer: self.conn.peer.ip,
+                client_cert: self.conn.client_cert.is_some(),
+            };
+            let decision = decide::decide(view, self.app.acme, arrival, session.req_header());
             let cluster = match decision {
                 Decision::Challenge => snapshot.cluster.clone(),
                 _ => None,
@@ -189,6 +196,25 @@ impl Exchange<'_> {
                 .answer(session, LocalResponse::preflight(preflight))
                 .await;
         }
+        if let Some(refusals) = &target.refusals {
+            // Before the guard: a refused client spends no rate-limit token.
+            let checked = refusals.check(&session.req_header().headers, self.client_ip());
+            if let Err(refused) = checked {
+                tracing::debug!(route = %target.name, reason = refused.reason(), "request refused by the route's rules");
+                self.app
+                    .live
+                    .security
+                    .rejected(&target.name, refused.reason());
+                let cors = mem::take(&mut self.cors);
+                let response = respond::refusal_for(
+                    target.guard.as_deref(),
+                    is_api(&target),
+                    refused.refusal(),
+                    cors,
+                );
+                return self.answer(session, response).await;
+            }
+        }
         if let Some(guard) = &target.guard {
             let client = self.client_ip();
             let verdict = guard
@@ -203,6 +229,9 @@ impl Exchange<'_> {
                     return self.answer(session, response).await;
                 }
             }
+        }
+        if let Some(answer) = &target.answer {
+            return self.route_answer(session, &target, answer).await;
         }
         if let Some(settings) = &target.upstream.inference {
             let route_cap = target.guard.as_ref().and_then(|g| g.max_body());
@@ -271,6 +300,7 @@ impl Exchange<'_> {
         let asked = Asked {
             head_only: session.req_header().method == Method::HEAD,
             request_id: self.obs.request_id.as_ref(),
+            rules: None,
         };
         respond::send(session, response, asked)
             .await
@@ -280,6 +310,64 @@ impl Exchange<'_> {
         } else {
             Ending::Done
         }))
+    }
+
+    /// The answer of a route that answers itself, with the route's CORS and `headers.response`.
+    async fn route_answer(
+        &mut self,
+        session: &mut ServerSession,
+        target: &RouteTarget,
+        answer: &EdgeAnswer,
+    ) -> Result<Handled, EdgeError> {
+        let head_only = session.req_header().method == Method::HEAD;
+        let cors = mem::take(&mut self.cors);
+        let (response, header) = {
+            let vars = self.template_vars(session);
+            let mut response = match answer {
+                EdgeAnswer::Redirect(redirect) => LocalResponse::route_redirect(redirect, &vars),
+                EdgeAnswer::Respond(fixed) => LocalResponse::fixed(fixed),
+            };
+            response.headers = cors;
+            let asked = Asked {
+                head_only,
+                request_id: self.obs.request_id.as_ref(),
+                rules: target.response_headers.as_ref().map(|rules| (rules, vars)),
+            };
+            let header = respond::head(&response, asked).map_err(|e| EdgeError::downstream(&e))?;
+            (response, header)
+        };
+        let close = response.close;
+        respond::write(session, header, response, head_only)
+            .await
+            .map_err(|e| EdgeError::downstream(&e))?;
+        Ok(Handled::Ended(if close {
+            Ending::Close
+        } else {
+            Ending::Done
+        }))
+    }
+
+    /// What the placeholders of the route's redirect and header rules stand for in this request.
+    pub(super) fn template_vars<'s>(&'s self, session: &'s ServerSession) -> TemplateVars<'s> {
+        let head = session.req_header();
+        let host = self
+            .route
+            .as_ref()
+            .and_then(|r| r.forwarded_host.as_ref())
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        TemplateVars {
+            host,
+            path: head.uri.path_and_query().map_or("/", |pq| pq.as_str()),
+            scheme: if self.app.tls { "https" } else { "http" },
+            client_ip: self.client_ip(),
+            request_id: self
+                .obs
+                .request_id
+                .as_ref()
+                .and_then(|id| id.to_str().ok())
+                .unwrap_or_default(),
+        }
     }
 
     /// Answers a failure when a response can still be written; says how the connection ends.
@@ -295,6 +383,7 @@ impl Exchange<'_> {
         let asked = Asked {
             head_only: session.req_header().method == Method::HEAD,
             request_id: self.obs.request_id.as_ref(),
+            rules: None,
         };
         if let Err(write) = respond::send(session, response, asked).await {
             tracing::debug!(error = %write, "could not send the error response");

@@ -38,6 +38,7 @@ use pingora::server::ShutdownWatch;
 use crate::config::model::{ListenerLimits, LISTENER_HTTP};
 use crate::lifecycle::ActiveRequests;
 use crate::runtime::Live;
+use crate::tls::client_auth::{verified_client_cert, ClientCertHeaders};
 use forwarded::PeerText;
 
 /// How long an idle pooled upstream connection is kept.
@@ -97,6 +98,9 @@ impl ProxyApp {
 pub struct Connection {
     /// The peer (the address a PROXY header named, or the socket's) and its text.
     pub peer: PeerText,
+    /// The client certificate the TLS handshake verified (listeners with `client_auth`), as
+    /// the headers sent upstream carry it.
+    pub client_cert: Option<ClientCertHeaders>,
 }
 
 impl Connection {
@@ -106,6 +110,7 @@ impl Connection {
             .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
         Self {
             peer: PeerText::new(ip),
+            client_cert: verified_client_cert(stream.get_ssl_digest().as_deref()),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! The request head a server receives, built from the client's: HTTP/1.1 always; hop-by-hop
 //! fields removed (Connection and the fields it names, Keep-Alive, TE, Trailer, Proxy-*,
 //! Transfer-Encoding, HTTP2-Settings, Upgrade unless the request is a valid WebSocket upgrade);
-//! `Host` from the authority of an h2 or absolute-form request (sent in origin-form); the route's
-//! path prefix stripped, the sticky cookie and the client's API key taken off; the forwarding
-//! headers set; and the body framed by Content-Length when the client gave one, else chunked.
-//! Pure: a function of the client's head and the request's facts.
+//! `Host` from the authority of an h2 or absolute-form request (sent in origin-form); the path
+//! rewritten by the route (`rewrite`, `strip_prefix`), the sticky cookie and the client's API
+//! key taken off; the forwarding headers and the client certificate headers set (the client's own
+//! copies of both removed); the route's `headers.request` applied after them; and the body
+//! framed by Content-Length when the client gave one, else chunked. Pure: a function of the
+//! client's head and the request's facts.
 
 use http::header::{
     AUTHORIZATION, CONNECTION, CONTENT_LENGTH, COOKIE, HOST, PROXY_AUTHENTICATE,
@@ -18,8 +20,9 @@ use super::balancing;
 use super::error::EdgeError;
 use super::forwarded::{self, Hop, PeerText};
 use crate::observe::request_id::REQUEST_ID;
-use crate::routing::strip_path_prefix;
+use crate::routing::headers::TemplateVars;
 use crate::runtime::RouteTarget;
+use crate::tls::client_auth::{set_client_cert_headers, ClientCertHeaders};
 
 /// Connection options looked at, at most: more is refused (a bound on per-request work).
 pub const MAX_CONNECTION_OPTIONS: usize = 10;
@@ -50,6 +53,12 @@ pub struct Outbound<'a> {
     pub websocket: bool,
     /// The attempt's span (`otel:`), replacing the client's `traceparent`.
     pub traceparent: Option<&'a HeaderValue>,
+    /// The listener asks for client certificates (`client_auth`).
+    pub client_auth: bool,
+    /// The connection's verified client certificate.
+    pub client_cert: Option<&'a ClientCertHeaders>,
+    /// What the placeholders of the route's `headers.request` stand for.
+    pub vars: TemplateVars<'a>,
 }
 
 /// Whether `head` is a valid WebSocket upgrade: an HTTP/1.1 GET with `Upgrade: websocket` and
@@ -162,6 +171,11 @@ pub fn upstream_head(
     if let Some(traceparent) = out.traceparent {
         headers.insert(TRACEPARENT.clone(), traceparent.clone());
     }
+    set_client_cert_headers(&mut headers, out.client_auth, out.client_cert);
+    if let Some(rules) = &target.request_headers {
+        // After ferrogate's own: an operator's rule may override a forwarding header.
+        rules.apply(&mut headers, &out.vars);
+    }
     if out.has_body && !headers.contains_key(CONTENT_LENGTH) {
         headers.insert(TRANSFER_ENCODING, CHUNKED.clone());
     }
@@ -175,7 +189,7 @@ pub fn upstream_head(
         .into_parts();
     parts.headers = headers;
     let mut req = Box::new(RequestHeader::from(parts));
-    if !head.raw_path_is_utf8() && !target.strip_prefix {
+    if !head.raw_path_is_utf8() && target.rewrite.is_none() {
         // A target that is not UTF-8 goes on byte for byte.
         req.set_raw_path(head.raw_path())
             .map_err(|_| EdgeError::BadRequest)?;
@@ -200,15 +214,15 @@ fn authority(head: &RequestHeader) -> Result<Option<HeaderValue>, EdgeError> {
     Ok(Some(value))
 }
 
-/// The request target in origin-form (path and query), the route's prefix stripped.
+/// The request target in origin-form (path and query), the path rewritten by the route.
 fn origin_form(head: &RequestHeader, target: &RouteTarget) -> Result<Uri, EdgeError> {
     let Some(pq) = head.uri.path_and_query() else {
         return Ok(Uri::from_static("/"));
     };
-    if !target.strip_prefix {
+    let Some(rewrite) = &target.rewrite else {
         return Ok(Uri::from(pq.clone()));
-    }
-    let path = strip_path_prefix(&target.path_prefix, pq.path());
+    };
+    let path = rewrite.apply(pq.path());
     let rewritten = match pq.query() {
         Some(q) => format!("{path}?{q}"),
         None => path.into_owned(),
@@ -256,6 +270,16 @@ mod tests {
         has_body: bool,
         traceparent: Option<&HeaderValue>,
     ) -> Result<Box<RequestHeader>, EdgeError> {
+        build_with(snap, head, has_body, traceparent, (false, None))
+    }
+
+    fn build_with(
+        snap: &Snapshot,
+        head: &RequestHeader,
+        has_body: bool,
+        traceparent: Option<&HeaderValue>,
+        (client_auth, client_cert): (bool, Option<&ClientCertHeaders>),
+    ) -> Result<Box<RequestHeader>, EdgeError> {
         let peer = PeerText::new(Some(IpAddr::from([192, 0, 2, 1])));
         let host = HeaderValue::from_static("a.test");
         let id = HeaderValue::from_static("req-1");
@@ -272,6 +296,15 @@ mod tests {
             has_body,
             websocket: is_websocket_upgrade(head),
             traceparent,
+            client_auth,
+            client_cert,
+            vars: TemplateVars {
+                host: "a.test",
+                path: head.uri.path_and_query().map_or("/", |p| p.as_str()),
+                scheme: "https",
+                client_ip: peer.ip,
+                request_id: "req-1",
+            },
         };
         upstream_head(head, &out)
     }
@@ -427,5 +460,68 @@ mod tests {
         let head = h1(&[("Host", "a.test")], "/owui/api/x?y=1");
         let up = build(&snap, &head, false).expect("head");
         assert_eq!(up.raw_path(), b"/api/x?y=1");
+    }
+
+    #[test]
+    fn route_rules_rewrite_the_path_and_edit_headers_after_ours() {
+        use crate::config::model::{HeaderRules, PathPattern, Rewrite, Template, TemplatePart};
+        let mut r = route("a", None, "u");
+        r.path_prefix = "/old/".into();
+        r.rules.rewrite = Some(Rewrite::Regex {
+            pattern: PathPattern::new("^/old/(.*)$").expect("regex"),
+            to: "/new/$1".into(),
+        });
+        let name = |n: &'static str| HeaderName::from_static(n);
+        r.rules.request_headers = HeaderRules {
+            remove: vec![name("x-internal")],
+            set: vec![(
+                name("x-forwarded-proto"),
+                Template {
+                    parts: vec![TemplatePart::Literal("spdy".into())],
+                },
+            )],
+            add: vec![(
+                name("x-trace"),
+                Template {
+                    parts: vec![
+                        TemplatePart::Literal("id=".into()),
+                        TemplatePart::RequestId,
+                        TemplatePart::Literal(" from ".into()),
+                        TemplatePart::ClientIp,
+                    ],
+                },
+            )],
+        };
+        let cfg = config(vec![listener("https", 443, true, false)], vec![r]);
+        let snap = Snapshot::compile(&cfg, 1, &Live::new().expect("live"), None);
+        let head = h1(
+            &[
+                ("Host", "a.test"),
+                ("X-Internal", "secret"),
+                ("X-Trace", "client"),
+                ("X-Client-Cert-Verify", "SUCCESS"),
+                ("X-Client-Cert-Subject", "CN=forged"),
+            ],
+            "/old/a/b?x=1",
+        );
+        let out = build(&snap, &head, false).expect("head");
+        assert_eq!(out.uri, "/new/a/b?x=1");
+        assert!(get(&out, "x-internal").is_empty());
+        assert_eq!(get(&out, "x-forwarded-proto"), ["spdy"]);
+        assert_eq!(get(&out, "x-trace"), ["client", "id=req-1 from 192.0.2.1"]);
+        // Without client_auth the client's copies go; with it, the connection's own come.
+        assert!(get(&out, "x-client-cert-verify").is_empty());
+        assert!(get(&out, "x-client-cert-subject").is_empty());
+        let own = ClientCertHeaders {
+            verify: HeaderValue::from_static("SUCCESS"),
+            subject: Some(HeaderValue::from_static("CN=alice")),
+            fingerprint: Some(HeaderValue::from_static("ab12")),
+        };
+        let out = build_with(&snap, &head, false, None, (true, Some(&own))).expect("head");
+        assert_eq!(get(&out, "x-client-cert-subject"), ["CN=alice"]);
+        assert_eq!(get(&out, "x-client-cert-fingerprint"), ["ab12"]);
+        let out = build_with(&snap, &head, false, None, (true, None)).expect("head");
+        assert_eq!(get(&out, "x-client-cert-verify"), ["NONE"]);
+        assert!(get(&out, "x-client-cert-subject").is_empty());
     }
 }

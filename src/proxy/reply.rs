@@ -1,8 +1,8 @@
 //! The response head a client receives, built in one pass from the server's: the backend's
 //! `Server` header and the hop-by-hop fields of its connection left out (Keep-Alive,
 //! Proxy-Connection, what its Connection names; a 101 keeps its Upgrade), the request id, the
-//! sticky cookie when the pick asks for it, the route's security and CORS headers, and HSTS on
-//! TLS listeners. Header names are set from constants, never parsed per response.
+//! sticky cookie when the pick asks for it, the route's security and CORS headers, HSTS on
+//! TLS listeners, and last the route's `headers.response`. Header names are set from constants, never parsed per response.
 
 use http::header::{CACHE_CONTROL, CONNECTION, SERVER, SET_COOKIE, STRICT_TRANSPORT_SECURITY};
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -14,6 +14,7 @@ use crate::balance::sticky::{private_cache_control, set_cookie};
 use crate::config::model::StickyMode;
 use crate::observe::request_id::REQUEST_ID;
 use crate::pool::Pick;
+use crate::routing::headers::{HeaderRuleSet, TemplateVars};
 use crate::runtime::UpstreamRuntime;
 use crate::security::cors::CorsHeaders;
 use crate::security::{headers as security_headers, RouteGuard};
@@ -31,6 +32,8 @@ pub struct Reply<'a> {
     pub cors: CorsHeaders,
     pub hsts: Option<&'a HeaderValue>,
     pub request_id: &'a HeaderValue,
+    /// The route's `headers.response` and what their placeholders stand for.
+    pub rules: Option<(&'a HeaderRuleSet, TemplateVars<'a>)>,
 }
 
 /// The client's response head for the server's `response`.
@@ -79,6 +82,9 @@ pub fn downstream_head(
         if !headers.contains_key(STRICT_TRANSPORT_SECURITY) {
             headers.insert(STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
+    }
+    if let Some((rules, vars)) = &reply.rules {
+        rules.apply(&mut headers, vars);
     }
     let (mut parts, ()) = http::Response::builder()
         .status(response.status)
@@ -199,6 +205,7 @@ mod tests {
             cors: vec![("access-control-allow-origin", "https://a.example".into())],
             hsts: Some(&hsts),
             request_id: &id,
+            rules: None,
         };
         let head = downstream_head(&server, reply).expect("head");
         assert_eq!(head.status.as_u16(), 201);

@@ -1,8 +1,7 @@
 //! The one place that writes a response made by ferrogate itself (not relayed from a backend):
-//! edge refusals, failures ([`EdgeError`]), redirects, ACME answers, CORS preflights and the
-//! merged model list. Bodies are short and never carry internal detail.
-
-use std::borrow::Cow;
+//! edge refusals, failures ([`EdgeError`]), redirects, ACME answers, CORS preflights, the merged
+//! model list and the answers of routes that answer themselves (`redirect`, `respond`, with the
+//! route's `headers.response`). Bodies are short and never carry internal detail.
 
 use bytes::Bytes;
 use http::header::{
@@ -15,6 +14,8 @@ use pingora::protocols::http::ServerSession;
 
 use super::error::EdgeError;
 use crate::observe::request_id::REQUEST_ID_HEADER;
+use crate::routing::answer::{FixedAnswer, RedirectAnswer};
+use crate::routing::headers::{HeaderRuleSet, TemplateVars};
 use crate::security::cors::CorsHeaders;
 use crate::security::{Refusal, RouteGuard};
 
@@ -26,15 +27,19 @@ pub enum BodyKind {
     Json,
     /// No body at all (a CORS preflight).
     Empty,
+    /// A route's `respond` with its own `content_type` (or none).
+    Fixed,
 }
 
 /// A response made by the proxy itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalResponse {
     pub status: u16,
-    pub body: Cow<'static, str>,
+    pub body: Bytes,
     pub kind: BodyKind,
-    pub location: Option<String>,
+    /// The `Content-Type` of a [`BodyKind::Fixed`] body.
+    pub content_type: Option<HeaderValue>,
+    pub location: Option<HeaderValue>,
     /// Close the client connection after answering (framing errors, unread bodies).
     pub close: bool,
     /// `Retry-After` seconds (overload refusals).
@@ -48,8 +53,9 @@ impl LocalResponse {
     pub fn status(status: u16) -> Self {
         Self {
             status,
-            body: Cow::Borrowed(body_for(status)),
+            body: Bytes::from_static(body_for(status).as_bytes()),
             kind: BodyKind::Text,
+            content_type: None,
             location: None,
             close: matches!(status, 400 | 405 | 413 | 431),
             retry_after: None,
@@ -60,7 +66,7 @@ impl LocalResponse {
     /// A short text answer (an HTTP-01 key authorization).
     pub fn text(status: u16, text: &str) -> Self {
         Self {
-            body: Cow::Owned(text.to_string()),
+            body: Bytes::copy_from_slice(text.as_bytes()),
             ..Self::status(status)
         }
     }
@@ -68,7 +74,7 @@ impl LocalResponse {
     /// A JSON answer (OpenAI error bodies, the merged model list).
     pub fn json(status: u16, body: String) -> Self {
         Self {
-            body: Cow::Owned(body),
+            body: Bytes::from(body),
             kind: BodyKind::Json,
             ..Self::status(status)
         }
@@ -77,8 +83,32 @@ impl LocalResponse {
     /// A permanent redirect keeping the method (308).
     pub fn redirect(location: String) -> Self {
         Self {
-            location: Some(location),
+            location: HeaderValue::try_from(location).ok(),
             ..Self::status(308)
+        }
+    }
+
+    /// A route's `redirect` for one request; 400 when the request's own host or path cannot be
+    /// written into its `Location`.
+    pub fn route_redirect(redirect: &RedirectAnswer, vars: &TemplateVars<'_>) -> Self {
+        let Some(location) = redirect.location(vars) else {
+            return Self::status(400);
+        };
+        let status = redirect.status.as_u16();
+        Self {
+            location: Some(location),
+            body: Bytes::from_static(body_for(status).as_bytes()),
+            ..Self::status(status)
+        }
+    }
+
+    /// A route's `respond`.
+    pub fn fixed(answer: &FixedAnswer) -> Self {
+        Self {
+            body: answer.body.clone(),
+            kind: BodyKind::Fixed,
+            content_type: answer.content_type.clone(),
+            ..Self::status(answer.status.as_u16())
         }
     }
 
@@ -86,7 +116,7 @@ impl LocalResponse {
     /// method or a requested header is not allowed, which the browser takes as a refusal).
     pub fn preflight(headers: CorsHeaders) -> Self {
         Self {
-            body: Cow::Borrowed(""),
+            body: Bytes::new(),
             kind: BodyKind::Empty,
             headers,
             ..Self::status(204)
@@ -107,7 +137,7 @@ pub fn for_error(error: &EdgeError, api: bool) -> Option<LocalResponse> {
     let mut response = LocalResponse::status(status).with_retry_after(error.retry_after());
     if api {
         response.kind = BodyKind::Json;
-        response.body = Cow::Borrowed(openai_error_body(status));
+        response.body = Bytes::from_static(openai_error_body(status).as_bytes());
     }
     response.close = true;
     Some(response)
@@ -147,10 +177,13 @@ pub fn refusal(refusal: Refusal, api: bool) -> LocalResponse {
     };
     if api && refusal != Refusal::BasicAuth {
         response.kind = BodyKind::Json;
-        response.body = Cow::Borrowed(match refusal {
-            Refusal::QuotaExceeded { .. } => INSUFFICIENT_QUOTA_BODY,
-            _ => openai_error_body(response.status),
-        });
+        response.body = Bytes::from_static(
+            match refusal {
+                Refusal::QuotaExceeded { .. } => INSUFFICIENT_QUOTA_BODY,
+                _ => openai_error_body(response.status),
+            }
+            .as_bytes(),
+        );
     }
     response
 }
@@ -175,6 +208,10 @@ pub fn openai_error_body(status: u16) -> &'static str {
 /// Short bodies: what happened, in words, and nothing about our internals.
 pub fn body_for(status: u16) -> &'static str {
     match status {
+        301 => "Moved Permanently\n",
+        302 => "Found\n",
+        303 => "See Other\n",
+        307 => "Temporary Redirect\n",
         308 => "Permanent Redirect\n",
         400 => "Bad Request\n",
         401 => "Unauthorized\n",
@@ -200,6 +237,8 @@ pub struct Asked<'a> {
     pub head_only: bool,
     /// The request's id, echoed on the answer.
     pub request_id: Option<&'a HeaderValue>,
+    /// The route's `headers.response`, applied last (routes that answer themselves).
+    pub rules: Option<(&'a HeaderRuleSet, TemplateVars<'a>)>,
 }
 
 static TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -211,10 +250,13 @@ static BEARER: HeaderValue = HeaderValue::from_static("Bearer");
 /// The response head for `response`.
 pub fn head(response: &LocalResponse, asked: Asked<'_>) -> pingora::Result<ResponseHeader> {
     let mut header = ResponseHeader::build(response.status, Some(6 + response.headers.len()))?;
-    match response.kind {
-        BodyKind::Text => header.insert_header(CONTENT_TYPE, TEXT.clone())?,
-        BodyKind::Json => header.insert_header(CONTENT_TYPE, JSON.clone())?,
-        BodyKind::Empty => {}
+    match (response.kind, &response.content_type) {
+        (BodyKind::Text, _) => header.insert_header(CONTENT_TYPE, TEXT.clone())?,
+        (BodyKind::Json, _) => header.insert_header(CONTENT_TYPE, JSON.clone())?,
+        (BodyKind::Fixed, Some(content_type)) => {
+            header.insert_header(CONTENT_TYPE, content_type.clone())?
+        }
+        (BodyKind::Empty | BodyKind::Fixed, _) => {}
     }
     let challenged = response
         .headers
@@ -239,13 +281,18 @@ pub fn head(response: &LocalResponse, asked: Asked<'_>) -> pingora::Result<Respo
         header.insert_header(REQUEST_ID_HEADER, id.clone())?;
     }
     if let Some(location) = &response.location {
-        header.insert_header(LOCATION, location.as_str())?;
+        header.insert_header(LOCATION, location.clone())?;
     }
     if let Some(seconds) = response.retry_after {
         header.insert_header(RETRY_AFTER, HeaderValue::from(seconds))?;
     }
     if response.close {
         header.insert_header(CONNECTION, CLOSE.clone())?;
+    }
+    if let Some((rules, vars)) = &asked.rules {
+        let mut parts = header.as_owned_parts();
+        rules.apply(&mut parts.headers, vars);
+        header = ResponseHeader::from(parts);
     }
     Ok(header)
 }
@@ -256,15 +303,23 @@ pub async fn send(
     response: LocalResponse,
     asked: Asked<'_>,
 ) -> pingora::Result<()> {
-    let header = Box::new(head(&response, asked)?);
+    let header = head(&response, asked)?;
+    write(session, header, response, asked.head_only).await
+}
+
+/// Writes `response` with its head already built ([`head`]); `head_only` for a HEAD request.
+pub async fn write(
+    session: &mut ServerSession,
+    header: ResponseHeader,
+    response: LocalResponse,
+    head_only: bool,
+) -> pingora::Result<()> {
+    let header = Box::new(header);
     if response.close {
         session.set_keepalive(None);
     }
-    let body = match response.body {
-        Cow::Borrowed(text) => Bytes::from_static(text.as_bytes()),
-        Cow::Owned(text) => Bytes::from(text),
-    };
-    if asked.head_only || body.is_empty() {
+    let body = response.body;
+    if head_only || body.is_empty() {
         if let ServerSession::H2(h2) = session {
             // The stream ends on the HEADERS frame.
             return h2.write_response_header(header, true);
@@ -300,6 +355,7 @@ mod tests {
         let asked = Asked {
             head_only: false,
             request_id: Some(&id),
+            rules: None,
         };
         let h = head(&r, asked).expect("head");
         assert_eq!(h.status.as_u16(), 503);
@@ -309,7 +365,7 @@ mod tests {
         assert_eq!(get(&h, "content-type"), Some("text/plain; charset=utf-8"));
         let api = for_error(&overloaded, true).expect("an answer");
         assert_eq!(api.kind, BodyKind::Json);
-        assert!(api.body.contains("overloaded"));
+        assert!(String::from_utf8_lossy(&api.body).contains("overloaded"));
         let gone = EdgeError::ClientGone(pingora::ErrorType::ConnectionClosed);
         assert!(for_error(&gone, false).is_none());
     }

@@ -1,5 +1,13 @@
 //! Host and path routing table: exact host > `*.wildcard` host > any host, then the longest
-//! matching path prefix on a segment boundary. Pure data in, data out; no I/O.
+//! matching path prefix on a segment boundary, then file order among equal prefixes. Several
+//! rules may share host and prefix: [`Router::find_with`] skips those a predicate turns down
+//! (a route's `match`). Pure data in, data out; no I/O. The compiled request rules of a route
+//! live beside it: [`conditions`] (`match`), [`rewrite`], [`headers`] and [`answer`].
+
+pub mod answer;
+pub mod conditions;
+pub mod headers;
+pub mod rewrite;
 
 // Keys come from the configuration (trusted), so a fast non-keyed hash is safe for lookups.
 use rustc_hash::FxHashMap as HashMap;
@@ -60,18 +68,34 @@ impl<T> Router<T> {
     /// Host groups are tried from the most specific (exact, then wildcard, then any host); the
     /// first group holding a matching path prefix wins, and inside it the longest prefix wins.
     pub fn find(&self, host: &str, path: &str) -> Option<&Rule<T>> {
-        let exact = self.exact.get(host).and_then(|g| longest_prefix(g, path));
+        self.find_with(host, path, |_| true)
+    }
+
+    /// [`Router::find`] for targets that may turn a request down: the first rule, in the same
+    /// order, whose prefix fits `path` and whose target `accept`s the request. A rule turned
+    /// down is skipped as if it were not there (the next rule of its group, then the next
+    /// group).
+    pub fn find_with(
+        &self,
+        host: &str,
+        path: &str,
+        mut accept: impl FnMut(&T) -> bool,
+    ) -> Option<&Rule<T>> {
+        let exact = self
+            .exact
+            .get(host)
+            .and_then(|g| first_fit(g, path, &mut accept));
         if exact.is_some() {
             return exact;
         }
         let wildcard = host
             .split_once('.')
             .and_then(|(_, suffix)| self.wildcard.get(suffix))
-            .and_then(|g| longest_prefix(g, path));
+            .and_then(|g| first_fit(g, path, &mut accept));
         if wildcard.is_some() {
             return wildcard;
         }
-        longest_prefix(&self.any_host, path)
+        first_fit(&self.any_host, path, &mut accept)
     }
 
     /// True when no rule was added.
@@ -86,8 +110,16 @@ fn insert_sorted<T>(group: &mut Vec<Rule<T>>, rule: Rule<T>) {
     group.insert(at, rule);
 }
 
-fn longest_prefix<'a, T>(group: &'a [Rule<T>], path: &str) -> Option<&'a Rule<T>> {
-    group.iter().find(|r| prefix_matches(&r.path_prefix, path))
+/// The first rule of a group (longest prefix first, then file order) that fits `path` and that
+/// `accept` takes.
+fn first_fit<'a, T>(
+    group: &'a [Rule<T>],
+    path: &str,
+    accept: &mut impl FnMut(&T) -> bool,
+) -> Option<&'a Rule<T>> {
+    group
+        .iter()
+        .find(|r| prefix_matches(&r.path_prefix, path) && accept(&r.target))
 }
 
 /// Whether `prefix` matches `path` on a segment boundary: `/v1` matches `/v1` and `/v1/x` but not
@@ -199,6 +231,35 @@ mod tests {
         assert!(prefix_matches("/owui/", "/owui/a"));
         assert!(!prefix_matches("/owui/", "/owui"));
         assert!(prefix_matches("/", "/anything"));
+    }
+
+    #[test]
+    fn a_turned_down_rule_gives_way_to_the_next_in_order() {
+        let mut r: Router<(&str, bool)> = Router::default();
+        // Same host and prefix: file order decides among those that accept.
+        r.insert(&[exact("api.test")], "/admin/", ("admin-prod", false));
+        r.insert(&[exact("api.test")], "/admin/", ("admin-any", true));
+        r.insert(&[exact("api.test")], "/", ("api-root", false));
+        r.insert(&[wild("test")], "/admin/", ("wild-admin", true));
+        r.insert(&[], "/", ("fallback", true));
+        let found = |path: &str, accept: &dyn Fn(&str) -> bool| {
+            r.find_with("api.test", path, |(name, _)| accept(name))
+                .map(|rule| rule.target.0)
+        };
+        assert_eq!(found("/admin/x", &|_| true), Some("admin-prod"));
+        assert_eq!(found("/admin/x", &|n| n != "admin-prod"), Some("admin-any"));
+        // Every rule of the exact group turned down: the wildcard group, then any host.
+        assert_eq!(
+            found("/admin/x", &|n| n.starts_with("wild") || n == "fallback"),
+            Some("wild-admin")
+        );
+        assert_eq!(found("/other", &|n| n == "fallback"), Some("fallback"));
+        assert_eq!(found("/other", &|_| false), None);
+        // `find` takes the first in order, as before.
+        assert_eq!(
+            r.find("api.test", "/admin/").map(|rule| rule.target.0),
+            Some("admin-prod")
+        );
     }
 
     #[test]

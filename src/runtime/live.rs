@@ -16,7 +16,8 @@ use crate::acme::metrics::AcmeMetrics;
 use crate::acme::{AcmeError, AcmeManager, AcmeReporting, CertPlan};
 use crate::cluster::metrics::ClusterMetrics;
 use crate::cluster::{ClusterError, ClusterPlan};
-use crate::config::model::Config;
+use crate::config::model::{Config, ServerVerification};
+use crate::geoip::GeoipKeeper;
 use crate::inference::metrics::InferenceMetrics;
 use crate::observe::Observability;
 use crate::otel::{OtelError, Pipeline};
@@ -46,6 +47,8 @@ pub struct Live {
     pub inference: Arc<InferenceMetrics>,
     pub reload: ReloadMetrics,
     pub certificates: Arc<CertMetrics>,
+    /// The country database routes' `countries` look up, reloaded in place when its file changes.
+    pub geoip: GeoipKeeper,
     cluster: ClusterMetrics,
 }
 
@@ -102,6 +105,7 @@ impl Live {
             cluster: ClusterMetrics::register(&metrics).map_err(define)?,
             snapshots: Arc::new(SnapshotStore::new(Snapshot::empty())),
             route_tables: RouteTables::default(),
+            geoip: GeoipKeeper::default(),
             inference,
             certificates,
             pools,
@@ -175,6 +179,15 @@ impl Live {
         cluster.commit(&config, running.cluster.as_ref());
         self.acme.commit(certs, cluster.cluster().cloned());
         self.adopt(&config, &snapshot);
+        for upstream in config.upstreams.values() {
+            let unverified = upstream
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.verification == ServerVerification::Off);
+            if unverified {
+                tracing::warn!(upstream = %upstream.name, "tls.verify is false: the servers' certificates are not checked");
+            }
+        }
         let generation = snapshot.generation;
         self.snapshots.swap(snapshot);
         for stale in self.observe.board.config_loaded(&config, generation) {
@@ -230,6 +243,8 @@ impl Live {
     /// routes' tables, its observers (their metric children resolved now) and their server
     /// stats.
     fn adopt(&self, config: &Config, snapshot: &Snapshot) {
+        let loaded = config.geoip.as_ref().map(|g| &g.loaded);
+        self.geoip.adopt(snapshot.geoip.as_ref(), loaded);
         for upstream in snapshot.upstreams() {
             if let Some(settings) = config.upstreams.get(&*upstream.name) {
                 self.pools.adopt(&upstream.pool, settings);
@@ -385,7 +400,7 @@ mod tests {
         // Retiring forgets an upstream and a route the configuration no longer names.
         let mut renamed = load(dir.path(), &state, "", "", "");
         renamed.routes[0].name = "a2".into();
-        renamed.routes[0].upstream = "w".into();
+        renamed.routes[0].action = crate::config::model::RouteAction::Upstream("w".into());
         let mut w = renamed.upstreams["u"].clone();
         w.name = "w".into();
         renamed.upstreams.clear();

@@ -1,9 +1,15 @@
 //! The immutable compiled world: per-listener routing tables pointing at compiled upstreams.
 //! Built completely from a validated [`Config`] before it is swapped in; never mutated after.
 //! Compiling only looks the long-lived state up ([`Live`]: upstream pools, route tables, route
-//! observers, server stats): what it does not find it makes anew, and those new pieces are kept
-//! only when the snapshot commits, so compiling a snapshot that is never swapped in changes
-//! nothing.
+//! observers, server stats, the country database): what it does not find it makes anew, and
+//! those new pieces are kept only when the snapshot commits, so compiling a snapshot that is
+//! never swapped in changes nothing.
+//!
+//! Each route target carries its compiled request rules; the request path uses them in this
+//! order: [`Router::find_with`] with [`RouteTarget::matches`], the route's guard, then
+//! [`RouteTarget::refusals`], then [`RouteTarget::answer`] (a route that answers itself) or
+//! [`RouteTarget::rewrite`] and [`RouteTarget::request_headers`] toward the upstream (with
+//! [`UpstreamRuntime::tls`]), and [`RouteTarget::response_headers`] on the way back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,17 +19,24 @@ use http::HeaderValue;
 use super::Live;
 use crate::cluster::Cluster;
 use crate::config::model::{
-    Balance, Cidr, Config, Discovery, Health, Inference, Queue, Sticky, Timeouts, LISTENER_HTTP,
-    LISTENER_HTTPS,
+    Balance, Cidr, ClientAuthMode, Config, Discovery, Health, Inference, Queue, Rewrite, Route,
+    Sticky, Timeouts, LISTENER_HTTP, LISTENER_HTTPS,
 };
+use crate::geoip::GeoipHandle;
 use crate::inference::metrics::InferenceMetrics;
 use crate::observe::servers::ServerStats;
 use crate::observe::RouteObserver;
 use crate::otel::Pipeline;
 use crate::pool::select::Rules;
 use crate::pool::{planned_addresses, UpstreamPool, UpstreamStatus};
+use crate::routing::answer::EdgeAnswer;
+use crate::routing::conditions::{RequestFacts, RequestMatch};
+use crate::routing::headers::HeaderRuleSet;
+use crate::routing::rewrite::PathRewrite;
 use crate::routing::Router;
+use crate::security::refuse::RouteRefusals;
 use crate::security::{GuardContext, RouteGuard};
+use crate::tls::upstream::ServerTls;
 
 /// Everything the request path reads for one configuration generation.
 #[derive(Debug)]
@@ -39,6 +52,8 @@ pub struct Snapshot {
     pub max_connections_per_ip: Option<u32>,
     /// The cluster this configuration runs with.
     pub cluster: Option<Arc<Cluster>>,
+    /// The country database the routes' `countries` look up (long-lived; the watcher reloads it).
+    pub geoip: Option<Arc<GeoipHandle>>,
     /// Where request spans go (`otel:`); `None` = no traces. [`Live::prepare`] sets it.
     pub otel: Option<Arc<Pipeline>>,
 }
@@ -55,6 +70,9 @@ pub struct ListenerView {
     pub router: Router<Arc<RouteTarget>>,
     /// `trusted_proxies`: peers whose X-Forwarded-For names the client.
     pub trusted_proxies: Arc<[Cidr]>,
+    /// `client_auth`: requests get the X-Client-Cert-* headers (client copies are removed on
+    /// every listener).
+    pub client_auth: Option<ClientAuthMode>,
 }
 
 /// The routing decision's result: which route matched and where it sends the request.
@@ -63,11 +81,32 @@ pub struct RouteTarget {
     pub name: Arc<str>,
     pub path_prefix: String,
     pub strip_prefix: bool,
+    /// Where the route forwards. A route that answers itself ([`RouteTarget::answer`]) has a
+    /// stand-in with no servers here, never used.
     pub upstream: Arc<UpstreamRuntime>,
     /// Metric handles and server counters for this route, resolved once here.
     pub observer: Arc<RouteObserver>,
     /// Access lists and rate limit; `None` when the route sets neither.
     pub guard: Option<Arc<RouteGuard>>,
+    /// `match`: `None` takes every request its host and path fit.
+    pub matcher: Option<RequestMatch>,
+    /// `deny_user_agents` and `countries` (403).
+    pub refusals: Option<RouteRefusals>,
+    /// `redirect` or `respond`: answered at the edge, never forwarded.
+    pub answer: Option<EdgeAnswer>,
+    /// `rewrite` (or `strip_prefix`) of the path sent upstream.
+    pub rewrite: Option<PathRewrite>,
+    /// `headers.request`, applied after ferrogate's own forwarding headers.
+    pub request_headers: Option<HeaderRuleSet>,
+    /// `headers.response`, applied after ferrogate's own response headers.
+    pub response_headers: Option<HeaderRuleSet>,
+}
+
+impl RouteTarget {
+    /// Whether the route takes a request with these facts (its `match`, if any).
+    pub fn matches(&self, facts: &RequestFacts<'_>) -> bool {
+        self.matcher.as_ref().is_none_or(|m| m.matches(facts))
+    }
 }
 
 /// A compiled upstream: its settings for this generation and its long-lived pool.
@@ -84,6 +123,9 @@ pub struct UpstreamRuntime {
     pub timeouts: Timeouts,
     /// OpenAI-aware routing settings, when the upstream is a pool of inference servers.
     pub inference: Option<Inference>,
+    /// https to the servers (`tls:`): for the request path's peers, the health checker and the
+    /// scraper; `None` = plain HTTP.
+    pub tls: Option<Arc<ServerTls>>,
     /// Where inference decisions and timings are counted (inference upstreams).
     pub inference_metrics: Option<Arc<InferenceMetrics>>,
     /// The pool's member addresses when this snapshot was compiled (the route observers'
@@ -124,6 +166,7 @@ impl Snapshot {
             targets: Vec::new(),
             max_connections_per_ip: None,
             cluster: None,
+            geoip: None,
             otel: None,
         }
     }
@@ -158,6 +201,7 @@ impl Snapshot {
                     discovery: u.discovery.clone(),
                     timeouts: u.timeouts,
                     inference: u.inference.clone(),
+                    tls: u.tls.as_ref().map(|tls| Arc::new(ServerTls::compile(tls))),
                     inference_metrics: u.inference.as_ref().map(|_| live.inference.clone()),
                     addresses,
                     server_stats,
@@ -184,6 +228,10 @@ impl Snapshot {
             .and_then(|d| HeaderValue::from_str(&format!("max-age={}", d.as_secs())).ok());
 
         let trusted_proxies: Arc<[Cidr]> = config.trusted_proxies.as_slice().into();
+        let geoip = config
+            .geoip
+            .as_ref()
+            .map(|g| live.geoip.handle_for(&g.database, &g.loaded));
         let mut targets = Vec::new();
         let listeners = config
             .listeners
@@ -195,19 +243,21 @@ impl Snapshot {
                         Some(name) => *name == l.name,
                         None => l.name == default_listener,
                     };
-                    let Some(upstream) = upstreams.get(route.upstream.as_str()) else {
-                        continue;
+                    let upstream = match route.upstream() {
+                        Some(name) => match upstreams.get(name) {
+                            Some(upstream) => upstream.clone(),
+                            None => continue,
+                        },
+                        None => answering_stand_in(),
                     };
                     if serves_here {
-                        let target = Arc::new(RouteTarget {
-                            name: Arc::from(route.name.as_str()),
-                            path_prefix: route.path_prefix.clone(),
-                            strip_prefix: route.strip_prefix,
-                            upstream: upstream.clone(),
-                            // Servers found later by discovery get route-level metrics only.
-                            observer: observer_for(live, &route.name, upstream),
-                            guard: RouteGuard::compile(&route.name, &route.security, guards),
-                        });
+                        let target = Arc::new(compile_target(
+                            route,
+                            upstream,
+                            live,
+                            guards,
+                            geoip.as_ref(),
+                        ));
                         router.insert(&route.hosts, &route.path_prefix, target.clone());
                         targets.push(target);
                     }
@@ -223,6 +273,7 @@ impl Snapshot {
                     hsts: if l.tls { hsts.clone() } else { None },
                     router,
                     trusted_proxies: trusted_proxies.clone(),
+                    client_auth: l.client_auth.as_ref().map(|auth| auth.mode),
                 }
             })
             .collect();
@@ -236,6 +287,7 @@ impl Snapshot {
             targets,
             max_connections_per_ip: config.max_connections_per_ip,
             cluster: cluster.cloned(),
+            geoip,
             otel: None,
         }
     }
@@ -256,6 +308,60 @@ impl Snapshot {
     }
 }
 
+/// The compiled target of `route` sending to `upstream`.
+fn compile_target(
+    route: &Route,
+    upstream: Arc<UpstreamRuntime>,
+    live: &Live,
+    guards: GuardContext<'_>,
+    geoip: Option<&Arc<GeoipHandle>>,
+) -> RouteTarget {
+    let rules = &route.rules;
+    RouteTarget {
+        name: Arc::from(route.name.as_str()),
+        path_prefix: route.path_prefix.clone(),
+        strip_prefix: route.strip_prefix,
+        // Servers found later by discovery get route-level metrics only.
+        observer: observer_for(live, &route.name, &upstream),
+        upstream,
+        guard: RouteGuard::compile(&route.name, &route.security, guards),
+        matcher: rules.matcher.as_ref().map(RequestMatch::compile),
+        refusals: RouteRefusals::compile(rules, geoip),
+        answer: EdgeAnswer::compile(&route.action),
+        rewrite: match (&rules.rewrite, route.strip_prefix) {
+            (Some(rewrite), _) => Some(PathRewrite::compile(rewrite, &route.path_prefix)),
+            (None, true) => Some(PathRewrite::compile(
+                &Rewrite::Prefix("/".into()),
+                &route.path_prefix,
+            )),
+            (None, false) => None,
+        },
+        request_headers: HeaderRuleSet::compile(&rules.request_headers),
+        response_headers: HeaderRuleSet::compile(&rules.response_headers),
+    }
+}
+
+/// The upstream of a route that answers itself: no servers, in no registry (a request that
+/// reached it would find no server).
+fn answering_stand_in() -> Arc<UpstreamRuntime> {
+    Arc::new(UpstreamRuntime {
+        name: Arc::from(""),
+        balance: Balance::default(),
+        sticky: None,
+        health: Health::default(),
+        retries: 0,
+        queue: Queue::default(),
+        discovery: None,
+        timeouts: Timeouts::default(),
+        inference: None,
+        inference_metrics: None,
+        tls: None,
+        addresses: Vec::new(),
+        server_stats: Vec::new(),
+        pool: Arc::new(UpstreamPool::new("")),
+    })
+}
+
 /// The observer `live` keeps for `route` sending to `upstream` when it watches the same servers,
 /// else a new one (kept when the snapshot commits).
 fn observer_for(live: &Live, route: &str, upstream: &UpstreamRuntime) -> Arc<RouteObserver> {
@@ -272,6 +378,9 @@ fn observer_for(live: &Live, route: &str, upstream: &UpstreamRuntime) -> Arc<Rou
             ))
         })
 }
+
+#[cfg(test)]
+mod tests_rules;
 
 #[cfg(test)]
 mod tests {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::config::model::{
-    Config, Health, HostMatch, Listener, Queue, Route, Server, Timeouts, Tls, Upstream,
+    Config, Health, HostMatch, Listener, Queue, Route, RouteAction, Server, Timeouts, Tls, Upstream,
 };
 
 pub fn listener(name: &str, port: u16, tls: bool, redirect: bool) -> Listener {
@@ -17,6 +17,7 @@ pub fn listener(name: &str, port: u16, tls: bool, redirect: bool) -> Listener {
         redirect_to_https: redirect,
         proxy_protocol: None,
         limits: Default::default(),
+        client_auth: None,
     }
 }
 
@@ -27,8 +28,9 @@ pub fn route(name: &str, listener: Option<&str>, upstream: &str) -> Route {
         path_prefix: "/".into(),
         strip_prefix: false,
         listener: listener.map(str::to_string),
-        upstream: upstream.into(),
+        action: RouteAction::Upstream(upstream.into()),
         security: Default::default(),
+        rules: Default::default(),
     }
 }
 
@@ -63,6 +65,7 @@ pub fn config(listeners: Vec<Listener>, routes: Vec<Route>) -> Config {
         queue: Queue::default(),
         discovery: None,
         inference: None,
+        tls: None,
     };
     Config {
         source: PathBuf::from("test.yaml"),
@@ -83,6 +86,7 @@ pub fn config(listeners: Vec<Listener>, routes: Vec<Route>) -> Config {
         trusted_proxies: Vec::new(),
         max_connections_per_ip: None,
         cluster: None,
+        geoip: None,
         otel: None,
     }
 }

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod proxy_header;
 pub mod proxy_protocol;
 pub mod quota;
+pub mod refuse;
 pub mod tables;
 
 use std::collections::HashSet;

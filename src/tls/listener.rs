@@ -17,14 +17,19 @@
 //!   number of clients resume without the server holding state per client; one TLS 1.3 ticket
 //!   per handshake (rustls sends two by default, each an extra encryption and record); a session
 //!   cache for TLS 1.2 clients that do not take tickets.
+//! - **Client certificates.** With `client_auth` the listener verifies them against its CAs
+//!   ([`super::client_auth`]) and records a verified one in the connection's TLS digest.
 
 use std::sync::Arc;
 
-use pingora::listeners::tls::Acceptor;
+use pingora::listeners::tls::{Acceptor, TlsSettings};
 use rustls::crypto::aws_lc_rs::{cipher_suite, default_provider, kx_group, Ticketer};
 use rustls::crypto::CryptoProvider;
 use rustls::server::{ResolvesServerCert, ServerSessionMemoryCache};
 use rustls::{version, ServerConfig, SupportedCipherSuite};
+
+use super::client_auth;
+use crate::config::model::{ClientAuth, Listener};
 
 /// TLS 1.2 sessions kept for clients that resume by session id (about 300 bytes each).
 const SESSION_CACHE_ENTRIES: usize = 4096;
@@ -55,16 +60,27 @@ const SUITES: &[SupportedCipherSuite] = &[
 
 /// The rustls configuration of a TLS listener whose certificates come from `certs`.
 pub fn server_config(certs: Arc<dyn ResolvesServerCert>) -> Result<ServerConfig, String> {
-    let provider = CryptoProvider {
+    server_config_for(certs, None)
+}
+
+/// [`server_config`] of a listener asking for client certificates with `client_auth`.
+pub fn server_config_for(
+    certs: Arc<dyn ResolvesServerCert>,
+    client_auth: Option<&ClientAuth>,
+) -> Result<ServerConfig, String> {
+    let provider = Arc::new(CryptoProvider {
         cipher_suites: SUITES.to_vec(),
         kx_groups: KX_GROUPS.to_vec(),
         ..default_provider()
-    };
-    let mut config = ServerConfig::builder_with_provider(Arc::new(provider))
+    });
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&version::TLS13, &version::TLS12])
-        .map_err(|e| format!("TLS versions: {e}"))?
-        .with_no_client_auth()
-        .with_cert_resolver(certs);
+        .map_err(|e| format!("TLS versions: {e}"))?;
+    let builder = match client_auth {
+        Some(auth) => builder.with_client_cert_verifier(client_auth::verifier(auth, provider)?),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(certs);
     config.ignore_client_order = true;
     config.ticketer = Ticketer::new().map_err(|e| format!("TLS session tickets: {e}"))?;
     config.send_tls13_tickets = TLS13_TICKETS;
@@ -78,6 +94,27 @@ pub fn acceptor(certs: Arc<dyn ResolvesServerCert>) -> Result<Acceptor, String> 
     Ok(Acceptor::from_server_config(Arc::new(server_config(
         certs,
     )?)))
+}
+
+/// [`acceptor`] for `listener`: with `client_auth`, the handshake verifies client certificates
+/// and a verified one is kept in the connection's TLS digest
+/// ([`client_auth::client_cert_headers`] reads it back).
+pub fn acceptor_for(
+    certs: Arc<dyn ResolvesServerCert>,
+    listener: &Listener,
+) -> Result<Acceptor, String> {
+    let Some(auth) = &listener.client_auth else {
+        return acceptor(certs);
+    };
+    let config = Arc::new(server_config_for(certs.clone(), Some(auth))?);
+    // pingora runs the handshake-complete callback only for an acceptor built from its
+    // settings, which make their own rustls configuration: ours replaces it.
+    let mut settings = TlsSettings::with_callbacks(Box::new(client_auth::CaptureClientCertificate))
+        .map_err(|e| format!("TLS callbacks: {e}"))?;
+    settings.set_cert_resolver(certs);
+    let mut acceptor = settings.build();
+    acceptor.acceptor = pingora::tls::TlsAcceptor::from(config);
+    Ok(acceptor)
 }
 
 #[cfg(test)]

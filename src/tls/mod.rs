@@ -1,12 +1,15 @@
 //! TLS: the SNI certificate store (survives reloads), the rustls resolver over it, the
-//! listeners' rustls configuration, the process's default provider, and the self-signed
-//! placeholder certificate made on first start.
+//! listeners' rustls configuration with their client certificates, https to upstream servers,
+//! the process's default provider, and the self-signed placeholder certificate made on first
+//! start.
 
 pub mod build;
+pub mod client_auth;
 pub mod listener;
 pub mod metrics;
 pub mod placeholder;
 pub mod store;
+pub mod upstream;
 
 pub use build::build_index;
 pub use store::{CertIndex, CertStore};

@@ -295,6 +295,73 @@ pub fn post_quantum_client() -> Arc<ClientConfig> {
     Arc::new(config)
 }
 
+/// A client that accepts any server certificate and shows `chain` with `key` when asked for a
+/// client certificate (`None`: shows none).
+pub fn client_with_identity(
+    identity: Option<(
+        Vec<CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> Arc<ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert { provider }));
+    let mut config = match identity {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .expect("client certificate"),
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// One request over a new TLS connection made with `config`; an error instead of a panic when
+/// the handshake or the exchange fails (a refused client certificate).
+pub async fn try_tls_request(
+    addr: SocketAddr,
+    config: &Arc<ClientConfig>,
+    req: &Request,
+) -> Result<Response, String> {
+    let exchange = async {
+        let tcp = TcpStream::connect(addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let name = ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+        let mut tls = TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        tls.write_all(&req.to_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        let mut buf = Vec::new();
+        loop {
+            let mut chunk = [0u8; 16 * 1024];
+            let n = tls
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some((response, _)) = parse_response(&buf, false) {
+                return Ok(response);
+            }
+        }
+        parse_response(&buf, true)
+            .map(|(r, _)| r)
+            .ok_or_else(|| "closed without a response".to_string())
+    };
+    tokio::time::timeout(DEFAULT_RESPONSE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| "timed out".to_string())?
+}
+
 /// A TLS connection made with `config` (see [`resuming_client`]), SNI `sni`.
 pub async fn tls_connect_with(
     addr: SocketAddr,

@@ -1,10 +1,11 @@
 //! `ferrogate import-haproxy` against HAProxy itself: real HAProxy runs an haproxy.cfg with the
 //! issue's constructs (binds with `ssl crt`, `acl` on `hdr(host)` / `path_beg` / `src`,
 //! `use_backend` / `default_backend`, `balance`, `cookie … insert`, `check`, `option forwardfor`,
-//! `http-request set-header` / `add-header`, timeouts, `redirect scheme https`) on loopback
-//! ports; ferrogate runs the translation's routes and upstreams; the same requests must reach
-//! the same echo backends with the same headers. The header rules the configuration cannot say
-//! yet are left out by the translation, noted on stderr, and so not compared.
+//! `http-request set-header` / `add-header`, timeouts, `redirect scheme https`) and request
+//! rules (an `acl` on a request header, a user-agent `deny`, `redirect location`,
+//! `http-response set-header` / `del-header`) on loopback ports; ferrogate runs the
+//! translation's routes and upstreams; the same requests must reach the same echo backends with
+//! the same headers, and the same refusals, redirects and response headers come back.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -53,10 +54,16 @@ frontend edge
     acl p_v1 path_beg /v1/
     acl p_admin path_beg /admin/
     acl internal src 127.0.0.0/8
+    acl beta hdr(x-beta) -i yes
+    http-request deny if { hdr_sub(user-agent) -i badbot }
     http-request deny if p_admin !internal
+    http-request redirect location https://chat.example.test/moved if { hdr(host) -i old.example.test }
     http-request set-header X-Forwarded-Proto https
     http-request set-header X-Env prod
     http-request add-header X-Source edge
+    http-response set-header X-Frame-Options DENY
+    http-response del-header X-Backend
+    use_backend api if host_chat beta
     use_backend api if host_api p_v1
     use_backend admin if p_admin
     use_backend chat if host_chat
@@ -157,6 +164,8 @@ fn seen(request: &RecordedRequest) -> Vec<String> {
         "user-agent",
         "x-client-header",
         "cookie",
+        "x-env",
+        "x-source",
     ] {
         parts.push(format!("{name}: {:?}", request.header_all(name)));
     }
@@ -261,7 +270,7 @@ async fn haproxy_and_the_translation_send_requests_to_the_same_backends() {
     };
     let haproxy = start_haproxy(dir.path(), &fill);
 
-    // The translation: only keys `check` accepts; the header rules it cannot say are noted.
+    // The translation: every rule of the file is translated, nothing noted for them.
     let out = Command::new(BIN)
         .arg("import-haproxy")
         .arg(dir.path().join("haproxy.cfg"))
@@ -270,15 +279,17 @@ async fn haproxy_and_the_translation_send_requests_to_the_same_backends() {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let yaml = String::from_utf8_lossy(&out.stdout).into_owned();
-    for rule in ["set-header X-Env prod", "add-header X-Source edge"] {
-        assert!(
-            stderr
-                .lines()
-                .any(|l| l.contains(rule) && l.contains("`headers`")),
-            "{rule} is noted:\n{stderr}"
-        );
+    for rule in [
+        "X-Env",
+        "X-Source",
+        "X-Frame-Options",
+        "X-Backend",
+        "badbot",
+        "redirect location",
+        "x-beta",
+    ] {
+        assert!(!stderr.contains(rule), "{rule} is noted:\n{stderr}");
     }
-    assert!(!stderr.contains("X-Forwarded-Proto"), "{stderr}");
     let translated = dir.path().join("ferrogate.yaml");
     std::fs::write(&translated, &yaml).expect("write translation");
     let check = run_check(&translated);
@@ -334,11 +345,41 @@ async fn haproxy_and_the_translation_send_requests_to_the_same_backends() {
             "x-forwarded-for: [\"127.0.0.1\"]".to_string(),
             "x-forwarded-proto: [\"https\"]".to_string(),
             "x-client-header: [\"kept\"]".to_string(),
+            "x-env: [\"prod\"]".to_string(),
+            "x-source: [\"edge\"]".to_string(),
             format!("target: {target}"),
         ] {
             assert!(h_seen.contains(&expected), "{expected} in {h_seen:?}");
         }
     }
+
+    // The request rules: a header condition picks the backend, response headers are set and
+    // removed, a user agent is refused and a host is redirected, by both alike.
+    let beta = Request::get("chat.example.test", "/c/2").header("X-Beta", "yes");
+    let (h_name, h_seen, h_response) = through(&backends, haproxy.https, &beta).await;
+    let (f_name, f_seen, f_response) = through(&backends, ferrogate.https, &beta).await;
+    assert_eq!((h_name.as_str(), f_name.as_str()), ("a1", "a1"));
+    assert_eq!(h_seen, f_seen);
+    for response in [&h_response, &f_response] {
+        assert_eq!(response.header("x-frame-options"), Some("DENY"));
+        assert_eq!(response.header("x-backend"), None, "removed by del-header");
+    }
+    let before = backends.counts();
+    for proxy in [haproxy.https, ferrogate.https] {
+        let bot = Request::get("chat.example.test", "/").header("User-Agent", "BadBot/2.0");
+        assert_eq!(https_request(proxy, &bot).await.status, 403);
+        let old = https_request(proxy, &Request::get("old.example.test", "/x")).await;
+        assert_eq!(old.status, 302);
+        assert_eq!(
+            old.header("location"),
+            Some("https://chat.example.test/moved")
+        );
+    }
+    assert_eq!(
+        backends.counts(),
+        before,
+        "refused and redirected requests reached no backend"
+    );
 
     // Round robin with an inserted cookie: new clients are spread over c1 and c2 by both, and a
     // client that shows its cookie stays where it was.

@@ -8,6 +8,7 @@ mod client;
 mod harness;
 
 mod balance_support;
+mod test_pki;
 mod uvicorn_env;
 
 mod balance;
@@ -18,6 +19,8 @@ mod check_cmd;
 mod cluster;
 mod cluster_env;
 mod dashboard;
+mod edge_rules;
+mod edge_tls;
 mod errors;
 mod health;
 mod health_active;
@@ -55,6 +58,7 @@ mod security_quota;
 mod sticky;
 mod streaming;
 mod tls;
+mod upstream_tls;
 
 mod acme_account;
 mod acme_dns01;

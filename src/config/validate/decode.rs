@@ -232,7 +232,7 @@ fn missing_field(message: &str) -> Option<&str> {
 
 /// Whether `written` is likely a misspelling of `key` (the similarity clap uses for "did you
 /// mean").
-fn looks_like(written: &str, key: &str) -> bool {
+pub(super) fn looks_like(written: &str, key: &str) -> bool {
     /// Jaro similarity above which two names are taken for the same one.
     const SIMILAR: f64 = 0.7;
     strsim::jaro(written, key) > SIMILAR

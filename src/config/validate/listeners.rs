@@ -1,17 +1,20 @@
 //! `listeners`: the built-in `http` and `https` listeners (an address, or a mapping with options)
-//! and the named extras; PROXY protocol, connection limits and the HTTP/2 window per listener.
+//! and the named extras; PROXY protocol, connection limits, the HTTP/2 window and client
+//! certificates (`client_auth`, TLS listeners only; its CA file is read by `resolve`) per listener.
 
 use std::net::SocketAddr;
 
 use serde_yaml::Value;
 
 use super::Checker;
+use crate::config::draft::DraftClientAuth;
 use crate::config::duration::parse_duration;
+use crate::config::model::ClientAuthMode;
 use crate::config::model::{
     Cidr, Listener, ListenerLimits, LISTENER_HTTP, LISTENER_HTTPS, MAX_H2_WINDOW,
     MAX_HEADERS_LIMIT, MIN_H2_WINDOW,
 };
-use crate::config::raw::{RawBuiltinListener, RawListeners};
+use crate::config::raw::{RawBuiltinListener, RawClientAuth, RawClientAuthMode, RawListeners};
 
 /// The checked listeners, and what routes need to know about them.
 pub(super) struct Listeners {
@@ -22,6 +25,10 @@ pub(super) struct Listeners {
     pub names: Option<Vec<String>>,
     /// The listener serving routes that name none.
     pub default_name: &'static str,
+    /// Names of the listeners that ask for client certificates.
+    pub client_auth: Vec<String>,
+    /// Their `client_auth` settings, CA files not read yet.
+    pub client_auths: Vec<DraftClientAuth>,
 }
 
 /// The message for an address that is not `IP:PORT`.
@@ -37,12 +44,16 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
                 listeners: Vec::new(),
                 names: Some(Vec::new()),
                 default_name: LISTENER_HTTPS,
+                client_auth: Vec::new(),
+                client_auths: Vec::new(),
             };
         }
         return Listeners {
             listeners: Vec::new(),
             names: None,
             default_name: LISTENER_HTTPS,
+            client_auth: Vec::new(),
+            client_auths: Vec::new(),
         };
     };
     let has_https = raw.https.is_some();
@@ -80,8 +91,9 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
                     header_timeout: raw.header_timeout,
                     idle_timeout: raw.idle_timeout,
                     h2_window: raw.h2_window,
+                    client_auth: raw.client_auth,
                 };
-                options(checker, &path, raw.address, keys)
+                options(checker, &path, raw.address, tls, keys)
             }
         };
         declared.push(Declared {
@@ -117,8 +129,9 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
             header_timeout: extra.header_timeout,
             idle_timeout: extra.idle_timeout,
             h2_window: extra.h2_window,
+            client_auth: extra.client_auth,
         };
-        let options = options(checker, &path, extra.address, keys);
+        let options = options(checker, &path, extra.address, extra.tls, keys);
         declared.push(Declared {
             name: extra.name,
             tls: extra.tls,
@@ -128,7 +141,12 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
     }
 
     let mut listeners: Vec<Listener> = Vec::with_capacity(declared.len());
-    for declared in declared {
+    let mut client_auths = Vec::new();
+    for mut declared in declared {
+        if let Some(mut auth) = declared.options.client_auth.take() {
+            auth.listener = declared.name.clone();
+            client_auths.push(auth);
+        }
         let path = declared.options.address_path;
         let Ok(address) = declared.options.address.parse::<SocketAddr>() else {
             checker.at_value(&path, bad_address(&declared.options.address));
@@ -149,6 +167,7 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
             redirect_to_https: declared.redirect_to_https,
             proxy_protocol: declared.options.proxy_protocol,
             limits: declared.options.limits,
+            client_auth: None,
         });
     }
     if names.is_empty() {
@@ -163,6 +182,8 @@ pub(super) fn check(checker: &mut Checker, value: Option<&Value>) -> Listeners {
         } else {
             LISTENER_HTTPS
         },
+        client_auth: client_auths.iter().map(|a| a.listener.clone()).collect(),
+        client_auths,
     }
 }
 
@@ -181,6 +202,7 @@ struct Options {
     address_path: String,
     proxy_protocol: Option<Vec<Cidr>>,
     limits: ListenerLimits,
+    client_auth: Option<DraftClientAuth>,
 }
 
 impl Options {
@@ -191,6 +213,7 @@ impl Options {
             address_path,
             proxy_protocol: None,
             limits: ListenerLimits::default(),
+            client_auth: None,
         }
     }
 }
@@ -204,10 +227,17 @@ struct OptionKeys {
     header_timeout: Option<String>,
     idle_timeout: Option<String>,
     h2_window: Option<Value>,
+    client_auth: Option<RawClientAuth>,
 }
 
-/// Checks the options of the listener mapping at `path`.
-fn options(checker: &mut Checker, path: &str, address: String, keys: OptionKeys) -> Options {
+/// Checks the options of the listener mapping at `path` (`tls`: whether it is a TLS listener).
+fn options(
+    checker: &mut Checker,
+    path: &str,
+    address: String,
+    tls: bool,
+    keys: OptionKeys,
+) -> Options {
     let from_path = format!("{path}.proxy_protocol_from");
     let from = checker.cidr_list(&from_path, keys.proxy_protocol_from.as_deref());
     let proxy_protocol = match (keys.proxy_protocol, keys.proxy_protocol_from.is_some()) {
@@ -277,10 +307,45 @@ fn options(checker: &mut Checker, path: &str, address: String, keys: OptionKeys)
             }
         }
     }
+    let client_auth = keys
+        .client_auth
+        .and_then(|raw| client_auth(checker, &format!("{path}.client_auth"), tls, raw));
     Options {
         address,
         address_path: format!("{path}.address"),
         proxy_protocol,
         limits,
+        client_auth,
     }
+}
+
+/// `client_auth` at `path` of a listener (`tls`: whether it is a TLS one).
+fn client_auth(
+    checker: &mut Checker,
+    path: &str,
+    tls: bool,
+    raw: RawClientAuth,
+) -> Option<DraftClientAuth> {
+    if !tls {
+        checker.at_key(
+            path,
+            "client certificates need a TLS listener (`https`, or an extra listener with `tls: true`)",
+        );
+        return None;
+    }
+    let ca_path = format!("{path}.ca");
+    if raw.ca.is_empty() {
+        checker.at_value(&ca_path, "name the PEM file of the client CAs");
+        return None;
+    }
+    let mode = match raw.mode.unwrap_or(RawClientAuthMode::Required) {
+        RawClientAuthMode::Required => ClientAuthMode::Required,
+        RawClientAuthMode::Optional => ClientAuthMode::Optional,
+    };
+    Some(DraftClientAuth {
+        listener: String::new(),
+        at: ca_path,
+        mode,
+        ca: checker.named_file(&raw.ca),
+    })
 }

@@ -1,4 +1,6 @@
-//! `routes`: names, references to upstreams and listeners, host and path matching.
+//! `routes`: names, references to upstreams and listeners, host and path matching, and the
+//! rules of [`super::rules`]. Several routes may share listener, host and path prefix when they
+//! differ by `match`; one without `match` takes every request of its key, so none may follow it.
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -6,9 +8,10 @@ use serde_yaml::Value;
 
 use super::hosts::parse_host;
 use super::listeners::Listeners;
+use super::rules::RuleContext;
 use super::Checker;
 use crate::config::draft::DraftRoute;
-use crate::config::model::{HostMatch, Route};
+use crate::config::model::{HostMatch, Route, RouteAction};
 use crate::config::raw::RawRoute;
 
 /// The path prefix of a route that gives none.
@@ -22,12 +25,14 @@ pub(super) fn check(
     value: Option<&Value>,
     upstream_names: &[String],
     listeners: &Listeners,
+    geoip: bool,
 ) -> Vec<DraftRoute> {
     let mut routes = Vec::new();
     // Element path by name of every route seen, valid or not, for duplicate checks (hashed: a
     // configuration may hold tens of thousands of routes).
     let mut seen_names: HashMap<String, String> = HashMap::default();
-    let mut seen_matches: HashMap<MatchKey, String> = HashMap::default();
+    // The first route without `match` of each key: it takes every request of the key.
+    let mut unconditional: HashMap<MatchKey, String> = HashMap::default();
     for (path, element) in checker.sequence(value, "routes") {
         let Some(raw) = checker.decode::<RawRoute>(Some(element), &path) else {
             continue;
@@ -46,13 +51,15 @@ pub(super) fn check(
             seen_names.insert(raw.name.clone(), name_path);
         }
 
-        if !upstream_names.contains(&raw.upstream) {
-            let message = format!(
-                "no upstream named `{}` (defined: {})",
-                raw.upstream,
-                list_or_none(upstream_names)
-            );
-            checker.at_value(&format!("{path}.upstream"), message);
+        let action = checker.route_action(&path, &raw, element);
+        if let Some(RouteAction::Upstream(upstream)) = &action {
+            if !upstream_names.contains(upstream) {
+                let message = format!(
+                    "no upstream named `{upstream}` (defined: {})",
+                    list_or_none(upstream_names)
+                );
+                checker.at_value(&format!("{path}.upstream"), message);
+            }
         }
         if let (Some(listener), Some(names)) = (&raw.listener, &listeners.names) {
             if !names.contains(listener) {
@@ -95,22 +102,35 @@ pub(super) fn check(
         } else {
             hosts.iter().cloned().map(Some).collect()
         };
+        let conditional = raw.matcher.is_some();
         for host in host_keys {
             let key = (listener.clone(), host, path_prefix.clone());
-            if let Some(first) = seen_matches.get(&key) {
+            if let Some(first) = unconditional.get(&key) {
                 let host = match &key.1 {
                     None => "any host".to_string(),
                     Some(HostMatch::Exact(name)) => format!("host `{name}`"),
                     Some(HostMatch::Wildcard(name)) => format!("host `*.{name}`"),
                 };
-                let message = format!(
-                    "route matches the same listener `{listener}`, {host} and path_prefix `{path_prefix}` as route `{first}`"
-                );
+                let message = if conditional {
+                    format!(
+                        "route is never used: route `{first}` comes first with the same listener `{listener}`, {host} and path_prefix `{path_prefix}` and no `match`, so it takes every request"
+                    )
+                } else {
+                    format!(
+                        "route matches the same listener `{listener}`, {host} and path_prefix `{path_prefix}` as route `{first}` (routes that share them must differ by `match`)"
+                    )
+                };
                 checker.at_value(&path, message);
-            } else {
-                seen_matches.insert(key, raw.name.clone());
+            } else if !conditional {
+                unconditional.insert(key, raw.name.clone());
             }
         }
+        let context = RuleContext {
+            listener: &listener,
+            client_auth: listeners.client_auth.contains(&listener),
+            geoip,
+        };
+        let rules = checker.route_rules(&path, &raw, action.as_ref(), context);
 
         let security = checker.route_security(&path, &raw);
         let api_keys = raw
@@ -122,14 +142,17 @@ pub(super) fn check(
             .as_ref()
             .map(|auth| checker.basic_auth(&format!("{path}.basic_auth"), auth));
 
+        // A route whose action has errors is kept for its look-ups (the file is refused anyway).
+        let action = action.unwrap_or_else(|| RouteAction::Upstream(String::new()));
         let route = Route {
             name: raw.name,
             hosts,
             path_prefix,
             strip_prefix: raw.strip_prefix,
             listener: raw.listener,
-            upstream: raw.upstream,
+            action,
             security,
+            rules,
         };
         routes.push(DraftRoute {
             route,

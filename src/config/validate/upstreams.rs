@@ -124,6 +124,9 @@ fn check_upstream(
         .timeouts
         .map(|raw| check_timeouts(checker, &format!("{path}.timeouts"), raw))
         .unwrap_or_default();
+    let tls = raw
+        .tls
+        .and_then(|tls| checker.upstream_tls(&format!("{path}.tls"), tls));
     let upstream = Upstream {
         name,
         servers: Vec::new(),
@@ -135,8 +138,13 @@ fn check_upstream(
         queue,
         discovery,
         inference,
+        tls: None,
     };
-    DraftUpstream { upstream, servers }
+    DraftUpstream {
+        upstream,
+        servers,
+        tls,
+    }
 }
 
 fn check_timeouts(checker: &mut Checker, path: &str, raw: RawTimeouts) -> Timeouts {

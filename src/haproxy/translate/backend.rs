@@ -518,13 +518,6 @@ fn tls(context: &mut Context, servers: &[Server], keys: &mut Vec<(String, String
     if !t.ssl {
         return;
     }
-    if !context.allows(
-        first.line,
-        "server `ssl` (the upstream is written with plain http to its servers)",
-        "the upstream's `tls`",
-    ) {
-        return;
-    }
     let mut pairs = Vec::new();
     if let Some(sni) = &t.sni {
         match sni.strip_prefix("str(").and_then(|s| s.strip_suffix(')')) {

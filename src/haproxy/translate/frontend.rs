@@ -675,25 +675,6 @@ pub fn translate(
         ordered.extend(overlays.into_iter().map(|(_, p)| p));
     }
     for p in ordered {
-        if !p.spec.matching.is_empty()
-            && !context.allows(
-                p.line,
-                &format!("`{}`", bare(&p.origin)),
-                "a route `match` (method, header, query or client conditions)",
-            )
-        {
-            continue;
-        }
-        let answer = match p.action {
-            Action::Upstream(_) => None,
-            Action::Redirect { .. } => Some("a route `redirect`"),
-            Action::Respond { .. } => Some("a route `respond`"),
-        };
-        if let Some(keys) = answer {
-            if !context.allows(p.line, &format!("`{}`", bare(&p.origin)), keys) {
-                continue;
-            }
-        }
         let base_name = match &p.action {
             Action::Upstream(backend) if backend == &frontend_name => frontend_name.clone(),
             Action::Upstream(backend) => format!("{frontend_name}-{backend}"),

@@ -389,9 +389,6 @@ pub fn deny_list(status: u16, term: &[acl::Atom]) -> Option<DenyList> {
 pub fn add_list(context: &mut Context, line: usize, route: &mut RouteOut, list: &DenyList) {
     match list {
         DenyList::UserAgents(patterns) => {
-            if !context.allows(line, "a user-agent `deny`", "a route's `deny_user_agents`") {
-                return;
-            }
             for p in patterns {
                 if !route.deny_user_agents.contains(p) {
                     route.deny_user_agents.push(p.clone());
@@ -427,13 +424,6 @@ pub fn route_tls(route: &RouteOut, listeners: &[ListenerOut], https_exists: bool
 pub fn apply_rules(context: &mut Context, route: &mut RouteOut, rules: &[HeaderRule], tls: bool) {
     for rule in rules {
         if rule.builtin.is_some() || rule.tls.is_some_and(|t| t != tls) {
-            continue;
-        }
-        if !context.allows(
-            rule.line,
-            &format!("`{}`", rule.text),
-            "a route's `headers`",
-        ) {
             continue;
         }
         let ops = if rule.response {

@@ -280,15 +280,7 @@ pub fn assign_listeners(context: &mut Context, frontends: &[Scope<'_>]) -> Liste
             context.note(d.line, "bind `accept-proxy`: translated with proxy_protocol_from: [0.0.0.0/0, ::/0]; narrow it to your balancers' addresses");
         }
         if bind.tls {
-            let client_certificates = bind.client_ca.is_none()
-                || matches!(bind.verify.as_deref(), Some("none"))
-                || context.allows(
-                    d.line,
-                    "bind `ca-file`/`verify` (client certificates)",
-                    "the listener's `client_auth`",
-                );
             match (&bind.client_ca, bind.verify.as_deref()) {
-                _ if !client_certificates => {}
                 (Some(ca), Some(mode @ ("required" | "optional"))) => {
                     keys.push((
                         "client_auth".into(),

@@ -4,7 +4,6 @@
 //! failures, then the response head and body, or the handover to a tunnel after a 101.
 
 use std::mem;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,6 +14,7 @@ use pingora::ErrorType;
 use super::{Ending, Exchange, Handled};
 use crate::inference::usage::UsageReader;
 use crate::otel::AttemptTrace;
+use crate::pool::members::Member;
 use crate::proxy::attempt::{self, Attempt, Failed};
 use crate::proxy::balancing::{self, RetryFacts};
 use crate::proxy::error::EdgeError;
@@ -74,7 +74,7 @@ impl Exchange<'_> {
             self.inference.chosen(upstream, &pick);
             self.tries.count += 1;
             self.tries.last_server = Some(pick.member.address.clone());
-            let socket = pick.member.socket;
+            let server = pick.member.clone();
             let attempt_number = u32::try_from(self.tries.count - 1).unwrap_or(u32::MAX);
             let mut span = self
                 .trace
@@ -82,7 +82,7 @@ impl Exchange<'_> {
                 .map(|t| t.attempt(&pick.member.address, attempt_number));
             self.tries.pick = Some(pick);
             let failed = match self
-                .attempt(target, session, socket, websocket, &mut span)
+                .attempt(target, session, &server, websocket, &mut span)
                 .await
             {
                 Ok(handled) => return Ok(handled),
@@ -143,12 +143,12 @@ impl Exchange<'_> {
         }
     }
 
-    /// One attempt at `socket`: connect, send, read the response head, relay.
+    /// One attempt at `server`: connect, send, read the response head, relay.
     async fn attempt(
         &mut self,
         target: &Arc<RouteTarget>,
         session: &mut ServerSession,
-        socket: SocketAddr,
+        server: &Member,
         websocket: bool,
         span: &mut Option<AttemptTrace>,
     ) -> Result<Handled, Attempted> {
@@ -176,11 +176,20 @@ impl Exchange<'_> {
                 has_body: !self.body.done || self.body.read > 0,
                 websocket,
                 traceparent: span.as_ref().map(AttemptTrace::traceparent),
+                client_auth: routed.client_auth,
+                client_cert: self.conn.client_cert.as_ref(),
+                vars: self.template_vars(session),
             };
             outbound::upstream_head(session.req_header(), &out).map_err(Attempted::Client)?
         };
         let connector = &self.app.connector;
-        let mut attempt = attempt::connect(connector, socket, &upstream.timeouts, websocket)
+        let to = attempt::Target {
+            upstream: &upstream.name,
+            socket: server.socket,
+            address: &server.address,
+            tls: upstream.tls.as_deref(),
+        };
+        let mut attempt = attempt::connect(connector, to, &upstream.timeouts, websocket)
             .await
             .map_err(|f| Attempted::from(f, false))?;
         let reused = attempt.reused;
@@ -247,6 +256,10 @@ impl Exchange<'_> {
             cors: mem::take(&mut self.cors),
             hsts: routed.hsts.as_ref(),
             request_id,
+            rules: target
+                .response_headers
+                .as_ref()
+                .map(|rules| (rules, self.template_vars(session))),
         };
         let response = reply::downstream_head(head, reply)
             .map_err(|error| Attempted::from(Failed::Server { error, sent: true }, reused))?;
