@@ -60,6 +60,13 @@ enum Handled {
     Upgraded(Box<Upgraded>),
 }
 
+impl Handled {
+    /// A local answer was written; `close`: the connection ends after it.
+    fn answered(close: bool) -> Self {
+        Self::Ended(if close { Ending::Close } else { Ending::Done })
+    }
+}
+
 /// The attempts of one request.
 #[derive(Default)]
 struct Tries {
@@ -305,11 +312,7 @@ impl Exchange<'_> {
         respond::send(session, response, asked)
             .await
             .map_err(|e| EdgeError::downstream(&e))?;
-        Ok(Handled::Ended(if close {
-            Ending::Close
-        } else {
-            Ending::Done
-        }))
+        Ok(Handled::answered(close))
     }
 
     /// The answer of a route that answers itself, with the route's CORS and `headers.response`.
@@ -340,11 +343,7 @@ impl Exchange<'_> {
         respond::write(session, header, response, head_only)
             .await
             .map_err(|e| EdgeError::downstream(&e))?;
-        Ok(Handled::Ended(if close {
-            Ending::Close
-        } else {
-            Ending::Done
-        }))
+        Ok(Handled::answered(close))
     }
 
     /// What the placeholders of the route's redirect and header rules stand for in this request.

@@ -152,10 +152,11 @@ fn checker_config(settings: &UpstreamTls) -> Result<ClientConfig, String> {
     Ok(config)
 }
 
-/// `verify: false`: any certificate is taken, but the handshake's signatures are still checked
-/// (the peer holds the key of the certificate it showed).
+/// Takes any certificate, but still checks the handshake's signatures (the peer holds the key of
+/// the certificate it showed): upstreams with `verify: false`, and the daemon's probe of its own
+/// listeners.
 #[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
+pub struct Unverified(pub Arc<CryptoProvider>);
 
 impl ServerCertVerifier for Unverified {
     fn verify_server_cert(
