@@ -85,9 +85,7 @@ pub fn build(
     let connector = crate::proxy::connector(&server.configuration);
     for listener in &config.listeners {
         let app = ProxyApp::new(
-            &listener.name,
-            listener.tls,
-            listener.limits,
+            listener,
             live.clone(),
             process.active.clone(),
             connector.clone(),

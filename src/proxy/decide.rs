@@ -42,9 +42,6 @@ pub struct Routed {
     pub hsts: Option<HeaderValue>,
     /// The client: the peer, or what a trusted proxy's X-Forwarded-For names.
     pub client: ClientAddr,
-    /// The listener asks for client certificates: the request carries what the connection
-    /// showed.
-    pub client_auth: bool,
 }
 
 /// The connection a request arrived on, as the routing decision sees it.
@@ -110,7 +107,6 @@ pub fn decide(
         forwarded_host,
         hsts: view.hsts.clone(),
         client,
-        client_auth: view.client_auth.is_some(),
     })
 }
 

@@ -35,7 +35,7 @@ use pingora::protocols::{Stream, ALPN};
 use pingora::server::configuration::ServerConf;
 use pingora::server::ShutdownWatch;
 
-use crate::config::model::{ListenerLimits, LISTENER_HTTP};
+use crate::config::model::{Listener, ListenerLimits, LISTENER_HTTP};
 use crate::lifecycle::ActiveRequests;
 use crate::runtime::Live;
 use crate::tls::client_auth::{verified_client_cert, ClientCertHeaders};
@@ -57,6 +57,9 @@ pub struct ProxyApp {
     tls: bool,
     /// The plain `http` listener, where ACME HTTP-01 challenges are answered.
     acme: bool,
+    /// The listener asks for client certificates (`client_auth`, bound at start with its TLS
+    /// acceptor): requests carry the X-Client-Cert-* headers of what the connection showed.
+    client_auth: bool,
     /// X-Forwarded-Proto.
     proto: HeaderValue,
     live: Arc<Live>,
@@ -67,18 +70,19 @@ pub struct ProxyApp {
 }
 
 impl ProxyApp {
+    /// The request path of `listener` as configured at start.
     pub fn new(
-        listener: &str,
-        tls: bool,
-        limits: ListenerLimits,
+        listener: &Listener,
         live: Arc<Live>,
         active: Arc<ActiveRequests>,
         connector: Arc<Connector>,
     ) -> Self {
+        let (tls, limits) = (listener.tls, listener.limits);
         Self {
-            listener: Arc::from(listener),
+            listener: Arc::from(listener.name.as_str()),
             tls,
-            acme: listener == LISTENER_HTTP,
+            acme: listener.name == LISTENER_HTTP,
+            client_auth: listener.client_auth.is_some(),
             proto: if tls {
                 forwarded::PROTO_HTTPS.clone()
             } else {

@@ -19,8 +19,8 @@ use http::HeaderValue;
 use super::Live;
 use crate::cluster::Cluster;
 use crate::config::model::{
-    Balance, Cidr, ClientAuthMode, Config, Discovery, Health, Inference, Queue, Rewrite, Route,
-    Sticky, Timeouts, LISTENER_HTTP, LISTENER_HTTPS,
+    Balance, Cidr, Config, Discovery, Health, Inference, Queue, Rewrite, Route, Sticky, Timeouts,
+    LISTENER_HTTP, LISTENER_HTTPS,
 };
 use crate::geoip::GeoipHandle;
 use crate::inference::metrics::InferenceMetrics;
@@ -70,9 +70,6 @@ pub struct ListenerView {
     pub router: Router<Arc<RouteTarget>>,
     /// `trusted_proxies`: peers whose X-Forwarded-For names the client.
     pub trusted_proxies: Arc<[Cidr]>,
-    /// `client_auth`: requests get the X-Client-Cert-* headers (client copies are removed on
-    /// every listener).
-    pub client_auth: Option<ClientAuthMode>,
 }
 
 /// The routing decision's result: which route matched and where it sends the request.
@@ -273,7 +270,6 @@ impl Snapshot {
                     hsts: if l.tls { hsts.clone() } else { None },
                     router,
                     trusted_proxies: trusted_proxies.clone(),
-                    client_auth: l.client_auth.as_ref().map(|auth| auth.mode),
                 }
             })
             .collect();

@@ -176,7 +176,7 @@ impl Exchange<'_> {
                 has_body: !self.body.done || self.body.read > 0,
                 websocket,
                 traceparent: span.as_ref().map(AttemptTrace::traceparent),
-                client_auth: routed.client_auth,
+                client_auth: self.app.client_auth,
                 client_cert: self.conn.client_cert.as_ref(),
                 vars: self.template_vars(session),
             };
