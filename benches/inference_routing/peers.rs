@@ -390,6 +390,24 @@ fn debug_tenants(system: &System, run: &Run, from: Duration) {
         }
     }
     eprintln!("{} (tenant: node requests/slow):", system.label());
+    for r in run.records.iter().filter(|r| r.ok() && r.sent_at >= from) {
+        let slow = r.outcome.ttft.filter(|t| *t > Duration::from_millis(500));
+        if let (Some(ttft), Some(t), Some(node)) = (slow, tenant(r), &r.outcome.node) {
+            let before = |x: &&Record| x.ok() && x.done_at() < r.sent_at && tenant(x) == Some(t);
+            let seen = run.records.iter().filter(before).count();
+            let here = run
+                .records
+                .iter()
+                .filter(before)
+                .filter(|x| x.outcome.node.as_ref() == Some(node))
+                .count();
+            eprintln!(
+                "  slow: at {:.1} s tenant {t} ttft {:.2} s, tenant done before {seen}, on this node {here}",
+                r.sent_at.as_secs_f64(),
+                ttft.as_secs_f64()
+            );
+        }
+    }
     for (t, nodes) in by {
         let cells: Vec<String> = nodes
             .iter()
