@@ -107,8 +107,12 @@ fn prefix_index(c: &mut Criterion) {
                 prefill_backlog_secs: 0.0,
                 cached_tokens: index.matched(hashes, server) as f64 * prefix::TOKENS_PER_BLOCK,
                 holder_rank: None,
-                cache_fill: index.fill(server),
+                free_cache_tokens: {
+                    let (held, modelled) = index.tokens_of(server);
+                    (modelled - held).max(0.0)
+                },
                 prefixes_held: 8,
+                arrival_rate: 1.0,
             })
             .collect();
         prefix::choose(&views, &[true; 8], 5_000.0, 0)

@@ -4,7 +4,8 @@
 //! `BENCH_PEERS_VENV` with their cache-aware defaults), each in front of fresh simulated nodes
 //! under the same seeded workload: near round-robin saturation, twice that load, one hot tenant,
 //! random prompts, a node killed mid-run, a node added mid-run. Prints a table per scenario and
-//! writes every number to `BENCH_PEERS_JSON`.
+//! writes every number to `BENCH_PEERS_JSON`. `BENCH_PEER_SCENARIOS` and `BENCH_PEER_SYSTEMS`
+//! (comma-separated names, see [`System::key`]) run a subset.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -45,6 +46,17 @@ impl System {
             System::FerrogateKvEvents => "ferrogate cache_aware + kv_events".into(),
             System::SglangRouter => "sglang-router 0.3.2 cache_aware".into(),
             System::VllmRouter(p) => format!("vllm-router 0.1.17 {p}"),
+        }
+    }
+
+    /// The name `BENCH_PEER_SYSTEMS` selects it by.
+    pub fn key(&self) -> &'static str {
+        match self {
+            System::Ferrogate(p) => p,
+            System::FerrogateKvEvents => "kv_events",
+            System::SglangRouter => "sglang",
+            System::VllmRouter("kv_aware") => "vllm_kv_aware",
+            System::VllmRouter(_) => "vllm",
         }
     }
 
@@ -305,6 +317,8 @@ struct Row {
     summary: Summary,
     /// Mean over tenants of the nodes that served them (in the hold).
     tenant_spread: f64,
+    /// The hot tenant's TTFT against every other tenant's.
+    split: TenantSplit,
     /// Share served by the changed node (killed: after the kill; added: after the add).
     changed_share: Option<f64>,
     note: String,
@@ -313,6 +327,94 @@ struct Row {
 /// Tenant of a chat id `chat-T-N`.
 fn tenant(record: &Record) -> Option<usize> {
     record.chat_id.as_deref()?.split('-').nth(1)?.parse().ok()
+}
+
+/// The tenant `hot` scenario favours.
+const HOT_TENANT: usize = 0;
+
+/// TTFT of the hot tenant's requests and of every other tenant's, each (p50, p90) in seconds
+/// over the requests sent in the hold, and how many nodes served each tenant there.
+#[derive(Debug, Clone, Default)]
+struct TenantSplit {
+    hot: (f64, f64),
+    others: (f64, f64),
+    /// Tenant → nodes that served it.
+    spread: BTreeMap<usize, usize>,
+}
+
+fn tenant_split(run: &Run, from: Duration, to: Duration) -> TenantSplit {
+    let mut hot = Vec::new();
+    let mut others = Vec::new();
+    let mut nodes: BTreeMap<usize, BTreeSet<String>> = BTreeMap::new();
+    for r in run
+        .records
+        .iter()
+        .filter(|r| r.sent_at >= from && r.sent_at < to)
+    {
+        let Some(t) = tenant(r) else { continue };
+        if let Some(ttft) = r.outcome.ttft {
+            let into = if t == HOT_TENANT {
+                &mut hot
+            } else {
+                &mut others
+            };
+            into.push(ttft.as_secs_f64());
+        }
+        if let (true, Some(node)) = (r.ok(), &r.outcome.node) {
+            nodes.entry(t).or_default().insert(node.clone());
+        }
+    }
+    hot.sort_by(f64::total_cmp);
+    others.sort_by(f64::total_cmp);
+    let p = |v: &[f64]| (report::percentile(v, 0.5), report::percentile(v, 0.9));
+    TenantSplit {
+        hot: p(&hot),
+        others: p(&others),
+        spread: nodes.into_iter().map(|(t, n)| (t, n.len())).collect(),
+    }
+}
+
+/// With `BENCH_DEBUG`: per tenant, the requests each node served in the hold and how many of
+/// them waited over half a second for their first token.
+fn debug_tenants(system: &System, run: &Run, from: Duration) {
+    let mut by: BTreeMap<usize, BTreeMap<String, (usize, usize)>> = BTreeMap::new();
+    for r in run.records.iter().filter(|r| r.ok() && r.sent_at >= from) {
+        if let (Some(t), Some(node)) = (tenant(r), &r.outcome.node) {
+            let slow = r
+                .outcome
+                .ttft
+                .is_some_and(|t| t > Duration::from_millis(500));
+            let e = by.entry(t).or_default().entry(node.clone()).or_default();
+            e.0 += 1;
+            e.1 += usize::from(slow);
+        }
+    }
+    eprintln!("{} (tenant: node requests/slow):", system.label());
+    for r in run.records.iter().filter(|r| r.ok() && r.sent_at >= from) {
+        let slow = r.outcome.ttft.filter(|t| *t > Duration::from_millis(500));
+        if let (Some(ttft), Some(t), Some(node)) = (slow, tenant(r), &r.outcome.node) {
+            let before = |x: &&Record| x.ok() && x.done_at() < r.sent_at && tenant(x) == Some(t);
+            let seen = run.records.iter().filter(before).count();
+            let here = run
+                .records
+                .iter()
+                .filter(before)
+                .filter(|x| x.outcome.node.as_ref() == Some(node))
+                .count();
+            eprintln!(
+                "  slow: at {:.1} s tenant {t} ttft {:.2} s, tenant done before {seen}, on this node {here}",
+                r.sent_at.as_secs_f64(),
+                ttft.as_secs_f64()
+            );
+        }
+    }
+    for (t, nodes) in by {
+        let cells: Vec<String> = nodes
+            .iter()
+            .map(|(n, (c, s))| format!("{}={c}/{s}", n.rsplit(':').next().unwrap_or(n)))
+            .collect();
+        eprintln!("  {t:>2}: {}", cells.join(" "));
+    }
 }
 
 fn tenant_spread(run: &Run, from: Duration) -> f64 {
@@ -470,6 +572,9 @@ fn finish(
     let start = *snapshot.lock().expect("snapshot lock");
     let hits = (end.0.saturating_sub(start.0), end.1.saturating_sub(start.1));
     let summary = report::summarize(&system.label(), &run, plan.ramp, plan.seconds, hits);
+    if std::env::var_os("BENCH_DEBUG").is_some() {
+        debug_tenants(&system, &run, plan.ramp);
+    }
     let changed_share = change_at.map(|(at, node)| {
         let after = report::per_node(&run.records, |r| r.sent_at >= at + Duration::from_secs(1));
         let total: usize = after.values().sum();
@@ -478,6 +583,7 @@ fn finish(
     Row {
         system,
         tenant_spread: tenant_spread(&run, plan.ramp),
+        split: tenant_split(&run, plan.ramp, plan.seconds),
         summary,
         changed_share,
         note,
@@ -492,7 +598,12 @@ fn row_json(row: &Row) -> Value {
         "ttft_p50": s.ttft.0, "ttft_p90": s.ttft.1, "ttft_p99": s.ttft.2,
         "requests_per_sec": s.requests_per_sec, "output_tokens_per_sec": s.tokens_per_sec,
         "prefix_hit_rate": s.hit_rate,
-        "tenant_spread": row.tenant_spread,
+        "tenant_spread": num(row.tenant_spread),
+        "hot_tenant_ttft_p50": num(row.split.hot.0), "hot_tenant_ttft_p90": num(row.split.hot.1),
+        "other_tenants_ttft_p50": num(row.split.others.0),
+        "other_tenants_ttft_p90": num(row.split.others.1),
+        "nodes_per_tenant": row.split.spread.iter()
+            .map(|(t, n)| (t.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "changed_node_share_percent": row.changed_share,
         "note": row.note,
     })
@@ -537,8 +648,43 @@ fn table(rows: &[Row]) -> String {
     out
 }
 
-/// ferrogate's figure over the peer's (TTFT: how many times lower ferrogate's is).
-fn ratios(rows: &[Row]) -> Vec<Value> {
+/// The hot tenant's TTFT against the other tenants', and the nodes that served them.
+fn split_table(rows: &[Row]) -> String {
+    let mut out = String::from(
+        "| system | hot tenant TTFT p50 | hot p90 | other tenants TTFT p50 | others p90 | hot tenant's nodes | nodes per other tenant |\n\
+         |---|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in rows {
+        let sp = &r.split;
+        let others: Vec<f64> = sp
+            .spread
+            .iter()
+            .filter(|(t, _)| **t != HOT_TENANT)
+            .map(|(_, n)| *n as f64)
+            .collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            r.system.label(),
+            secs(sp.hot.0),
+            secs(sp.hot.1),
+            secs(sp.others.0),
+            secs(sp.others.1),
+            sp.spread
+                .get(&HOT_TENANT)
+                .map_or("–".to_string(), |n| n.to_string()),
+            if others.is_empty() {
+                "–".to_string()
+            } else {
+                format!("{:.1}", others.iter().sum::<f64>() / others.len() as f64)
+            },
+        ));
+    }
+    out
+}
+
+/// ferrogate's figure over the peer's (TTFT: how many times lower ferrogate's is); with `hot`,
+/// the hot tenant's and the other tenants' TTFT too.
+fn ratios(rows: &[Row], hot: bool) -> Vec<Value> {
     let Some(ours) = rows
         .iter()
         .find(|r| r.system == System::Ferrogate("cache_aware"))
@@ -551,6 +697,7 @@ fn ratios(rows: &[Row]) -> Vec<Value> {
         .filter(|r| matches!(r.system, System::SglangRouter | System::VllmRouter(_)))
     {
         let (o, p) = (&ours.summary, &peer.summary);
+        let (os, ps) = (&ours.split, &peer.split);
         let v = json!({
             "peer": peer.system.label(),
             "requests_per_sec": num(o.requests_per_sec / p.requests_per_sec),
@@ -558,6 +705,8 @@ fn ratios(rows: &[Row]) -> Vec<Value> {
             "ttft_p90_peer_over_ours": num(p.ttft.1 / o.ttft.1),
             "ttft_p99_peer_over_ours": num(p.ttft.2 / o.ttft.2),
             "prefix_hit_points": num(100.0 * (o.hit_rate - p.hit_rate)),
+            "hot_tenant_ttft_p90_peer_over_ours": num(ps.hot.1 / os.hot.1),
+            "other_tenants_ttft_p90_peer_over_ours": num(ps.others.1 / os.others.1),
         });
         println!(
             "ferrogate cache_aware vs {}: req/s {:.2}×, TTFT p50 {:.2}× / p90 {:.2}× / p99 {:.2}× (peer's over ours: above 1 = ferrogate lower), prefix hit {:+.0} points",
@@ -568,6 +717,15 @@ fn ratios(rows: &[Row]) -> Vec<Value> {
             p.ttft.2 / o.ttft.2,
             100.0 * (o.hit_rate - p.hit_rate)
         );
+        if hot {
+            println!(
+                "  hot tenant TTFT p50 {:.2}× / p90 {:.2}×, other tenants TTFT p50 {:.2}× / p90 {:.2}× (peer's over ours)",
+                ps.hot.0 / os.hot.0,
+                ps.hot.1 / os.hot.1,
+                ps.others.0 / os.others.0,
+                ps.others.1 / os.others.1,
+            );
+        }
         out.push(v);
     }
     out
@@ -576,6 +734,10 @@ fn ratios(rows: &[Row]) -> Vec<Value> {
 pub async fn peers(knobs: &Knobs) {
     let kv = daemon_takes_kv_events();
     let wanted: Vec<String> = std::env::var("BENCH_PEER_SCENARIOS")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    let wanted_systems: Vec<String> = std::env::var("BENCH_PEER_SYSTEMS")
         .ok()
         .map(|v| v.split(',').map(str::to_string).collect())
         .unwrap_or_default();
@@ -620,6 +782,9 @@ pub async fn peers(knobs: &Knobs) {
         if scenario.name == "saturation" {
             these.push(System::VllmRouter("kv_aware"));
         }
+        if !wanted_systems.is_empty() {
+            these.retain(|s| wanted_systems.iter().any(|w| w == s.key()));
+        }
         for system in these {
             match run_one(knobs, &scenario, system).await {
                 Ok(row) => {
@@ -637,7 +802,11 @@ pub async fn peers(knobs: &Knobs) {
             }
         }
         println!("{}", table(&rows));
-        let ratios = ratios(&rows);
+        let hot = scenario.shape.hot_share > 0.0;
+        if hot {
+            println!("{}", split_table(&rows));
+        }
+        let ratios = ratios(&rows, hot);
         println!();
         out.push(json!({
             "scenario": scenario.name,

@@ -4,7 +4,8 @@
 //! prefills (prompt tokens per second, from the time to first token of requests that found it
 //! idle) and the prefill work already sent to it, kept as a timeline like the GPU's own: the
 //! prefills of a batch take turns on one GPU, so a request's prompt starts once the prompts
-//! before it are done.
+//! before it are done. It also counts the requests sent to the node per second (a decaying
+//! count): the requests a long prefill there would hold up.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ pub const MIN_PREFILL_SAMPLE_TOKENS: f64 = 512.0;
 /// A prefill-rate sample is clamped to this factor of the current estimate either way (a
 /// mispredicted cache hit must not swing the estimate).
 const PREFILL_SAMPLE_CLAMP: f64 = 4.0;
+/// Seconds over which the arrival count decays (its time constant).
+pub const ARRIVAL_WINDOW_SECS: f64 = 5.0;
 
 /// The learned values, each `None` until observed.
 #[derive(Debug, Default, Clone, Copy)]
@@ -33,6 +36,9 @@ struct Learned {
     prefill_rate: Option<f64>,
     batch_slots: Option<f64>,
     prefill_busy_until: Option<Instant>,
+    /// Decaying count of requests sent, as of `last_arrival`.
+    arrivals: f64,
+    last_arrival: Option<Instant>,
 }
 
 /// One node's learned model (kept in its long-lived server state).
@@ -52,6 +58,8 @@ pub struct Estimates {
     pub batch_slots: Option<f64>,
     /// Seconds of prefill already sent to the node and not yet done.
     pub prefill_backlog_secs: f64,
+    /// Requests sent to the node per second, lately.
+    pub arrival_rate: f64,
 }
 
 fn ewma(old: Option<f64>, sample: f64, weight: f64) -> f64 {
@@ -116,6 +124,13 @@ impl NodeModel {
         ahead
     }
 
+    /// A request was sent to the node at `now`.
+    pub fn note_arrival(&self, now: Instant) {
+        let mut l = self.learned.lock();
+        l.arrivals = decayed(l.arrivals, l.last_arrival, now) + 1.0;
+        l.last_arrival = Some(l.last_arrival.map_or(now, |last| last.max(now)));
+    }
+
     /// The node's estimates now; `fallback_rate` is the prefill rate before one was learned.
     pub fn estimates(&self, fallback_rate: f64, now: Instant) -> Estimates {
         let l = *self.learned.lock();
@@ -126,6 +141,7 @@ impl NodeModel {
             prefill_backlog_secs: l.prefill_busy_until.map_or(0.0, |busy| {
                 busy.saturating_duration_since(now).as_secs_f64()
             }),
+            arrival_rate: decayed(l.arrivals, l.last_arrival, now) / ARRIVAL_WINDOW_SECS,
         }
     }
 
@@ -133,6 +149,14 @@ impl NodeModel {
     pub fn learned_prefill_rate(&self) -> Option<f64> {
         self.learned.lock().prefill_rate
     }
+}
+
+/// A count of events made at `last`, decayed to `now` (an exponential window of
+/// [`ARRIVAL_WINDOW_SECS`]: a steady rate r settles at r × the window).
+fn decayed(count: f64, last: Option<Instant>, now: Instant) -> f64 {
+    let Some(last) = last else { return 0.0 };
+    let age = now.saturating_duration_since(last).as_secs_f64();
+    count * (-age / ARRIVAL_WINDOW_SECS).exp()
 }
 
 #[cfg(test)]
@@ -184,5 +208,25 @@ mod tests {
         );
         model.observe_service(Duration::from_secs(2));
         assert_eq!(model.estimates(1.0, later).service_secs, 2.0);
+    }
+
+    #[test]
+    fn counts_requests_sent_per_second() {
+        let model = NodeModel::default();
+        let t0 = Instant::now();
+        assert_eq!(model.estimates(1.0, t0).arrival_rate, 0.0);
+        // Two a second for a minute: about two a second.
+        let mut t = t0;
+        for _ in 0..120 {
+            t += Duration::from_millis(500);
+            model.note_arrival(t);
+        }
+        let rate = model.estimates(1.0, t).arrival_rate;
+        assert!((rate - 2.0).abs() < 0.3, "{rate}");
+        // Nothing for a while: it fades.
+        let quiet = model
+            .estimates(1.0, t + Duration::from_secs(30))
+            .arrival_rate;
+        assert!(quiet < 0.01, "{quiet}");
     }
 }

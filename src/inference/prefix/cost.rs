@@ -2,18 +2,23 @@
 //! its first token. A server's cost is the wait for a batch slot (requests ahead beyond its
 //! slots, each holding one for the node's service time) or for the prefill already sent to it,
 //! whichever is longer, plus the prefill of the prompt tokens that server does not hold (at its
-//! prefill rate), plus, on a server whose cache is full, part of what that recompute evicts
-//! (someone else's prefix, recomputed later). A request stays with a server holding its prefix
-//! while that server has a free slot; it moves only when waiting there costs more than
-//! recomputing elsewhere. Costs within a small margin count as equal, and then the prefix's
-//! earliest holder wins (so a replica made under load is released when the load drops), then
-//! the server holding more of the prompt, then the one holding fewer prefixes, then the least
-//! loaded.
+//! prefill rate), plus part of what that recompute evicts there (the tokens it stores beyond
+//! the server's free cache push out others' prefixes, recomputed later), plus what the prefill
+//! holds up there: a server's prefills take turns on its GPU, so every request sent to it while
+//! the prefill waits or runs gets its first token that much later (a long recompute on the
+//! server a hot prefix lives on slows all of that prefix's requests). A request stays with a
+//! server holding its prefix while that server has a free slot; it moves only when waiting
+//! there costs more than recomputing elsewhere. Costs within a small margin count as equal,
+//! and then the prefix's earliest holder wins (so a replica made under load is released when
+//! the load drops), then the server holding more of the prompt, then the one holding fewer
+//! prefixes, then the least loaded.
 
 /// Batch slots assumed for a server when neither the engine nor `max_inflight` tells.
 pub const DEFAULT_BATCH_SLOTS: f64 = 8.0;
-/// Share of a recompute's own prefill charged for what it evicts on a full cache.
+/// Share of the recompute of what a request evicts charged to it.
 pub const EVICTION_WEIGHT: f64 = 0.5;
+/// Share of the delay a prefill puts on the requests arriving behind it that is charged to it.
+pub const HOLD_UP_WEIGHT: f64 = 1.0;
 /// Costs within this many seconds (or [`TIE_SHARE`] of the cheaper) count as equal.
 pub const TIE_SECS: f64 = 0.05;
 pub const TIE_SHARE: f64 = 0.05;
@@ -37,10 +42,12 @@ pub struct NodeView {
     pub cached_tokens: f64,
     /// Its rank among the prompt's prefix holders (0: home), if it is one.
     pub holder_rank: Option<usize>,
-    /// How full its modelled cache is, 0..1.
-    pub cache_fill: f64,
+    /// Prompt tokens its modelled cache has room for without evicting anything.
+    pub free_cache_tokens: f64,
     /// Prefixes it holds now.
     pub prefixes_held: usize,
+    /// Requests sent to it per second, lately.
+    pub arrival_rate: f64,
 }
 
 /// A server's predicted cost for one request.
@@ -52,6 +59,8 @@ pub struct Cost {
     pub cached_tokens: f64,
     /// Seconds of its own prefill.
     pub prefill_secs: f64,
+    /// Seconds of first-token delay its prefill puts on the requests sent there after it.
+    pub hold_up_secs: f64,
     /// Everything: seconds to first token plus the eviction charge.
     pub total: f64,
 }
@@ -69,12 +78,23 @@ impl NodeView {
         let queue_secs = queued * self.service_secs / slots;
         let cached_tokens = self.cached_tokens.clamp(0.0, prompt_tokens.max(0.0));
         let prefill_secs = (prompt_tokens - cached_tokens).max(0.0) / self.prefill_rate.max(1.0);
-        let eviction = prefill_secs * EVICTION_WEIGHT * self.cache_fill.clamp(0.0, 1.0);
+        let uncached = (prompt_tokens - cached_tokens).max(0.0);
+        let evicted = (uncached - self.free_cache_tokens.max(0.0)).max(0.0);
+        let eviction = evicted / self.prefill_rate.max(1.0) * EVICTION_WEIGHT;
+        // Requests arriving while it waits behind the backlog are held up by all of it, those
+        // arriving while it runs by half on average.
+        let behind =
+            self.arrival_rate.max(0.0) * (self.prefill_backlog_secs.max(0.0) + prefill_secs / 2.0);
+        let hold_up_secs = HOLD_UP_WEIGHT * behind * prefill_secs;
         Cost {
             queue_secs,
             cached_tokens,
             prefill_secs,
-            total: queue_secs.max(self.prefill_backlog_secs) + prefill_secs + eviction,
+            hold_up_secs,
+            total: queue_secs.max(self.prefill_backlog_secs)
+                + prefill_secs
+                + eviction
+                + hold_up_secs,
         }
     }
 }
@@ -165,8 +185,9 @@ mod tests {
             prefill_backlog_secs: 0.0,
             cached_tokens: 0.0,
             holder_rank: None,
-            cache_fill: 1.0,
+            free_cache_tokens: 0.0,
             prefixes_held: 4,
+            arrival_rate: 0.0,
         }
     }
 
@@ -266,5 +287,68 @@ mod tests {
         let a = choose(&[node(0), node(1)], &[true, true], PROMPT, 0).map(|d| d.index);
         let b = choose(&[node(0), node(1)], &[true, true], PROMPT, 1).map(|d| d.index);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn a_recompute_avoids_the_server_a_hot_prefix_keeps_busy() {
+        // A miss: both servers idle, one of them receiving three requests a second (a hot
+        // tenant's home). Its 1.25 s prefill would hold those up: the quiet one takes it.
+        let hot_home = NodeView {
+            arrival_rate: 3.0,
+            prefixes_held: 1,
+            ..node(0)
+        };
+        let quiet = NodeView {
+            arrival_rate: 0.5,
+            ..node(1)
+        };
+        let d = pick(&[hot_home, quiet]);
+        assert_eq!(d.index, 1);
+        assert!(d.cost.hold_up_secs > 0.0);
+        // The hot prefix's own short requests (little to prefill) stay home however busy it is.
+        let home = NodeView {
+            cached_tokens: HELD,
+            holder_rank: Some(0),
+            ahead: 3.0,
+            ..hot_home
+        };
+        let d = pick(&[home, quiet]);
+        assert_eq!(d.index, 0);
+        assert!(d.cost.hold_up_secs < 0.01);
+    }
+
+    #[test]
+    fn a_replica_on_a_busy_server_is_charged_for_what_its_recompute_holds_up() {
+        // Holder saturated with 16 waiting (3.2 s of queue): an idle server recomputes sooner...
+        assert_eq!(pick(&[holder(0, 24.0), node(1)]).index, 1);
+        // ...but not one that receives four requests a second: its 1.25 s recompute would hold
+        // up every one of them.
+        let busy = NodeView {
+            arrival_rate: 4.0,
+            ..node(1)
+        };
+        let d = pick(&[holder(0, 24.0), busy]);
+        assert_eq!(d.index, 0);
+        assert!(!d.replica, "waits for the holder");
+    }
+
+    #[test]
+    fn a_recompute_is_charged_for_what_it_pushes_out_of_a_full_cache() {
+        // Two idle servers, neither holding the prompt: one has room for it, the other would
+        // evict 5,000 tokens of others' prefixes (half their 1.25 s recompute charged).
+        let roomy = NodeView {
+            free_cache_tokens: 20_000.0,
+            ..node(0)
+        };
+        let full = node(1);
+        assert_eq!(roomy.cost(PROMPT).total, 1.25);
+        assert!((full.cost(PROMPT).total - 1.875).abs() < 1e-9);
+        // Room for part of it: only the rest is charged.
+        let half = NodeView {
+            free_cache_tokens: 2_500.0,
+            ..node(2)
+        };
+        assert!((half.cost(PROMPT).total - 1.5625).abs() < 1e-9);
+        assert_eq!(pick(&[full, half, roomy]).index, 2);
     }
 }

@@ -170,8 +170,9 @@ fn cache_aware(
                 holder_rank: (cached_tokens > 0.0)
                     .then(|| model.spread.rank(key, m.id, now))
                     .flatten(),
-                cache_fill: model.index.fill(m.id),
+                free_cache_tokens: free_tokens(&model.index, m.id),
                 prefixes_held: model.spread.held_by(m.id, now),
+                arrival_rate: estimates.arrival_rate,
             }
         })
         .collect();
@@ -219,6 +220,12 @@ fn cache_aware(
     })
 }
 
+/// Prompt tokens the modelled cache of `server` has room for without evicting.
+fn free_tokens(index: &prefix::PrefixIndex, server: u64) -> f64 {
+    let (held, modelled) = index.tokens_of(server);
+    (modelled - held).max(0.0)
+}
+
 /// The prompt tokens `member` holds by its KV-cache events, when its stream is exact: the
 /// leading blocks of the prompt's first message (`hashes`, as the engine hashes them) it holds,
 /// and, when it holds that whole message, what the approximate index says it holds beyond (the
@@ -238,7 +245,8 @@ fn exact_cached(member: &Member, hashes: &[u64], approximate: f64) -> f64 {
 }
 
 /// Records a `cache_aware` request sent to `member`: the index learns the prompt is there, the
-/// prefix's spread counts the server, its prefill goes on the server's timeline, and the
+/// prefix's spread counts the server, its prefill goes on the server's timeline (and the request
+/// in its arrival count), and the
 /// prediction waits to be reconciled with what the server reports.
 pub fn commit(
     pool: &UpstreamPool,
@@ -260,6 +268,7 @@ pub fn commit(
         .state
         .model
         .reserve_prefill(predicted.prefill_secs, now);
+    member.state.model.note_arrival(now);
 }
 
 /// Chooses among `eligible` for an inference request. `None` only when empty. Under

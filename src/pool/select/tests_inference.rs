@@ -405,3 +405,58 @@ fn a_saturated_holder_gets_one_replica_and_is_released_when_the_load_drops() {
         assert_eq!(p.member.id, home);
     }
 }
+
+#[test]
+fn a_hot_prefix_stays_on_one_server_and_new_prefixes_keep_off_it() {
+    let pool = UpstreamPool::new("gpu");
+    pool.set_configured(
+        &[server(1, None), server(2, None), server(3, None)],
+        false,
+        None,
+    );
+    for m in pool.members().iter() {
+        m.state.model.observe_reading(8.0, 1.0);
+    }
+    let s = Inference {
+        prefill_tokens_per_sec: Some(4_000),
+        ..settings(true)
+    };
+    let prompt = |t: u32| format!("You are the assistant of tenant {t}. Follow it. ").repeat(300);
+    // The hot tenant's requests come one after another: its home always has a free slot and
+    // keeps every one of them.
+    let home = choose(
+        &pool,
+        &Balance::CacheAware,
+        &s,
+        &facts("m", &prompt(0), None),
+    )
+    .member
+    .id;
+    for turn in 0..30 {
+        let p = choose(
+            &pool,
+            &Balance::CacheAware,
+            &s,
+            &facts("m", &format!("{} turn {turn}", prompt(0)), None),
+        );
+        assert_eq!(p.member.id, home, "turn {turn} left the hot tenant's home");
+    }
+    // Six new tenants: each recompute would hold up the hot tenant's stream, so none goes to its
+    // home, though the home holds the fewest prefixes.
+    for t in 1..=6 {
+        let p = choose(
+            &pool,
+            &Balance::CacheAware,
+            &s,
+            &facts("m", &prompt(t), None),
+        );
+        assert_ne!(
+            p.member.id, home,
+            "tenant {t} was put on the hot tenant's home"
+        );
+        assert!(p
+            .choice
+            .is_some_and(|c| c.predicted.is_some_and(|x| x.queue_secs == 0.0)));
+    }
+    assert_eq!(pool.prefix_spread(Instant::now()).max, 1);
+}
