@@ -12,10 +12,10 @@ use pingora::connectors::http::v1::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::http::ServerSession;
-use pingora::upstreams::peer::HttpPeer;
 
 use super::body::RequestBody;
 use super::error::EdgeError;
+use super::peer::ServerPeer;
 use super::DEFAULT_UPSTREAM_POOL_IDLE;
 use crate::config::model::Timeouts;
 
@@ -31,22 +31,13 @@ pub enum Failed {
 /// A connection to the chosen server carrying this request.
 pub struct Attempt {
     pub session: HttpSession,
-    peer: HttpPeer,
+    peer: ServerPeer,
     /// Taken from the pool (a failure then says little about the server).
     pub reused: bool,
     /// The request head went out.
     pub sent: bool,
     /// The request body was sent whole and ended.
     pub body_finished: bool,
-}
-
-/// The peer for `socket`: plain HTTP/1, connecting within the upstream's `connect` timeout,
-/// pooled for [`DEFAULT_UPSTREAM_POOL_IDLE`].
-fn peer(socket: SocketAddr, timeouts: &Timeouts) -> HttpPeer {
-    let mut peer = HttpPeer::new(socket, false, String::new());
-    peer.options.connection_timeout = Some(timeouts.connect);
-    peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
-    peer
 }
 
 /// Connects to `socket`, or takes an idle pooled connection to it. Reads wait at most the
@@ -57,7 +48,7 @@ pub async fn connect(
     timeouts: &Timeouts,
     upgrade: bool,
 ) -> Result<Attempt, Failed> {
-    let peer = peer(socket, timeouts);
+    let peer = ServerPeer::new(socket, timeouts.connect, DEFAULT_UPSTREAM_POOL_IDLE);
     let (mut session, reused) =
         connector
             .get_http_session(&peer)

@@ -17,6 +17,7 @@ pub mod h2;
 pub mod inference;
 pub mod linger;
 pub mod outbound;
+pub mod peer;
 pub mod relay;
 pub mod reply;
 pub mod respond;
