@@ -40,6 +40,12 @@ fn l4_buffers(proxy_protocol: bool) -> L4BufferSettings {
     L4BufferSettings::new(read, pingora::listeners::DEFAULT_L4_WRITE_BUFFER_SIZE)
 }
 
+/// Idle upstream connections kept per worker thread, all servers together (pingora's default is
+/// 128). Fewer than the requests in flight at a busy moment means that, once they end, the
+/// surplus is closed and the next burst connects again: with 160 h2 streams in flight, 2% of
+/// requests paid for a new connection at 128.
+pub const UPSTREAM_POOL_PER_THREAD: usize = 1024;
+
 /// What the process keeps besides the configuration's state: requests in flight (a graceful
 /// stop waits for them) and readiness.
 pub struct Process {
@@ -72,6 +78,7 @@ pub fn build(
         graceful_shutdown_timeout_seconds: Some(DEFAULT_RUNTIME_SHUTDOWN_SECS),
         pid_file: state.join("ferrogate.pid").to_string_lossy().into_owned(),
         upgrade_sock: state.join("upgrade.sock").to_string_lossy().into_owned(),
+        upstream_keepalive_pool_size: UPSTREAM_POOL_PER_THREAD,
         ..ServerConf::default()
     };
     let opt = Opt {

@@ -17,6 +17,7 @@ use pingora::ErrorType;
 
 use super::body::RequestBody;
 use super::error::EdgeError;
+use super::peer::ServerPeer;
 use super::DEFAULT_UPSTREAM_POOL_IDLE;
 use crate::config::model::Timeouts;
 use crate::tls::upstream::ServerTls;
@@ -33,7 +34,7 @@ pub enum Failed {
 /// A connection to the chosen server carrying this request.
 pub struct Attempt {
     pub session: HttpSession,
-    peer: HttpPeer,
+    peer: AttemptPeer,
     /// Taken from the pool (a failure then says little about the server).
     pub reused: bool,
     /// The request head went out.
@@ -54,17 +55,33 @@ pub struct Target<'a> {
     pub tls: Option<&'a ServerTls>,
 }
 
-/// The peer for `target`: HTTP/1 (https with the upstream's `tls`), connecting within the
-/// upstream's `connect` timeout, pooled for [`DEFAULT_UPSTREAM_POOL_IDLE`] (the pool keys TLS
-/// peers by their name and settings too).
-fn peer(target: Target<'_>, timeouts: &Timeouts) -> HttpPeer {
-    let mut peer = HttpPeer::new(target.socket, false, String::new());
-    if let Some(tls) = target.tls {
-        tls.configure(&mut peer, target.address);
+/// The peer of an attempt as pingora's connector and pool see it: a plain server by its address
+/// alone ([`ServerPeer`]), an https one with its TLS settings (pingora's `HttpPeer`, whose pool
+/// key covers SNI, CA and client certificate).
+// The plain peer is the common case and stays inline: boxing it would cost an allocation per
+// attempt, and the attempt held it inline before https servers existed.
+#[allow(clippy::large_enum_variant)]
+enum AttemptPeer {
+    Plain(ServerPeer),
+    Tls(Box<HttpPeer>),
+}
+
+impl AttemptPeer {
+    /// The peer for `target`, connecting within the upstream's `connect` timeout, pooled for
+    /// [`DEFAULT_UPSTREAM_POOL_IDLE`].
+    fn new(target: Target<'_>, timeouts: &Timeouts) -> Self {
+        let Some(tls) = target.tls else {
+            return Self::Plain(ServerPeer::new(
+                target.socket,
+                timeouts.connect,
+                DEFAULT_UPSTREAM_POOL_IDLE,
+            ));
+        };
+        let mut peer = tls.peer(target.socket, target.address);
+        peer.options.connection_timeout = Some(timeouts.connect);
+        peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
+        Self::Tls(Box::new(peer))
     }
-    peer.options.connection_timeout = Some(timeouts.connect);
-    peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
-    peer
 }
 
 /// Connects to `socket`, or takes an idle pooled connection to it. Reads wait at most the
@@ -75,19 +92,25 @@ pub async fn connect(
     timeouts: &Timeouts,
     upgrade: bool,
 ) -> Result<Attempt, Failed> {
-    let peer = peer(target, timeouts);
-    let (mut session, reused) = match connector.get_http_session(&peer).await {
+    let peer = AttemptPeer::new(target, timeouts);
+    let connected = match &peer {
+        AttemptPeer::Plain(plain) => connector.get_http_session(plain).await,
+        AttemptPeer::Tls(tls) => connector.get_http_session(tls.as_ref()).await,
+    };
+    let (mut session, reused) = match connected {
         Ok(connected) => connected,
         Err(e) => {
-            if target.tls.is_some() && is_tls_failure(e.etype()) {
-                // Never a silent downgrade: the request fails (502) and the reason is said.
-                tracing::warn!(
-                    upstream = target.upstream,
-                    server = target.address,
-                    sni = %peer.sni,
-                    error = %e,
-                    "TLS to the server failed"
-                );
+            if let AttemptPeer::Tls(tls) = &peer {
+                if is_tls_failure(e.etype()) {
+                    // Never a silent downgrade: the request fails (502) and the reason is said.
+                    tracing::warn!(
+                        upstream = target.upstream,
+                        server = target.address,
+                        sni = %tls.sni,
+                        error = %e,
+                        "TLS to the server failed"
+                    );
+                }
             }
             return Err(Failed::Server {
                 error: EdgeError::upstream(&e, false),
@@ -176,10 +199,21 @@ impl Attempt {
 
     /// Gives the connection back to the pool when both messages ended cleanly; else it closes.
     pub async fn release(self, connector: &Connector) {
-        if self.body_finished {
-            connector
-                .release_http_session(self.session, &self.peer, Some(DEFAULT_UPSTREAM_POOL_IDLE))
-                .await;
+        if !self.body_finished {
+            return;
+        }
+        let idle = Some(DEFAULT_UPSTREAM_POOL_IDLE);
+        match &self.peer {
+            AttemptPeer::Plain(plain) => {
+                connector
+                    .release_http_session(self.session, plain, idle)
+                    .await
+            }
+            AttemptPeer::Tls(tls) => {
+                connector
+                    .release_http_session(self.session, tls.as_ref(), idle)
+                    .await
+            }
         }
     }
 }

@@ -178,7 +178,9 @@ async fn drain(
     }
 }
 
-/// Serves one stream in a task of its own.
+/// Serves one stream in a task of its own. The stream's state is boxed once, by the task itself:
+/// tokio copies a task's whole future when it is spawned, when it completes and when its output
+/// is stored, and an exchange's state is many kilobytes.
 fn spawn_stream(
     app: &Arc<ProxyApp>,
     conn: &Arc<Connection>,
@@ -187,18 +189,23 @@ fn spawn_stream(
 ) {
     let (app, conn) = (app.clone(), conn.clone());
     tokio::spawn(async move {
-        let mut session = ServerSession::H2(session);
-        match exchange::serve(&app, &conn, &mut session, None).await {
-            Ending::Done | Ending::Close => {
-                if let Err(error) = session.finish().await {
-                    tracing::debug!(%error, "could not end an h2 stream");
-                }
-            }
-            // An h2 stream is never upgraded; anything else ends it abruptly.
-            Ending::Abort | Ending::Upgraded(_) => session.shutdown().await,
-        }
+        Box::pin(serve_stream(app, conn, session)).await;
         drop(place);
     });
+}
+
+/// One stream from its head to its end.
+async fn serve_stream(app: Arc<ProxyApp>, conn: Arc<Connection>, session: HttpSession) {
+    let mut session = ServerSession::H2(session);
+    match exchange::serve(&app, &conn, &mut session, None).await {
+        Ending::Done | Ending::Close => {
+            if let Err(error) = session.finish().await {
+                tracing::debug!(%error, "could not end an h2 stream");
+            }
+        }
+        // An h2 stream is never upgraded; anything else ends it abruptly.
+        Ending::Abort | Ending::Upgraded(_) => session.shutdown().await,
+    }
 }
 
 #[cfg(test)]

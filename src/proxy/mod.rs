@@ -17,6 +17,7 @@ pub mod h2;
 pub mod inference;
 pub mod linger;
 pub mod outbound;
+pub mod peer;
 pub mod relay;
 pub mod reply;
 pub mod respond;
@@ -127,12 +128,13 @@ impl ServerApp for ProxyApp {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let conn = Connection::of(&stream);
+        // Both boxed, so that this future is only as large as a tunnel: an upgraded connection
+        // lives on in it for as long as the tunnel does, with neither the request's state nor an
+        // HTTP/2 connection's.
         if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            h2::serve(self, stream, conn, shutdown.clone()).await;
+            Box::pin(h2::serve(self, stream, conn, shutdown.clone())).await;
             return None;
         }
-        // Boxed so that the request's state is freed when an upgraded connection goes on as a
-        // tunnel: only the tunnel's own small state stays for its life.
         let tunnel = Box::pin(h1::serve(self, stream, &conn, shutdown.clone())).await;
         if let Some(tunnel) = tunnel {
             tunnel.run().await;

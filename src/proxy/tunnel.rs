@@ -1,12 +1,19 @@
 //! An upgraded connection (a WebSocket after its 101): the client's and the server's streams
 //! taken out of their HTTP sessions, with any bytes either session had already read past the
 //! handshake (a client may send its first frames right behind the request; servers often send
-//! theirs in the same segment as the 101) forwarded first, then copied both ways through two
-//! 4 KiB buffers until either side closes or `websocket_idle` passes without traffic. Nothing of
-//! the request is kept meanwhile but what its access line and metrics need at the end.
+//! theirs in the same segment as the 101) forwarded first, then copied both ways until either side
+//! closes or `websocket_idle` passes without traffic. An idle tunnel holds no copy buffer: each
+//! read goes into stack space while it is polled and what it got into bytes of their own until
+//! they are written. Nothing of the request is kept meanwhile but what its access line and
+//! metrics need at the end.
 
+use std::future::poll_fn;
+use std::io;
+use std::mem::MaybeUninit;
 use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,7 +21,7 @@ use futures_util::FutureExt;
 use http::Method;
 use pingora::protocols::http::v1::server::HttpSession;
 use pingora::protocols::Stream;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 
 use super::attempt::Attempt;
 use super::ProxyApp;
@@ -22,8 +29,8 @@ use crate::lifecycle::ActiveGuard;
 use crate::observe::{Finish, RequestObs, RouteObserver};
 use crate::pool::Pick;
 
-/// Each direction's copy buffer.
-pub const TUNNEL_BUFFER: usize = 4 * 1024;
+/// The most one read of a tunnel takes at once.
+pub const TUNNEL_READ: usize = 16 * 1024;
 /// Reads of what a session already buffered, at most, before its stream is taken.
 const EARLY_READS: usize = 16;
 
@@ -170,40 +177,51 @@ impl Tunnel {
             }
             self.bytes_out += chunk.len();
         }
-        let mut from_client = vec![0u8; TUNNEL_BUFFER];
-        let mut from_server = vec![0u8; TUNNEL_BUFFER];
         let idle = self.record.idle;
         let timer = tokio::time::sleep(idle);
         tokio::pin!(timer);
         loop {
             tokio::select! {
-                read = self.client.read(&mut from_client) => {
-                    let n = match read {
-                        Ok(0) => return End::Closed,
-                        Ok(n) => n,
+                read = read_chunk(&mut self.client) => {
+                    let chunk = match read {
+                        Ok(chunk) if chunk.is_empty() => return End::Closed,
+                        Ok(chunk) => chunk,
                         Err(_) => return End::Broken,
                     };
-                    if write_all(&mut self.server, &from_client[..n]).await.is_err() {
+                    if write_all(&mut self.server, &chunk).await.is_err() {
                         return End::Broken;
                     }
-                    self.bytes_in += n;
+                    self.bytes_in += chunk.len();
                 }
-                read = self.server.read(&mut from_server) => {
-                    let n = match read {
-                        Ok(0) => return End::Closed,
-                        Ok(n) => n,
+                read = read_chunk(&mut self.server) => {
+                    let chunk = match read {
+                        Ok(chunk) if chunk.is_empty() => return End::Closed,
+                        Ok(chunk) => chunk,
                         Err(_) => return End::Broken,
                     };
-                    if write_all(&mut self.client, &from_server[..n]).await.is_err() {
+                    if write_all(&mut self.client, &chunk).await.is_err() {
                         return End::Broken;
                     }
-                    self.bytes_out += n;
+                    self.bytes_out += chunk.len();
                 }
                 _ = &mut timer => return End::Idle,
             }
             timer.as_mut().reset(tokio::time::Instant::now() + idle);
         }
     }
+}
+
+/// The next bytes `stream` has, at most [`TUNNEL_READ`]; empty when it closed. They are read
+/// into stack space while the read is polled, so a tunnel waiting on its peers holds no buffer
+/// (a pending read consumed nothing, which also makes this safe to drop at any point).
+async fn read_chunk(stream: &mut Stream) -> io::Result<Bytes> {
+    poll_fn(|cx| {
+        let mut space = [MaybeUninit::<u8>::uninit(); TUNNEL_READ];
+        let mut buf = ReadBuf::uninit(&mut space);
+        ready!(Pin::new(&mut *stream).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(Bytes::copy_from_slice(buf.filled())))
+    })
+    .await
 }
 
 /// Writes and flushes (pingora's streams buffer writes).
