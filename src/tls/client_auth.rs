@@ -6,7 +6,7 @@
 //!
 //! pingora's own `SslDigest` keeps the certificate's SHA-256 (`cert_digest`), organization and
 //! serial, but not its subject: [`CaptureClientCertificate`] records both fields the headers
-//! need, read back with [`client_cert_headers`].
+//! need, read back with [`verified_client_cert`].
 
 use std::fmt::Write;
 use std::sync::Arc;
@@ -97,11 +97,6 @@ pub struct ClientCertHeaders {
     pub verify: HeaderValue,
     pub subject: Option<HeaderValue>,
     pub fingerprint: Option<HeaderValue>,
-}
-
-/// The headers for a connection whose TLS digest is `digest` (`None` on plain connections).
-pub fn client_cert_headers(digest: Option<&SslDigest>) -> ClientCertHeaders {
-    verified_client_cert(digest).unwrap_or_else(ClientCertHeaders::none)
 }
 
 /// The headers of the verified client certificate recorded in `digest`, if there is one (what a

@@ -98,7 +98,7 @@ pub fn acceptor(certs: Arc<dyn ResolvesServerCert>) -> Result<Acceptor, String> 
 
 /// [`acceptor`] for `listener`: with `client_auth`, the handshake verifies client certificates
 /// and a verified one is kept in the connection's TLS digest
-/// ([`client_auth::client_cert_headers`] reads it back).
+/// ([`client_auth::verified_client_cert`] reads it back).
 pub fn acceptor_for(
     certs: Arc<dyn ResolvesServerCert>,
     listener: &Listener,
