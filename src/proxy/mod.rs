@@ -136,6 +136,7 @@ impl ServerApp for ProxyApp {
             return None;
         }
         let tunnel = Box::pin(h1::serve(self, stream, &conn, shutdown.clone())).await;
+        drop(conn);
         if let Some(tunnel) = tunnel {
             tunnel.run().await;
         }

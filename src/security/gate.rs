@@ -3,7 +3,8 @@
 //! `max_connections_per_ip` (asked of the configuration in force, so a reload changes it), runs the
 //! TLS handshake on TLS listeners (bounded by `header_timeout`, so a peer that stalls mid-way
 //! holds nothing for long), and bounds the time the first request head may take
-//! (`header_timeout`) by wrapping the stream in a [`HeadDeadline`].
+//! (`header_timeout`) by wrapping the stream in a [`HeadDeadline`]; then hands the connection to
+//! a task of its own.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -190,14 +191,23 @@ impl<A: ServerApp + Send + Sync + 'static> ServerApp for ConnectionGate<A> {
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let stream: Stream = Box::new(HeadDeadline::new(stream, left, self.metrics.clone()));
-        // Serve every keep-alive request here so the places cover the connection's whole life.
-        let mut next = self.inner.process_new(stream, shutdown).await;
-        for _ in 0..u32::MAX {
-            let Some(stream) = next else {
-                break;
-            };
-            next = self.inner.process_new(stream, shutdown).await;
-        }
+        // The connection is served in a task of its own, sized to what serving it needs, which
+        // takes the places along: this one (pingora's accept-side task, with room for the
+        // handshake it ran, about 10 KiB) ends here instead of living as long as the connection,
+        // an idle keep-alive or HTTP/2 connection or a WebSocket included.
+        let inner = Arc::clone(&self.inner);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _places = (_place, _slot);
+            // Every keep-alive request is served here so the places cover the whole life.
+            let mut next = inner.process_new(stream, &shutdown).await;
+            for _ in 0..u32::MAX {
+                let Some(stream) = next else {
+                    break;
+                };
+                next = inner.process_new(stream, &shutdown).await;
+            }
+        });
         None
     }
 
