@@ -14,10 +14,21 @@ use ferrogate::{config, server};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Keeps the process off transparent huge pages. mimalloc reserves memory in 2 MiB-aligned
+/// segments: where the host's THP setting is `always`, the kernel may back one with a huge page
+/// as soon as it is touched, and an idle connection's few KiB of buffers then pin 2 MiB. The
+/// flag holds for the whole process (all threads, and what it spawns); a kernel that refuses it
+/// only costs that memory, so it is not an error.
+fn no_huge_pages() {
+    #[cfg(target_os = "linux")]
+    let _ = nix::sys::prctl::set_thp_disable(true);
+}
+
 /// Exit status for an invalid configuration (like `haproxy -c`).
 const EXIT_INVALID_CONFIG: u8 = 2;
 
 fn main() -> ExitCode {
+    no_huge_pages();
     // Two rustls providers are linked (TLS listeners use aws-lc-rs); outgoing clients that do not
     // name one get ring.
     ferrogate::tls::install_default_provider();

@@ -1,7 +1,7 @@
 //! Process lifecycle against the real daemon: graceful SIGTERM (a long request completes, new
 //! connections are refused, exit 0), READY=1 over NOTIFY_SOCKET, the SIGUSR2 binary upgrade under
-//! load with zero failed requests, a start refused when a listener's address is taken, and the
-//! systemd unit and container files.
+//! load with zero failed requests, a start refused when a listener's address is taken, the
+//! process kept off transparent huge pages, and the systemd unit and container files.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -391,4 +391,25 @@ fn a_listener_address_in_use_stops_the_start_naming_the_listener() {
     );
     assert!(stderr.contains("in use"), "{stderr}");
     drop(held);
+}
+
+/// The daemon keeps its memory off transparent huge pages (mimalloc's 2 MiB segments would
+/// otherwise let an idle connection's few KiB pin a huge page on hosts set to `always`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_without_transparent_huge_pages() {
+    let backend = EchoBackend::start("a").await;
+    let d = DaemonBuilder::new()
+        .extra_listener("plain", false)
+        .route("{ name: a, listener: plain, upstream: a }")
+        .upstream("a", &[backend.addr], "{ connect: 1s, read: 5s }")
+        .start()
+        .await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", d.pid())).expect("status");
+    let thp = status
+        .lines()
+        .find_map(|l| l.strip_prefix("THP_enabled:"))
+        .map(str::trim);
+    assert_eq!(thp, Some("0"), "{status}");
+    let response = http_get(d.extra("plain"), "a.test", "/").await;
+    assert_eq!(response.status, 200);
 }
