@@ -137,6 +137,36 @@ impl Settings {
     }
 }
 
+/// The sum of every series of the counter or gauge `name` in the daemon's Prometheus text at
+/// `admin`'s `/metrics`; `None` when it cannot be read or has no such series.
+pub fn metric_sum(admin: SocketAddr, name: &str) -> Option<f64> {
+    use std::io::{Read, Write};
+    let mut text = String::new();
+    let mut s = std::net::TcpStream::connect(admin).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n"
+    )
+    .ok()?;
+    s.read_to_string(&mut text).ok()?;
+    let mut found = false;
+    let mut sum = 0.0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        if !(rest.starts_with('{') || rest.starts_with(' ')) {
+            continue;
+        }
+        if let Some(v) = rest.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            sum += v;
+            found = true;
+        }
+    }
+    found.then_some(sum)
+}
+
 /// A running daemon, killed when dropped.
 pub struct Daemon {
     child: Child,
@@ -192,6 +222,11 @@ impl Daemon {
     }
 
     /// Rewrites the config with `servers` and asks the daemon to reload (SIGHUP).
+    /// The admin listener (`/metrics`, `/status`).
+    pub fn admin(&self) -> SocketAddr {
+        self.settings.admin
+    }
+
     pub fn reload(&self, servers: &[SocketAddr]) {
         std::fs::write(&self.config, self.settings.yaml(servers)).expect("rewrite config");
         let status = Command::new("kill")

@@ -3,9 +3,11 @@
 //! sglang-router and vllm-router (PyPI wheels, started from the virtual environment in
 //! `BENCH_PEERS_VENV` with their cache-aware defaults), each in front of fresh simulated nodes
 //! under the same seeded workload: near round-robin saturation, twice that load, one hot tenant,
-//! random prompts, a node killed mid-run, a node added mid-run. Prints a table per scenario and
-//! writes every number to `BENCH_PEERS_JSON`. `BENCH_PEER_SCENARIOS` and `BENCH_PEER_SYSTEMS`
-//! (comma-separated names, see [`System::key`]) run a subset.
+//! random prompts, a node killed mid-run, a node added mid-run, caches under eviction pressure.
+//! ferrogate rows also say how many prefix tokens its index predicted cached against what the
+//! nodes hit. Prints a table per scenario and writes every number to `BENCH_PEERS_JSON`.
+//! `BENCH_PEER_SCENARIOS` and `BENCH_PEER_SYSTEMS` (comma-separated names, see [`System::key`])
+//! run a subset.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -27,6 +29,14 @@ use super::{client, policy, Knobs};
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// Prompt tokens of the `random` scenario (each request a fresh prompt), as the `random` control.
 const RANDOM_PROMPT_TOKENS: usize = 1_500;
+/// The `pressure` scenario's cache: system prompts per node as a multiple of tenants / nodes,
+/// besides the room for chat histories (with the defaults a node's whole cache then holds about
+/// 2.6 system prompts where 4 tenants would be its share: no placement fits them all, and the
+/// nodes evict all the time).
+const PRESSURE_CACHE_FACTOR: f64 = 0.25;
+/// The daemon's counter of the prefix tokens cache_aware predicted cached where it sent each
+/// request, set against what the nodes report hitting.
+const PREDICTED_METRIC: &str = "ferrogate_inference_predicted_prefix_tokens_total";
 
 /// One system under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,6 +245,8 @@ struct Scenario {
     peak: f64,
     seconds: f64,
     change: Option<Change>,
+    /// The nodes' cache size as [`Knobs::cache_factor`], when not the knobs' own.
+    cache_factor: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -248,6 +260,10 @@ enum Change {
 fn scenarios(knobs: &Knobs) -> Vec<Scenario> {
     let base = knobs.peer_rate;
     let random_peak = knobs.nodes as f64 * knobs.node_capacity(RANDOM_PROMPT_TOKENS as f64);
+    let pressure = Knobs {
+        cache_factor: PRESSURE_CACHE_FACTOR,
+        ..knobs.clone()
+    };
     vec![
         Scenario {
             name: "saturation",
@@ -256,6 +272,7 @@ fn scenarios(knobs: &Knobs) -> Vec<Scenario> {
             peak: base,
             seconds: knobs.seconds,
             change: None,
+            cache_factor: None,
         },
         Scenario {
             name: "double",
@@ -264,6 +281,7 @@ fn scenarios(knobs: &Knobs) -> Vec<Scenario> {
             peak: 2.0 * base,
             seconds: knobs.seconds,
             change: None,
+            cache_factor: None,
         },
         Scenario {
             name: "hot",
@@ -275,6 +293,7 @@ fn scenarios(knobs: &Knobs) -> Vec<Scenario> {
             peak: base,
             seconds: knobs.seconds,
             change: None,
+            cache_factor: None,
         },
         Scenario {
             name: "random",
@@ -290,6 +309,7 @@ fn scenarios(knobs: &Knobs) -> Vec<Scenario> {
             peak: random_peak,
             seconds: knobs.seconds,
             change: None,
+            cache_factor: None,
         },
         Scenario {
             name: "kill",
@@ -298,6 +318,7 @@ fn scenarios(knobs: &Knobs) -> Vec<Scenario> {
             peak: base,
             seconds: knobs.seconds,
             change: Some(Change::Kill(0.6)),
+            cache_factor: None,
         },
         Scenario {
             name: "add",
@@ -306,6 +327,23 @@ fn scenarios(knobs: &Knobs) -> Vec<Scenario> {
             peak: base,
             seconds: knobs.seconds,
             change: Some(Change::Add(0.55)),
+            cache_factor: None,
+        },
+        Scenario {
+            name: "pressure",
+            title: format!(
+                "caches under eviction pressure ({} blocks per node: {:.1} system prompts where \
+                 {:.1} tenants are each node's share), rate to {base:.1} req/s",
+                pressure.node_shape().cache_blocks,
+                (pressure.node_shape().cache_blocks * super::BLOCK_TOKENS) as f64
+                    / knobs.system_tokens as f64,
+                knobs.tenants as f64 / knobs.nodes as f64,
+            ),
+            shape: knobs.shape(),
+            peak: base,
+            seconds: knobs.seconds,
+            change: None,
+            cache_factor: Some(PRESSURE_CACHE_FACTOR),
         },
     ]
 }
@@ -321,6 +359,9 @@ struct Row {
     split: TenantSplit,
     /// Share served by the changed node (killed: after the kill; added: after the add).
     changed_share: Option<f64>,
+    /// Prefix tokens the daemon predicted cached where it sent the requests of the hold, and
+    /// what the nodes reported hitting over the same time (ferrogate only).
+    index: Option<(f64, u64)>,
     note: String,
 }
 
@@ -455,6 +496,10 @@ pub fn daemon_takes_kv_events() -> bool {
 }
 
 async fn run_one(knobs: &Knobs, scenario: &Scenario, system: System) -> Result<Row, String> {
+    let knobs = &Knobs {
+        cache_factor: scenario.cache_factor.unwrap_or(knobs.cache_factor),
+        ..knobs.clone()
+    };
     let total = knobs.nodes + usize::from(matches!(scenario.change, Some(Change::Add(_))));
     let mut handles = Vec::new();
     for _ in 0..total {
@@ -506,6 +551,21 @@ async fn run_one(knobs: &Knobs, scenario: &Scenario, system: System) -> Result<R
             }),
         });
     }
+    let predicted_at_ramp = Arc::new(std::sync::Mutex::new(None));
+    if let Front::Daemon(d) = &front {
+        let admin = d.admin();
+        let into = predicted_at_ramp.clone();
+        timed.push(Event {
+            at: plan.ramp,
+            // The runner's loop must not wait on the admin listener.
+            action: Box::new(move || {
+                std::thread::spawn(move || {
+                    *into.lock().expect("predicted lock") =
+                        cluster::metric_sum(admin, PREDICTED_METRIC);
+                });
+            }),
+        });
+    }
     let mut change_at = None;
     let mut added = None;
     match scenario.change {
@@ -547,6 +607,19 @@ async fn run_one(knobs: &Knobs, scenario: &Scenario, system: System) -> Result<R
     let client = client::client();
     let mut workload = Workload::new(scenario.shape.clone(), knobs.seed);
     let run = runner::drive(&client, front.addr(), &mut workload, plan, timed).await;
+    let predicted = match &front {
+        Front::Daemon(d) => {
+            let start = *predicted_at_ramp.lock().expect("predicted lock");
+            let admin = d.admin();
+            let end =
+                tokio::task::spawn_blocking(move || cluster::metric_sum(admin, PREDICTED_METRIC))
+                    .await
+                    .ok()
+                    .flatten();
+            start.zip(end).map(|(a, b)| b - a)
+        }
+        Front::Peer(_) => None,
+    };
     drop(front);
     let note = added
         .map(|rx| {
@@ -554,9 +627,21 @@ async fn run_one(knobs: &Knobs, scenario: &Scenario, system: System) -> Result<R
             format!("adding the node answered {status}")
         })
         .unwrap_or_default();
-    Ok(finish(
-        system, &nodes, &snapshot, run, plan, change_at, note,
-    ))
+    let seen = Seen {
+        change_at,
+        predicted,
+        note,
+    };
+    Ok(finish(system, &nodes, &snapshot, run, plan, seen))
+}
+
+/// What a run saw besides its requests.
+struct Seen {
+    /// When the scenario's change happened, and to which node.
+    change_at: Option<(Duration, SocketAddr)>,
+    /// Prefix tokens the daemon predicted cached over the hold (ferrogate only).
+    predicted: Option<f64>,
+    note: String,
 }
 
 fn finish(
@@ -565,9 +650,13 @@ fn finish(
     snapshot: &std::sync::Mutex<(u64, u64)>,
     run: Run,
     plan: runner::Plan,
-    change_at: Option<(Duration, SocketAddr)>,
-    note: String,
+    seen: Seen,
 ) -> Row {
+    let Seen {
+        change_at,
+        predicted,
+        note,
+    } = seen;
     let end = runner::cache_tokens(nodes);
     let start = *snapshot.lock().expect("snapshot lock");
     let hits = (end.0.saturating_sub(start.0), end.1.saturating_sub(start.1));
@@ -586,6 +675,7 @@ fn finish(
         split: tenant_split(&run, plan.ramp, plan.seconds),
         summary,
         changed_share,
+        index: predicted.map(|p| (p, hits.0)),
         note,
     }
 }
@@ -605,6 +695,8 @@ fn row_json(row: &Row) -> Value {
         "nodes_per_tenant": row.split.spread.iter()
             .map(|(t, n)| (t.to_string(), json!(n))).collect::<serde_json::Map<_, _>>(),
         "changed_node_share_percent": row.changed_share,
+        "predicted_prefix_tokens": row.index.map(|(p, _)| num(p)),
+        "hit_prefix_tokens": row.index.map(|(_, h)| h),
         "note": row.note,
     })
 }
@@ -619,13 +711,13 @@ fn num(v: f64) -> Value {
 
 fn table(rows: &[Row]) -> String {
     let mut out = String::from(
-        "| system | done/sent | failed/cut | req/s | TTFT p50 | TTFT p90 | TTFT p99 | prefix hit | nodes per tenant | changed node's share |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| system | done/sent | failed/cut | req/s | TTFT p50 | TTFT p90 | TTFT p99 | prefix hit | nodes per tenant | changed node's share | predicted cached / hit |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in rows {
         let s = &r.summary;
         out.push_str(&format!(
-            "| {} | {}/{} | {}/{} | {:.2} | {} | {} | {} | {:.0}% | {} | {} |\n",
+            "| {} | {}/{} | {}/{} | {:.2} | {} | {} | {} | {:.0}% | {} | {} | {} |\n",
             r.system.label(),
             s.done,
             s.sent,
@@ -643,9 +735,25 @@ fn table(rows: &[Row]) -> String {
             },
             r.changed_share
                 .map_or("".to_string(), |p| format!("{p:.0}%")),
+            index_cell(r.index),
         ));
     }
     out
+}
+
+/// Predicted cached prefix tokens over what the nodes hit (1.00× = the index told the truth).
+fn index_cell(index: Option<(f64, u64)>) -> String {
+    match index {
+        Some((p, h)) if p.is_finite() && h > 0 => {
+            format!(
+                "{:.2}× ({:.2} M / {:.2} M)",
+                p / h as f64,
+                p / 1e6,
+                h as f64 / 1e6
+            )
+        }
+        _ => "–".to_string(),
+    }
 }
 
 /// The hot tenant's TTFT against the other tenants', and the nodes that served them.
@@ -731,6 +839,36 @@ fn ratios(rows: &[Row], hot: bool) -> Vec<Value> {
     out
 }
 
+/// ferrogate cache_aware fed by KV events against the same policy on its approximate index:
+/// TTFT as the exact mode's over the approximate's (below 1 = the events helped), hits, and how
+/// far each index's prediction was from what the nodes hit.
+fn exact_over_approximate(rows: &[Row]) -> Value {
+    let find = |s: System| rows.iter().find(|r| r.system == s);
+    let (Some(exact), Some(approx)) = (
+        find(System::FerrogateKvEvents),
+        find(System::Ferrogate("cache_aware")),
+    ) else {
+        return Value::Null;
+    };
+    let (e, a) = (&exact.summary, &approx.summary);
+    let accuracy = |r: &Row| r.index.map(|(p, h)| num(p / h.max(1) as f64));
+    println!(
+        "ferrogate cache_aware with KV events over without: TTFT p50 {:.2}× / p90 {:.2}× (below 1 = the events helped), prefix hit {:+.0} points; predicted cached / hit {} with them, {} without",
+        e.ttft.0 / a.ttft.0,
+        e.ttft.1 / a.ttft.1,
+        100.0 * (e.hit_rate - a.hit_rate),
+        index_cell(exact.index),
+        index_cell(approx.index),
+    );
+    json!({
+        "ttft_p50": num(e.ttft.0 / a.ttft.0),
+        "ttft_p90": num(e.ttft.1 / a.ttft.1),
+        "prefix_hit_points": num(100.0 * (e.hit_rate - a.hit_rate)),
+        "predicted_over_hit_exact": accuracy(exact),
+        "predicted_over_hit_approximate": accuracy(approx),
+    })
+}
+
 pub async fn peers(knobs: &Knobs) {
     let kv = daemon_takes_kv_events();
     let wanted: Vec<String> = std::env::var("BENCH_PEER_SCENARIOS")
@@ -807,6 +945,7 @@ pub async fn peers(knobs: &Knobs) {
             println!("{}", split_table(&rows));
         }
         let ratios = ratios(&rows, hot);
+        let exact = exact_over_approximate(&rows);
         println!();
         out.push(json!({
             "scenario": scenario.name,
@@ -814,6 +953,7 @@ pub async fn peers(knobs: &Knobs) {
             "peak_rate": scenario.peak,
             "rows": rows.iter().map(row_json).collect::<Vec<_>>(),
             "ratios": ratios,
+            "kv_events_over_approximate": exact,
         }));
     }
     let doc = json!({
