@@ -7,7 +7,8 @@ of `cargo bench --bench inference_routing` (release build of the daemon; fresh s
 per run; the same seeded workload for every system), and saves its numbers as JSON and a chart
 under benches/results/.
 
-    python3 benches/inference_peers.py                    # every scenario, about 20 minutes
+    python3 benches/inference_peers.py                    # every scenario, about 25 minutes
+    BENCH_PEER_SCENARIOS=pressure BENCH_SECONDS=60 python3 benches/inference_peers.py  # eviction pressure
     BENCH_PEER_SCENARIOS=saturation,double python3 benches/inference_peers.py
     BENCH_SECONDS=40 BENCH_PEER_RATE=4.5 python3 benches/inference_peers.py
 
