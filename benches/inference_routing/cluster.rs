@@ -137,19 +137,23 @@ impl Settings {
     }
 }
 
+/// Sends one raw HTTP/1.1 `request` (which asks for `connection: close`) to `addr` and returns
+/// the whole answer, head and body; reads time out after `limit`.
+pub fn http_call(addr: SocketAddr, request: &str, limit: Duration) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut answer = String::new();
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(limit))?;
+    s.write_all(request.as_bytes())?;
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
 /// The sum of every series of the counter or gauge `name` in the daemon's Prometheus text at
 /// `admin`'s `/metrics`; `None` when it cannot be read or has no such series.
 pub fn metric_sum(admin: SocketAddr, name: &str) -> Option<f64> {
-    use std::io::{Read, Write};
-    let mut text = String::new();
-    let mut s = std::net::TcpStream::connect(admin).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    s.read_to_string(&mut text).ok()?;
+    let request = format!("GET /metrics HTTP/1.1\r\nhost: {admin}\r\nconnection: close\r\n\r\n");
+    let text = http_call(admin, &request, Duration::from_secs(5)).ok()?;
     let mut found = false;
     let mut sum = 0.0;
     for line in text.lines() {
@@ -221,12 +225,12 @@ impl Daemon {
         daemon
     }
 
-    /// Rewrites the config with `servers` and asks the daemon to reload (SIGHUP).
     /// The admin listener (`/metrics`, `/status`).
     pub fn admin(&self) -> SocketAddr {
         self.settings.admin
     }
 
+    /// Rewrites the config with `servers` and asks the daemon to reload (SIGHUP).
     pub fn reload(&self, servers: &[SocketAddr]) {
         std::fs::write(&self.config, self.settings.yaml(servers)).expect("rewrite config");
         let status = Command::new("kill")

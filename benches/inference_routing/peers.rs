@@ -210,7 +210,6 @@ async fn ready(addr: SocketAddr) -> bool {
 /// Asks a peer to take one more worker (vllm-router: `POST /add_worker?url=`, sglang-router:
 /// `POST /workers {"url"}`); returns the HTTP status line it answered.
 fn add_worker(system: System, front: SocketAddr, node: SocketAddr) -> String {
-    use std::io::{Read, Write};
     let request = if system == System::SglangRouter {
         let body = format!("{{\"url\":\"http://{node}\"}}");
         format!(
@@ -224,14 +223,8 @@ fn add_worker(system: System, front: SocketAddr, node: SocketAddr) -> String {
              content-length: 0\r\nconnection: close\r\n\r\n"
         )
     };
-    let mut answer = String::new();
-    let result = std::net::TcpStream::connect(front).and_then(|mut s| {
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        s.write_all(request.as_bytes())?;
-        s.read_to_string(&mut answer)
-    });
-    match result {
-        Ok(_) => answer.lines().next().unwrap_or("no answer").to_string(),
+    match cluster::http_call(front, &request, Duration::from_secs(30)) {
+        Ok(answer) => answer.lines().next().unwrap_or("no answer").to_string(),
         Err(e) => format!("error: {e}"),
     }
 }
@@ -249,6 +242,16 @@ struct Scenario {
     cache_factor: Option<f64>,
 }
 
+impl Scenario {
+    /// The knobs this scenario's runs use: `knobs` with its own cache size, if it has one.
+    fn knobs(&self, knobs: &Knobs) -> Knobs {
+        Knobs {
+            cache_factor: self.cache_factor.unwrap_or(knobs.cache_factor),
+            ..knobs.clone()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Change {
     /// Node 0 dies at this share of the run.
@@ -260,10 +263,12 @@ enum Change {
 fn scenarios(knobs: &Knobs) -> Vec<Scenario> {
     let base = knobs.peer_rate;
     let random_peak = knobs.nodes as f64 * knobs.node_capacity(RANDOM_PROMPT_TOKENS as f64);
-    let pressure = Knobs {
+    let pressure_blocks = Knobs {
         cache_factor: PRESSURE_CACHE_FACTOR,
         ..knobs.clone()
-    };
+    }
+    .node_shape()
+    .cache_blocks;
     vec![
         Scenario {
             name: "saturation",
@@ -334,9 +339,8 @@ fn scenarios(knobs: &Knobs) -> Vec<Scenario> {
             title: format!(
                 "caches under eviction pressure ({} blocks per node: {:.1} system prompts where \
                  {:.1} tenants are each node's share), rate to {base:.1} req/s",
-                pressure.node_shape().cache_blocks,
-                (pressure.node_shape().cache_blocks * super::BLOCK_TOKENS) as f64
-                    / knobs.system_tokens as f64,
+                pressure_blocks,
+                (pressure_blocks * super::BLOCK_TOKENS) as f64 / knobs.system_tokens as f64,
                 knobs.tenants as f64 / knobs.nodes as f64,
             ),
             shape: knobs.shape(),
@@ -496,10 +500,7 @@ pub fn daemon_takes_kv_events() -> bool {
 }
 
 async fn run_one(knobs: &Knobs, scenario: &Scenario, system: System) -> Result<Row, String> {
-    let knobs = &Knobs {
-        cache_factor: scenario.cache_factor.unwrap_or(knobs.cache_factor),
-        ..knobs.clone()
-    };
+    let knobs = &scenario.knobs(knobs);
     let total = knobs.nodes + usize::from(matches!(scenario.change, Some(Change::Add(_))));
     let mut handles = Vec::new();
     for _ in 0..total {
