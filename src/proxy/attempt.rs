@@ -8,16 +8,16 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use pingora::connectors::http::v1::Connector;
 use pingora::http::RequestHeader;
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::http::ServerSession;
-use pingora::upstreams::peer::HttpPeer;
+use pingora::upstreams::peer::{HttpPeer, Peer};
 use pingora::ErrorType;
 
 use super::body::RequestBody;
 use super::error::EdgeError;
 use super::peer::ServerPeer;
+use super::upstreams::{Kept, Upstreams};
 use super::DEFAULT_UPSTREAM_POOL_IDLE;
 use crate::config::model::Timeouts;
 use crate::tls::upstream::ServerTls;
@@ -34,7 +34,8 @@ pub enum Failed {
 /// A connection to the chosen server carrying this request.
 pub struct Attempt {
     pub session: HttpSession,
-    peer: AttemptPeer,
+    /// The pool key of the server's connections.
+    key: u64,
     /// Taken from the pool (a failure then says little about the server).
     pub reused: bool,
     /// The request head went out.
@@ -82,20 +83,31 @@ impl AttemptPeer {
         peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
         Self::Tls(Box::new(peer))
     }
+
+    /// The key pingora's pool files this peer's connections under.
+    fn key(&self) -> u64 {
+        match self {
+            Self::Plain(plain) => plain.reuse_hash(),
+            Self::Tls(tls) => tls.reuse_hash(),
+        }
+    }
 }
 
-/// Connects to `socket`, or takes an idle pooled connection to it. Reads wait at most the
-/// upstream's `read` timeout, or `websocket_idle` for an upgrade request.
+/// Connects to `socket`, or takes the client connection's kept connection or an idle pooled
+/// one to it. Reads wait at most the upstream's `read` timeout, or `websocket_idle` for an
+/// upgrade request.
 pub async fn connect(
-    connector: &Connector,
+    connector: &Upstreams,
     target: Target<'_>,
     timeouts: &Timeouts,
     upgrade: bool,
+    kept: Option<&mut Kept>,
 ) -> Result<Attempt, Failed> {
     let peer = AttemptPeer::new(target, timeouts);
+    let key = peer.key();
     let connected = match &peer {
-        AttemptPeer::Plain(plain) => connector.get_http_session(plain).await,
-        AttemptPeer::Tls(tls) => connector.get_http_session(tls.as_ref()).await,
+        AttemptPeer::Plain(plain) => connector.session(plain, key, kept).await,
+        AttemptPeer::Tls(tls) => connector.session(tls.as_ref(), key, kept).await,
     };
     let (mut session, reused) = match connected {
         Ok(connected) => connected,
@@ -125,7 +137,7 @@ pub async fn connect(
     });
     Ok(Attempt {
         session,
-        peer,
+        key,
         reused,
         sent: false,
         body_finished: false,
@@ -197,24 +209,13 @@ impl Attempt {
         }
     }
 
-    /// Gives the connection back to the pool when both messages ended cleanly; else it closes.
-    pub async fn release(self, connector: &Connector) {
+    /// Keeps the connection for reuse when both messages ended cleanly (for the client
+    /// connection's next request when it keeps one, else in the pool); else it closes.
+    pub async fn release(self, connector: &Upstreams, kept: Option<&mut Kept>) {
         if !self.body_finished {
             return;
         }
-        let idle = Some(DEFAULT_UPSTREAM_POOL_IDLE);
-        match &self.peer {
-            AttemptPeer::Plain(plain) => {
-                connector
-                    .release_http_session(self.session, plain, idle)
-                    .await
-            }
-            AttemptPeer::Tls(tls) => {
-                connector
-                    .release_http_session(self.session, tls.as_ref(), idle)
-                    .await
-            }
-        }
+        connector.release(self.session, self.key, kept).await;
     }
 }
 

@@ -24,6 +24,7 @@ use super::error::EdgeError;
 use super::inference::{self, InferenceCtx, Prepared};
 use super::respond::{self, Asked, LocalResponse};
 use super::tunnel::Upgraded;
+use super::upstreams::Kept;
 use super::{Connection, ProxyApp};
 use crate::cluster::Cluster;
 use crate::inference::request::operation;
@@ -84,6 +85,8 @@ struct Tries {
 struct Exchange<'a> {
     app: &'a Arc<ProxyApp>,
     conn: &'a Connection,
+    /// The idle server connection an HTTP/1 client connection keeps between its requests.
+    kept: Option<&'a mut Kept>,
     started: Instant,
     obs: RequestObs,
     route: Option<Routed>,
@@ -103,16 +106,19 @@ struct Exchange<'a> {
 }
 
 /// Serves one request on `session`; `refused` is a verdict on its head the connection already
-/// reached (answered as an error).
-pub async fn serve(
-    app: &Arc<ProxyApp>,
-    conn: &Connection,
+/// reached (answered as an error); `kept`: the server connection an HTTP/1 client connection
+/// keeps for its next request.
+pub async fn serve<'a>(
+    app: &'a Arc<ProxyApp>,
+    conn: &'a Connection,
     session: &mut ServerSession,
     refused: Option<EdgeError>,
+    kept: Option<&'a mut Kept>,
 ) -> Ending {
     let mut ex = Exchange {
         app,
         conn,
+        kept,
         started: Instant::now(),
         obs: RequestObs::default(),
         route: None,

@@ -4,8 +4,11 @@
 //! hands the request to [`super::exchange`], and reuses the connection only when the exchange
 //! ended cleanly. A client closing an idle keep-alive connection is no error; a server shutdown
 //! closes idle connections and lets the request in progress finish with `Connection: close`.
+//! The connection keeps its last server connection for its next request ([`Kept`]) and gives it
+//! to the shared pool when it ends.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::TRANSFER_ENCODING;
 use pingora::protocols::http::v1::server::HttpSession;
@@ -19,19 +22,43 @@ use super::exchange::{self, Ending};
 use super::framing;
 use super::respond::{self, Asked};
 use super::tunnel::Tunnel;
+use super::upstreams::Kept;
 use super::{Connection, ProxyApp};
+
+/// How long a client connection keeps its last server connection while it sends nothing: a
+/// burst of requests rides one server connection; a client that has gone quiet leaves it to
+/// the shared pool.
+pub const KEEP_IDLE: Duration = Duration::from_secs(1);
 
 /// Serves the requests of one HTTP/1 connection; a connection upgraded by a 101 comes back as
 /// the tunnel to run.
 pub async fn serve(
     app: &Arc<ProxyApp>,
+    stream: Stream,
+    conn: &Connection,
+    shutdown: ShutdownWatch,
+) -> Option<Tunnel> {
+    let mut kept = Kept::default();
+    let tunnel = serve_requests(app, stream, conn, shutdown, &mut kept).await;
+    app.connector.give_back(&mut kept);
+    tunnel
+}
+
+async fn serve_requests(
+    app: &Arc<ProxyApp>,
     mut stream: Stream,
     conn: &Connection,
     mut shutdown: ShutdownWatch,
+    kept: &mut Kept,
 ) -> Option<Tunnel> {
     let mut first = true;
     loop {
         let mut session = HttpSession::new(stream);
+        // The head's deadline is ours (the gate's header_timeout, then idle_timeout, over the
+        // whole head): pingora's per-read timer would only be a second one. Its read timeout
+        // comes back for the body.
+        let body_timeout = session.get_read_timeout();
+        session.set_read_timeout(None);
         let closing = *shutdown.borrow();
         if closing && !first {
             return None;
@@ -43,18 +70,12 @@ pub async fn serve(
                 _ = shutdown.changed() => return None,
             }
         } else {
-            let next = tokio::time::timeout(app.limits.idle_timeout, session.read_request());
-            tokio::select! {
-                biased;
-                read = next => match read {
-                    Ok(read) => read,
-                    // Idle past idle_timeout: closed without a word, like a client may.
-                    Err(_) => return None,
-                },
-                _ = shutdown.changed() => return None,
-            }
+            // None: idle past idle_timeout (closed without a word, like a client may) or the
+            // server stops.
+            next_head(app, &mut session, &mut shutdown, kept).await?
         };
         first = false;
+        session.set_read_timeout(body_timeout);
         match read {
             Ok(Some(_)) => {}
             // The client closed the connection between requests.
@@ -72,7 +93,7 @@ pub async fn serve(
             session.set_server_keepalive(None);
         }
         let mut session = ServerSession::H1(session);
-        let ending = exchange::serve(app, conn, &mut session, refused).await;
+        let ending = exchange::serve(app, conn, &mut session, refused, Some(&mut *kept)).await;
         match ending {
             Ending::Done => match session.finish().await {
                 Ok(Some(reusable)) => stream = reusable.into_parts().0,
@@ -93,6 +114,43 @@ pub async fn serve(
                 };
                 return Tunnel::start(client, *upgraded);
             }
+        }
+    }
+}
+
+/// Waits for a keep-alive connection's next request head, at most `idle_timeout`; `None` when
+/// that passes or the server stops first. A client idle for [`KEEP_IDLE`] is between bursts: its
+/// kept server connection goes to the shared pool then (one timer does both).
+async fn next_head(
+    app: &ProxyApp,
+    session: &mut HttpSession,
+    shutdown: &mut ShutdownWatch,
+    kept: &mut Kept,
+) -> Option<pingora::Result<Option<usize>>> {
+    let now = tokio::time::Instant::now();
+    let idle_end = now + app.limits.idle_timeout;
+    let mut keeping = kept.is_some();
+    let timer = tokio::time::sleep_until(if keeping {
+        idle_end.min(now + KEEP_IDLE)
+    } else {
+        idle_end
+    });
+    tokio::pin!(timer);
+    let read = session.read_request();
+    tokio::pin!(read);
+    loop {
+        tokio::select! {
+            biased;
+            read = &mut read => return Some(read),
+            () = &mut timer => {
+                if !keeping {
+                    return None;
+                }
+                keeping = false;
+                app.connector.give_back(kept);
+                timer.as_mut().reset(idle_end);
+            }
+            _ = shutdown.changed() => return None,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod relay;
 pub mod reply;
 pub mod respond;
 pub mod tunnel;
+pub mod upstreams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,8 +30,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use http::HeaderValue;
 use pingora::apps::ServerApp;
-use pingora::connectors::http::v1::Connector;
-use pingora::connectors::ConnectorOptions;
 use pingora::protocols::http::v2::server::H2Options;
 use pingora::protocols::{Stream, ALPN};
 use pingora::server::configuration::ServerConf;
@@ -41,15 +40,14 @@ use crate::lifecycle::ActiveRequests;
 use crate::runtime::Live;
 use crate::tls::client_auth::{verified_client_cert, ClientCertHeaders};
 use forwarded::PeerText;
+use upstreams::Upstreams;
 
 /// How long an idle pooled upstream connection is kept.
 pub const DEFAULT_UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// The upstream connector every listener shares: one pool of idle server connections.
-pub fn connector(conf: &ServerConf) -> Arc<Connector> {
-    Arc::new(Connector::new(Some(ConnectorOptions::from_server_conf(
-        conf,
-    ))))
+pub fn connector(conf: &ServerConf) -> Arc<Upstreams> {
+    Arc::new(Upstreams::new(conf))
 }
 
 /// The request path of one listener.
@@ -67,7 +65,7 @@ pub struct ProxyApp {
     active: Arc<ActiveRequests>,
     limits: ListenerLimits,
     h2_options: H2Options,
-    connector: Arc<Connector>,
+    connector: Arc<Upstreams>,
 }
 
 impl ProxyApp {
@@ -76,7 +74,7 @@ impl ProxyApp {
         listener: &Listener,
         live: Arc<Live>,
         active: Arc<ActiveRequests>,
-        connector: Arc<Connector>,
+        connector: Arc<Upstreams>,
     ) -> Self {
         let (tls, limits) = (listener.tls, listener.limits);
         Self {

@@ -58,6 +58,7 @@ mod security_quota;
 mod sticky;
 mod streaming;
 mod tls;
+mod upstream_reuse;
 mod upstream_tls;
 
 mod acme_account;

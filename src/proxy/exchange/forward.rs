@@ -189,7 +189,8 @@ impl Exchange<'_> {
             address: &server.address,
             tls: upstream.tls.as_deref(),
         };
-        let mut attempt = attempt::connect(connector, to, &upstream.timeouts, websocket)
+        let kept = self.kept.as_deref_mut();
+        let mut attempt = attempt::connect(connector, to, &upstream.timeouts, websocket, kept)
             .await
             .map_err(|f| Attempted::from(f, false))?;
         let reused = attempt.reused;
@@ -284,7 +285,7 @@ impl Exchange<'_> {
         };
         match relay::relay(session, &mut attempt, &mut self.body, watchers).await {
             Ok(()) => {
-                attempt.release(connector).await;
+                attempt.release(connector, self.kept.as_deref_mut()).await;
                 Ok(Handled::Ended(Ending::Done))
             }
             // Past the response head nothing can be retried or answered: the exchange is cut.

@@ -1,0 +1,200 @@
+//! Server connections an HTTP/1 client connection keeps between its requests, through the real
+//! daemon against a backend that numbers its connections: one client connection's requests
+//! ride one server connection, the connection goes to the shared pool when its client leaves,
+//! goes quiet, or the next request picks another server, and one the server closed meanwhile is
+//! never used (a POST after the server's keep-alive timeout still gets its 200).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::backends::read_request;
+use crate::balance_support::{lb_builder, servers_yaml};
+use crate::client::{exchange, Request, Response};
+
+/// A backend that answers every request 200 with `X-Conn: N` (its connection's number, from 1)
+/// and, when `idle_close` is set, closes a connection left idle that long, as uvicorn does after
+/// its keep-alive timeout.
+#[derive(Clone)]
+struct NumberingBackend {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
+}
+
+impl NumberingBackend {
+    async fn start(idle_close: Option<Duration>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let backend = Self {
+            addr: listener.local_addr().expect("addr"),
+            accepted: Arc::default(),
+            requests: Arc::default(),
+        };
+        let server = backend.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let number = server.accepted.fetch_add(1, Ordering::SeqCst) + 1;
+                let requests = server.requests.clone();
+                tokio::spawn(serve(stream, number, requests, idle_close));
+            }
+        });
+        backend
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve(
+    stream: TcpStream,
+    number: usize,
+    requests: Arc<AtomicUsize>,
+    idle_close: Option<Duration>,
+) {
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    loop {
+        let next = read_request(&mut reader);
+        let request = match idle_close {
+            Some(idle) => match tokio::time::timeout(idle, next).await {
+                Ok(request) => request,
+                Err(_) => return,
+            },
+            None => next.await,
+        };
+        let Ok(Some(request)) = request else {
+            return;
+        };
+        requests.fetch_add(1, Ordering::SeqCst);
+        let body = format!("{} {} on {number}\n", request.method, request.target);
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Conn: {number}\r\n\r\n",
+            body.len()
+        );
+        if write.write_all(head.as_bytes()).await.is_err()
+            || write.write_all(body.as_bytes()).await.is_err()
+        {
+            return;
+        }
+    }
+}
+
+fn conn(response: &Response) -> String {
+    assert_eq!(response.status, 200, "{}", response.text());
+    response.header("x-conn").expect("X-Conn").to_string()
+}
+
+fn post(body: &str) -> Request {
+    let mut request = Request::post("lb.test", "/submit");
+    request.body = body.as_bytes().to_vec();
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_connection_rides_one_server_connection() {
+    let backend = NumberingBackend::start(None).await;
+    let d = lb_builder()
+        .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
+        .start()
+        .await;
+    let mut client = TcpStream::connect(d.extra("lb")).await.expect("connect");
+    let first = conn(&exchange(&mut client, &Request::get("lb.test", "/a")).await);
+    for i in 0..4 {
+        let response = exchange(&mut client, &post(&format!("body {i}"))).await;
+        assert_eq!(conn(&response), first);
+        let response = exchange(&mut client, &Request::get("lb.test", "/b")).await;
+        assert_eq!(conn(&response), first);
+    }
+    assert_eq!(backend.accepted(), 1);
+    assert_eq!(backend.requests(), 9);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kept_connection_goes_to_the_pool_when_its_client_leaves() {
+    let backend = NumberingBackend::start(None).await;
+    let d = lb_builder()
+        .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
+        .start()
+        .await;
+    let mut first = TcpStream::connect(d.extra("lb")).await.expect("connect");
+    let used = conn(&exchange(&mut first, &Request::get("lb.test", "/a")).await);
+    drop(first);
+    // Time for the daemon to see the client go and pool what it kept.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut second = TcpStream::connect(d.extra("lb")).await.expect("connect");
+    let again = conn(&exchange(&mut second, &Request::get("lb.test", "/b")).await);
+    assert_eq!(
+        again, used,
+        "the second client rides the first one's server connection"
+    );
+    assert_eq!(backend.accepted(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_client_leaves_its_server_connection_to_others() {
+    let backend = NumberingBackend::start(None).await;
+    let d = lb_builder()
+        .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
+        .start()
+        .await;
+    let mut quiet = TcpStream::connect(d.extra("lb")).await.expect("connect");
+    let used = conn(&exchange(&mut quiet, &Request::get("lb.test", "/a")).await);
+    // Still connected, but quiet for longer than a burst (a second).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut other = TcpStream::connect(d.extra("lb")).await.expect("connect");
+    let again = conn(&exchange(&mut other, &Request::get("lb.test", "/b")).await);
+    assert_eq!(again, used, "the quiet client's server connection went to the pool");
+    // And back: the first client is served on it again once the other one has gone quiet.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = conn(&exchange(&mut quiet, &Request::get("lb.test", "/c")).await);
+    assert_eq!(later, used);
+    assert_eq!(backend.accepted(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_connection_the_server_closed_is_not_used() {
+    let backend = NumberingBackend::start(Some(Duration::from_millis(100))).await;
+    let d = lb_builder()
+        .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
+        .start()
+        .await;
+    let mut client = TcpStream::connect(d.extra("lb")).await.expect("connect");
+    let before = conn(&exchange(&mut client, &post("one")).await);
+    // The server's keep-alive timeout passes while the client is idle.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // A POST is never retried once sent: it succeeds only if it went on a live connection.
+    let after = conn(&exchange(&mut client, &post("two")).await);
+    assert_ne!(before, after);
+    assert_eq!(backend.accepted(), 2);
+    assert_eq!(backend.requests(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alternating_servers_trade_connections_through_the_pool() {
+    let (a, b) = (
+        NumberingBackend::start(None).await,
+        NumberingBackend::start(None).await,
+    );
+    let servers = servers_yaml(&[(a.addr, ""), (b.addr, "")]);
+    let d = lb_builder()
+        .upstream_yaml("app", &format!("{servers}    balance: round_robin\n"))
+        .start()
+        .await;
+    let mut client = TcpStream::connect(d.extra("lb")).await.expect("connect");
+    for i in 0..8 {
+        let response = exchange(&mut client, &Request::get("lb.test", &format!("/{i}"))).await;
+        assert_eq!(conn(&response), "1");
+    }
+    // Each request went to the other server: its connection came back from the pool.
+    assert_eq!((a.requests(), b.requests()), (4, 4));
+    assert_eq!((a.accepted(), b.accepted()), (1, 1));
+}
