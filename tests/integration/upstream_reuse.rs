@@ -15,6 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::backends::read_request;
 use crate::balance_support::{lb_builder, servers_yaml};
 use crate::client::{exchange, Request, Response};
+use crate::harness::Daemon;
 
 /// A backend that answers every request 200 with `X-Conn: N` (its connection's number, from 1)
 /// and, when `idle_close` is set, closes a connection left idle that long, as uvicorn does after
@@ -88,6 +89,14 @@ async fn serve(
     }
 }
 
+/// The daemon with one upstream: `backend`.
+async fn daemon_for(backend: &NumberingBackend) -> Daemon {
+    lb_builder()
+        .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
+        .start()
+        .await
+}
+
 fn conn(response: &Response) -> String {
     assert_eq!(response.status, 200, "{}", response.text());
     response.header("x-conn").expect("X-Conn").to_string()
@@ -102,10 +111,7 @@ fn post(body: &str) -> Request {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_connection_rides_one_server_connection() {
     let backend = NumberingBackend::start(None).await;
-    let d = lb_builder()
-        .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
-        .start()
-        .await;
+    let d = daemon_for(&backend).await;
     let mut client = TcpStream::connect(d.extra("lb")).await.expect("connect");
     let first = conn(&exchange(&mut client, &Request::get("lb.test", "/a")).await);
     for i in 0..4 {
@@ -121,10 +127,7 @@ async fn one_client_connection_rides_one_server_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kept_connection_goes_to_the_pool_when_its_client_leaves() {
     let backend = NumberingBackend::start(None).await;
-    let d = lb_builder()
-        .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
-        .start()
-        .await;
+    let d = daemon_for(&backend).await;
     let mut first = TcpStream::connect(d.extra("lb")).await.expect("connect");
     let used = conn(&exchange(&mut first, &Request::get("lb.test", "/a")).await);
     drop(first);
@@ -142,17 +145,17 @@ async fn the_kept_connection_goes_to_the_pool_when_its_client_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quiet_client_leaves_its_server_connection_to_others() {
     let backend = NumberingBackend::start(None).await;
-    let d = lb_builder()
-        .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
-        .start()
-        .await;
+    let d = daemon_for(&backend).await;
     let mut quiet = TcpStream::connect(d.extra("lb")).await.expect("connect");
     let used = conn(&exchange(&mut quiet, &Request::get("lb.test", "/a")).await);
     // Still connected, but quiet for longer than a burst (a second).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let mut other = TcpStream::connect(d.extra("lb")).await.expect("connect");
     let again = conn(&exchange(&mut other, &Request::get("lb.test", "/b")).await);
-    assert_eq!(again, used, "the quiet client's server connection went to the pool");
+    assert_eq!(
+        again, used,
+        "the quiet client's server connection went to the pool"
+    );
     // And back: the first client is served on it again once the other one has gone quiet.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let later = conn(&exchange(&mut quiet, &Request::get("lb.test", "/c")).await);
@@ -163,10 +166,7 @@ async fn a_quiet_client_leaves_its_server_connection_to_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kept_connection_the_server_closed_is_not_used() {
     let backend = NumberingBackend::start(Some(Duration::from_millis(100))).await;
-    let d = lb_builder()
-        .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
-        .start()
-        .await;
+    let d = daemon_for(&backend).await;
     let mut client = TcpStream::connect(d.extra("lb")).await.expect("connect");
     let before = conn(&exchange(&mut client, &post("one")).await);
     // The server's keep-alive timeout passes while the client is idle.
