@@ -129,8 +129,7 @@ async fn next_head(
 ) -> Option<pingora::Result<Option<usize>>> {
     let now = tokio::time::Instant::now();
     let idle_end = now + app.limits.idle_timeout;
-    let mut keeping = kept.is_some();
-    let timer = tokio::time::sleep_until(if keeping {
+    let timer = tokio::time::sleep_until(if kept.is_some() {
         idle_end.min(now + KEEP_IDLE)
     } else {
         idle_end
@@ -143,10 +142,9 @@ async fn next_head(
             biased;
             read = &mut read => return Some(read),
             () = &mut timer => {
-                if !keeping {
+                if !kept.is_some() {
                     return None;
                 }
-                keeping = false;
                 app.connector.give_back(kept);
                 timer.as_mut().reset(idle_end);
             }

@@ -3,14 +3,11 @@
 //! A keep-alive client's next request to the same server takes that connection straight back
 //! instead of a round trip through the shared pool (a lock, an `Arc<Mutex>` and a watcher task
 //! spawned, woken and joined per request); it goes to the pool when a request picks another
-//! server, when the client has sent nothing for a second, and when the client connection ends. A kept connection the server closed meanwhile is
-//! noticed before use and dropped, as the pool does.
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+//! server, when the client has sent nothing for a second, and when the client connection ends.
+//! A kept connection the server closed or wrote to meanwhile is noticed before use and dropped,
+//! as the pool does.
 
 use futures_util::FutureExt;
-
 use pingora::connectors::{ConnectorOptions, TransportConnector};
 use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::Stream;
@@ -23,19 +20,13 @@ use super::DEFAULT_UPSTREAM_POOL_IDLE;
 /// pingora's connector and pool, shared by every listener.
 pub struct Upstreams {
     transport: TransportConnector,
-    /// Idle connections found holding bytes nobody asked for (pingora's count, and ours for
-    /// kept connections).
-    unexpected_data: Arc<AtomicU64>,
 }
 
 impl Upstreams {
     /// The connector and pool sized by the server configuration.
     pub fn new(conf: &ServerConf) -> Self {
-        let transport = TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf)));
-        let unexpected_data = transport.unexpected_data_connection_counter();
         Self {
-            transport,
-            unexpected_data,
+            transport: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
         }
     }
 
@@ -92,14 +83,7 @@ impl Upstreams {
             self.pool(stream, kept_key);
             return None;
         }
-        match idle_state(&mut stream) {
-            Idle::Open => Some(stream),
-            Idle::Closed => None,
-            Idle::UnexpectedData => {
-                self.unexpected_data.fetch_add(1, Ordering::Relaxed);
-                None
-            }
-        }
+        (idle_state(&mut stream) == Idle::Open).then_some(stream)
     }
 }
 
