@@ -26,8 +26,12 @@ pub const MIN_PREFILL_SAMPLE_TOKENS: f64 = 512.0;
 /// A prefill-rate sample is clamped to this factor of the current estimate either way (a
 /// mispredicted cache hit must not swing the estimate).
 const PREFILL_SAMPLE_CLAMP: f64 = 4.0;
-/// Seconds over which the arrival count decays (its time constant).
-pub const ARRIVAL_WINDOW_SECS: f64 = 5.0;
+/// Time constants of the two decaying arrival counts, in seconds: the short one sees a surge
+/// as it starts, the long one reads a node's steady rate from a few dozen requests (over a few
+/// seconds a handful a second is mostly Poisson noise). The rate is the larger of the two: a
+/// prefill placed on a node holds up whatever arrives there, and either a surge under way or a
+/// steady level the short count happened to miss is traffic it will meet.
+pub const ARRIVAL_WINDOWS_SECS: [f64; 2] = [5.0, 20.0];
 
 /// The learned values, each `None` until observed.
 #[derive(Debug, Default, Clone, Copy)]
@@ -36,8 +40,9 @@ struct Learned {
     prefill_rate: Option<f64>,
     batch_slots: Option<f64>,
     prefill_busy_until: Option<Instant>,
-    /// Decaying count of requests sent, as of `last_arrival`.
-    arrivals: f64,
+    /// Decaying counts of requests sent (one per [`ARRIVAL_WINDOWS_SECS`]), as of
+    /// `last_arrival`.
+    arrivals: [f64; 2],
     last_arrival: Option<Instant>,
 }
 
@@ -127,7 +132,10 @@ impl NodeModel {
     /// A request was sent to the node at `now`.
     pub fn note_arrival(&self, now: Instant) {
         let mut l = self.learned.lock();
-        l.arrivals = decayed(l.arrivals, l.last_arrival, now) + 1.0;
+        let last = l.last_arrival;
+        for (count, window) in l.arrivals.iter_mut().zip(ARRIVAL_WINDOWS_SECS) {
+            *count = decayed(*count, window, last, now) + 1.0;
+        }
         l.last_arrival = Some(l.last_arrival.map_or(now, |last| last.max(now)));
     }
 
@@ -141,7 +149,7 @@ impl NodeModel {
             prefill_backlog_secs: l.prefill_busy_until.map_or(0.0, |busy| {
                 busy.saturating_duration_since(now).as_secs_f64()
             }),
-            arrival_rate: decayed(l.arrivals, l.last_arrival, now) / ARRIVAL_WINDOW_SECS,
+            arrival_rate: arrival_rate(&l, now),
         }
     }
 
@@ -151,12 +159,21 @@ impl NodeModel {
     }
 }
 
-/// A count of events made at `last`, decayed to `now` (an exponential window of
-/// [`ARRIVAL_WINDOW_SECS`]: a steady rate r settles at r × the window).
-fn decayed(count: f64, last: Option<Instant>, now: Instant) -> f64 {
+/// Requests sent per second lately: the larger of the short and the long count's rate.
+fn arrival_rate(l: &Learned, now: Instant) -> f64 {
+    l.arrivals
+        .iter()
+        .zip(ARRIVAL_WINDOWS_SECS)
+        .map(|(count, window)| decayed(*count, window, l.last_arrival, now) / window)
+        .fold(0.0, f64::max)
+}
+
+/// A count of events made at `last`, decayed to `now` (an exponential window of `window`
+/// seconds: a steady rate r settles at r × the window).
+fn decayed(count: f64, window: f64, last: Option<Instant>, now: Instant) -> f64 {
     let Some(last) = last else { return 0.0 };
     let age = now.saturating_duration_since(last).as_secs_f64();
-    count * (-age / ARRIVAL_WINDOW_SECS).exp()
+    count * (-age / window).exp()
 }
 
 #[cfg(test)]
@@ -211,6 +228,25 @@ mod tests {
     }
 
     #[test]
+    fn a_surge_shows_at_once() {
+        let model = NodeModel::default();
+        let mut t = Instant::now();
+        // One a second for a minute, then five within half a second.
+        for _ in 0..60 {
+            t += Duration::from_secs(1);
+            model.note_arrival(t);
+        }
+        let steady = model.estimates(1.0, t).arrival_rate;
+        assert!((steady - 1.0).abs() < 0.15, "{steady}");
+        for _ in 0..5 {
+            t += Duration::from_millis(100);
+            model.note_arrival(t);
+        }
+        let surge = model.estimates(1.0, t).arrival_rate;
+        assert!(surge > 1.8, "{surge}");
+    }
+
+    #[test]
     fn counts_requests_sent_per_second() {
         let model = NodeModel::default();
         let t0 = Instant::now();
@@ -223,9 +259,15 @@ mod tests {
         }
         let rate = model.estimates(1.0, t).arrival_rate;
         assert!((rate - 2.0).abs() < 0.3, "{rate}");
+        // Six quiet seconds: the short count has fallen to a third, the long one still reads
+        // most of the steady level.
+        let lull = model
+            .estimates(1.0, t + Duration::from_secs(6))
+            .arrival_rate;
+        assert!((1.3..1.7).contains(&lull), "{lull}");
         // Nothing for a while: it fades.
         let quiet = model
-            .estimates(1.0, t + Duration::from_secs(30))
+            .estimates(1.0, t + Duration::from_secs(150))
             .arrival_rate;
         assert!(quiet < 0.01, "{quiet}");
     }
