@@ -20,9 +20,9 @@ use super::balancing;
 use super::error::EdgeError;
 use super::forwarded::{self, Hop, PeerText};
 use crate::observe::request_id::REQUEST_ID;
-use crate::routing::headers::TemplateVars;
+use crate::routing::headers::{HeaderRuleSet, TemplateVars};
 use crate::runtime::RouteTarget;
-use crate::tls::client_auth::{set_client_cert_headers, ClientCertHeaders};
+use crate::tls::client_auth::{add_client_cert_headers, is_client_cert_header, ClientCertHeaders};
 
 /// Connection options looked at, at most: more is refused (a bound on per-request work).
 pub const MAX_CONNECTION_OPTIONS: usize = 10;
@@ -57,8 +57,8 @@ pub struct Outbound<'a> {
     pub client_auth: bool,
     /// The connection's verified client certificate.
     pub client_cert: Option<&'a ClientCertHeaders>,
-    /// What the placeholders of the route's `headers.request` stand for.
-    pub vars: TemplateVars<'a>,
+    /// The route's `headers.request` and what their placeholders stand for.
+    pub rules: Option<(&'a HeaderRuleSet, TemplateVars<'a>)>,
 }
 
 /// Whether `head` is a valid WebSocket upgrade: an HTTP/1.1 GET with `Upgrade: websocket` and
@@ -135,18 +135,22 @@ pub fn upstream_head(
     let mut headers = HeaderMap::with_capacity(head.headers.len() + 8);
     for (name, value) in head.headers.iter() {
         let skip = replaced(name)
+            || is_client_cert_header(name)
             || (authority.is_some() && name == HOST)
             || named.iter().flatten().any(|n| n == name);
         if !skip {
             headers.append(name.clone(), value.clone());
         }
     }
+    // The copy above left out every field set below but Host (kept unless an authority
+    // replaces it), Cookie, the API key and traceparent: the others are appended, which adds
+    // them without looking for a copy to replace.
     if let Some(authority) = authority {
-        headers.insert(HOST, authority);
+        headers.append(HOST, authority);
     }
     if out.websocket {
-        headers.insert(CONNECTION, UPGRADE_OPTION.clone());
-        headers.insert(UPGRADE, WEBSOCKET.clone());
+        headers.append(CONNECTION, UPGRADE_OPTION.clone());
+        headers.append(UPGRADE, WEBSOCKET.clone());
     }
     let target = out.target;
     if headers.contains_key(COOKIE) {
@@ -160,33 +164,29 @@ pub fn upstream_head(
         }
     }
     let fwd = forwarded::forwarded(&head.headers, out.peer, out.hop);
-    headers.insert(forwarded::X_FORWARDED_FOR.clone(), fwd.forwarded_for);
-    headers.insert(forwarded::X_FORWARDED_PROTO.clone(), out.proto.clone());
+    headers.append(forwarded::X_FORWARDED_FOR.clone(), fwd.forwarded_for);
+    headers.append(forwarded::X_FORWARDED_PROTO.clone(), out.proto.clone());
     if let Some(host) = out.forwarded_host {
-        headers.insert(forwarded::X_FORWARDED_HOST.clone(), host.clone());
+        headers.append(forwarded::X_FORWARDED_HOST.clone(), host.clone());
     }
-    headers.insert(forwarded::X_REAL_IP.clone(), fwd.client_ip.clone());
-    headers.insert(forwarded::X_CLIENT_IP.clone(), fwd.client_ip);
-    headers.insert(REQUEST_ID.clone(), out.request_id.clone());
+    headers.append(forwarded::X_REAL_IP.clone(), fwd.client_ip.clone());
+    headers.append(forwarded::X_CLIENT_IP.clone(), fwd.client_ip);
+    headers.append(REQUEST_ID.clone(), out.request_id.clone());
     if let Some(traceparent) = out.traceparent {
         headers.insert(TRACEPARENT.clone(), traceparent.clone());
     }
-    set_client_cert_headers(&mut headers, out.client_auth, out.client_cert);
-    if let Some(rules) = &target.request_headers {
+    add_client_cert_headers(&mut headers, out.client_auth, out.client_cert);
+    if let Some((rules, vars)) = &out.rules {
         // After ferrogate's own: an operator's rule may override a forwarding header.
-        rules.apply(&mut headers, &out.vars);
+        rules.apply(&mut headers, vars);
     }
     if out.has_body && !headers.contains_key(CONTENT_LENGTH) {
         headers.insert(TRANSFER_ENCODING, CHUNKED.clone());
     }
-    let uri = origin_form(head, target)?;
-    let (mut parts, ()) = http::Request::builder()
-        .method(head.method.clone())
-        .uri(uri)
-        .version(Version::HTTP_11)
-        .body(())
-        .map_err(|_| EdgeError::BadRequest)?
-        .into_parts();
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = head.method.clone();
+    parts.uri = origin_form(head, target)?;
+    parts.version = Version::HTTP_11;
     parts.headers = headers;
     let mut req = Box::new(RequestHeader::from(parts));
     if !head.raw_path_is_utf8() && target.rewrite.is_none() {
@@ -283,8 +283,9 @@ mod tests {
         let peer = PeerText::new(Some(IpAddr::from([192, 0, 2, 1])));
         let host = HeaderValue::from_static("a.test");
         let id = HeaderValue::from_static("req-1");
+        let target = &snap.targets()[0];
         let out = Outbound {
-            target: &snap.targets()[0],
+            target,
             request_id: &id,
             peer: &peer,
             hop: Hop {
@@ -298,13 +299,16 @@ mod tests {
             traceparent,
             client_auth,
             client_cert,
-            vars: TemplateVars {
-                host: "a.test",
-                path: head.uri.path_and_query().map_or("/", |p| p.as_str()),
-                scheme: "https",
-                client_ip: peer.ip,
-                request_id: "req-1",
-            },
+            rules: target.request_headers.as_ref().map(|rules| {
+                let vars = TemplateVars {
+                    host: "a.test",
+                    path: head.uri.path_and_query().map_or("/", |p| p.as_str()),
+                    scheme: "https",
+                    client_ip: peer.ip,
+                    request_id: "req-1",
+                };
+                (rules, vars)
+            }),
         };
         upstream_head(head, &out)
     }

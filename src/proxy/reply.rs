@@ -51,6 +51,7 @@ pub fn downstream_head(
     for (name, value) in response.headers.iter() {
         // The backend's software and version are nobody's business at the edge.
         let skip = name == SERVER
+            || name == REQUEST_ID
             || (!upgrade
                 && (name == KEEP_ALIVE
                     || name == PROXY_CONNECTION
@@ -59,7 +60,8 @@ pub fn downstream_head(
             headers.append(name.clone(), value.clone());
         }
     }
-    headers.insert(REQUEST_ID.clone(), reply.request_id.clone());
+    // The server's own X-Request-Id was left out above: ours is the one the client sees.
+    headers.append(REQUEST_ID.clone(), reply.request_id.clone());
     sticky_cookie(&reply, &mut headers);
     for (name, value) in security_headers::missing(reply.guard, &headers) {
         headers.insert(
@@ -86,12 +88,9 @@ pub fn downstream_head(
     if let Some((rules, vars)) = &reply.rules {
         rules.apply(&mut headers, vars);
     }
-    let (mut parts, ()) = http::Response::builder()
-        .status(response.status)
-        .version(response.version)
-        .body(())
-        .map_err(|_| EdgeError::Upstream(pingora::ErrorType::InvalidHTTPHeader))?
-        .into_parts();
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = response.status;
+    parts.version = response.version;
     parts.headers = headers;
     let mut head = Box::new(ResponseHeader::from(parts));
     let reason = response.get_reason_phrase();

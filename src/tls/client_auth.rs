@@ -121,33 +121,38 @@ impl ClientCertHeaders {
     }
 }
 
-/// Sets the client certificate headers of a request going upstream: every copy the client
-/// sent is removed; on a listener with `client_auth` the connection's own are set (`verified`:
-/// its verified certificate's, else `NONE`).
-pub fn set_client_cert_headers(
+/// Whether `name` is one of the client certificate headers: a client's own copy is never passed
+/// upstream.
+pub fn is_client_cert_header(name: &HeaderName) -> bool {
+    name == X_CLIENT_CERT_VERIFY
+        || name == X_CLIENT_CERT_SUBJECT
+        || name == X_CLIENT_CERT_FINGERPRINT
+}
+
+/// Adds the client certificate headers to a request going upstream, whose `headers` hold none
+/// of them (the client's copies were left out, [`is_client_cert_header`]): on a listener with
+/// `client_auth` the connection's own (`verified`: its verified certificate's, else `NONE`).
+pub fn add_client_cert_headers(
     headers: &mut HeaderMap,
     client_auth: bool,
     verified: Option<&ClientCertHeaders>,
 ) {
-    headers.remove(&X_CLIENT_CERT_VERIFY);
-    headers.remove(&X_CLIENT_CERT_SUBJECT);
-    headers.remove(&X_CLIENT_CERT_FINGERPRINT);
     if !client_auth {
         return;
     }
     let Some(own) = verified else {
-        headers.insert(
+        headers.append(
             X_CLIENT_CERT_VERIFY.clone(),
             ClientCertHeaders::none().verify,
         );
         return;
     };
-    headers.insert(X_CLIENT_CERT_VERIFY.clone(), own.verify.clone());
+    headers.append(X_CLIENT_CERT_VERIFY.clone(), own.verify.clone());
     if let Some(subject) = &own.subject {
-        headers.insert(X_CLIENT_CERT_SUBJECT.clone(), subject.clone());
+        headers.append(X_CLIENT_CERT_SUBJECT.clone(), subject.clone());
     }
     if let Some(fingerprint) = &own.fingerprint {
-        headers.insert(X_CLIENT_CERT_FINGERPRINT.clone(), fingerprint.clone());
+        headers.append(X_CLIENT_CERT_FINGERPRINT.clone(), fingerprint.clone());
     }
 }
 

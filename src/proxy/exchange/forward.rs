@@ -178,7 +178,10 @@ impl Exchange<'_> {
                 traceparent: span.as_ref().map(AttemptTrace::traceparent),
                 client_auth: self.app.client_auth,
                 client_cert: self.conn.client_cert.as_ref(),
-                vars: self.template_vars(session),
+                rules: target
+                    .request_headers
+                    .as_ref()
+                    .map(|rules| (rules, self.template_vars(session))),
             };
             outbound::upstream_head(session.req_header(), &out).map_err(Attempted::Client)?
         };
