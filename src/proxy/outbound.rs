@@ -142,9 +142,9 @@ pub fn upstream_head(
             headers.append(name.clone(), value.clone());
         }
     }
-    // The copy above left out every field set below but Host (kept unless an authority
-    // replaces it), Cookie, the API key and traceparent: the others are appended, which adds
-    // them without looking for a copy to replace.
+    // The copy above left out the fields appended below (Host only when an authority replaces
+    // it), so appending adds each once without looking for a copy to replace; those the copy
+    // may still hold (the API key, traceparent, Transfer-Encoding) are inserted.
     if let Some(authority) = authority {
         headers.append(HOST, authority);
     }
