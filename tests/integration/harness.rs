@@ -107,6 +107,8 @@ pub struct DaemonBuilder {
     /// Lay the config out as a Kubernetes ConfigMap volume does (`..data` symlink swaps).
     configmap: bool,
     env: Vec<(String, String)>,
+    /// Worker threads per listener (1 unless a test asks for more).
+    workers: usize,
 }
 
 impl Default for DaemonBuilder {
@@ -137,6 +139,7 @@ impl DaemonBuilder {
             state_dir: None,
             configmap: false,
             env: Vec::new(),
+            workers: 1,
         }
     }
 
@@ -189,6 +192,12 @@ impl DaemonBuilder {
     /// `..data -> ..v1`.
     pub fn configmap_layout(mut self) -> Self {
         self.configmap = true;
+        self
+    }
+
+    /// Runs each listener on `n` worker threads.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n;
         self
     }
 
@@ -265,7 +274,7 @@ impl DaemonBuilder {
             .clone()
             .unwrap_or_else(|| self.dir.path().join("state"));
         writeln!(y, "state_dir: {}", state.display()).expect("fmt");
-        writeln!(y, "workers: 1").expect("fmt");
+        writeln!(y, "workers: {}", self.workers).expect("fmt");
         writeln!(y, "listeners:").expect("fmt");
         for (name, addr, keys) in [
             ("http", self.http, &self.http_keys),

@@ -2,7 +2,8 @@
 //! daemon against a backend that numbers its connections: one client connection's requests
 //! ride one server connection, the connection goes to the shared pool when its client leaves,
 //! goes quiet, or the next request picks another server, and one the server closed meanwhile is
-//! never used (a POST after the server's keep-alive timeout still gets its 200).
+//! never used (a POST after the server's keep-alive timeout still gets its 200). With several
+//! worker threads, client connections spread over them.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -197,4 +198,67 @@ async fn alternating_servers_trade_connections_through_the_pool() {
     // Each request went to the other server: its connection came back from the pool.
     assert_eq!((a.requests(), b.requests()), (4, 4));
     assert_eq!((a.accepted(), b.accepted()), (1, 1));
+}
+
+/// CPU ticks (user + system) each thread of `pid` named `name` has used so far.
+fn thread_ticks(pid: u32, name: &str) -> Vec<u64> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut ticks = Vec::new();
+    for task in tasks.flatten() {
+        let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // Fields after the parenthesised name: state is the 3rd field, utime the 14th, stime the 15th.
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        ticks.push(field(14).unwrap_or(0) + field(15).unwrap_or(0));
+    }
+    ticks
+}
+
+/// Keep-alive requests on `clients` connections at once, `each` per connection; every answer 200.
+async fn load(addr: SocketAddr, clients: usize, each: usize) {
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            tokio::spawn(async move {
+                let mut client = TcpStream::connect(addr).await.expect("connect");
+                for i in 0..each {
+                    let path = format!("/{c}/{i}");
+                    conn(&exchange(&mut client, &Request::get("lb.test", &path)).await);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("client");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_threads_share_the_load() {
+    let backend = NumberingBackend::start(None).await;
+    let d = lb_builder()
+        .workers(4)
+        .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
+        .start()
+        .await;
+    let (clients, each) = (32, 40);
+    load(d.extra("lb"), clients, each).await;
+    assert_eq!(backend.requests(), clients * each);
+    let opened = backend.accepted();
+    assert!(
+        opened <= clients,
+        "each client connection rides one server connection: {opened} opened"
+    );
+    // Each client connection was served by one of the listener's worker threads, picked at
+    // accept: with 32 connections, more than one thread did work.
+    let ticks = thread_ticks(d.pid(), "listener lb");
+    assert_eq!(ticks.len(), 4, "one thread per worker: {ticks:?}");
+    let busy = ticks.iter().filter(|&&t| t > 0).count();
+    assert!(busy >= 2, "connections spread over the workers: {ticks:?}");
 }
