@@ -93,7 +93,7 @@ pub fn build(
     let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
     server.bootstrap();
 
-    // One pool of idle server connections for every listener.
+    // One connector for every listener; each worker thread keeps its own idle server connections.
     let connector = crate::proxy::connector(&server.configuration);
     for listener in &config.listeners {
         let app = ProxyApp::new(

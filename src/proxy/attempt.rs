@@ -18,7 +18,6 @@ use super::body::RequestBody;
 use super::error::EdgeError;
 use super::peer::ServerPeer;
 use super::upstreams::{Kept, Upstreams};
-use super::DEFAULT_UPSTREAM_POOL_IDLE;
 use crate::config::model::Timeouts;
 use crate::tls::upstream::ServerTls;
 
@@ -68,23 +67,17 @@ enum AttemptPeer {
 }
 
 impl AttemptPeer {
-    /// The peer for `target`, connecting within the upstream's `connect` timeout, pooled for
-    /// [`DEFAULT_UPSTREAM_POOL_IDLE`].
+    /// The peer for `target`, connecting within the upstream's `connect` timeout.
     fn new(target: Target<'_>, timeouts: &Timeouts) -> Self {
         let Some(tls) = target.tls else {
-            return Self::Plain(ServerPeer::new(
-                target.socket,
-                timeouts.connect,
-                DEFAULT_UPSTREAM_POOL_IDLE,
-            ));
+            return Self::Plain(ServerPeer::new(target.socket, timeouts.connect));
         };
         let mut peer = tls.peer(target.socket, target.address);
         peer.options.connection_timeout = Some(timeouts.connect);
-        peer.options.idle_timeout = Some(DEFAULT_UPSTREAM_POOL_IDLE);
         Self::Tls(Box::new(peer))
     }
 
-    /// The key pingora's pool files this peer's connections under.
+    /// The key the idle pool files this peer's connections under.
     fn key(&self) -> u64 {
         match self {
             Self::Plain(plain) => plain.reuse_hash(),

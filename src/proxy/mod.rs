@@ -14,6 +14,7 @@ pub mod forwarded;
 pub mod framing;
 pub mod h1;
 pub mod h2;
+pub mod idle_pool;
 pub mod inference;
 pub mod linger;
 pub mod outbound;
@@ -45,7 +46,7 @@ use upstreams::Upstreams;
 /// How long an idle pooled upstream connection is kept.
 pub const DEFAULT_UPSTREAM_POOL_IDLE: Duration = Duration::from_secs(60);
 
-/// The upstream connector every listener shares: one pool of idle server connections.
+/// The upstream connector every listener shares, with each worker thread's idle server connections.
 pub fn connector(conf: &ServerConf) -> Arc<Upstreams> {
     Arc::new(Upstreams::new(conf))
 }

@@ -1,4 +1,4 @@
-//! The server an attempt connects to, as pingora's connector and pool see it: plain HTTP/1 over
+//! The server an attempt connects to, as pingora's connector and ferrogate's pool see it: plain HTTP/1 over
 //! TCP with the upstream's connect timeout, pooled by its address alone. pingora's `HttpPeer`
 //! describes every kind of peer (TLS, proxies, client certificates), so its pool key hashes all
 //! of that twice per request, and it asks the kernel for a pooled socket's peer address
@@ -27,11 +27,10 @@ pub struct ServerPeer {
 }
 
 impl ServerPeer {
-    /// `socket`, connected within `connect`, its idle connections pooled for `pool_idle`.
-    pub fn new(socket: InetAddr, connect: Duration, pool_idle: Duration) -> Self {
+    /// `socket`, connected within `connect`.
+    pub fn new(socket: InetAddr, connect: Duration) -> Self {
         let mut options = PeerOptions::new();
         options.connection_timeout = Some(connect);
-        options.idle_timeout = Some(pool_idle);
         Self {
             address: SocketAddr::Inet(socket),
             key: pool_key(socket),
@@ -121,14 +120,9 @@ mod tests {
 
     #[test]
     fn the_peer_carries_its_timeouts() {
-        let peer = ServerPeer::new(
-            "127.0.0.1:9".parse().unwrap(),
-            Duration::from_secs(3),
-            Duration::from_secs(60),
-        );
+        let peer = ServerPeer::new("127.0.0.1:9".parse().unwrap(), Duration::from_secs(3));
         assert!(!peer.tls());
         assert_eq!(peer.connection_timeout(), Some(Duration::from_secs(3)));
-        assert_eq!(peer.idle_timeout(), Some(Duration::from_secs(60)));
         assert_eq!(peer.to_string(), "127.0.0.1:9");
     }
 }

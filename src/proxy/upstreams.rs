@@ -1,11 +1,17 @@
-//! Connections to servers: pingora's transport connector with its pool of idle connections, and
-//! the one idle connection an HTTP/1 client connection keeps for its next request ([`Kept`]).
-//! A keep-alive client's next request to the same server takes that connection straight back
-//! instead of a round trip through the shared pool (a lock, an `Arc<Mutex>` and a watcher task
-//! spawned, woken and joined per request); it goes to the pool when a request picks another
-//! server, when the client has sent nothing for a second, and when the client connection ends.
-//! A kept connection the server closed or wrote to meanwhile is noticed before use and dropped,
-//! as the pool does.
+//! Connections to servers: pingora's transport connector opens them; idle ones wait for reuse in
+//! a pool of the worker thread's own ([`IdlePool`]), and an HTTP/1 client connection keeps its
+//! last one for its next request ([`Kept`]). A keep-alive client's next request to the same
+//! server takes that connection straight back; it goes to the thread's pool when a request picks
+//! another server, when the client has sent nothing for a second, and when the client connection
+//! ends. Each worker thread serves its connections start to end, so its pool needs no lock and no
+//! watcher task per connection (pingora's shared pool spawns one per pooled connection, and can
+//! lose a connection to a race between threads, pingora issue #998); one sweeper task per thread
+//! closes what idled out or the server closed. A pooled or kept connection the server closed or
+//! wrote to meanwhile is noticed before use and dropped.
+
+use std::cell::RefCell;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use pingora::connectors::{ConnectorOptions, TransportConnector};
@@ -13,26 +19,45 @@ use pingora::protocols::http::v1::client::HttpSession;
 use pingora::protocols::Stream;
 use pingora::server::configuration::ServerConf;
 use pingora::upstreams::peer::Peer;
+use thread_local::ThreadLocal;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::idle_pool::IdlePool;
 use super::DEFAULT_UPSTREAM_POOL_IDLE;
 
-/// pingora's connector and pool, shared by every listener.
+/// How often a worker thread's sweeper looks over its idle connections.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// One worker thread's idle connections, and whether its sweeper runs.
+struct ThreadIdle {
+    pool: IdlePool<Stream>,
+    sweeping: bool,
+}
+
+type Pools = Arc<ThreadLocal<RefCell<ThreadIdle>>>;
+
+/// pingora's connector, and each worker thread's pool of idle connections; shared by every
+/// listener.
 pub struct Upstreams {
     transport: TransportConnector,
+    pools: Pools,
+    /// Idle connections each thread keeps at most.
+    capacity: usize,
 }
 
 impl Upstreams {
-    /// The connector and pool sized by the server configuration.
+    /// The connector, its per-thread pools sized by `upstream_keepalive_pool_size`.
     pub fn new(conf: &ServerConf) -> Self {
         Self {
             transport: TransportConnector::new(Some(ConnectorOptions::from_server_conf(conf))),
+            pools: Arc::default(),
+            capacity: conf.upstream_keepalive_pool_size,
         }
     }
 
     /// A session to `peer` (whose pool key is `key`): the client connection's kept connection
-    /// when it goes to that server and is still open, else an idle pooled one, else a new one.
-    /// `true` when the connection was used before.
+    /// when it goes to that server and is still open, else an idle one from this thread's pool,
+    /// else a new one. `true` when the connection was used before.
     pub async fn session<P: Peer + Send + Sync + 'static>(
         &self,
         peer: &P,
@@ -42,8 +67,11 @@ impl Upstreams {
         if let Some(stream) = kept.and_then(|kept| self.take_kept(kept, key)) {
             return Ok((HttpSession::new_with_options(stream, peer), true));
         }
-        let (stream, reused) = self.transport.get_stream(peer).await?;
-        Ok((HttpSession::new_with_options(stream, peer), reused))
+        if let Some(stream) = self.take_pooled(peer, key) {
+            return Ok((HttpSession::new_with_options(stream, peer), true));
+        }
+        let stream = self.transport.new_stream(peer).await?;
+        Ok((HttpSession::new_with_options(stream, peer), false))
     }
 
     /// Takes a finished session's connection back for reuse (when both messages allow it): into
@@ -70,9 +98,38 @@ impl Upstreams {
         }
     }
 
+    /// This thread's pool.
+    fn thread_pool(&self) -> &RefCell<ThreadIdle> {
+        self.pools.get_or(|| {
+            RefCell::new(ThreadIdle {
+                pool: IdlePool::new(self.capacity, DEFAULT_UPSTREAM_POOL_IDLE),
+                sweeping: false,
+            })
+        })
+    }
+
+    /// The most recently pooled open connection to `peer` on this thread.
+    fn take_pooled<P: Peer>(&self, peer: &P, key: u64) -> Option<Stream> {
+        let mut idle = self.thread_pool().borrow_mut();
+        idle.pool.take(key, Instant::now(), |stream| {
+            peer.matches_fd(stream.id()) && idle_state(stream) == Idle::Open
+        })
+    }
+
+    /// Files an idle connection in this thread's pool, and starts the thread's sweeper when it
+    /// is not running. Outside a runtime (nothing to sweep with) the connection is closed.
     fn pool(&self, stream: Stream, key: u64) {
-        self.transport
-            .release_stream(stream, key, Some(DEFAULT_UPSTREAM_POOL_IDLE));
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let start_sweeper = {
+            let mut idle = self.thread_pool().borrow_mut();
+            idle.pool.put(key, stream, Instant::now());
+            !std::mem::replace(&mut idle.sweeping, true)
+        };
+        if start_sweeper {
+            runtime.spawn(sweep(self.pools.clone()));
+        }
     }
 
     /// The kept connection when it goes to `key`'s server and is still open; one to another
@@ -84,6 +141,26 @@ impl Upstreams {
             return None;
         }
         (idle_state(&mut stream) == Idle::Open).then_some(stream)
+    }
+}
+
+/// A worker thread's sweeper: every [`SWEEP_EVERY`], closes the thread's idle connections that
+/// idled out or that the server closed; ends when the pool is empty (the next connection pooled
+/// starts another). Worker runtimes are single-threaded, so it stays on the thread whose pool
+/// it sweeps.
+async fn sweep(pools: Pools) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(cell) = pools.get() else {
+            return;
+        };
+        let mut idle = cell.borrow_mut();
+        idle.pool
+            .sweep(Instant::now(), |stream| idle_state(stream) == Idle::Open);
+        if idle.pool.is_empty() {
+            idle.sweeping = false;
+            return;
+        }
     }
 }
 

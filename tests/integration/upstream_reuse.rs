@@ -1,9 +1,11 @@
 //! Server connections an HTTP/1 client connection keeps between its requests, through the real
 //! daemon against a backend that numbers its connections: one client connection's requests
-//! ride one server connection, the connection goes to the shared pool when its client leaves,
+//! ride one server connection, the connection goes to the thread's idle pool when its client leaves,
 //! goes quiet, or the next request picks another server, and one the server closed meanwhile is
-//! never used (a POST after the server's keep-alive timeout still gets its 200). With several
-//! worker threads, client connections spread over them.
+//! never used (a POST after the server's keep-alive timeout still gets its 200), and a pooled one
+//! the server closed is closed by the daemon too without waiting for a request. With several
+//! worker threads, client connections spread over them and each thread reuses its own idle
+//! server connections.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -240,14 +242,14 @@ async fn load(addr: SocketAddr, clients: usize, each: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_threads_share_the_load() {
+async fn worker_threads_share_the_load_and_the_pool() {
     let backend = NumberingBackend::start(None).await;
     let d = lb_builder()
         .workers(4)
         .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
         .start()
         .await;
-    let (clients, each) = (32, 40);
+    let (clients, each) = (64, 20);
     load(d.extra("lb"), clients, each).await;
     assert_eq!(backend.requests(), clients * each);
     let opened = backend.accepted();
@@ -256,9 +258,44 @@ async fn worker_threads_share_the_load() {
         "each client connection rides one server connection: {opened} opened"
     );
     // Each client connection was served by one of the listener's worker threads, picked at
-    // accept: with 32 connections, more than one thread did work.
+    // accept: with 64 connections, more than one thread did work.
     let ticks = thread_ticks(d.pid(), "listener lb");
     assert_eq!(ticks.len(), 4, "one thread per worker: {ticks:?}");
     let busy = ticks.iter().filter(|&&t| t > 0).count();
     assert!(busy >= 2, "connections spread over the workers: {ticks:?}");
+    // The clients leave and their server connections go to the idle pool of the worker thread
+    // that served them (every thread served some of the 64). New clients, one at a time and each
+    // accepted on any thread, ride them instead of opening new ones.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..clients {
+        load(d.extra("lb"), 1, 1).await;
+    }
+    assert_eq!(backend.requests(), clients * (each + 1));
+    assert_eq!(backend.accepted(), opened, "pooled connections were reused");
+}
+
+/// Descriptors the process `pid` holds.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_the_server_closed_are_closed_without_a_request() {
+    let backend = NumberingBackend::start(Some(Duration::from_secs(1))).await;
+    let d = daemon_for(&backend).await;
+    // A first round settles whatever the daemon opens on its first requests.
+    load(d.extra("lb"), 1, 1).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let settled = descriptors(d.pid());
+    load(d.extra("lb"), 5, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The clients have gone; their five server connections wait in the pool.
+    assert_eq!(backend.accepted(), 6);
+    assert_eq!(descriptors(d.pid()), settled + 5);
+    // The server closes them after a second; the sweeper closes the daemon's side.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(descriptors(d.pid()), settled);
+    // And the next request opens a fresh one.
+    load(d.extra("lb"), 1, 1).await;
+    assert_eq!(backend.accepted(), 7);
 }
