@@ -70,7 +70,9 @@ impl Upstreams {
         if let Some(stream) = self.take_pooled(peer, key) {
             return Ok((HttpSession::new_with_options(stream, peer), true));
         }
-        let stream = self.transport.new_stream(peer).await?;
+        // Boxed: connecting (TCP, then TLS for an https server) is a future of about 8 KiB that
+        // would otherwise size every request's state, and is needed only for a new connection.
+        let stream = Box::pin(self.transport.new_stream(peer)).await?;
         Ok((HttpSession::new_with_options(stream, peer), false))
     }
 
