@@ -107,7 +107,7 @@ pub struct DaemonBuilder {
     /// Lay the config out as a Kubernetes ConfigMap volume does (`..data` symlink swaps).
     configmap: bool,
     env: Vec<(String, String)>,
-    /// Worker threads per listener (1 unless a test asks for more).
+    /// Worker threads per listener: 1, or `FERROGATE_TEST_WORKERS`, unless a test asks.
     workers: usize,
 }
 
@@ -139,7 +139,10 @@ impl DaemonBuilder {
             state_dir: None,
             configmap: false,
             env: Vec::new(),
-            workers: 1,
+            workers: std::env::var("FERROGATE_TEST_WORKERS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
         }
     }
 

@@ -92,9 +92,11 @@ async fn serve(
     }
 }
 
-/// The daemon with one upstream: `backend`.
+/// The daemon with one upstream, `backend`, and one worker thread (whose pool every client
+/// connection shares).
 async fn daemon_for(backend: &NumberingBackend) -> Daemon {
     lb_builder()
+        .workers(1)
         .upstream_yaml("app", &servers_yaml(&[(backend.addr, "")]))
         .start()
         .await
@@ -189,6 +191,7 @@ async fn alternating_servers_trade_connections_through_the_pool() {
     );
     let servers = servers_yaml(&[(a.addr, ""), (b.addr, "")]);
     let d = lb_builder()
+        .workers(1)
         .upstream_yaml("app", &format!("{servers}    balance: round_robin\n"))
         .start()
         .await;
