@@ -10,14 +10,16 @@ use std::time::{Duration, Instant};
 use rustc_hash::FxHasher;
 
 /// One idle connection and when it was pooled.
-struct Idle<S> {
+struct Entry<S> {
     since: Instant,
     stream: S,
 }
 
 /// Idle connections by pool key; each key's oldest first.
 pub struct IdlePool<S> {
-    by_key: HashMap<u64, VecDeque<Idle<S>>, BuildHasherDefault<FxHasher>>,
+    by_key: HashMap<u64, VecDeque<Entry<S>>, BuildHasherDefault<FxHasher>>,
+    /// Connections under all keys, counted as they come and go (a full pool is then known
+    /// without counting every key's queue).
     len: usize,
     capacity: usize,
     idle: Duration,
@@ -56,7 +58,7 @@ impl<S> IdlePool<S> {
         self.by_key
             .entry(key)
             .or_default()
-            .push_back(Idle { since: now, stream });
+            .push_back(Entry { since: now, stream });
         self.len += 1;
     }
 

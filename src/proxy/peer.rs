@@ -1,10 +1,10 @@
-//! The server an attempt connects to, as pingora's connector and ferrogate's pool see it: plain HTTP/1 over
-//! TCP with the upstream's connect timeout, pooled by its address alone. pingora's `HttpPeer`
-//! describes every kind of peer (TLS, proxies, client certificates), so its pool key hashes all
-//! of that twice per request, and it asks the kernel for a pooled socket's peer address
-//! (`getpeername`) before every reuse in case two peers' hashes collide. An IPv4 address and port
-//! fit the 64-bit key exactly, so no two servers can share one and that check is left out; an
-//! IPv6 key is a hash, and keeps the check.
+//! The server an attempt connects to, as pingora's connector and ferrogate's idle pool see it:
+//! plain HTTP/1 over TCP with the upstream's connect timeout, pooled by its address alone.
+//! pingora's `HttpPeer` describes every kind of peer (TLS, proxies, client certificates), so its
+//! pool key hashes all of that twice per request, and it asks the kernel for a pooled socket's peer
+//! address (`getpeername`) before every reuse in case two peers' hashes collide. An IPv4 address
+//! and port fit the 64-bit key exactly, so no two servers can share one and that check is left out;
+//! an IPv6 key is a hash, and keeps the check.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};

@@ -114,7 +114,7 @@ impl Upstreams {
     fn take_pooled<P: Peer>(&self, peer: &P, key: u64) -> Option<Stream> {
         let mut idle = self.thread_pool().borrow_mut();
         idle.pool.take(key, Instant::now(), |stream| {
-            peer.matches_fd(stream.id()) && idle_state(stream) == Idle::Open
+            peer.matches_fd(stream.id()) && still_open(stream)
         })
     }
 
@@ -142,7 +142,7 @@ impl Upstreams {
             self.pool(stream, kept_key);
             return None;
         }
-        (idle_state(&mut stream) == Idle::Open).then_some(stream)
+        still_open(&mut stream).then_some(stream)
     }
 }
 
@@ -157,8 +157,7 @@ async fn sweep(pools: Pools) {
             return;
         };
         let mut idle = cell.borrow_mut();
-        idle.pool
-            .sweep(Instant::now(), |stream| idle_state(stream) == Idle::Open);
+        idle.pool.sweep(Instant::now(), still_open);
         if idle.pool.is_empty() {
             idle.sweeping = false;
             return;
@@ -176,6 +175,11 @@ impl Kept {
     pub fn is_some(&self) -> bool {
         self.0.is_some()
     }
+}
+
+/// Whether an idle connection can still carry a request (see [`idle_state`]).
+fn still_open(stream: &mut Stream) -> bool {
+    idle_state(stream) == Idle::Open
 }
 
 /// What an idle connection to a server looks like just before reuse.
