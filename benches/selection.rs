@@ -87,43 +87,32 @@ fn prefix_index(c: &mut Criterion) {
     group.bench_function("hash_5000_token_prompt", |b| {
         b.iter(|| prefix::block_hashes(&prefix::normalize(black_box(&prompt))))
     });
-    // 64 tenants spread over 8 servers, as a busy pool's index holds them, each server's cache
-    // full (an unseen prompt prices what it would push out there).
+    // 64 tenants spread over 8 servers, as a busy pool's index holds them.
     let mut index = PrefixIndex::new();
-    let now = Instant::now();
-    let blocks = prefix::block_hashes(&prefix::normalize(&tenant(0))).len();
-    for server in 0..8 {
-        index.set_capacity(server, 8 * blocks);
-    }
     for t in 0..64 {
         index.insert(
             &prefix::block_hashes(&prefix::normalize(&tenant(t))),
             (t % 8) as u64,
-            now,
         );
     }
     // What a decision does: look the prompt up on every server, price it there, pick.
     let decide = |hashes: &[u64]| {
         let views: Vec<NodeView> = (0..8u64)
-            .map(|server| {
-                let cached = index.matched(hashes, server) as f64 * prefix::TOKENS_PER_BLOCK;
-                NodeView {
-                    server,
-                    ahead: (server % 3) as f64,
-                    slots: 8.0,
-                    service_secs: 1.0,
-                    prefill_rate: 4_000.0,
-                    prefill_backlog_secs: 0.0,
-                    cached_tokens: cached,
-                    holder_rank: None,
-                    displaced_tokens: index.displaced_tokens(
-                        server,
-                        (5_000.0 - cached).max(0.0),
-                        now,
-                    ),
-                    prefixes_held: 8,
-                    arrival_rate: 1.0,
-                }
+            .map(|server| NodeView {
+                server,
+                ahead: (server % 3) as f64,
+                slots: 8.0,
+                service_secs: 1.0,
+                prefill_rate: 4_000.0,
+                prefill_backlog_secs: 0.0,
+                cached_tokens: index.matched(hashes, server) as f64 * prefix::TOKENS_PER_BLOCK,
+                holder_rank: None,
+                free_cache_tokens: {
+                    let (held, modelled) = index.tokens_of(server);
+                    (modelled - held).max(0.0)
+                },
+                prefixes_held: 8,
+                arrival_rate: 1.0,
             })
             .collect();
         prefix::choose(&views, &[true; 8], 5_000.0, 0)

@@ -140,10 +140,7 @@ mod tests {
         pool.set_configured(&[Server::new(([127, 0, 0, 1], 1).into(), 1)], false, None);
         let member = pool.members()[0].clone();
         let hashes: Vec<u64> = (0..10).collect();
-        pool.prefix
-            .lock()
-            .index
-            .insert(&hashes, member.id, Instant::now());
+        pool.prefix.lock().index.insert(&hashes, member.id);
         let first = reading(1_000.0, 2_000.0);
         assert_eq!(
             pool.learn_from_reading(&member, &first, None, None),

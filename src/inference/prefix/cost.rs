@@ -3,8 +3,7 @@
 //! slots, each holding one for the node's service time) or for the prefill already sent to it,
 //! whichever is longer, plus the prefill of the prompt tokens that server does not hold (at its
 //! prefill rate), plus part of what that recompute evicts there (the tokens it stores beyond
-//! the server's free cache push out others' prefixes, recomputed later if asked for again: each
-//! counted by how recently it was used), plus what the prefill
+//! the server's free cache push out others' prefixes, recomputed later), plus what the prefill
 //! holds up there: a server's prefills take turns on its GPU, so every request sent to it while
 //! the prefill waits or runs gets its first token that much later (a long recompute on the
 //! server a hot prefix lives on slows all of that prefix's requests). A request stays with a
@@ -16,8 +15,7 @@
 
 /// Batch slots assumed for a server when neither the engine nor `max_inflight` tells.
 pub const DEFAULT_BATCH_SLOTS: f64 = 8.0;
-/// Share of the recompute of what a request evicts (weighted by its chance of reuse) charged
-/// to it.
+/// Share of the recompute of what a request evicts charged to it.
 pub const EVICTION_WEIGHT: f64 = 0.5;
 /// Share of the delay a prefill puts on the requests arriving behind it that is charged to it.
 pub const HOLD_UP_WEIGHT: f64 = 1.0;
@@ -44,10 +42,8 @@ pub struct NodeView {
     pub cached_tokens: f64,
     /// Its rank among the prompt's prefix holders (0: home), if it is one.
     pub holder_rank: Option<usize>,
-    /// Tokens of other prompts that storing this request's uncached tokens would push out of
-    /// its modelled cache, each weighted by its chance of being asked for again
-    /// ([`super::PrefixIndex::displaced_tokens`]).
-    pub displaced_tokens: f64,
+    /// Prompt tokens its modelled cache has room for without evicting anything.
+    pub free_cache_tokens: f64,
     /// Prefixes it holds now.
     pub prefixes_held: usize,
     /// Requests sent to it per second, lately.
@@ -82,8 +78,9 @@ impl NodeView {
         let queue_secs = queued * self.service_secs / slots;
         let cached_tokens = self.cached_tokens.clamp(0.0, prompt_tokens.max(0.0));
         let prefill_secs = (prompt_tokens - cached_tokens).max(0.0) / self.prefill_rate.max(1.0);
-        let eviction =
-            self.displaced_tokens.max(0.0) / self.prefill_rate.max(1.0) * EVICTION_WEIGHT;
+        let uncached = (prompt_tokens - cached_tokens).max(0.0);
+        let evicted = (uncached - self.free_cache_tokens.max(0.0)).max(0.0);
+        let eviction = evicted / self.prefill_rate.max(1.0) * EVICTION_WEIGHT;
         // Requests arriving while it waits behind the backlog are held up by all of it, those
         // arriving while it runs by half on average.
         let behind =
@@ -188,8 +185,7 @@ mod tests {
             prefill_backlog_secs: 0.0,
             cached_tokens: 0.0,
             holder_rank: None,
-            // A full cache of fresh prefixes: the whole recompute pushes out as much.
-            displaced_tokens: PROMPT,
+            free_cache_tokens: 0.0,
             prefixes_held: 4,
             arrival_rate: 0.0,
         }
@@ -200,7 +196,6 @@ mod tests {
             ahead,
             cached_tokens: HELD,
             holder_rank: Some(0),
-            displaced_tokens: PROMPT - HELD,
             ..node(server)
         }
     }
@@ -339,23 +334,21 @@ mod tests {
 
     #[test]
     fn a_recompute_is_charged_for_what_it_pushes_out_of_a_full_cache() {
-        // Three idle servers, none holding the prompt: one has room for it, one would push out
-        // 5,000 tokens of prefixes used a moment ago (half their 1.25 s recompute charged), one
-        // only prefixes long unused (worth 1,000 tokens by their chance of reuse).
+        // Two idle servers, neither holding the prompt: one has room for it, the other would
+        // evict 5,000 tokens of others' prefixes (half their 1.25 s recompute charged).
         let roomy = NodeView {
-            displaced_tokens: 0.0,
+            free_cache_tokens: 20_000.0,
             ..node(0)
         };
         let full = node(1);
-        let stale = NodeView {
-            displaced_tokens: 1_000.0,
-            ..node(2)
-        };
         assert_eq!(roomy.cost(PROMPT).total, 1.25);
         assert!((full.cost(PROMPT).total - 1.875).abs() < 1e-9);
-        assert!((stale.cost(PROMPT).total - 1.375).abs() < 1e-9);
-        assert_eq!(pick(&[full, stale, roomy]).index, 2);
-        // Full caches both: the one whose oldest prefixes went unused loses the least.
-        assert_eq!(pick(&[full, stale]).index, 1);
+        // Room for part of it: only the rest is charged.
+        let half = NodeView {
+            free_cache_tokens: 2_500.0,
+            ..node(2)
+        };
+        assert!((half.cost(PROMPT).total - 1.5625).abs() < 1e-9);
+        assert_eq!(pick(&[full, half, roomy]).index, 2);
     }
 }

@@ -5,12 +5,9 @@
 //! The modelled size starts at what the engine reports (vLLM `cache_config_info`) or a default,
 //! and is reconciled with the engine's own prefix-cache counters: when the server hits less
 //! than the index predicted, its modelled cache shrinks (forgetting its oldest blocks); when it
-//! hits more, it grows back toward the reported size. Each block remembers when it was last
-//! sent, so what a new prompt would push out can be priced by how likely it is to be asked for
-//! again ([`PrefixIndex::displaced_tokens`]).
+//! hits more, it grows back toward the reported size.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
 
 use super::TOKENS_PER_BLOCK;
 
@@ -28,10 +25,6 @@ const RATE_TOLERANCE: f64 = 0.03;
 /// Largest shrink and growth of one correction.
 const MAX_SHRINK: f64 = 0.7;
 const GROWTH: f64 = 1.1;
-/// Seconds over which the chance that an unused block is asked for again falls to 1/e: a block
-/// sent a second ago counts fully toward what an eviction loses, one idle for a minute about a
-/// third, one idle for five minutes almost nothing.
-pub const REUSE_HORIZON_SECS: f64 = 60.0;
 
 /// Predicted and reported prefix-cache tokens since the last correction.
 #[derive(Debug, Default, Clone, Copy)]
@@ -50,8 +43,8 @@ struct ServerCache {
     /// What the engine reports it can hold, in blocks, when known.
     ceiling: Option<usize>,
     blocks: HashMap<u64, u64>,
-    /// Stamp → (block, when it was last sent), oldest first: the eviction order.
-    lru: BTreeMap<u64, (u64, Instant)>,
+    /// Stamp → block, oldest first: the eviction order.
+    lru: BTreeMap<u64, u64>,
     window: Window,
 }
 
@@ -69,7 +62,7 @@ impl ServerCache {
     fn evict_to_capacity(&mut self) {
         while self.blocks.len() > self.capacity {
             match self.lru.pop_first() {
-                Some((_, (hash, _))) => {
+                Some((_, hash)) => {
                     self.blocks.remove(&hash);
                 }
                 None => break,
@@ -137,47 +130,18 @@ impl PrefixIndex {
             .count()
     }
 
-    /// Records that `hashes` were sent to `server` at `now` (its engine now holds them, the head
+    /// Records that `hashes` were sent to `server` (its engine now holds them, the head
     /// longest), forgetting what no longer fits.
-    pub fn insert(&mut self, hashes: &[u64], server: u64, now: Instant) {
+    pub fn insert(&mut self, hashes: &[u64], server: u64) {
         let cache = self.servers.entry(server).or_insert_with(ServerCache::new);
         for hash in hashes.iter().rev() {
             self.tick += 1;
             if let Some(old) = cache.blocks.insert(*hash, self.tick) {
                 cache.lru.remove(&old);
             }
-            cache.lru.insert(self.tick, (*hash, now));
+            cache.lru.insert(self.tick, *hash);
         }
         cache.evict_to_capacity();
-    }
-
-    /// What storing `tokens` more on `server` at `now` would push out of its modelled cache, in
-    /// tokens each weighted by the chance it is asked for again: nothing while the cache has
-    /// room, then its least recently sent blocks, each counting `exp(-idle / horizon)` of its
-    /// tokens ([`REUSE_HORIZON_SECS`]). A stale chat history costs little to lose; the system
-    /// prompt a resident tenant sent a moment ago costs nearly its whole recompute.
-    pub fn displaced_tokens(&self, server: u64, tokens: f64, now: Instant) -> f64 {
-        let Some(cache) = self.servers.get(&server) else {
-            return 0.0;
-        };
-        let free = cache.capacity.saturating_sub(cache.blocks.len()) as f64 * TOKENS_PER_BLOCK;
-        let pushed = ((tokens - free).max(0.0) / TOKENS_PER_BLOCK).ceil() as usize;
-        // The blocks of one prompt were sent together: one weight per run of equal times.
-        let mut last: Option<(Instant, f64)> = None;
-        let mut weighted = 0.0;
-        for (_, sent) in cache.lru.values().take(pushed) {
-            let weight = match last {
-                Some((at, weight)) if at == *sent => weight,
-                _ => {
-                    let idle = now.saturating_duration_since(*sent).as_secs_f64();
-                    let weight = (-idle / REUSE_HORIZON_SECS).exp();
-                    last = Some((*sent, weight));
-                    weight
-                }
-            };
-            weighted += weight * TOKENS_PER_BLOCK;
-        }
-        weighted
     }
 
     /// Sets the size the engine reports for `server` (`None`: unknown). A model still at the
@@ -279,7 +243,7 @@ mod tests {
     fn hit_and_miss_per_server() {
         let mut idx = PrefixIndex::new();
         let a = prompt('a', 4);
-        idx.insert(&a, 2, Instant::now());
+        idx.insert(&a, 2);
         assert_eq!(idx.matched(&a, 2), 4);
         assert_eq!(idx.matched(&a, 1), 0);
         assert_eq!(idx.matched(&prompt('b', 4), 2), 0);
@@ -293,59 +257,25 @@ mod tests {
         idx.set_capacity(0, 16);
         let a = prompt('a', 10);
         let b = prompt('b', 10);
-        idx.insert(&a, 0, Instant::now());
-        idx.insert(&b, 0, Instant::now());
+        idx.insert(&a, 0);
+        idx.insert(&b, 0);
         assert_eq!(idx.len_of(0), 16);
         // a was sent first: four of its blocks went, its tail first, so its head still hits.
         assert_eq!(idx.matched(&a, 0), 6);
         assert_eq!(idx.matched(&b, 0), 10);
         // Another server's blocks are bounded by its own size, not this one's.
-        idx.insert(&prompt('c', 12), 1, Instant::now());
+        idx.insert(&prompt('c', 12), 1);
         assert_eq!(idx.matched(&b, 0), 10);
         // A smaller reported size forgets at once.
         idx.set_ceiling(0, Some(16));
         idx.set_capacity(0, 16);
-        idx.insert(&prompt('d', 16), 0, Instant::now());
+        idx.insert(&prompt('d', 16), 0);
         assert_eq!(idx.matched(&a, 0), 0);
         assert_eq!(idx.matched(&b, 0), 0);
         idx.clear_server(1);
         assert_eq!(idx.len_of(1), 0);
         idx.retain_servers(&[1]);
         assert_eq!(idx.len_of(0), 0);
-    }
-
-    #[test]
-    fn what_a_prompt_would_push_out_counts_by_how_recently_it_was_used() {
-        let mut idx = PrefixIndex::new();
-        let t0 = Instant::now();
-        let at = |secs: u64| t0 + std::time::Duration::from_secs(secs);
-        idx.set_capacity(0, 20);
-        idx.set_capacity(1, 20);
-        // Room for 20 blocks: a 10-block prompt pushes nothing out; unknown servers neither.
-        idx.insert(&prompt('a', 10), 0, at(0));
-        assert_eq!(idx.displaced_tokens(0, 10.0 * TOKENS_PER_BLOCK, at(0)), 0.0);
-        assert_eq!(idx.displaced_tokens(7, 1e6, at(0)), 0.0);
-        // Full: server 0 filled five minutes before the question, server 1 just now.
-        idx.insert(&prompt('b', 10), 0, at(0));
-        idx.insert(&prompt('c', 20), 1, at(300));
-        let stale = idx.displaced_tokens(0, 10.0 * TOKENS_PER_BLOCK, at(300));
-        let fresh = idx.displaced_tokens(1, 10.0 * TOKENS_PER_BLOCK, at(300));
-        assert!((fresh - 10.0 * TOKENS_PER_BLOCK).abs() < 1e-6, "{fresh}");
-        assert!(stale < 0.01 * fresh, "{stale} vs {fresh}");
-        // A minute idle: about a third; partial room is free, only the rest counts.
-        idx.insert(&prompt('d', 20), 0, at(240));
-        let minute = idx.displaced_tokens(0, 10.0 * TOKENS_PER_BLOCK, at(300));
-        assert!((minute / fresh - (-1.0f64).exp()).abs() < 1e-6, "{minute}");
-        let mut roomy = PrefixIndex::new();
-        roomy.set_capacity(0, 20);
-        roomy.insert(&prompt('e', 15), 0, at(0));
-        let part = roomy.displaced_tokens(0, 10.0 * TOKENS_PER_BLOCK, at(0));
-        assert!((part - 5.0 * TOKENS_PER_BLOCK).abs() < 1e-6, "{part}");
-        // The oldest go first: a block touched again moves to the back.
-        roomy.insert(&prompt('f', 5), 0, at(0));
-        roomy.insert(&prompt('e', 15)[..5], 0, at(600));
-        let head_kept = roomy.displaced_tokens(0, 5.0 * TOKENS_PER_BLOCK, at(600));
-        assert!(head_kept < 0.001 * TOKENS_PER_BLOCK, "{head_kept}");
     }
 
     #[test]
@@ -375,7 +305,7 @@ mod tests {
         /// Serves a prompt: the hit blocks, then caches it.
         fn serve(&mut self, hashes: &[u64]) -> usize {
             let hit = self.inner.matched(hashes, 0);
-            self.inner.insert(hashes, 0, Instant::now());
+            self.inner.insert(hashes, 0);
             hit
         }
     }
@@ -403,7 +333,7 @@ mod tests {
                     predicted as f64 * TOKENS_PER_BLOCK,
                     hashes.len() as f64 * TOKENS_PER_BLOCK,
                 );
-                idx.insert(hashes, 0, Instant::now());
+                idx.insert(hashes, 0);
                 hits += engine.serve(hashes) as f64 * TOKENS_PER_BLOCK;
                 queries += hashes.len() as f64 * TOKENS_PER_BLOCK;
             }

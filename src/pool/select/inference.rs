@@ -170,11 +170,7 @@ fn cache_aware(
                 holder_rank: (cached_tokens > 0.0)
                     .then(|| model.spread.rank(key, m.id, now))
                     .flatten(),
-                displaced_tokens: model.index.displaced_tokens(
-                    m.id,
-                    (facts.prompt_tokens - cached_tokens).max(0.0),
-                    now,
-                ),
+                free_cache_tokens: free_tokens(&model.index, m.id),
                 prefixes_held: model.spread.held_by(m.id, now),
                 arrival_rate: estimates.arrival_rate,
             }
@@ -224,6 +220,12 @@ fn cache_aware(
     })
 }
 
+/// Prompt tokens the modelled cache of `server` has room for without evicting.
+fn free_tokens(index: &prefix::PrefixIndex, server: u64) -> f64 {
+    let (held, modelled) = index.tokens_of(server);
+    (modelled - held).max(0.0)
+}
+
 /// The prompt tokens `member` holds by its KV-cache events, when its stream is exact: the
 /// leading blocks of the prompt's first message (`hashes`, as the engine hashes them) it holds,
 /// and, when it holds that whole message, what the approximate index says it holds beyond (the
@@ -256,7 +258,7 @@ pub fn commit(
     {
         let mut model = pool.prefix.lock();
         let PrefixModel { index, spread } = &mut *model;
-        index.insert(&facts.hashes, member.id, now);
+        index.insert(&facts.hashes, member.id);
         index.predicted(member.id, predicted.cached_tokens, predicted.prompt_tokens);
         if let Some(key) = facts.hashes.first() {
             spread.note(*key, member.id, now);
