@@ -8,6 +8,12 @@ measures: HTTPS keep-alive requests/s with p50/p99 (wrk), new TLS connections/s 
 byte added on an SSE stream, requests failed during 20 configuration reloads under load, and
 the time an 8 MiB h2 upload takes through a relay that adds 25 ms each way (a 50 ms path).
 Only loopback addresses are used; every load run is bounded in time or count.
+
+On a machine with two CPUs or more the proxy under test runs alone on the last CPU and
+everything else (the load generators, the backends, this script) on the others (PIN=0 turns
+this off): where the proxy shares its CPU with the client and the backend, the scheduler's
+placement and wake-up preemption are part of what is measured, and they differ from run to run
+more than the proxies do.
 """
 
 import asyncio
@@ -34,12 +40,24 @@ CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
 # half of the per-process descriptor limit (20,000 on the machines this ran on).
 WS_CONNECTIONS = int(os.environ.get("WS_CONNECTIONS", "9000"))
 RELOADS = int(os.environ.get("RELOADS", "20"))
+WARMUP = int(os.environ.get("WARMUP", "1"))  # seconds of keep-alive load before it is measured
 SSE_SAMPLES = 20
 PROXIES = ["ferrogate", "haproxy", "nginx", "caddy"]
 # Which measurements to take (all by default); e.g. ROWS=keepalive,new_tls for a quick A/B.
 ALL_ROWS = ["keepalive", "new_tls", "h2", "sse", "websockets", "reloads", "upload"]
 ROWS = [r for r in os.environ.get("ROWS", ",".join(ALL_ROWS)).split(",") if r in ALL_ROWS]
 NOFILE = 200_000
+
+
+def cpu_sets():
+    """(CPUs for the proxy, CPUs for everything else), or (None, None) when not pinning."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if os.environ.get("PIN", "1") == "0" or len(cpus) < 2:
+        return None, None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+PROXY_CPUS, OTHER_CPUS = cpu_sets()
 
 
 def raise_nofile():
@@ -126,13 +144,19 @@ def rss_kib(pid):
 
 
 class Proc:
-    def __init__(self, name, argv, env=None, cwd=None, log=None):
+    def __init__(self, name, argv, env=None, cwd=None, log=None, cpus=None):
         self.name = name
         self.log = open(log, "w") if log else subprocess.DEVNULL
         full_env = dict(os.environ)
         full_env.update(env or {})
+
+        def setup():
+            raise_nofile()
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
         self.p = subprocess.Popen(argv, env=full_env, cwd=cwd, stdout=self.log, stderr=self.log,
-                                  stdin=subprocess.DEVNULL, preexec_fn=raise_nofile,
+                                  stdin=subprocess.DEVNULL, preexec_fn=setup,
                                   start_new_session=True)
 
     def stop(self):
@@ -391,14 +415,15 @@ def start_proxy(name, dir, conf_path):
     log = dir / f"{name}.log"
     if name == "ferrogate":
         return Proc(name, [str(BIN), "run", "--config", str(conf_path)],
-                    env={"FERROGATE_LOG": os.environ.get("FERROGATE_LOG", "warn")}, log=log)
+                    env={"FERROGATE_LOG": os.environ.get("FERROGATE_LOG", "warn")}, log=log,
+                    cpus=PROXY_CPUS)
     if name == "haproxy":
-        return Proc(name, ["haproxy", "-W", "-db", "-f", str(conf_path)], log=log)
+        return Proc(name, ["haproxy", "-W", "-db", "-f", str(conf_path)], log=log, cpus=PROXY_CPUS)
     if name == "nginx":
-        return Proc(name, ["nginx", "-c", str(conf_path), "-p", str(dir)], log=log)
+        return Proc(name, ["nginx", "-c", str(conf_path), "-p", str(dir)], log=log, cpus=PROXY_CPUS)
     return Proc(name, ["caddy", "run", "--config", str(conf_path), "--adapter", "caddyfile"],
                 env={"GOMAXPROCS": "1", "HOME": str(dir), "XDG_DATA_HOME": str(dir), "XDG_CONFIG_HOME": str(dir)},
-                log=log)
+                log=log, cpus=PROXY_CPUS)
 
 
 def reload_proxy(name, proc, conf_path, text, admin):
@@ -555,6 +580,10 @@ def bench_proxy(name, dir, cert, key, backend, demo):
         url = f"https://localhost:{port}/"
         result = {}
         if "keepalive" in ROWS:
+            # Warm up first: the 64 connections' handshakes and first server connections are
+            # the new-TLS row's business, and whatever a proxy builds lazily is built.
+            if WARMUP > 0:
+                wrk(url, duration=WARMUP)
             result["keepalive"] = with_cpu(proc.p.pid, lambda: wrk(url))
         if "new_tls" in ROWS:
             result["new_tls"] = with_cpu(proc.p.pid, lambda: wrk(url, extra=["-H", "Connection: close"]))
@@ -670,6 +699,8 @@ def chart(results, direct, path):
 
 def main():
     raise_nofile()
+    if OTHER_CPUS:
+        os.sched_setaffinity(0, OTHER_CPUS)  # inherited by the backends and load generators
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ferrogate-peers-") as tmp:
         dir = Path(tmp)
@@ -696,6 +727,7 @@ def main():
             demo.stop()
             backend.stop()
     machine = {"cpus": os.cpu_count(), "kernel": os.uname().release,
+               "proxy_cpus": sorted(PROXY_CPUS) if PROXY_CPUS else None,
                "duration_s": DURATION, "connections": CONNECTIONS, "websockets": WS_CONNECTIONS}
     (OUT / "peers.json").write_text(json.dumps({"machine": machine, "direct": direct, "results": results}, indent=2))
     table = report(results, direct)
