@@ -412,18 +412,19 @@ https://localhost:{port} {{
 
 
 def start_proxy(name, dir, conf_path):
-    log = dir / f"{name}.log"
+    """Starts proxy `name` on the proxy's CPUs (see cpu_sets)."""
+    env = None
     if name == "ferrogate":
-        return Proc(name, [str(BIN), "run", "--config", str(conf_path)],
-                    env={"FERROGATE_LOG": os.environ.get("FERROGATE_LOG", "warn")}, log=log,
-                    cpus=PROXY_CPUS)
-    if name == "haproxy":
-        return Proc(name, ["haproxy", "-W", "-db", "-f", str(conf_path)], log=log, cpus=PROXY_CPUS)
-    if name == "nginx":
-        return Proc(name, ["nginx", "-c", str(conf_path), "-p", str(dir)], log=log, cpus=PROXY_CPUS)
-    return Proc(name, ["caddy", "run", "--config", str(conf_path), "--adapter", "caddyfile"],
-                env={"GOMAXPROCS": "1", "HOME": str(dir), "XDG_DATA_HOME": str(dir), "XDG_CONFIG_HOME": str(dir)},
-                log=log, cpus=PROXY_CPUS)
+        argv = [str(BIN), "run", "--config", str(conf_path)]
+        env = {"FERROGATE_LOG": os.environ.get("FERROGATE_LOG", "warn")}
+    elif name == "haproxy":
+        argv = ["haproxy", "-W", "-db", "-f", str(conf_path)]
+    elif name == "nginx":
+        argv = ["nginx", "-c", str(conf_path), "-p", str(dir)]
+    else:
+        argv = ["caddy", "run", "--config", str(conf_path), "--adapter", "caddyfile"]
+        env = {"GOMAXPROCS": "1", "HOME": str(dir), "XDG_DATA_HOME": str(dir), "XDG_CONFIG_HOME": str(dir)}
+    return Proc(name, argv, env=env, log=dir / f"{name}.log", cpus=PROXY_CPUS)
 
 
 def reload_proxy(name, proc, conf_path, text, admin):
