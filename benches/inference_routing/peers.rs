@@ -453,6 +453,7 @@ fn debug_tenants(system: &System, run: &Run, from: Duration) {
             );
         }
     }
+    debug_tail(run, from);
     for (t, nodes) in by {
         let cells: Vec<String> = nodes
             .iter()
@@ -460,6 +461,53 @@ fn debug_tenants(system: &System, run: &Run, from: Duration) {
             .collect();
         eprintln!("  {t:>2}: {}", cells.join(" "));
     }
+}
+
+/// With `BENCH_DEBUG`: the slowest tenth of the hold's first tokens, split into first turns
+/// (a chat's first request) and follow-ups, and by node.
+fn debug_tail(run: &Run, from: Duration) {
+    let mut firsts = BTreeSet::new();
+    let mut first_turn = Vec::with_capacity(run.records.len());
+    let mut order: Vec<&Record> = run.records.iter().collect();
+    order.sort_by_key(|r| r.sent_at);
+    for r in &order {
+        first_turn.push(r.chat_id.as_ref().is_some_and(|c| firsts.insert(c.clone())));
+    }
+    let held: Vec<(Duration, bool, &str)> = order
+        .iter()
+        .zip(&first_turn)
+        .filter(|(r, _)| r.ok() && r.sent_at >= from)
+        .filter_map(|(r, f)| Some((r.outcome.ttft?, *f, r.outcome.node.as_deref()?)))
+        .collect();
+    let mut ttfts: Vec<Duration> = held.iter().map(|h| h.0).collect();
+    ttfts.sort();
+    let Some(&p90) = ttfts.get(ttfts.len() * 9 / 10) else {
+        return;
+    };
+    let tail: Vec<_> = held.iter().filter(|h| h.0 >= p90).collect();
+    let firsts_all = held.iter().filter(|h| h.1).count();
+    let firsts_tail = tail.iter().filter(|h| h.1).count();
+    let mut per_node: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for h in &held {
+        let e = per_node
+            .entry(h.2.rsplit(':').next().unwrap_or(h.2))
+            .or_default();
+        e.0 += 1;
+        e.1 += usize::from(h.0 >= p90);
+    }
+    let mut follow: Vec<f64> = tail
+        .iter()
+        .filter(|h| !h.1)
+        .map(|h| h.0.as_secs_f64())
+        .collect();
+    follow.sort_by(f64::total_cmp);
+    eprintln!(
+        "  tail (ttft >= p90 {:.0} ms): {} of {}, first turns {firsts_tail} of {firsts_all}; follow-ups' ttft {:?} ms; per node (all/tail) {per_node:?}",
+        p90.as_secs_f64() * 1e3,
+        tail.len(),
+        held.len(),
+        follow.iter().map(|f| (f * 1e3) as u64).collect::<Vec<_>>()
+    );
 }
 
 fn tenant_spread(run: &Run, from: Duration) -> f64 {
