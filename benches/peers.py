@@ -14,6 +14,9 @@ everything else (the load generators, the backends, this script) on the others (
 this off): where the proxy shares its CPU with the client and the backend, the scheduler's
 placement and wake-up preemption are part of what is measured, and they differ from run to run
 more than the proxies do.
+
+THINK_MS=N makes each keep-alive connection pause N ms between its requests, so that the
+latency row compares the proxies at the same offered load below saturation.
 """
 
 import asyncio
@@ -41,6 +44,11 @@ CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
 WS_CONNECTIONS = int(os.environ.get("WS_CONNECTIONS", "9000"))
 RELOADS = int(os.environ.get("RELOADS", "20"))
 WARMUP = int(os.environ.get("WARMUP", "1"))  # seconds of keep-alive load before it is measured
+# Milliseconds each keep-alive connection waits between its requests (0: none, the proxy runs
+# flat out). With a pause the offered load is about the same for every proxy and below what
+# any of them can take, so the latency row compares proxies at equal load rather than restating
+# their throughput (at saturation mean latency is connections / throughput).
+THINK_MS = int(os.environ.get("THINK_MS", "0"))
 SSE_SAMPLES = 20
 PROXIES = ["ferrogate", "haproxy", "nginx", "caddy"]
 # Which measurements to take (all by default); e.g. ROWS=keepalive,new_tls for a quick A/B.
@@ -583,9 +591,14 @@ def bench_proxy(name, dir, cert, key, backend, demo):
         if "keepalive" in ROWS:
             # Warm up first: the 64 connections' handshakes and first server connections are
             # the new-TLS row's business, and whatever a proxy builds lazily is built.
+            pace = []
+            if THINK_MS > 0:
+                script = dir / "think.lua"
+                script.write_text(f"function delay()\n  return {THINK_MS}\nend\n")
+                pace = ["-s", str(script)]
             if WARMUP > 0:
-                wrk(url, duration=WARMUP)
-            result["keepalive"] = with_cpu(proc.p.pid, lambda: wrk(url))
+                wrk(url, extra=pace, duration=WARMUP)
+            result["keepalive"] = with_cpu(proc.p.pid, lambda: wrk(url, extra=pace))
         if "new_tls" in ROWS:
             result["new_tls"] = with_cpu(proc.p.pid, lambda: wrk(url, extra=["-H", "Connection: close"]))
         if "h2" in ROWS:
