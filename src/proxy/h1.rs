@@ -120,36 +120,32 @@ async fn serve_requests(
 
 /// Waits for a keep-alive connection's next request head, at most `idle_timeout`; `None` when
 /// that passes or the server stops first. A client idle for [`KEEP_IDLE`] is between bursts: its
-/// kept server connection goes to the shared pool then (one timer does both).
+/// kept server connection goes to the shared pool then. That first stretch is timed by
+/// pingora's coarse timer (10 ms buckets shared by every connection, fired by its clock
+/// thread): a tokio timer made per request, due before any other on the worker, had the runtime
+/// wake its own I/O driver (an eventfd write and an extra `epoll_wait` turn). Only a connection
+/// still idle after it gets a tokio timer, for the rest of `idle_timeout`.
 async fn next_head(
     app: &ProxyApp,
     session: &mut HttpSession,
     shutdown: &mut ShutdownWatch,
     kept: &mut Kept,
 ) -> Option<pingora::Result<Option<usize>>> {
-    let now = tokio::time::Instant::now();
-    let idle_end = now + app.limits.idle_timeout;
-    let timer = tokio::time::sleep_until(if kept.is_some() {
-        idle_end.min(now + KEEP_IDLE)
-    } else {
-        idle_end
-    });
-    tokio::pin!(timer);
+    let idle_end = tokio::time::Instant::now() + app.limits.idle_timeout;
     let read = session.read_request();
     tokio::pin!(read);
-    loop {
-        tokio::select! {
-            biased;
-            read = &mut read => return Some(read),
-            () = &mut timer => {
-                if !kept.is_some() {
-                    return None;
-                }
-                app.connector.give_back(kept);
-                timer.as_mut().reset(idle_end);
-            }
-            _ = shutdown.changed() => return None,
-        }
+    tokio::select! {
+        biased;
+        read = &mut read => return Some(read),
+        () = pingora::time::sleep(app.limits.idle_timeout.min(KEEP_IDLE)) => {}
+        _ = shutdown.changed() => return None,
+    }
+    app.connector.give_back(kept);
+    tokio::select! {
+        biased;
+        read = &mut read => Some(read),
+        () = tokio::time::sleep_until(idle_end) => None,
+        _ = shutdown.changed() => None,
     }
 }
 
