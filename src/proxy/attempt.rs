@@ -17,6 +17,7 @@ use pingora::ErrorType;
 use super::body::RequestBody;
 use super::error::EdgeError;
 use super::peer::ServerPeer;
+use super::timer::ConnTimer;
 use super::upstreams::{Kept, Upstreams};
 use crate::config::model::Timeouts;
 use crate::tls::upstream::ServerTls;
@@ -262,13 +263,18 @@ pub async fn take_client_event(
 pub const CLIENT_WATCH_DELAY: Duration = Duration::from_millis(50);
 
 /// The client's next event while waiting for the server's answer: at once while its body is
-/// still coming, after [`CLIENT_WATCH_DELAY`] once it is done. The delay is pingora's coarse
-/// timer (10 ms buckets shared by every request, fired by its clock thread): a tokio timer per
-/// request, due before any other on the worker, made the runtime wake its own I/O driver (an
-/// eventfd write and an extra `epoll_wait` turn) about once in ten requests.
-async fn watch_client(session: &mut ServerSession, done: bool) -> ClientEvent {
+/// still coming, after [`CLIENT_WATCH_DELAY`] once it is done (timed by the HTTP/1 connection's
+/// own [`ConnTimer`], else by pingora's coarse timer, shared by HTTP/2 streams).
+async fn watch_client(
+    session: &mut ServerSession,
+    done: bool,
+    watch: Option<&mut ConnTimer>,
+) -> ClientEvent {
     if done {
-        pingora::time::sleep(CLIENT_WATCH_DELAY).await;
+        match watch {
+            Some(watch) => watch.after(CLIENT_WATCH_DELAY).await,
+            None => pingora::time::sleep(CLIENT_WATCH_DELAY).await,
+        }
     }
     client_event(session, done).await
 }
@@ -279,6 +285,7 @@ pub async fn await_response(
     session: &mut ServerSession,
     attempt: &mut Attempt,
     body: &mut RequestBody,
+    mut watch: Option<&mut ConnTimer>,
 ) -> Result<(), Failed> {
     if !body.done && session.is_body_done() {
         body.done = true;
@@ -305,7 +312,7 @@ pub async fn await_response(
                     return Err(Failed::Client(EdgeError::downstream(&e)));
                 }
             }
-            event = watch_client(session, body.done) => {
+            event = watch_client(session, body.done, watch.as_deref_mut()) => {
                 take_client_event(event, session, attempt, body).await?;
             }
         }

@@ -23,6 +23,7 @@ use super::decide::{self, Arrival, Decision, Routed};
 use super::error::EdgeError;
 use super::inference::{self, InferenceCtx, Prepared};
 use super::respond::{self, Asked, LocalResponse};
+use super::timer::ConnTimer;
 use super::tunnel::Upgraded;
 use super::upstreams::Kept;
 use super::{Connection, ProxyApp};
@@ -87,6 +88,8 @@ struct Exchange<'a> {
     conn: &'a Connection,
     /// The idle server connection an HTTP/1 client connection keeps between its requests.
     kept: Option<&'a mut Kept>,
+    /// The HTTP/1 client connection's timer for watching it while the server answers.
+    watch: Option<&'a mut ConnTimer>,
     started: Instant,
     obs: RequestObs,
     route: Option<Routed>,
@@ -107,18 +110,21 @@ struct Exchange<'a> {
 
 /// Serves one request on `session`; `refused` is a verdict on its head the connection already
 /// reached (answered as an error); `kept`: the server connection an HTTP/1 client connection
-/// keeps for its next request.
+/// keeps for its next request; `watch`: that connection's timer for watching the client while
+/// the server answers.
 pub async fn serve<'a>(
     app: &'a Arc<ProxyApp>,
     conn: &'a Connection,
     session: &mut ServerSession,
     refused: Option<EdgeError>,
     kept: Option<&'a mut Kept>,
+    watch: Option<&'a mut ConnTimer>,
 ) -> Ending {
     let mut ex = Exchange {
         app,
         conn,
         kept,
+        watch,
         started: Instant::now(),
         obs: RequestObs::default(),
         route: None,

@@ -16,11 +16,13 @@ use pingora::protocols::http::ServerSession;
 use pingora::protocols::Stream;
 use pingora::server::ShutdownWatch;
 use pingora::ErrorType;
+use tokio::time::Instant;
 
 use super::error::EdgeError;
 use super::exchange::{self, Ending};
 use super::framing;
 use super::respond::{self, Asked};
+use super::timer::ConnTimer;
 use super::tunnel::Tunnel;
 use super::upstreams::Kept;
 use super::{Connection, ProxyApp};
@@ -38,10 +40,21 @@ pub async fn serve(
     conn: &Connection,
     shutdown: ShutdownWatch,
 ) -> Option<Tunnel> {
-    let mut kept = Kept::default();
-    let tunnel = serve_requests(app, stream, conn, shutdown, &mut kept).await;
-    app.connector.give_back(&mut kept);
+    let mut reuse = Reuse::default();
+    let tunnel = serve_requests(app, stream, conn, shutdown, &mut reuse).await;
+    app.connector.give_back(&mut reuse.kept);
     tunnel
+}
+
+/// What an HTTP/1 connection keeps from one request to the next: its last server connection,
+/// and its two timers ([`ConnTimer`], made once, moved later for each request).
+#[derive(Default)]
+struct Reuse {
+    kept: Kept,
+    /// The wait for the next request head.
+    idle: ConnTimer,
+    /// The watch on the client while the server answers.
+    watch: ConnTimer,
 }
 
 async fn serve_requests(
@@ -49,7 +62,7 @@ async fn serve_requests(
     mut stream: Stream,
     conn: &Connection,
     mut shutdown: ShutdownWatch,
-    kept: &mut Kept,
+    reuse: &mut Reuse,
 ) -> Option<Tunnel> {
     let mut first = true;
     loop {
@@ -72,7 +85,7 @@ async fn serve_requests(
         } else {
             // None: idle past idle_timeout (closed without a word, like a client may) or the
             // server stops.
-            next_head(app, &mut session, &mut shutdown, kept).await?
+            next_head(app, &mut session, &mut shutdown, reuse).await?
         };
         first = false;
         session.set_read_timeout(body_timeout);
@@ -93,7 +106,15 @@ async fn serve_requests(
             session.set_server_keepalive(None);
         }
         let mut session = ServerSession::H1(session);
-        let ending = exchange::serve(app, conn, &mut session, refused, Some(&mut *kept)).await;
+        let ending = exchange::serve(
+            app,
+            conn,
+            &mut session,
+            refused,
+            Some(&mut reuse.kept),
+            Some(&mut reuse.watch),
+        )
+        .await;
         match ending {
             Ending::Done => match session.finish().await {
                 Ok(Some(reusable)) => stream = reusable.into_parts().0,
@@ -120,31 +141,29 @@ async fn serve_requests(
 
 /// Waits for a keep-alive connection's next request head, at most `idle_timeout`; `None` when
 /// that passes or the server stops first. A client idle for [`KEEP_IDLE`] is between bursts: its
-/// kept server connection goes to the shared pool then. That first stretch is timed by
-/// pingora's coarse timer (10 ms buckets shared by every connection, fired by its clock
-/// thread): a tokio timer made per request, due before any other on the worker, had the runtime
-/// wake its own I/O driver (an eventfd write and an extra `epoll_wait` turn). Only a connection
-/// still idle after it gets a tokio timer, for the rest of `idle_timeout`.
+/// kept server connection goes to the shared pool then. Both waits are the connection's own
+/// timer.
 async fn next_head(
     app: &ProxyApp,
     session: &mut HttpSession,
     shutdown: &mut ShutdownWatch,
-    kept: &mut Kept,
+    reuse: &mut Reuse,
 ) -> Option<pingora::Result<Option<usize>>> {
-    let idle_end = tokio::time::Instant::now() + app.limits.idle_timeout;
+    let now = Instant::now();
+    let idle_end = now + app.limits.idle_timeout;
     let read = session.read_request();
     tokio::pin!(read);
     tokio::select! {
         biased;
         read = &mut read => return Some(read),
-        () = pingora::time::sleep(app.limits.idle_timeout.min(KEEP_IDLE)) => {}
+        () = reuse.idle.until(now + app.limits.idle_timeout.min(KEEP_IDLE)) => {}
         _ = shutdown.changed() => return None,
     }
-    app.connector.give_back(kept);
+    app.connector.give_back(&mut reuse.kept);
     tokio::select! {
         biased;
         read = &mut read => Some(read),
-        () = tokio::time::sleep_until(idle_end) => None,
+        () = reuse.idle.until(idle_end) => None,
         _ = shutdown.changed() => None,
     }
 }

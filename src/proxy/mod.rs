@@ -22,6 +22,7 @@ pub mod peer;
 pub mod relay;
 pub mod reply;
 pub mod respond;
+pub mod timer;
 pub mod tunnel;
 pub mod upstreams;
 

@@ -202,9 +202,14 @@ impl Exchange<'_> {
             .await
             .map_err(|f| Attempted::from(f, reused))?;
         self.body.replay.sent();
-        attempt::await_response(session, &mut attempt, &mut self.body)
-            .await
-            .map_err(|f| Attempted::from(f, reused))?;
+        attempt::await_response(
+            session,
+            &mut attempt,
+            &mut self.body,
+            self.watch.as_deref_mut(),
+        )
+        .await
+        .map_err(|f| Attempted::from(f, reused))?;
         let Some(head) = attempt.session.resp_header() else {
             return Err(Attempted::from(
                 Failed::Server {
