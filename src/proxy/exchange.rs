@@ -21,11 +21,10 @@ use pingora::protocols::http::ServerSession;
 use super::body::RequestBody;
 use super::decide::{self, Arrival, Decision, Routed};
 use super::error::EdgeError;
+use super::h1::Reuse;
 use super::inference::{self, InferenceCtx, Prepared};
 use super::respond::{self, Asked, LocalResponse};
-use super::timer::ConnTimer;
 use super::tunnel::Upgraded;
-use super::upstreams::Kept;
 use super::{Connection, ProxyApp};
 use crate::cluster::Cluster;
 use crate::inference::request::operation;
@@ -86,10 +85,9 @@ struct Tries {
 struct Exchange<'a> {
     app: &'a Arc<ProxyApp>,
     conn: &'a Connection,
-    /// The idle server connection an HTTP/1 client connection keeps between its requests.
-    kept: Option<&'a mut Kept>,
-    /// The HTTP/1 client connection's timer for watching it while the server answers.
-    watch: Option<&'a mut ConnTimer>,
+    /// What an HTTP/1 client connection keeps between its requests: its idle server connection
+    /// and its timer for watching the client while the server answers.
+    h1: Option<&'a mut Reuse>,
     started: Instant,
     obs: RequestObs,
     route: Option<Routed>,
@@ -109,22 +107,19 @@ struct Exchange<'a> {
 }
 
 /// Serves one request on `session`; `refused` is a verdict on its head the connection already
-/// reached (answered as an error); `kept`: the server connection an HTTP/1 client connection
-/// keeps for its next request; `watch`: that connection's timer for watching the client while
-/// the server answers.
+/// reached (answered as an error); `h1`: what an HTTP/1 client connection keeps from one
+/// request to the next (its server connection, its client watch).
 pub async fn serve<'a>(
     app: &'a Arc<ProxyApp>,
     conn: &'a Connection,
     session: &mut ServerSession,
     refused: Option<EdgeError>,
-    kept: Option<&'a mut Kept>,
-    watch: Option<&'a mut ConnTimer>,
+    h1: Option<&'a mut Reuse>,
 ) -> Ending {
     let mut ex = Exchange {
         app,
         conn,
-        kept,
-        watch,
+        h1,
         started: Instant::now(),
         obs: RequestObs::default(),
         route: None,

@@ -47,14 +47,16 @@ pub async fn serve(
 }
 
 /// What an HTTP/1 connection keeps from one request to the next: its last server connection,
-/// and its two timers ([`ConnTimer`], made once, moved later for each request).
+/// and its two timers ([`ConnTimer`], made once, moved later for each request). Each request's
+/// exchange uses the server connection and the watch; HTTP/2 streams have none of it.
 #[derive(Default)]
-struct Reuse {
-    kept: Kept,
+pub struct Reuse {
+    /// The server connection kept for the next request.
+    pub kept: Kept,
     /// The wait for the next request head.
     idle: ConnTimer,
     /// The watch on the client while the server answers.
-    watch: ConnTimer,
+    pub watch: ConnTimer,
 }
 
 async fn serve_requests(
@@ -106,15 +108,7 @@ async fn serve_requests(
             session.set_server_keepalive(None);
         }
         let mut session = ServerSession::H1(session);
-        let ending = exchange::serve(
-            app,
-            conn,
-            &mut session,
-            refused,
-            Some(&mut reuse.kept),
-            Some(&mut reuse.watch),
-        )
-        .await;
+        let ending = exchange::serve(app, conn, &mut session, refused, Some(&mut *reuse)).await;
         match ending {
             Ending::Done => match session.finish().await {
                 Ok(Some(reusable)) => stream = reusable.into_parts().0,

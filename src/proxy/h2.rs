@@ -197,7 +197,7 @@ fn spawn_stream(
 /// One stream from its head to its end.
 async fn serve_stream(app: Arc<ProxyApp>, conn: Arc<Connection>, session: HttpSession) {
     let mut session = ServerSession::H2(session);
-    match exchange::serve(&app, &conn, &mut session, None, None, None).await {
+    match exchange::serve(&app, &conn, &mut session, None, None).await {
         Ending::Done | Ending::Close => {
             if let Err(error) = session.finish().await {
                 tracing::debug!(%error, "could not end an h2 stream");

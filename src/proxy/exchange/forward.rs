@@ -192,7 +192,7 @@ impl Exchange<'_> {
             address: &server.address,
             tls: upstream.tls.as_deref(),
         };
-        let kept = self.kept.as_deref_mut();
+        let kept = self.h1.as_deref_mut().map(|h1| &mut h1.kept);
         let mut attempt = attempt::connect(connector, to, &upstream.timeouts, websocket, kept)
             .await
             .map_err(|f| Attempted::from(f, false))?;
@@ -206,7 +206,7 @@ impl Exchange<'_> {
             session,
             &mut attempt,
             &mut self.body,
-            self.watch.as_deref_mut(),
+            self.h1.as_deref_mut().map(|h1| &mut h1.watch),
         )
         .await
         .map_err(|f| Attempted::from(f, reused))?;
@@ -293,7 +293,8 @@ impl Exchange<'_> {
         };
         match relay::relay(session, &mut attempt, &mut self.body, watchers).await {
             Ok(()) => {
-                attempt.release(connector, self.kept.as_deref_mut()).await;
+                let kept = self.h1.as_deref_mut().map(|h1| &mut h1.kept);
+                attempt.release(connector, kept).await;
                 Ok(Handled::Ended(Ending::Done))
             }
             // Past the response head nothing can be retried or answered: the exchange is cut.
