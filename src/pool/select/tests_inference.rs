@@ -43,6 +43,18 @@ fn facts(model: &str, prompt: &str, session: Option<&str>) -> InferenceFacts {
 }
 
 fn choose(pool: &UpstreamPool, balance: &Balance, s: &Inference, f: &InferenceFacts) -> Pick {
+    choose_at(pool, balance, s, f, Instant::now())
+}
+
+/// [`choose`] at `now`, for tests whose outcome depends on how much time has passed (a prefill
+/// backlog drains with it).
+fn choose_at(
+    pool: &UpstreamPool,
+    balance: &Balance,
+    s: &Inference,
+    f: &InferenceFacts,
+    now: Instant,
+) -> Pick {
     let headers = HeaderMap::new();
     let req = RequestInfo {
         client_ip: None,
@@ -57,7 +69,7 @@ fn choose(pool: &UpstreamPool, balance: &Balance, s: &Inference, f: &InferenceFa
         inference: Some(s),
         may_queue: false,
     };
-    match pool.select(&rules, &req, Instant::now()) {
+    match pool.select(&rules, &req, now) {
         Outcome::Picked(p) => p,
         other => panic!("expected a pick, got {other:?}"),
     }
@@ -381,13 +393,17 @@ fn a_saturated_holder_gets_one_replica_and_is_released_when_the_load_drops() {
         ..settings(true)
     };
     let tenant = "You are the assistant of tenant 5. Follow its handbook. ".repeat(300);
+    // The burst arrives at one instant (the closest case: no prefill has drained between its
+    // requests), so the outcome does not depend on how fast the test runs.
+    let start = Instant::now();
     let mut held = Vec::new();
     for _ in 0..8 {
-        held.push(choose(
+        held.push(choose_at(
             &pool,
             &Balance::CacheAware,
             &s,
             &facts("m", &tenant, None),
+            start,
         ));
     }
     let home = held[0].member.id;
@@ -398,11 +414,23 @@ fn a_saturated_holder_gets_one_replica_and_is_released_when_the_load_drops() {
         .any(|p| p.choice.map(|c| c.reason) == Some(inference::Reason::Replicate)));
     let on_home = held.iter().filter(|p| p.member.id == home).count();
     assert!(on_home >= 3, "the home keeps its share: {on_home}");
-    // The load drops: everything goes home again.
+    // The load drops: the burst's requests end (2 s each, their prefills long done), and
+    // everything goes home again while the replica is still within the spread window.
     drop(held);
-    for _ in 0..5 {
-        let p = choose(&pool, &Balance::CacheAware, &s, &facts("m", &tenant, None));
-        assert_eq!(p.member.id, home);
+    let later = start + Duration::from_secs(3);
+    for turn in 0..5 {
+        let p = choose_at(
+            &pool,
+            &Balance::CacheAware,
+            &s,
+            &facts("m", &tenant, None),
+            later + Duration::from_millis(turn * 100),
+        );
+        assert_eq!(p.member.id, home, "turn {turn} left home");
+        assert_eq!(
+            p.choice.map(|c| c.reason),
+            Some(inference::Reason::PrefixHit)
+        );
     }
 }
 
