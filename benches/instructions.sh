@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# User-space instructions per request, counted by valgrind's callgrind: ferrogate and HAProxy in
-# turn, each with the configuration benches/peers.py gives it (the same routes, the same
+# User-space instructions per request, counted by valgrind's callgrind: ferrogate, HAProxy and
+# nginx in turn, each with the configuration benches/peers.py gives it (the same routes, the same
 # forwarding headers and request id), in front of one nginx backend, over N keep-alive HTTPS/1.1
 # requests and N h2 requests (h2load, 4 connections). Instruction counts do not move with the
 # machine's load the way CPU time does, so two builds (or a build and HAProxy) compare on a noisy
@@ -9,6 +9,9 @@
 #
 #   benches/instructions.sh                       # target/release/ferrogate and haproxy
 #   FERROGATE_BIN=/tmp/ferrogate-old PROXIES=ferrogate benches/instructions.sh
+#   PROXIES=ferrogate,nginx KEEP=/tmp/cg benches/instructions.sh   # keep the dumps (callgrind_annotate)
+#
+# nginx runs as one process (master_process off), its worker's work counted the same way.
 #
 # Needs valgrind, h2load (nghttp2-client), nginx, haproxy and curl (apt-get install valgrind
 # nghttp2-client nginx haproxy curl).
@@ -61,6 +64,8 @@ port, backend, demo, admin = (int(x) for x in sys.argv[3:7])
 confs = peers.configs(d, d / "cert.pem", d / "key.pem", port, backend, demo, admin)
 (d / "ferrogate.yaml").write_text(confs["ferrogate"])
 (d / "haproxy.cfg").write_text(confs["haproxy"])
+# One process: the master's fork would leave the worker outside callgrind's count.
+(d / "nginx.conf").write_text("master_process off;\n" + confs["nginx"])
 EOF
 
 URL="https://localhost:$PORT/"
@@ -69,6 +74,7 @@ for proxy in $PROXIES; do
     case $proxy in
         ferrogate) cmd=("$BIN" run --config "$DIR/ferrogate.yaml") ;;
         haproxy) cmd=(haproxy -db -f "$DIR/haproxy.cfg") ;;
+        nginx) cmd=(nginx -c "$DIR/nginx.conf" -p "$DIR") ;;
         *) echo "unknown proxy: $proxy" >&2; exit 1 ;;
     esac
     FERROGATE_LOG=warn valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$DIR/cg-$proxy" \
@@ -103,6 +109,10 @@ for proxy in $PROXIES; do
         done
         [ -n "$total" ] || { echo "no callgrind dump for $proxy $mode" >&2; exit 1; }
         RESULT[$proxy.$mode]=$((total / N))
+        if [ -n "${KEEP:-}" ]; then
+            mkdir -p "$KEEP"
+            cp "$dump" "$KEEP/$proxy-$mode.callgrind"
+        fi
     done
     kill "$pid"
     wait "$pid" 2>/dev/null || true
@@ -116,9 +126,11 @@ for mode in h1 h2; do
     for proxy in $PROXIES; do printf ' %s |' "${RESULT[$proxy.$mode]}"; done
     echo
 done
-if [[ " $PROXIES " == *" ferrogate "* && " $PROXIES " == *" haproxy "* ]]; then
-    for mode in h1 h2; do
-        python3 -c "import sys; print(f'{sys.argv[1]}: HAProxy / ferrogate = {int(sys.argv[2]) / int(sys.argv[3]):.2f}x (above 1: ferrogate runs fewer)')" \
-            "$mode" "${RESULT[haproxy.$mode]}" "${RESULT[ferrogate.$mode]}"
-    done
-fi
+for peer in haproxy nginx; do
+    if [[ " $PROXIES " == *" ferrogate "* && " $PROXIES " == *" $peer "* ]]; then
+        for mode in h1 h2; do
+            python3 -c "import sys; print(f'{sys.argv[1]}: {sys.argv[2]} / ferrogate = {int(sys.argv[3]) / int(sys.argv[4]):.2f}x (above 1: ferrogate runs fewer)')" \
+                "$mode" "$peer" "${RESULT[$peer.$mode]}" "${RESULT[ferrogate.$mode]}"
+        done
+    fi
+done

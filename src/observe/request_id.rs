@@ -1,5 +1,8 @@
 //! `X-Request-Id`: keep a client's id when it is sane (short, visible, no separators that could
 //! break a log line or a header), otherwise make a fresh random 128-bit one as 32 hex digits.
+//! Either way the value is marked never to be indexed: an id does not repeat, so over HTTP/2 it
+//! goes as an HPACK literal and leaves the dynamic table to the fields that do repeat (indexed,
+//! each would evict one of them and cost a walk of the earlier ids on the way in).
 
 use http::{HeaderName, HeaderValue};
 
@@ -35,13 +38,19 @@ pub fn generate() -> HeaderValue {
         *digit = HEX[((bits >> (124 - 4 * i)) & 0xf) as usize];
     }
     // Hex digits are always a valid header value.
-    HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+    let mut id = HeaderValue::from_bytes(&text).unwrap_or_else(|_| HeaderValue::from_static("-"));
+    id.set_sensitive(true);
+    id
 }
 
 /// The id for a request: the client's (when sane, shared, not copied) or a fresh one.
 pub fn from_request(incoming: Option<&HeaderValue>) -> HeaderValue {
     match incoming.filter(|v| sanitize(v.as_bytes()).is_some()) {
-        Some(kept) => kept.clone(),
+        Some(kept) => {
+            let mut id = kept.clone();
+            id.set_sensitive(true);
+            id
+        }
         None => generate(),
     }
 }
@@ -49,6 +58,14 @@ pub fn from_request(incoming: Option<&HeaderValue>) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_never_indexed() {
+        assert!(generate().is_sensitive());
+        let kept = HeaderValue::from_static("client-id-1");
+        assert!(from_request(Some(&kept)).is_sensitive());
+        assert!(from_request(None).is_sensitive());
+    }
 
     #[test]
     fn keeps_sane_ids() {
