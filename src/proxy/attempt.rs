@@ -258,19 +258,22 @@ pub async fn take_client_event(
     }
 }
 
-/// How long a client that sent its whole request is left alone before the exchange watches for
-/// it going away. Most answers come sooner, and watching costs a read on the client's socket.
+/// How long an HTTP/1 client that sent its whole request is left alone before the exchange
+/// watches for it going away. Most answers come sooner, and watching costs a read on the
+/// client's socket.
 pub const CLIENT_WATCH_DELAY: Duration = Duration::from_millis(50);
 
 /// The client's next event while waiting for the server's answer: at once while its body is
-/// still coming, after [`CLIENT_WATCH_DELAY`] once it is done (timed by the HTTP/1 connection's
-/// own [`ConnTimer`], else by pingora's coarse timer, shared by HTTP/2 streams).
+/// still coming. Once it is done, an HTTP/1 client is watched after [`CLIENT_WATCH_DELAY`]
+/// (timed by the connection's own [`ConnTimer`], else by pingora's coarse timer); an HTTP/2
+/// stream at once, since waiting for its reset only leaves a waker with the stream (the
+/// connection's task reads the socket either way) and costs less than a timer.
 async fn watch_client(
     session: &mut ServerSession,
     done: bool,
     watch: Option<&mut ConnTimer>,
 ) -> ClientEvent {
-    if done {
+    if done && !session.is_http2() {
         match watch {
             Some(watch) => watch.after(CLIENT_WATCH_DELAY).await,
             None => pingora::time::sleep(CLIENT_WATCH_DELAY).await,

@@ -2,7 +2,8 @@
 //! END_STREAM (what Go's and Python's h2 clients and `curl -T -` send) reaches a real HTTP/1.1
 //! backend (uvicorn) framed exactly once, so the pooled connection stays good for the next
 //! request. An h2 connection idle past `idle_timeout` gets a GOAWAY and is closed; one with a
-//! slow stream in flight is not.
+//! slow stream in flight is not. A stream the client resets while the server is still working on
+//! it cancels that work (the server connection is dropped).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -218,4 +219,63 @@ async fn an_idle_h2_connection_gets_a_goaway_and_is_closed() {
         .expect("the idle connection was not closed")
         .expect("joined");
     assert!(ended.is_ok(), "closed without a GOAWAY: {ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2_client_that_resets_its_stream_cancels_generation_on_the_node() {
+    // A non-streamed completion: the node answers only when all 500 tokens are made (20 s), so
+    // the daemon is still waiting for the response head when the client gives up.
+    let node = ferrogate_sim::start(ferrogate_sim::SimConfig {
+        models: vec!["m".into()],
+        decode_ms: 40.0,
+        prefill_tokens_per_sec: 1_000_000.0,
+        default_max_tokens: 500,
+        ..ferrogate_sim::SimConfig::default()
+    })
+    .await
+    .expect("start simulator");
+    let d = DaemonBuilder::new()
+        .route("{ name: ai, hosts: [ai.test], upstream: ai }")
+        .upstream_yaml(
+            "ai",
+            &format!(
+                "    servers: [ {{ address: {} }} ]\n    inference: {{ engine: vllm, models: [m] }}\n",
+                node.addr()
+            ),
+        )
+        .start()
+        .await;
+    let (client, _connection) = h2_client(d.https, "ai.test").await;
+    let mut client = client.ready().await.expect("h2 ready");
+    let request = http::Request::post("https://ai.test/v1/chat/completions")
+        .header("content-type", "application/json")
+        .body(())
+        .expect("request");
+    let (response, mut stream) = client.send_request(request, false).expect("send");
+    let body =
+        br#"{"model":"m","stream":false,"messages":[{"role":"user","content":"a long story"}]}"#;
+    stream
+        .send_data(Bytes::from_static(body), true)
+        .expect("body");
+    let started = tokio::time::timeout(WITHIN, async {
+        while node.stats().running == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(started.is_ok(), "the request never reached the node");
+    stream.send_reset(h2::Reason::CANCEL);
+    let cancelled = tokio::time::timeout(WITHIN, async {
+        while node.stats().totals.cancelled == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        cancelled.is_ok(),
+        "the node never saw the reset: {:?}",
+        node.stats()
+    );
+    assert_eq!(node.stats().totals.served, 0);
+    drop(response);
 }
