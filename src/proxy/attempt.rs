@@ -205,11 +205,11 @@ impl Attempt {
 
     /// Keeps the connection for reuse when both messages ended cleanly (for the client
     /// connection's next request when it keeps one, else in the pool); else it closes.
-    pub async fn release(self, connector: &Upstreams, kept: Option<&mut Kept>) {
+    pub fn release(self, connector: &Upstreams, kept: Option<&mut Kept>) {
         if !self.body_finished {
             return;
         }
-        connector.release(self.session, self.key, kept).await;
+        connector.release(self.session, self.key, kept);
     }
 }
 

@@ -110,13 +110,10 @@ async fn serve_requests(
         let mut session = ServerSession::H1(session);
         let ending = exchange::serve(app, conn, &mut session, refused, Some(&mut *reuse)).await;
         match ending {
-            Ending::Done => match session.finish().await {
-                Ok(Some(reusable)) => stream = reusable.into_parts().0,
-                _ => return None,
-            },
+            Ending::Done => stream = finish(session).await?,
             Ending::Close => {
                 session.set_keepalive(None);
-                let _ = session.finish().await;
+                finish(session).await;
                 return None;
             }
             Ending::Abort => {
@@ -131,6 +128,19 @@ async fn serve_requests(
             }
         }
     }
+}
+
+/// Ends a response on an HTTP/1 connection and gives back the connection when it may carry
+/// another request. Through the HTTP/1 session itself: pingora's `ServerSession::finish` is a
+/// future the size of its largest kind of session (3.6 KiB) that every connection's state
+/// would carry.
+async fn finish(session: ServerSession) -> Option<Stream> {
+    let ServerSession::H1(mut session) = session else {
+        return None;
+    };
+    session.finish_body().await.ok()?;
+    let reusable = session.reuse().await.ok()??;
+    Some(reusable.into_parts().0)
 }
 
 /// Waits for a keep-alive connection's next request head, at most `idle_timeout`; `None` when

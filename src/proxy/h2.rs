@@ -194,17 +194,23 @@ fn spawn_stream(
     });
 }
 
-/// One stream from its head to its end.
+/// One stream from its head to its end. The stream is ended through its own (HTTP/2) session:
+/// nothing there waits, and pingora's `ServerSession::finish` is a future the size of its
+/// largest kind of session (3.6 KiB) that every stream's state would carry.
 async fn serve_stream(app: Arc<ProxyApp>, conn: Arc<Connection>, session: HttpSession) {
     let mut session = ServerSession::H2(session);
-    match exchange::serve(&app, &conn, &mut session, None, None).await {
+    let ending = exchange::serve(&app, &conn, &mut session, None, None).await;
+    let ServerSession::H2(mut session) = session else {
+        return;
+    };
+    match ending {
         Ending::Done | Ending::Close => {
-            if let Err(error) = session.finish().await {
+            if let Err(error) = session.finish() {
                 tracing::debug!(%error, "could not end an h2 stream");
             }
         }
         // An h2 stream is never upgraded; anything else ends it abruptly.
-        Ending::Abort | Ending::Upgraded(_) => session.shutdown().await,
+        Ending::Abort | Ending::Upgraded(_) => session.shutdown(),
     }
 }
 

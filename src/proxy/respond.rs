@@ -4,6 +4,7 @@
 //! route's `headers.response`). Bodies are short and never carry internal detail.
 
 use bytes::Bytes;
+use futures_util::future::BoxFuture;
 use http::header::{
     CACHE_CONTROL, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RETRY_AFTER,
     WWW_AUTHENTICATE,
@@ -298,37 +299,43 @@ pub fn head(response: &LocalResponse, asked: Asked<'_>) -> pingora::Result<Respo
 }
 
 /// Writes `response` to the client. Errors writing to a vanished client are returned.
-pub async fn send(
-    session: &mut ServerSession,
+pub fn send<'a>(
+    session: &'a mut ServerSession,
     response: LocalResponse,
     asked: Asked<'_>,
-) -> pingora::Result<()> {
-    let header = head(&response, asked)?;
-    write(session, header, response, asked.head_only).await
+) -> BoxFuture<'a, pingora::Result<()>> {
+    match head(&response, asked) {
+        Ok(header) => write(session, header, response, asked.head_only),
+        Err(error) => Box::pin(std::future::ready(Err(error))),
+    }
 }
 
 /// Writes `response` with its head already built ([`head`]); `head_only` for a HEAD request.
-pub async fn write(
+/// Boxed: the writes of a local answer are a future of over a kilobyte, which every request's
+/// state would otherwise carry, and a local answer is not the path a proxied request takes.
+pub fn write(
     session: &mut ServerSession,
     header: ResponseHeader,
     response: LocalResponse,
     head_only: bool,
-) -> pingora::Result<()> {
-    let header = Box::new(header);
-    if response.close {
-        session.set_keepalive(None);
-    }
-    let body = response.body;
-    if head_only || body.is_empty() {
-        if let ServerSession::H2(h2) = session {
-            // The stream ends on the HEADERS frame.
-            return h2.write_response_header(header, true);
+) -> BoxFuture<'_, pingora::Result<()>> {
+    Box::pin(async move {
+        let header = Box::new(header);
+        if response.close {
+            session.set_keepalive(None);
+        }
+        let body = response.body;
+        if head_only || body.is_empty() {
+            if let ServerSession::H2(h2) = session {
+                // The stream ends on the HEADERS frame.
+                return h2.write_response_header(header, true);
+            }
+            session.write_response_header(header).await?;
+            return session.finish_body().await;
         }
         session.write_response_header(header).await?;
-        return session.finish_body().await;
-    }
-    session.write_response_header(header).await?;
-    session.write_response_body(body, true).await
+        session.write_response_body(body, true).await
+    })
 }
 
 #[cfg(test)]

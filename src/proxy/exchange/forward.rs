@@ -274,7 +274,9 @@ impl Exchange<'_> {
             .map_err(|error| Attempted::from(Failed::Server { error, sent: true }, reused))?;
         self.obs.respond(status);
         if status == 101 {
-            return self.upgrade(target, session, response, attempt).await;
+            // Boxed: the hand-over to a tunnel is a future of over a kilobyte that every
+            // request's state would otherwise carry.
+            return Box::pin(self.upgrade(target, session, response, attempt)).await;
         }
         let no_body = attempt.session.is_body_done();
         let written = match session {
@@ -294,7 +296,7 @@ impl Exchange<'_> {
         match relay::relay(session, &mut attempt, &mut self.body, watchers).await {
             Ok(()) => {
                 let kept = self.h1.as_deref_mut().map(|h1| &mut h1.kept);
-                attempt.release(connector, kept).await;
+                attempt.release(connector, kept);
                 Ok(Handled::Ended(Ending::Done))
             }
             // Past the response head nothing can be retried or answered: the exchange is cut.
