@@ -5,11 +5,15 @@
 //! ended cleanly. A client closing an idle keep-alive connection is no error; a server shutdown
 //! closes idle connections and lets the request in progress finish with `Connection: close`.
 //! The connection keeps its last server connection for its next request ([`Kept`]) and gives it
-//! to the shared pool when it ends.
+//! to the shared pool when it ends. Pipelined requests (RFC 9112 §9.3.2: a client sending its
+//! next request before the answer to the last) are answered one after another, in order: bytes
+//! of the next request read with or after the current one are handed to the next request's
+//! session.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http::header::TRANSFER_ENCODING;
 use pingora::protocols::http::v1::server::HttpSession;
 use pingora::protocols::http::ServerSession;
@@ -67,8 +71,14 @@ async fn serve_requests(
     reuse: &mut Reuse,
 ) -> Option<Tunnel> {
     let mut first = true;
+    // Bytes of the next request, read while the last one was served (pipelining).
+    let mut pipelined: Option<BytesMut> = None;
     loop {
         let mut session = HttpSession::new(stream);
+        session.set_pipelining_enabled(true);
+        if let Some(prefix) = pipelined.take() {
+            session.set_pipelined_prefix(prefix);
+        }
         // The head's deadline is ours (the gate's header_timeout, then idle_timeout, over the
         // whole head): pingora's per-read timer would only be a second one. Its read timeout
         // comes back for the body.
@@ -110,7 +120,7 @@ async fn serve_requests(
         let mut session = ServerSession::H1(session);
         let ending = exchange::serve(app, conn, &mut session, refused, Some(&mut *reuse)).await;
         match ending {
-            Ending::Done => stream = finish(session).await?,
+            Ending::Done => (stream, pipelined) = finish(session).await?,
             Ending::Close => {
                 session.set_keepalive(None);
                 finish(session).await;
@@ -130,17 +140,17 @@ async fn serve_requests(
     }
 }
 
-/// Ends a response on an HTTP/1 connection and gives back the connection when it may carry
-/// another request. Through the HTTP/1 session itself: pingora's `ServerSession::finish` is a
-/// future the size of its largest kind of session (3.6 KiB) that every connection's state
-/// would carry.
-async fn finish(session: ServerSession) -> Option<Stream> {
+/// Ends a response on an HTTP/1 connection and gives back the connection, with the bytes of a
+/// pipelined next request already read, when it may carry another request. Through the HTTP/1
+/// session itself: pingora's `ServerSession::finish` is a future the size of its largest kind
+/// of session (3.6 KiB) that every connection's state would carry.
+async fn finish(session: ServerSession) -> Option<(Stream, Option<BytesMut>)> {
     let ServerSession::H1(mut session) = session else {
         return None;
     };
     session.finish_body().await.ok()?;
     let reusable = session.reuse().await.ok()??;
-    Some(reusable.into_parts().0)
+    Some(reusable.into_parts())
 }
 
 /// Waits for a keep-alive connection's next request head, at most `idle_timeout`; `None` when

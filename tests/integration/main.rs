@@ -44,6 +44,7 @@ mod observability_reload;
 mod observability_status;
 mod otel;
 mod packaging;
+mod pipelining;
 mod reload;
 mod routing;
 mod runtime_api;
