@@ -9,40 +9,23 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::backends::{slow_server, EchoBackend};
-use crate::client::head_end;
+use crate::client::parse_response;
 use crate::harness::{DaemonBuilder, DEFAULT_TIMEOUTS};
 
 /// Bound on waiting for the answers (only their arrival is checked, not the time).
 const WITHIN: Duration = Duration::from_secs(15);
 
-/// Reads `count` responses (each framed by its Content-Length) from `tcp`: (status, body).
+/// Reads `count` responses from `tcp`, however the reads split them: (status, body).
 async fn responses(tcp: &mut TcpStream, count: usize) -> Vec<(u16, String)> {
     let mut buf = Vec::new();
     let mut got = Vec::new();
     let mut chunk = [0u8; 8192];
     let read = tokio::time::timeout(WITHIN, async {
         while got.len() < count {
-            if let Some(end) = head_end(&buf) {
-                let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-                let status: u16 = head
-                    .split(' ')
-                    .nth(1)
-                    .and_then(|s| s.parse().ok())
-                    .expect("status line");
-                let length: usize = head
-                    .lines()
-                    .find_map(|l| {
-                        let (name, value) = l.split_once(':')?;
-                        name.eq_ignore_ascii_case("content-length")
-                            .then(|| value.trim().parse().ok())?
-                    })
-                    .expect("content-length");
-                if buf.len() >= end + length {
-                    let body = String::from_utf8_lossy(&buf[end..end + length]).into_owned();
-                    buf.drain(..end + length);
-                    got.push((status, body));
-                    continue;
-                }
+            if let Some((response, used)) = parse_response(&buf, false) {
+                buf.drain(..used);
+                got.push((response.status, response.text()));
+                continue;
             }
             let n = tcp.read(&mut chunk).await.expect("read");
             assert!(n > 0, "closed after {} responses: {got:?}", got.len());
