@@ -264,20 +264,17 @@ pub async fn take_client_event(
 pub const CLIENT_WATCH_DELAY: Duration = Duration::from_millis(50);
 
 /// The client's next event while waiting for the server's answer: at once while its body is
-/// still coming. Once it is done, an HTTP/1 client is watched after [`CLIENT_WATCH_DELAY`]
-/// (timed by the connection's own [`ConnTimer`], else by pingora's coarse timer); an HTTP/2
-/// stream at once, since waiting for its reset only leaves a waker with the stream (the
-/// connection's task reads the socket either way) and costs less than a timer.
+/// still coming. Once it is done, an HTTP/1 client (`watch`: its connection's own
+/// [`ConnTimer`]) is watched after [`CLIENT_WATCH_DELAY`]; an HTTP/2 stream (no timer) at once,
+/// since waiting for its reset only leaves a waker with the stream (the connection's task reads
+/// the socket either way) and costs less than a timer.
 async fn watch_client(
     session: &mut ServerSession,
     done: bool,
     watch: Option<&mut ConnTimer>,
 ) -> ClientEvent {
-    if done && !session.is_http2() {
-        match watch {
-            Some(watch) => watch.after(CLIENT_WATCH_DELAY).await,
-            None => pingora::time::sleep(CLIENT_WATCH_DELAY).await,
-        }
+    if let (true, Some(watch)) = (done, watch) {
+        watch.after(CLIENT_WATCH_DELAY).await;
     }
     client_event(session, done).await
 }
