@@ -189,7 +189,10 @@ fn spawn_stream(
 ) {
     let (app, conn) = (app.clone(), conn.clone());
     tokio::spawn(async move {
-        Box::pin(serve_stream(app, conn, session)).await;
+        // Written straight into its allocation: `Box::pin(future)` builds the whole state on the
+        // stack first and copies it, every byte of it, though only the arguments are set yet.
+        let stream = Box::write(Box::new_uninit(), serve_stream(app, conn, session));
+        Box::into_pin(stream).await;
         drop(place);
     });
 }
