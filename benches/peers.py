@@ -17,6 +17,10 @@ more than the proxies do.
 
 THINK_MS=N makes each keep-alive connection pause N ms between its requests, so that the
 latency row compares the proxies at the same offered load below saturation.
+
+FERROGATE_BIN picks the ferrogate under test (default target/release/ferrogate; the build that
+ships is target/pgo/optimized/release/ferrogate, from scripts/build-release.sh); DEMO_BIN the one
+that runs the demo backend (default target/release/ferrogate, built with the `demo` feature).
 """
 
 import asyncio
@@ -37,6 +41,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "bench"
 BIN = Path(os.environ.get("FERROGATE_BIN", ROOT / "target" / "release" / "ferrogate"))  # override for A/B runs
+# The backend for WebSocket, SSE and uploads (`ferrogate demo-backend`): a build with the default
+# `demo` feature, so FERROGATE_BIN may be one without it (the package's profile-guided build).
+DEMO_BIN = Path(os.environ.get("DEMO_BIN", ROOT / "target" / "release" / "ferrogate"))
 DURATION = int(os.environ.get("DURATION", "10"))
 CONNECTIONS = int(os.environ.get("CONNECTIONS", "64"))
 # 10,000 is the goal; a proxy holds two descriptors per WebSocket, so the count is capped below
@@ -721,7 +728,7 @@ def main():
         cert, key = write_certificate(dir)
         backend_port, demo_port = free_port(), free_port()
         backend = backend_nginx(dir, backend_port)
-        demo = Proc("demo", [str(BIN), "demo-backend", "--listen", f"127.0.0.1:{demo_port}"],
+        demo = Proc("demo", [str(DEMO_BIN), "demo-backend", "--listen", f"127.0.0.1:{demo_port}"],
                     env={"FERROGATE_LOG": "warn"})
         try:
             wait_port(backend_port)

@@ -5,7 +5,8 @@
 #
 #   scripts/build-image.sh [IMAGE]        IMAGE defaults to localhost/ferrogate:VERSION
 #
-# The binary is built here (release, without default features) and the Containerfile's `prebuilt`
+# The binary is built here (release, without default features, profile-guided by
+# scripts/build-release.sh) and the Containerfile's `prebuilt`
 # target puts it on a Debian base of this machine's release (the binary needs its C library):
 # docker.io/library/debian:CODENAME-slim when podman has it or can pull it, otherwise
 # localhost/ferrogate-base:CODENAME, assembled here with debootstrap from the Debian archive
@@ -80,10 +81,10 @@ done
 [ "$attempt" = default ] || say "podman starts containers here with: ${runtime[*]} ${limits[*]}"
 
 scripts/setup.sh --build >&2
-cargo build --release --locked --no-default-features --bin ferrogate >&2
+bin=$(scripts/build-release.sh --no-default-features)
 context=target/image-context
 rm -rf "$context" && mkdir -p "$context/conf"
-strip -o "$context/ferrogate" target/release/ferrogate
+strip -o "$context/ferrogate" "$bin"
 cp conf/container.yaml "$context/conf/"
 podman "${runtime[@]}" build --format docker "${limits[@]}" --build-arg "RUNTIME_BASE=$base" \
   --target prebuilt -t "$image" -f Containerfile "$context" >&2

@@ -244,7 +244,7 @@ fn container_instructions(text: &str) -> Vec<(String, String)> {
 /// No container engine runs on the test machines, so the Containerfile is checked for shape:
 /// known instructions only, a build stage and a small runtime stage, a non-root user, the state
 /// volume, the default config path and a health check on /healthz (through `ferrogate health`);
-/// the daemon built from the whole workspace, without the demo.
+/// the daemon built from the whole workspace, without the demo, by the release build script.
 #[test]
 fn containerfile_is_well_formed() {
     const KNOWN: &[&str] = &[
@@ -316,6 +316,11 @@ fn containerfile_is_well_formed() {
     assert!(
         has("RUN", "--no-default-features"),
         "the image is built without the demo feature"
+    );
+    // Profile-guided like the Debian package: the build script and its training run.
+    assert!(
+        has("COPY", "scripts scripts") && has("RUN", "scripts/build-release.sh"),
+        "the image's binary is built by scripts/build-release.sh"
     );
 }
 

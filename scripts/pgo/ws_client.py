@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""WebSocket clients for the profile-guided build's training run (scripts/pgo/train.sh): CONNS
+connections to wss://127.0.0.1:PORT/ws at once, each sending MESSAGES masked text frames and
+checking every echo, then closing. Exits non-zero when any echo is missing or wrong.
+
+    ws_client.py PORT CONNS MESSAGES
+"""
+
+import asyncio
+import base64
+import os
+import ssl
+import struct
+import sys
+
+
+def frame(opcode, payload):
+    mask = os.urandom(4)
+    header = bytes([0x80 | opcode])
+    if len(payload) < 126:
+        header += bytes([0x80 | len(payload)])
+    else:
+        header += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+async def read_frame(reader):
+    b0, b1 = await reader.readexactly(2)
+    length = b1 & 0x7F
+    if length == 126:
+        (length,) = struct.unpack("!H", await reader.readexactly(2))
+    elif length == 127:
+        (length,) = struct.unpack("!Q", await reader.readexactly(8))
+    return b0 & 0x0F, await reader.readexactly(length)
+
+
+async def client(port, n, messages):
+    tls = ssl.create_default_context()
+    tls.check_hostname = False
+    tls.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=tls,
+                                                   server_hostname="localhost")
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(f"GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 101"):
+        raise RuntimeError(f"connection {n}: no upgrade: {head[:60]!r}")
+    for i in range(messages):
+        payload = (f"message {i} of connection {n} " * (1 + i % 8)).encode()
+        writer.write(frame(1, payload))
+        await writer.drain()
+        opcode, echo = await read_frame(reader)
+        if opcode != 1 or echo != payload:
+            raise RuntimeError(f"connection {n}: echo {i} differs")
+    writer.write(frame(8, struct.pack("!H", 1000)))
+    await writer.drain()
+    await read_frame(reader)
+    writer.close()
+
+
+async def main(port, conns, messages):
+    await asyncio.gather(*(client(port, n, messages) for n in range(conns)))
+    print(f"ws: {conns} connections x {messages} messages echoed")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(*(int(a) for a in sys.argv[1:4])))
