@@ -12,8 +12,8 @@
 # Builds into target/pgo/{instrumented,optimized} so that the plain target/release build
 # (`cargo run --release`, the benchmarks' default) is left alone; the merged profile stays in
 # target/pgo/ferrogate.profdata. Needs the toolchain's llvm-profdata (rustup's llvm-tools
-# component, added when missing), h2load (nghttp2-client, installed when missing), curl and
-# python3. Two release builds: the first takes several minutes longer than a plain one.
+# component, added when missing), h2load and curl (installed by `scripts/setup.sh --release`
+# when missing) and python3. Two release builds: the first takes several minutes longer than a plain one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,16 +27,7 @@ if [ "${FERROGATE_PGO:-1}" = 0 ]; then
   exit 0
 fi
 
-need=()
-command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
-command -v curl >/dev/null 2>&1 || need+=(curl)
-if [ "${#need[@]}" -gt 0 ]; then
-  sudo_cmd=()
-  if [ "$(id -u)" != 0 ]; then sudo_cmd=(sudo); fi
-  say "installing ${need[*]} (the training run's clients)"
-  "${sudo_cmd[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+scripts/setup.sh --release >&2   # what building needs, and the training run's clients
 command -v python3 >/dev/null 2>&1 || fail "python3 is missing (the training run's backend)"
 
 # llvm-profdata must be the one of rustc's own LLVM: the raw profile format follows LLVM.

@@ -6,15 +6,22 @@
 # pebble-challtestsrv, bind9's named, dig, openssl and curl; HAProxy for the import-haproxy test;
 # uvicorn and opentelemetry-proto from PyPI, in a virtual environment at target/test-venv: a real
 # Python backend and OTLP decoder). Safe to run again; installs only what
-# is missing. `scripts/setup.sh --build` installs only what building needs (for the demo).
+# is missing. `scripts/setup.sh --build` installs only what building needs (for the demo);
+# `--release` also the clients of the profile-guided build's training run (h2load, curl; see
+# scripts/build-release.sh).
 set -euo pipefail
 
+mode=${1:-}
 build_only=false
-[ "${1:-}" = "--build" ] && build_only=true
+if [ "$mode" = "--build" ] || [ "$mode" = "--release" ]; then build_only=true; fi
 
 need=()
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v cc >/dev/null 2>&1 || need+=(gcc)
+if [ "$mode" = "--release" ]; then
+command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)     # the training run's load
+command -v curl >/dev/null 2>&1 || need+=(curl)
+fi
 if [ "$build_only" = false ]; then
 command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)   # unit file verification test
