@@ -4,7 +4,8 @@
 # kind an edge carries, through a Python backend), then the release build is compiled with the
 # counts it recorded: hot paths laid out together and branches ordered by what the traffic took,
 # code no traffic reached kept small. On the request path this cut the instructions per request
-# by about a fifth (BENCHMARKS.md, "profile-guided build"). Prints the binary's path.
+# by about a fifth (BENCHMARKS.md, "the release build is profile-guided"). Prints the binary's
+# path.
 #
 #   scripts/build-release.sh [CARGO BUILD ARGS...]      e.g. --no-default-features
 #   FERROGATE_PGO=0 scripts/build-release.sh ...         a plain release build (target/release)
@@ -13,7 +14,7 @@
 # (`cargo run --release`, the benchmarks' default) is left alone; the merged profile stays in
 # target/pgo/ferrogate.profdata. Needs the toolchain's llvm-profdata (rustup's llvm-tools
 # component, added when missing), h2load and curl (installed by `scripts/setup.sh --release`
-# when missing) and python3. Two release builds: the first takes several minutes longer than a plain one.
+# when missing) and python3. Two release builds, so several minutes longer than a plain one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -17,8 +17,9 @@ import asyncio
 import base64
 import hashlib
 import json
-import struct
 import sys
+
+import ws
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
 PAGE = b"hello from the training backend\n"
@@ -86,22 +87,8 @@ async def websocket(reader, writer, headers):
     writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                  b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
     while True:
-        b0, b1 = await reader.readexactly(2)
-        opcode, length = b0 & 0x0F, b1 & 0x7F
-        if length == 126:
-            (length,) = struct.unpack("!H", await reader.readexactly(2))
-        elif length == 127:
-            (length,) = struct.unpack("!Q", await reader.readexactly(8))
-        mask = await reader.readexactly(4) if b1 & 0x80 else b"\0\0\0\0"
-        payload = bytes(b ^ mask[i % 4] for i, b in enumerate(await reader.readexactly(length)))
-        header = bytes([0x80 | opcode])
-        if length < 126:
-            header += bytes([length])
-        elif length < 1 << 16:
-            header += bytes([126]) + struct.pack("!H", length)
-        else:
-            header += bytes([127]) + struct.pack("!Q", length)
-        writer.write(header + payload)
+        opcode, payload = await ws.read(reader)
+        writer.write(ws.encode(opcode, payload, masked=False))
         await writer.drain()
         if opcode == 8:
             return

@@ -89,7 +89,7 @@ load() {
     say "$n $want — h2load $*"
 }
 
-printf '%s' "$(head -c 6000 /dev/zero | tr '\0' 'x')" >"$DIR/upload.bin"
+head -c 6000 /dev/zero | tr '\0' x >"$DIR/upload.bin"
 for prompt in 0 1 2 3; do
     printf '{"model":"train-llama","stream":%s,"messages":[{"role":"system","content":"You are a helpful assistant for tenant %s."},{"role":"user","content":"Question %s: what does an edge load balancer do?"}]}' \
         "$([ $((prompt % 2)) = 0 ] && echo true || echo false)" "$prompt" "$prompt" >"$DIR/chat$prompt.json"

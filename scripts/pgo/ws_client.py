@@ -13,25 +13,7 @@ import ssl
 import struct
 import sys
 
-
-def frame(opcode, payload):
-    mask = os.urandom(4)
-    header = bytes([0x80 | opcode])
-    if len(payload) < 126:
-        header += bytes([0x80 | len(payload)])
-    else:
-        header += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
-    return header + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-async def read_frame(reader):
-    b0, b1 = await reader.readexactly(2)
-    length = b1 & 0x7F
-    if length == 126:
-        (length,) = struct.unpack("!H", await reader.readexactly(2))
-    elif length == 127:
-        (length,) = struct.unpack("!Q", await reader.readexactly(8))
-    return b0 & 0x0F, await reader.readexactly(length)
+import ws
 
 
 async def client(port, n, messages):
@@ -49,14 +31,14 @@ async def client(port, n, messages):
         raise RuntimeError(f"connection {n}: no upgrade: {head[:60]!r}")
     for i in range(messages):
         payload = (f"message {i} of connection {n} " * (1 + i % 8)).encode()
-        writer.write(frame(1, payload))
+        writer.write(ws.encode(1, payload, masked=True))
         await writer.drain()
-        opcode, echo = await read_frame(reader)
+        opcode, echo = await ws.read(reader)
         if opcode != 1 or echo != payload:
             raise RuntimeError(f"connection {n}: echo {i} differs")
-    writer.write(frame(8, struct.pack("!H", 1000)))
+    writer.write(ws.encode(8, struct.pack("!H", 1000), masked=True))
     await writer.drain()
-    await read_frame(reader)
+    await ws.read(reader)
     writer.close()
 
 

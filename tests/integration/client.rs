@@ -412,12 +412,28 @@ pub async fn https_get(addr: SocketAddr, host: &str, target: &str) -> Response {
 
 /// Reads one full response (content-length, chunked, or close-delimited).
 pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S, limit: Duration) -> Response {
+    let mut responses = read_responses(stream, 1, limit).await;
+    responses.remove(0)
+}
+
+/// Reads `count` full responses in the order they come, however the reads split them (a
+/// pipelining client's answers), all within `limit`.
+pub async fn read_responses<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    count: usize,
+    limit: Duration,
+) -> Vec<Response> {
     let deadline = Instant::now() + limit;
     let mut buf = Vec::new();
+    let mut got = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     loop {
-        if let Some((response, _)) = parse_response(&buf, false) {
-            return response;
+        while let Some((response, used)) = parse_response(&buf, false) {
+            buf.drain(..used);
+            got.push(response);
+            if got.len() == count {
+                return got;
+            }
         }
         assert!(buf.len() < MAX_RESPONSE_BYTES, "response too large");
         let left = deadline.saturating_duration_since(Instant::now());
@@ -425,7 +441,8 @@ pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S, limit: Duration
             .await
             .unwrap_or_else(|_| {
                 panic!(
-                    "no complete response within {limit:?}; got so far: {:?}",
+                    "{} of {count} responses within {limit:?}; got so far: {:?}",
+                    got.len(),
                     String::from_utf8_lossy(&buf)
                 )
             });
@@ -433,14 +450,18 @@ pub async fn read_response<S: AsyncRead + Unpin>(stream: &mut S, limit: Duration
             Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
             // EOF, or a TLS peer closing without close_notify: the body may be close-delimited.
             _ => {
-                return parse_response(&buf, true)
-                    .map(|(r, _)| r)
-                    .unwrap_or_else(|| {
-                        panic!(
-                            "connection closed before a complete response: {:?}",
-                            String::from_utf8_lossy(&buf)
-                        )
-                    })
+                let last = parse_response(&buf, true).map(|(r, _)| r);
+                match last {
+                    Some(response) if got.len() + 1 == count => {
+                        got.push(response);
+                        return got;
+                    }
+                    _ => panic!(
+                        "connection closed after {} of {count} responses: {:?}",
+                        got.len(),
+                        String::from_utf8_lossy(&buf)
+                    ),
+                }
             }
         }
     }

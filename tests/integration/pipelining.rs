@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use crate::backends::{slow_server, EchoBackend};
-use crate::client::parse_response;
+use crate::client::read_responses;
 use crate::harness::{DaemonBuilder, DEFAULT_TIMEOUTS};
 
 /// Bound on waiting for the answers (only their arrival is checked, not the time).
@@ -17,24 +17,11 @@ const WITHIN: Duration = Duration::from_secs(15);
 
 /// Reads `count` responses from `tcp`, however the reads split them: (status, body).
 async fn responses(tcp: &mut TcpStream, count: usize) -> Vec<(u16, String)> {
-    let mut buf = Vec::new();
-    let mut got = Vec::new();
-    let mut chunk = [0u8; 8192];
-    let read = tokio::time::timeout(WITHIN, async {
-        while got.len() < count {
-            if let Some((response, used)) = parse_response(&buf, false) {
-                buf.drain(..used);
-                got.push((response.status, response.text()));
-                continue;
-            }
-            let n = tcp.read(&mut chunk).await.expect("read");
-            assert!(n > 0, "closed after {} responses: {got:?}", got.len());
-            buf.extend_from_slice(&chunk[..n]);
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "{} of {count} responses: {got:?}", got.len());
-    got
+    read_responses(tcp, count, WITHIN)
+        .await
+        .into_iter()
+        .map(|r| (r.status, r.text()))
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
